@@ -1,0 +1,252 @@
+//! The cart aggregate: commands, events, `decide` and `apply`.
+
+use crate::ids::{Quantity, Sku, MAX_LINES};
+
+/// One line of a cart. Invariant: `quantity` is never zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub sku: Sku,
+    pub quantity: u32,
+}
+
+/// A cart as of its last event. Only ever built by folding events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cart {
+    opened: bool,
+    // Invariant: at most one line per SKU, none with quantity zero, in the order the lines
+    // were first added (the order a shopper sees).
+    lines: Vec<Line>,
+}
+
+impl Cart {
+    /// Folds a history into a cart.
+    pub fn replay<'a>(history: impl IntoIterator<Item = &'a CartEvent>) -> Cart {
+        history.into_iter().fold(Cart::default(), apply)
+    }
+
+    /// Whether any event was ever recorded for this cart.
+    pub fn is_opened(&self) -> bool {
+        self.opened
+    }
+
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    pub fn quantity_of(&self, sku: &Sku) -> u32 {
+        self.lines
+            .iter()
+            .find(|l| &l.sku == sku)
+            .map_or(0, |l| l.quantity)
+    }
+}
+
+/// A SKU requested by a fill, with what the shell learnt about it from the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillItem {
+    pub sku: Sku,
+    pub quantity: Quantity,
+    /// Whether the project's catalog lists this SKU.
+    pub listed: bool,
+}
+
+/// What a caller asks of a cart. Catalog facts arrive inside the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CartCommand {
+    /// Set each listed SKU's quantity (0 removes it); unlisted SKUs are skipped. With
+    /// `replace`, lines not named in `items` are removed in the same change. When a SKU
+    /// appears twice, the last one wins.
+    Fill { items: Vec<FillItem>, replace: bool },
+    /// Set one SKU's quantity; 0 removes the line.
+    PutItem {
+        sku: Sku,
+        quantity: Quantity,
+        listed: bool,
+    },
+    /// Remove one SKU's line; removing an absent line is not an error.
+    DeleteItem { sku: Sku, listed: bool },
+    /// Remove every line.
+    Clear,
+}
+
+/// What happened to a cart. Past tense, facts only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CartEvent {
+    /// The cart exists from here on; always the first event of a cart.
+    CartOpened,
+    /// A line was added or its quantity changed. `quantity` is never zero.
+    ItemQuantitySet {
+        sku: Sku,
+        quantity: u32,
+    },
+    ItemRemoved {
+        sku: Sku,
+    },
+    CartCleared,
+}
+
+impl CartEvent {
+    /// The stable name of the event's type, as stored in the log.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            CartEvent::CartOpened => "CartOpened",
+            CartEvent::ItemQuantitySet { .. } => "ItemQuantitySet",
+            CartEvent::ItemRemoved { .. } => "ItemRemoved",
+            CartEvent::CartCleared => "CartCleared",
+        }
+    }
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CartError {
+    #[error("item with sku {sku} not found")]
+    UnknownItem { sku: Sku },
+    #[error("a cart holds at most {max} lines")]
+    TooManyLines { max: usize },
+}
+
+/// Why fill skipped a requested SKU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The catalog does not list the SKU (Xsolla 4001).
+    UnknownItem,
+}
+
+/// A SKU that fill skipped, reported to the caller as a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub sku: Sku,
+    pub quantity: Quantity,
+    pub reason: SkipReason,
+}
+
+/// The SKUs a fill skips, in request order.
+pub fn fill_warnings(items: &[FillItem]) -> Vec<Skipped> {
+    items
+        .iter()
+        .filter(|item| !item.listed)
+        .map(|item| Skipped {
+            sku: item.sku.clone(),
+            quantity: item.quantity,
+            reason: SkipReason::UnknownItem,
+        })
+        .collect()
+}
+
+/// Decides what a command does to a cart. The only place with business rules.
+///
+/// Returns no events when the command changes nothing (setting a quantity a line
+/// already has, deleting an absent line, clearing an empty cart), except that the first
+/// accepted command of a new cart records `CartOpened`.
+///
+/// # Errors
+/// `UnknownItem` for an item put or delete of a SKU the catalog does not list, and
+/// `TooManyLines` when the cart would hold more than [`MAX_LINES`] lines.
+pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, CartError> {
+    let mut target = cart.lines.clone();
+    match command {
+        CartCommand::Fill { items, replace } => {
+            if *replace {
+                target.clear();
+            }
+            for item in items.iter().filter(|item| item.listed) {
+                set_line(&mut target, &item.sku, item.quantity);
+            }
+        }
+        CartCommand::PutItem {
+            sku,
+            quantity,
+            listed,
+        } => {
+            if !listed {
+                return Err(CartError::UnknownItem { sku: sku.clone() });
+            }
+            set_line(&mut target, sku, *quantity);
+        }
+        CartCommand::DeleteItem { sku, listed } => {
+            if !listed {
+                return Err(CartError::UnknownItem { sku: sku.clone() });
+            }
+            target.retain(|line| &line.sku != sku);
+        }
+        CartCommand::Clear => target.clear(),
+    }
+    // Lines already present may stay even if over the limit; only growth is refused.
+    if target.len() > MAX_LINES && target.len() > cart.lines.len() {
+        return Err(CartError::TooManyLines { max: MAX_LINES });
+    }
+
+    let mut events = Vec::new();
+    if !cart.opened {
+        events.push(CartEvent::CartOpened);
+    }
+    events.extend(diff(&cart.lines, &target));
+    Ok(events)
+}
+
+fn set_line(lines: &mut Vec<Line>, sku: &Sku, quantity: Quantity) {
+    match lines.iter().position(|line| &line.sku == sku) {
+        Some(i) if quantity.is_zero() => {
+            lines.remove(i);
+        }
+        Some(i) => lines[i].quantity = quantity.get(),
+        None if quantity.is_zero() => {}
+        None => lines.push(Line {
+            sku: sku.clone(),
+            quantity: quantity.get(),
+        }),
+    }
+}
+
+/// The fewest events that turn `from` into `to`: a clear when nothing survives,
+/// otherwise removals followed by quantity changes in the target's order.
+fn diff(from: &[Line], to: &[Line]) -> Vec<CartEvent> {
+    let mut events = Vec::new();
+    if to.is_empty() {
+        if !from.is_empty() {
+            events.push(CartEvent::CartCleared);
+        }
+        return events;
+    }
+    for line in from {
+        if !to.iter().any(|t| t.sku == line.sku) {
+            events.push(CartEvent::ItemRemoved {
+                sku: line.sku.clone(),
+            });
+        }
+    }
+    for line in to {
+        let before = from.iter().find(|f| f.sku == line.sku).map(|f| f.quantity);
+        if before != Some(line.quantity) {
+            events.push(CartEvent::ItemQuantitySet {
+                sku: line.sku.clone(),
+                quantity: line.quantity,
+            });
+        }
+    }
+    events
+}
+
+/// Records what happened. No checks: `decide` already made them.
+pub fn apply(mut cart: Cart, event: &CartEvent) -> Cart {
+    match event {
+        CartEvent::CartOpened => cart.opened = true,
+        CartEvent::ItemQuantitySet { sku, quantity } => {
+            cart.opened = true;
+            match cart.lines.iter_mut().find(|line| &line.sku == sku) {
+                Some(line) => line.quantity = *quantity,
+                None => cart.lines.push(Line {
+                    sku: sku.clone(),
+                    quantity: *quantity,
+                }),
+            }
+        }
+        CartEvent::ItemRemoved { sku } => cart.lines.retain(|line| &line.sku != sku),
+        CartEvent::CartCleared => cart.lines.clear(),
+    }
+    cart
+}
+
+#[cfg(test)]
+mod tests;

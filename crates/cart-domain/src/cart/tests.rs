@@ -1,0 +1,237 @@
+//! Given a history, when a command is decided, then these events (or this refusal).
+
+use super::*;
+
+fn sku(s: &str) -> Sku {
+    Sku::parse(s).unwrap()
+}
+fn qty(n: i64) -> Quantity {
+    Quantity::parse(n).unwrap()
+}
+fn set(s: &str, n: u32) -> CartEvent {
+    CartEvent::ItemQuantitySet {
+        sku: sku(s),
+        quantity: n,
+    }
+}
+fn listed(s: &str, n: i64) -> FillItem {
+    FillItem {
+        sku: sku(s),
+        quantity: qty(n),
+        listed: true,
+    }
+}
+fn put(s: &str, n: i64) -> CartCommand {
+    CartCommand::PutItem {
+        sku: sku(s),
+        quantity: qty(n),
+        listed: true,
+    }
+}
+
+/// Replays `history`, decides `command`, and checks the result; on success also checks
+/// that applying the new events gives a cart with `lines`.
+fn check(history: &[CartEvent], command: CartCommand, expected: Result<Vec<CartEvent>, CartError>) {
+    let cart = Cart::replay(history);
+    let res = decide(&cart, &command);
+    assert_eq!(res, expected, "deciding {command:?} after {history:?}");
+}
+
+fn lines_after(history: &[CartEvent]) -> Vec<(String, u32)> {
+    Cart::replay(history)
+        .lines()
+        .iter()
+        .map(|l| (l.sku.to_string(), l.quantity))
+        .collect()
+}
+
+#[test]
+fn first_command_opens_the_cart() {
+    check(
+        &[],
+        put("a", 2),
+        Ok(vec![CartEvent::CartOpened, set("a", 2)]),
+    );
+    check(&[], CartCommand::Clear, Ok(vec![CartEvent::CartOpened]));
+}
+
+#[test]
+fn put_sets_rather_than_adds() {
+    let history = [CartEvent::CartOpened, set("a", 2)];
+    check(&history, put("a", 5), Ok(vec![set("a", 5)]));
+    assert_eq!(
+        lines_after(&[CartEvent::CartOpened, set("a", 2), set("a", 5)]),
+        [("a".into(), 5)]
+    );
+}
+
+#[test]
+fn putting_the_same_quantity_again_records_nothing() {
+    check(
+        &[CartEvent::CartOpened, set("a", 2)],
+        put("a", 2),
+        Ok(vec![]),
+    );
+}
+
+#[test]
+fn put_zero_removes_the_line_and_is_a_no_op_when_absent() {
+    let history = [CartEvent::CartOpened, set("a", 2), set("b", 1)];
+    check(
+        &history,
+        put("a", 0),
+        Ok(vec![CartEvent::ItemRemoved { sku: sku("a") }]),
+    );
+    check(&history, put("c", 0), Ok(vec![]));
+}
+
+#[test]
+fn removing_the_last_line_is_a_clear() {
+    check(
+        &[CartEvent::CartOpened, set("a", 2)],
+        put("a", 0),
+        Ok(vec![CartEvent::CartCleared]),
+    );
+}
+
+#[test]
+fn unlisted_sku_is_refused_by_put_and_delete() {
+    let cmd = CartCommand::PutItem {
+        sku: sku("nope"),
+        quantity: qty(1),
+        listed: false,
+    };
+    check(&[], cmd, Err(CartError::UnknownItem { sku: sku("nope") }));
+    let cmd = CartCommand::DeleteItem {
+        sku: sku("nope"),
+        listed: false,
+    };
+    check(&[], cmd, Err(CartError::UnknownItem { sku: sku("nope") }));
+}
+
+#[test]
+fn delete_of_an_absent_line_records_nothing() {
+    let cmd = CartCommand::DeleteItem {
+        sku: sku("b"),
+        listed: true,
+    };
+    check(&[CartEvent::CartOpened, set("a", 1)], cmd, Ok(vec![]));
+}
+
+#[test]
+fn fill_upserts_named_lines_keeps_others_and_skips_unlisted() {
+    let history = [CartEvent::CartOpened, set("a", 1), set("b", 1)];
+    let items = vec![
+        listed("b", 3),
+        FillItem {
+            sku: sku("ghost"),
+            quantity: qty(1),
+            listed: false,
+        },
+        listed("c", 2),
+    ];
+    let warnings = fill_warnings(&items);
+    check(
+        &history,
+        CartCommand::Fill {
+            items,
+            replace: false,
+        },
+        Ok(vec![set("b", 3), set("c", 2)]),
+    );
+    assert_eq!(
+        warnings,
+        [Skipped {
+            sku: sku("ghost"),
+            quantity: qty(1),
+            reason: SkipReason::UnknownItem
+        }]
+    );
+}
+
+#[test]
+fn fill_with_duplicate_skus_keeps_the_last() {
+    let items = vec![listed("a", 1), listed("a", 4)];
+    check(
+        &[CartEvent::CartOpened],
+        CartCommand::Fill {
+            items,
+            replace: false,
+        },
+        Ok(vec![set("a", 4)]),
+    );
+}
+
+#[test]
+fn fill_replace_removes_unnamed_lines_in_the_same_change() {
+    let history = [CartEvent::CartOpened, set("a", 1), set("b", 1)];
+    let cmd = CartCommand::Fill {
+        items: vec![listed("b", 1), listed("c", 1)],
+        replace: true,
+    };
+    check(
+        &history,
+        cmd,
+        Ok(vec![CartEvent::ItemRemoved { sku: sku("a") }, set("c", 1)]),
+    );
+    let cmd = CartCommand::Fill {
+        items: vec![],
+        replace: true,
+    };
+    check(&history, cmd, Ok(vec![CartEvent::CartCleared]));
+}
+
+#[test]
+fn a_cart_never_grows_past_the_line_limit() {
+    let mut history = vec![CartEvent::CartOpened];
+    history.extend((0..MAX_LINES).map(|i| set(&format!("s{i}"), 1)));
+    check(
+        &history,
+        put("one-more", 1),
+        Err(CartError::TooManyLines { max: MAX_LINES }),
+    );
+    // Changing an existing line is still fine at the limit.
+    check(&history, put("s0", 7), Ok(vec![set("s0", 7)]));
+}
+
+#[test]
+fn clear_of_an_empty_opened_cart_records_nothing() {
+    check(&[CartEvent::CartOpened], CartCommand::Clear, Ok(vec![]));
+}
+
+#[test]
+fn replay_of_decided_events_matches_the_intended_lines() {
+    // A small exhaustive walk: every decision, applied, yields exactly the lines the
+    // command asked for.
+    let mut history = Vec::new();
+    let commands = [
+        put("a", 1),
+        put("b", 2),
+        CartCommand::Fill {
+            items: vec![listed("a", 0), listed("c", 3)],
+            replace: false,
+        },
+        put("b", 0),
+        CartCommand::Fill {
+            items: vec![listed("d", 1)],
+            replace: true,
+        },
+        CartCommand::Clear,
+        put("e", 9),
+    ];
+    let expected: [&[(&str, u32)]; 7] = [
+        &[("a", 1)],
+        &[("a", 1), ("b", 2)],
+        &[("b", 2), ("c", 3)],
+        &[("c", 3)],
+        &[("d", 1)],
+        &[],
+        &[("e", 9)],
+    ];
+    for (command, want) in commands.iter().zip(expected) {
+        let events = decide(&Cart::replay(&history), command).unwrap();
+        history.extend(events);
+        let want: Vec<(String, u32)> = want.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect();
+        assert_eq!(lines_after(&history), want, "after {command:?}");
+    }
+}

@@ -1,0 +1,37 @@
+//! Compiles proto/ with protox (pure Rust), so no system `protoc` is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
+    let files = ["cart/v1/cart.proto", "cart/v1/events.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed={root}/{file}");
+    }
+    let descriptors = protox::compile(files, [root])?;
+
+    let mut config = prost_build::Config::new();
+    // One set of generated types serves both encodings: serde gives the JSON form.
+    config.message_attribute(
+        ".cart.v1",
+        "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
+    );
+    // Xsolla's JSON names these in camelCase.
+    for (field, json) in [
+        ("Warning.error_code", "errorCode"),
+        ("Warning.error_message", "errorMessage"),
+        ("Error.status_code", "statusCode"),
+        ("Error.error_code", "errorCode"),
+        ("Error.error_message", "errorMessage"),
+    ] {
+        config.field_attribute(
+            format!(".cart.v1.{field}"),
+            format!("#[serde(rename = \"{json}\")]"),
+        );
+    }
+    // Xsolla sends `warnings` only on fill.
+    config.field_attribute(
+        ".cart.v1.Cart.warnings",
+        "#[serde(skip_serializing_if = \"Vec::is_empty\")]",
+    );
+    config.compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! Decoding of cart requests from JSON or protobuf into checked domain values.
+
+use cart_domain::{
+    CartId, Currency, InvalidInput, Locale, ProjectId, Quantity, Sku, UserId, MAX_LINES,
+};
+use prost::Message;
+use serde::Deserialize;
+
+use crate::{v1, Encoding, ErrorReply};
+
+/// The endpoints that take a cart request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Fill,
+    PutItem,
+    DeleteItem,
+    Clear,
+    Get,
+}
+
+impl Endpoint {
+    /// The subject suffix after the service prefix, e.g. `item.put`.
+    pub fn subject(self) -> &'static str {
+        match self {
+            Endpoint::Fill => "fill",
+            Endpoint::PutItem => "item.put",
+            Endpoint::DeleteItem => "item.delete",
+            Endpoint::Clear => "clear",
+            Endpoint::Get => "get",
+        }
+    }
+
+    /// The endpoint name reported by $SRV.INFO.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Fill => "fill",
+            Endpoint::PutItem => "item-put",
+            Endpoint::DeleteItem => "item-delete",
+            Endpoint::Clear => "clear",
+            Endpoint::Get => "get",
+        }
+    }
+
+    pub const ALL: [Endpoint; 5] = [
+        Endpoint::Fill,
+        Endpoint::PutItem,
+        Endpoint::DeleteItem,
+        Endpoint::Clear,
+        Endpoint::Get,
+    ];
+}
+
+/// Whose cart, and which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub project: ProjectId,
+    pub user: UserId,
+    /// None addresses the user's current cart.
+    pub cart: Option<CartId>,
+}
+
+/// How the reply renders the cart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewOptions {
+    pub currency: Currency,
+    pub locale: Locale,
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Fill {
+        items: Vec<(Sku, Quantity)>,
+        replace: bool,
+    },
+    PutItem {
+        sku: Sku,
+        quantity: Quantity,
+    },
+    DeleteItem {
+        sku: Sku,
+    },
+    Clear,
+    Get,
+}
+
+impl Action {
+    pub fn is_query(&self) -> bool {
+        matches!(self, Action::Get)
+    }
+}
+
+/// A decoded, checked request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub scope: Scope,
+    pub view: ViewOptions,
+    pub action: Action,
+}
+
+/// Decodes the body of a request to `endpoint`.
+///
+/// # Errors
+/// 400/1102 when the bytes are not a message at all; 422/1102 naming the property when a
+/// value is missing or out of range.
+pub fn decode(endpoint: Endpoint, encoding: Encoding, body: &[u8]) -> Result<Request, ErrorReply> {
+    let raw = match encoding {
+        Encoding::Json => RawRequest::from_json(endpoint, body)?,
+        Encoding::Protobuf => RawRequest::from_protobuf(endpoint, body)?,
+    };
+    raw.check(endpoint).map_err(|e| ErrorReply::invalid(&e))
+}
+
+/// A request as received, before checks. Both encodings land here.
+#[derive(Debug, Default)]
+struct RawRequest {
+    project_id: Option<u64>,
+    user_id: String,
+    cart_id: String,
+    currency: String,
+    locale: String,
+    items: Vec<(String, RawQuantity)>,
+    replace: bool,
+    sku: String,
+    quantity: Option<RawQuantity>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RawQuantity {
+    Integer(i64),
+    NotAnInteger,
+}
+
+impl RawQuantity {
+    fn check(self) -> Result<Quantity, InvalidInput> {
+        match self {
+            RawQuantity::Integer(n) => Quantity::parse(n),
+            RawQuantity::NotAnInteger => Err(InvalidInput::BadQuantity),
+        }
+    }
+}
+
+/// The JSON body. Unknown properties are refused so that a typo is not silently ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRequest {
+    project_id: Option<u64>,
+    user_id: Option<String>,
+    cart_id: Option<String>,
+    currency: Option<String>,
+    locale: Option<String>,
+    items: Option<Vec<JsonItem>>,
+    replace: Option<bool>,
+    sku: Option<String>,
+    quantity: Option<serde_json::Number>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonItem {
+    sku: Option<String>,
+    quantity: Option<serde_json::Number>,
+}
+
+fn json_quantity(n: &serde_json::Number) -> RawQuantity {
+    match n.as_i64() {
+        Some(i) => RawQuantity::Integer(i),
+        // Beyond i64 is far above the maximum anyway.
+        None if n.as_u64().is_some() => RawQuantity::Integer(i64::MAX),
+        None => RawQuantity::NotAnInteger,
+    }
+}
+
+impl RawRequest {
+    fn from_json(endpoint: Endpoint, body: &[u8]) -> Result<Self, ErrorReply> {
+        let json: JsonRequest = serde_json::from_slice(body).map_err(ErrorReply::malformed)?;
+        let not_here = |property: &'static str| {
+            ErrorReply::new(
+                422,
+                1102,
+                format!(
+                    "Unprocessable Entity. The property `{property}` is not accepted by {}",
+                    endpoint.subject()
+                ),
+            )
+        };
+        let takes_sku = matches!(endpoint, Endpoint::PutItem | Endpoint::DeleteItem);
+        if json.items.is_some() && endpoint != Endpoint::Fill {
+            return Err(not_here("items"));
+        }
+        if json.replace.is_some() && endpoint != Endpoint::Fill {
+            return Err(not_here("replace"));
+        }
+        if json.sku.is_some() && !takes_sku {
+            return Err(not_here("sku"));
+        }
+        if json.quantity.is_some() && endpoint != Endpoint::PutItem {
+            return Err(not_here("quantity"));
+        }
+        let items = json
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| {
+                // A missing quantity is reported by the check below as a missing property.
+                let quantity = item
+                    .quantity
+                    .as_ref()
+                    .map_or(RawQuantity::Integer(-1), json_quantity);
+                match item.quantity {
+                    Some(_) => Ok((item.sku.unwrap_or_default(), quantity)),
+                    None => Err(ErrorReply::invalid(&InvalidInput::Missing("quantity"))),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            project_id: json.project_id,
+            user_id: json.user_id.unwrap_or_default(),
+            cart_id: json.cart_id.unwrap_or_default(),
+            currency: json.currency.unwrap_or_default(),
+            locale: json.locale.unwrap_or_default(),
+            items,
+            replace: json.replace.unwrap_or(false),
+            sku: json.sku.unwrap_or_default(),
+            quantity: json.quantity.as_ref().map(json_quantity),
+        })
+    }
+
+    fn from_protobuf(endpoint: Endpoint, body: &[u8]) -> Result<Self, ErrorReply> {
+        let malformed = ErrorReply::malformed;
+        let scope = |project_id: u64, user_id, cart_id, currency, locale| Self {
+            project_id: Some(project_id),
+            user_id,
+            cart_id,
+            currency,
+            locale,
+            ..Self::default()
+        };
+        Ok(match endpoint {
+            Endpoint::Fill => {
+                let m = v1::FillRequest::decode(body).map_err(malformed)?;
+                Self {
+                    items: m
+                        .items
+                        .into_iter()
+                        .map(|i| (i.sku, RawQuantity::Integer(i.quantity)))
+                        .collect(),
+                    replace: m.replace,
+                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                }
+            }
+            Endpoint::PutItem => {
+                let m = v1::PutItemRequest::decode(body).map_err(malformed)?;
+                Self {
+                    sku: m.sku,
+                    quantity: Some(RawQuantity::Integer(m.quantity)),
+                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                }
+            }
+            Endpoint::DeleteItem => {
+                let m = v1::DeleteItemRequest::decode(body).map_err(malformed)?;
+                Self {
+                    sku: m.sku,
+                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                }
+            }
+            Endpoint::Clear => {
+                let m = v1::ClearRequest::decode(body).map_err(malformed)?;
+                scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+            }
+            Endpoint::Get => {
+                let m = v1::GetCartRequest::decode(body).map_err(malformed)?;
+                scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+            }
+        })
+    }
+
+    fn check(self, endpoint: Endpoint) -> Result<Request, InvalidInput> {
+        let project = match self.project_id {
+            None | Some(0) => return Err(InvalidInput::Missing("project_id")),
+            Some(id) => ProjectId::parse(id)?,
+        };
+        let user = UserId::parse(self.user_id)?;
+        let cart = match self.cart_id.as_str() {
+            "" => None,
+            _ => Some(CartId::parse(self.cart_id)?),
+        };
+        let currency = match self.currency.as_str() {
+            "" => Currency::usd(),
+            c => Currency::parse(c)?,
+        };
+        let locale = match self.locale.as_str() {
+            "" => Locale::en(),
+            l => Locale::parse(l)?,
+        };
+        let action = match endpoint {
+            Endpoint::Fill => {
+                if self.items.len() > MAX_LINES {
+                    return Err(InvalidInput::TooManyItems);
+                }
+                let items = self
+                    .items
+                    .into_iter()
+                    .map(|(sku, quantity)| Ok((Sku::parse(sku)?, quantity.check()?)))
+                    .collect::<Result<_, InvalidInput>>()?;
+                Action::Fill {
+                    items,
+                    replace: self.replace,
+                }
+            }
+            Endpoint::PutItem => {
+                let sku = Sku::parse(self.sku)?;
+                let quantity = self
+                    .quantity
+                    .ok_or(InvalidInput::Missing("quantity"))?
+                    .check()?;
+                Action::PutItem { sku, quantity }
+            }
+            Endpoint::DeleteItem => Action::DeleteItem {
+                sku: Sku::parse(self.sku)?,
+            },
+            Endpoint::Clear => Action::Clear,
+            Endpoint::Get => Action::Get,
+        };
+        Ok(Request {
+            scope: Scope {
+                project,
+                user,
+                cart,
+            },
+            view: ViewOptions { currency, locale },
+            action,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(endpoint: Endpoint, body: &str) -> Result<Request, ErrorReply> {
+        decode(endpoint, Encoding::Json, body.as_bytes())
+    }
+
+    fn code_and_text(res: Result<Request, ErrorReply>) -> (u16, u32, String) {
+        let e = res.unwrap_err();
+        (e.status, e.code, e.message())
+    }
+
+    #[test]
+    fn a_full_fill_decodes_with_defaults() {
+        let req = json(
+            Endpoint::Fill,
+            r#"{"project_id":44056,"user_id":"u1","items":[{"sku":"a","quantity":2},{"sku":"b","quantity":0}]}"#,
+        )
+        .unwrap();
+        assert_eq!(req.scope.project.get(), 44056);
+        assert_eq!(req.scope.cart, None);
+        assert_eq!(req.view.currency.as_str(), "USD");
+        assert_eq!(req.view.locale.as_str(), "en");
+        let Action::Fill { items, replace } = req.action else {
+            panic!("not a fill")
+        };
+        assert!(!replace);
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].1.get(), 0);
+    }
+
+    #[test]
+    fn negative_and_fractional_quantities_are_1102() {
+        for q in ["-1", "1.5", "2.0", "1e3"] {
+            let body = format!(r#"{{"project_id":1,"user_id":"u","sku":"a","quantity":{q}}}"#);
+            let (status, code, text) = code_and_text(json(Endpoint::PutItem, &body));
+            assert_eq!((status, code), (422, 1102), "quantity {q}");
+            assert_eq!(
+                text,
+                "[0401-1102]: Item quantity must be non-negative integer"
+            );
+        }
+        let body = r#"{"project_id":1,"user_id":"u","sku":"a","quantity":10001}"#;
+        assert_eq!(code_and_text(json(Endpoint::PutItem, body)).1, 1102);
+    }
+
+    #[test]
+    fn missing_and_malformed_input_is_named() {
+        let (status, code, text) = code_and_text(json(
+            Endpoint::PutItem,
+            r#"{"project_id":1,"user_id":"u","quantity":1}"#,
+        ));
+        assert_eq!((status, code), (422, 1102));
+        assert!(text.contains("The property `sku` is required"), "{text}");
+        let (_, _, text) = code_and_text(json(Endpoint::Get, r#"{"user_id":"u"}"#));
+        assert!(text.contains("`project_id`"), "{text}");
+        let (status, ..) = code_and_text(json(Endpoint::Get, "{not json"));
+        assert_eq!(status, 400);
+        let (status, _, text) = code_and_text(json(
+            Endpoint::Get,
+            r#"{"project_id":1,"user_id":"u","colour":"red"}"#,
+        ));
+        assert_eq!(status, 400);
+        assert!(text.contains("colour"), "{text}");
+        let (_, _, text) = code_and_text(json(
+            Endpoint::Clear,
+            r#"{"project_id":1,"user_id":"u","sku":"a"}"#,
+        ));
+        assert!(text.contains("not accepted by clear"), "{text}");
+        let (_, _, text) = code_and_text(json(
+            Endpoint::Fill,
+            r#"{"project_id":1,"user_id":"u","items":[{"sku":"a"}]}"#,
+        ));
+        assert!(text.contains("`quantity` is required"), "{text}");
+    }
+
+    #[test]
+    fn subject_unsafe_ids_are_refused() {
+        for cart in ["a.b", "a b", "*", ">", ""] {
+            let body = format!(r#"{{"project_id":1,"user_id":"u","cart_id":"{cart}"}}"#);
+            let res = json(Endpoint::Get, &body);
+            if cart.is_empty() {
+                assert_eq!(res.unwrap().scope.cart, None);
+            } else {
+                assert_eq!(res.unwrap_err().code, 1102, "cart id {cart:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_fill_items_are_refused() {
+        let items: Vec<String> = (0..=MAX_LINES)
+            .map(|i| format!(r#"{{"sku":"s{i}","quantity":1}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"project_id":1,"user_id":"u","items":[{}]}}"#,
+            items.join(",")
+        );
+        let e = json(Endpoint::Fill, &body).unwrap_err();
+        assert_eq!((e.status, e.code), (422, 1102));
+    }
+
+    #[test]
+    fn protobuf_requests_decode_to_the_same_values() {
+        let m = v1::PutItemRequest {
+            project_id: 7,
+            user_id: "u".into(),
+            cart_id: "c-1".into(),
+            currency: "eur".into(),
+            locale: "de".into(),
+            sku: "a".into(),
+            quantity: 3,
+        };
+        let req = decode(Endpoint::PutItem, Encoding::Protobuf, &m.encode_to_vec()).unwrap();
+        assert_eq!(req.scope.cart.unwrap().as_str(), "c-1");
+        assert_eq!(req.view.currency.as_str(), "EUR");
+        assert!(matches!(req.action, Action::PutItem { quantity, .. } if quantity.get() == 3));
+        let m = v1::PutItemRequest { quantity: -2, ..m };
+        let e = decode(Endpoint::PutItem, Encoding::Protobuf, &m.encode_to_vec()).unwrap_err();
+        assert_eq!(e.code, 1102);
+        let e = decode(Endpoint::Fill, Encoding::Protobuf, &[0xff, 0xff, 0xff]).unwrap_err();
+        assert_eq!(e.status, 400);
+    }
+}

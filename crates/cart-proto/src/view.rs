@@ -97,7 +97,7 @@ fn item(line: &PricedLine<'_>, locale: &Locale, format: AmountFormat) -> v1::Car
         sku: line.sku.to_string(),
         name: item.name(locale).to_owned(),
         r#type: item.item_type.clone(),
-        virtual_item_type: item.virtual_item_type.clone().unwrap_or_default(),
+        virtual_item_type: item.virtual_item_type.clone(),
         description: item.description(locale).to_owned(),
         image_url: item.image_url.clone(),
         quantity: line.quantity,

@@ -1,1 +1,18 @@
+//! The PostgreSQL side of the service: the cart event log, the command ledger and the
+//! cart projection. Knows SQL; knows nothing about NATS.
+//!
+//! Every accepted command is one transaction: its events (multi-row insert, guarded by
+//! the `(stream_id, version)` primary key), the stream's owner row, the projection row
+//! and the ledger row commit together or not at all.
 
+mod database;
+mod store;
+
+pub use database::{connect, ensure_database, DbConfig};
+pub use store::{
+    Append, AppendOutcome, EventStore, Loaded, Position, ProcessedCommand, RebuildReport,
+    RecordedEvent, StoreError, StreamKey,
+};
+
+/// The schema migrations, applied at start.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

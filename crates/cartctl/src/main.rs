@@ -1,1 +1,279 @@
-fn main() {}
+//! cartctl: fill and read carts from the command line over NATS.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use async_nats::HeaderMap;
+use cart_proto::{v1, ErrorReply};
+use clap::{Args, Parser, Subcommand};
+use prost::Message;
+
+/// Command-line client of the cart service.
+#[derive(Debug, Parser)]
+#[command(name = "cartctl", version)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// NATS server URL.
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    nats_url: String,
+    /// Subject prefix of the service's endpoints.
+    #[arg(
+        long,
+        env = "CART_SUBJECT_PREFIX",
+        default_value = "cart.v1",
+        global = true
+    )]
+    subject_prefix: String,
+    /// Project id (44056 is the demo catalog's project).
+    #[arg(long, env = "CART_PROJECT", default_value_t = 44056, global = true)]
+    project: u64,
+    /// The user whose cart to use.
+    #[arg(long, env = "CART_USER", default_value = "demo-user", global = true)]
+    user: String,
+    /// A cart id; without it, the user's current cart.
+    #[arg(long, global = true)]
+    cart: Option<String>,
+    /// Currency of the prices in the reply (ISO 4217).
+    #[arg(long, global = true)]
+    currency: Option<String>,
+    /// Language of names and descriptions in the reply (ISO 639-1).
+    #[arg(long, global = true)]
+    locale: Option<String>,
+    /// Idempotency key of a command; a fresh one is made when absent, so resending the
+    /// same command with the same key never applies it twice.
+    #[arg(long, global = true)]
+    command_id: Option<String>,
+    /// Send and receive protobuf instead of JSON (the reply is still printed as JSON).
+    #[arg(long, global = true)]
+    protobuf: bool,
+    /// Seconds to wait for a reply.
+    #[arg(long, default_value_t = 5, global = true)]
+    timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the cart.
+    Get,
+    /// Set the quantities of several SKUs at once: `fill cup01=2 gold=10`.
+    Fill {
+        /// SKU=QUANTITY pairs; quantity 0 removes the line.
+        #[arg(required = true)]
+        items: Vec<String>,
+        /// Empty the cart first, in the same change.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Set one SKU's quantity (0 removes it).
+    Put { sku: String, quantity: i64 },
+    /// Remove one SKU's line.
+    Delete { sku: String },
+    /// Remove every line.
+    Clear,
+    /// Show the running service instances ($SRV.INFO).
+    Info,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("cartctl: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn scope(g: &Global) -> (u64, String, String, String, String) {
+    (
+        g.project,
+        g.user.clone(),
+        g.cart.clone().unwrap_or_default(),
+        g.currency.clone().unwrap_or_default(),
+        g.locale.clone().unwrap_or_default(),
+    )
+}
+
+fn parse_items(items: &[String]) -> anyhow::Result<Vec<v1::FillItem>> {
+    items
+        .iter()
+        .map(|pair| {
+            let (sku, quantity) = pair
+                .split_once('=')
+                .with_context(|| format!("{pair:?} is not SKU=QUANTITY"))?;
+            let quantity = quantity
+                .parse()
+                .with_context(|| format!("{quantity:?} is not a whole number"))?;
+            Ok(v1::FillItem {
+                sku: sku.to_owned(),
+                quantity,
+            })
+        })
+        .collect()
+}
+
+/// Builds the request body in JSON or protobuf.
+fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
+    let (project_id, user_id, cart_id, currency, locale) = scope(&cli.global);
+    let pb = cli.global.protobuf;
+    fn out<M: Message + serde::Serialize>(pb: bool, m: M) -> Vec<u8> {
+        if pb {
+            m.encode_to_vec()
+        } else {
+            serde_json::to_vec(&m).unwrap_or_default()
+        }
+    }
+    Ok(match &cli.command {
+        Command::Get => (
+            "get",
+            out(
+                pb,
+                v1::GetCartRequest {
+                    project_id,
+                    user_id,
+                    cart_id,
+                    currency,
+                    locale,
+                },
+            ),
+        ),
+        Command::Fill { items, replace } => (
+            "fill",
+            out(
+                pb,
+                v1::FillRequest {
+                    project_id,
+                    user_id,
+                    cart_id,
+                    currency,
+                    locale,
+                    items: parse_items(items)?,
+                    replace: *replace,
+                },
+            ),
+        ),
+        Command::Put { sku, quantity } => (
+            "item.put",
+            out(
+                pb,
+                v1::PutItemRequest {
+                    project_id,
+                    user_id,
+                    cart_id,
+                    currency,
+                    locale,
+                    sku: sku.clone(),
+                    quantity: *quantity,
+                },
+            ),
+        ),
+        Command::Delete { sku } => (
+            "item.delete",
+            out(
+                pb,
+                v1::DeleteItemRequest {
+                    project_id,
+                    user_id,
+                    cart_id,
+                    currency,
+                    locale,
+                    sku: sku.clone(),
+                },
+            ),
+        ),
+        Command::Clear => (
+            "clear",
+            out(
+                pb,
+                v1::ClearRequest {
+                    project_id,
+                    user_id,
+                    cart_id,
+                    currency,
+                    locale,
+                },
+            ),
+        ),
+        Command::Info => bail!("info has no body"),
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let g = &cli.global;
+    let client = async_nats::ConnectOptions::new()
+        .name("cartctl")
+        .connection_timeout(Duration::from_secs(g.timeout))
+        .request_timeout(Some(Duration::from_secs(g.timeout)))
+        .connect(g.nats_url.as_str())
+        .await
+        .with_context(|| format!("connect to NATS at {}", g.nats_url))?;
+
+    if matches!(cli.command, Command::Info) {
+        let reply = client
+            .request("$SRV.INFO.cart", "".into())
+            .await
+            .context("no cart service answered $SRV.INFO")?;
+        let info: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(0);
+    }
+
+    let (subject, payload) = body(&cli)?;
+    let mut headers = HeaderMap::new();
+    if g.protobuf {
+        headers.insert("Content-Type", cart_proto::Encoding::PROTOBUF_CONTENT_TYPE);
+    }
+    if !matches!(cli.command, Command::Get) {
+        let id = g
+            .command_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        headers.insert(cartd_command_id_header(), id.as_str());
+    }
+    let subject = format!("{}.{subject}", g.subject_prefix);
+    let reply = client
+        .request_with_headers(subject.clone(), headers, payload.into())
+        .await
+        .with_context(|| format!("request {subject} (is cartd running? try `make run`)"))?;
+
+    let is_error = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::service::NATS_SERVICE_ERROR_CODE))
+        .is_some();
+    if is_error {
+        match ErrorReply::from_body(&reply.payload) {
+            Some(e) => eprintln!("error {}: {}", e.status, e.message()),
+            None => eprintln!("error: {}", String::from_utf8_lossy(&reply.payload)),
+        }
+        return Ok(1);
+    }
+    let cart = if g.protobuf {
+        serde_json::to_value(
+            v1::Cart::decode(reply.payload.as_ref()).context("decode protobuf reply")?,
+        )?
+    } else {
+        serde_json::from_slice(&reply.payload).context("decode JSON reply")?
+    };
+    println!("{}", serde_json::to_string_pretty(&cart)?);
+    Ok(0)
+}
+
+/// The header the service reads the idempotency key from (see docs/protocol.md).
+fn cartd_command_id_header() -> &'static str {
+    "Cart-Command-Id"
+}

@@ -1,1 +1,152 @@
+//! The cart service: wiring of configuration, PostgreSQL, the catalog and the NATS
+//! endpoints. `main.rs` only parses flags and calls [`run`]; tests call [`start`].
+//!
+//! Layout: `config` (flags), `app` (command and query paths), `service` (NATS micro
+//! endpoints, headers, error replies), `telemetry` (the subscriber).
 
+mod app;
+mod config;
+mod service;
+pub mod telemetry;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use cart_proto::view::AmountFormat;
+use cart_store::{DbConfig, EventStore};
+
+pub use app::current_cart_id;
+pub use config::{Config, LogFormat};
+pub use service::{COMMAND_ID_HEADER, MAX_PAYLOAD};
+
+/// A running service instance.
+pub struct Server {
+    service: service::Running,
+}
+
+impl Server {
+    /// Stops taking requests, finishes those in flight and closes connections.
+    pub async fn shutdown(self) {
+        self.service.stop().await;
+    }
+}
+
+/// Connects to PostgreSQL (retrying until it answers), loads the catalog, connects to
+/// NATS and starts serving. Returns once the endpoints are subscribed.
+///
+/// # Errors
+/// An unreadable catalog, or a NATS URL that cannot be used.
+pub async fn start(config: &Config) -> anyhow::Result<Server> {
+    let bytes = std::fs::read(&config.catalog)
+        .with_context(|| format!("read catalog {}", config.catalog.display()))?;
+    let catalog = cart_proto::catalog::parse(&bytes)
+        .with_context(|| format!("load catalog {}", config.catalog.display()))?;
+    tracing::info!(path = %config.catalog.display(), items = catalog.len(), "catalog loaded");
+
+    let pool = connect_postgres(config).await;
+    let store = EventStore::new(pool);
+    let format = AmountFormat {
+        scale: config.amount_scale.min(16),
+    };
+    let app = app::App::new(store, catalog, format, config.max_attempts);
+    let service = service::start(config, app).await?;
+    Ok(Server { service })
+}
+
+/// Runs until `shutdown` resolves, then stops gracefully.
+///
+/// # Errors
+/// As [`start`].
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
+    let server = tokio::select! {
+        server = start(&config) => server?,
+        () = &mut shutdown => {
+            tracing::info!("shutdown requested before the service started");
+            return Ok(());
+        }
+    };
+    shutdown.await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Creates the database if needed, migrates and checks durability, retrying with a
+/// growing pause while PostgreSQL does not answer: a service started before its
+/// database waits instead of crash-looping.
+async fn connect_postgres(config: &Config) -> sqlx::PgPool {
+    let db = DbConfig {
+        url: config.database_url.clone(),
+        max_connections: config.db_max_connections,
+        acquire_timeout: config.db_acquire_timeout(),
+    };
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let res = async {
+            cart_store::ensure_database(&db.url).await?;
+            cart_store::connect(&db).await
+        }
+        .await;
+        match res {
+            Ok(pool) => {
+                tracing::info!(url = %redact(&db.url), "connected to PostgreSQL; migrations applied");
+                return pool;
+            }
+            Err(e) => {
+                tracing::warn!(url = %redact(&db.url), error = %app::error_chain(&e), retry_in = ?pause, "PostgreSQL not ready");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

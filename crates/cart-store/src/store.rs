@@ -1,0 +1,578 @@
+//! The event store proper: load, append, the command ledger, the projection and the
+//! global-order reader.
+
+use cart_domain::{Cart, CartEvent, CartId, ProjectId, UserId};
+use cart_proto::event::{self, DecodeError, SCHEMA_VERSION};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the stream first; reload and decide again.
+    #[error("cart stream {stream_id} changed concurrently: expected version {expected}")]
+    Conflict { stream_id: Uuid, expected: i64 },
+    /// A concurrent attempt with the same command id committed first.
+    #[error("command {command_id} was recorded concurrently")]
+    DuplicateCommand { command_id: String },
+    #[error("cannot decode stored event at version {version} of stream {stream_id}")]
+    Decode {
+        stream_id: Uuid,
+        version: i64,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("the database does not flush commits: {setting} = {value}")]
+    NotDurable {
+        setting: &'static str,
+        value: String,
+    },
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached or answered in time.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+            )
+        )
+    }
+}
+
+/// A cart's identity: one user's cart in one project.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub project: ProjectId,
+    pub user: UserId,
+    pub cart: CartId,
+}
+
+// A fixed namespace so that stream ids are the same on every instance and every run.
+const STREAM_NAMESPACE: Uuid = Uuid::from_u128(0x6a0f_2c1e_9b7d_4c3a_8e51_0d2f_7b94_c615);
+
+impl StreamKey {
+    /// The stream id, derived from the key so that no lookup is needed to find it.
+    pub fn stream_id(&self) -> Uuid {
+        // Lengths go first so that no two keys share a name ("a" + "bc" vs "ab" + "c").
+        let name = format!(
+            "{}:{}:{}:{}:{}",
+            self.project,
+            self.user.as_str().len(),
+            self.user,
+            self.cart.as_str().len(),
+            self.cart
+        );
+        Uuid::new_v5(&STREAM_NAMESPACE, name.as_bytes())
+    }
+}
+
+/// A cart folded from its log, with the version the next append must expect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub cart: Cart,
+    pub version: i64,
+}
+
+/// A command's ledger entry, to be written with its events.
+#[derive(Debug, Clone)]
+pub struct ProcessedCommand {
+    pub command_id: String,
+    /// A digest of what was asked (endpoint, encoding, body); the same id with another
+    /// fingerprint is a different command and is refused.
+    pub fingerprint: Vec<u8>,
+    pub content_type: String,
+    pub reply: Vec<u8>,
+}
+
+/// Everything one accepted command writes.
+#[derive(Debug)]
+pub struct Append<'a> {
+    pub key: &'a StreamKey,
+    /// The version the decision was made on.
+    pub expected: i64,
+    pub events: &'a [CartEvent],
+    /// The cart after the events, for the projection.
+    pub cart: &'a Cart,
+    pub command: Option<&'a ProcessedCommand>,
+    /// Correlation data stored with each event (never used by the fold).
+    pub metadata: serde_json::Value,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub version: i64,
+}
+
+/// A position in the global order: the writing transaction, then the row's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    pub tx_id: u64,
+    pub global_position: i64,
+}
+
+/// An event as stored, with its place in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub position: Position,
+    pub stream_id: Uuid,
+    pub version: i64,
+    pub event_id: Uuid,
+    pub project_id: i64,
+    pub event: CartEvent,
+}
+
+/// What a projection rebuild found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub streams: u64,
+    pub events: u64,
+    /// Rows that differ between the rebuilt and the live projection (both directions).
+    pub differences: u64,
+}
+
+/// The append-only store of cart events.
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    pool: PgPool,
+}
+
+impl EventStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Folds a cart's whole stream. A cart with no events is the empty, unopened cart at
+    /// version 0.
+    #[tracing::instrument(skip_all, fields(stream_id = %key.stream_id()))]
+    pub async fn load(&self, key: &StreamKey) -> Result<Loaded, StoreError> {
+        let stream_id = key.stream_id();
+        let rows = sqlx::query(
+            "select version, event_type, schema_version, payload from cart_events \
+             where stream_id = $1 order by version",
+        )
+        .bind(stream_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut cart = Cart::default();
+        let mut version = 0;
+        for row in rows {
+            version = row.try_get("version")?;
+            let decoded = event::decode(
+                row.try_get("event_type")?,
+                row.try_get("schema_version")?,
+                row.try_get("payload")?,
+            )
+            .map_err(|source| StoreError::Decode {
+                stream_id,
+                version,
+                source,
+            })?;
+            cart = cart_domain::apply(cart, &decoded);
+        }
+        Ok(Loaded { cart, version })
+    }
+
+    /// The ledger entry of a command id, if that command was answered OK before.
+    pub async fn processed(
+        &self,
+        project: ProjectId,
+        user: &UserId,
+        command_id: &str,
+    ) -> Result<Option<ProcessedCommand>, StoreError> {
+        let row = sqlx::query(
+            "select fingerprint, content_type, reply from processed_commands \
+             where project_id = $1 and user_id = $2 and command_id = $3",
+        )
+        .bind(project_id(project))
+        .bind(user.as_str())
+        .bind(command_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(ProcessedCommand {
+                command_id: command_id.to_owned(),
+                fingerprint: row.try_get("fingerprint")?,
+                content_type: row.try_get("content_type")?,
+                reply: row.try_get("reply")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Appends a command's events, its projection row and its ledger entry in one
+    /// transaction, and returns only after the commit is durable.
+    ///
+    /// # Errors
+    /// `Conflict` when the stream moved past `expected`; `DuplicateCommand` when the same
+    /// command id committed concurrently; `Database` otherwise.
+    #[tracing::instrument(skip_all, fields(stream_id = %append.key.stream_id(), expected = append.expected, n_events = append.events.len()))]
+    pub async fn append(&self, append: Append<'_>) -> Result<AppendOutcome, StoreError> {
+        let stream_id = append.key.stream_id();
+        let mut tx = self.pool.begin().await?;
+        // The event insert is the transaction's first write, so its xid is taken here and
+        // the global order stays close to commit order.
+        if !append.events.is_empty() {
+            insert_events(&mut tx, &append, stream_id)
+                .await
+                .map_err(|e| on_constraint(e, &append, stream_id))?;
+        }
+        let version = append.expected + i64::try_from(append.events.len()).unwrap_or(i64::MAX);
+        if append.expected == 0 && !append.events.is_empty() {
+            insert_stream(&mut tx, append.key, stream_id).await?;
+        }
+        if !append.events.is_empty() {
+            upsert_projection(&mut tx, append.key, stream_id, version, append.cart).await?;
+        }
+        if let Some(command) = append.command {
+            insert_command(&mut tx, append.key, stream_id, command)
+                .await
+                .map_err(|e| on_constraint(e, &append, stream_id))?;
+        }
+        tx.commit().await?;
+        Ok(AppendOutcome { version })
+    }
+
+    /// The projected cart and its version, or None when the cart has no events.
+    pub async fn projection(&self, key: &StreamKey) -> Result<Option<Loaded>, StoreError> {
+        let row = sqlx::query("select version, lines from cart_projection where stream_id = $1")
+            .bind(key.stream_id())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let version: i64 = row.try_get("version")?;
+        let lines: serde_json::Value = row.try_get("lines")?;
+        let cart = cart_from_lines(&lines).map_err(|source| StoreError::Decode {
+            stream_id: key.stream_id(),
+            version,
+            source,
+        })?;
+        Ok(Some(Loaded { cart, version }))
+    }
+
+    /// Reads up to `limit` events after `after` in the global order.
+    ///
+    /// Only events whose writing transaction is older than every transaction still in
+    /// flight are returned, so a reader that remembers the last position it saw can never
+    /// skip an event that commits late: it simply is not visible yet.
+    pub async fn read_all(
+        &self,
+        after: Position,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(
+            "select tx_id::text as tx_id, global_position, stream_id, version, event_id, project_id, \
+                    event_type, schema_version, payload \
+             from cart_events \
+             where (tx_id, global_position) > ($1::text::xid8, $2) \
+               and tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             order by tx_id, global_position \
+             limit $3",
+        )
+        .bind(after.tx_id.to_string())
+        .bind(after.global_position)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let stream_id: Uuid = row.try_get("stream_id")?;
+                let version: i64 = row.try_get("version")?;
+                let tx_id: String = row.try_get("tx_id")?;
+                let event = event::decode(
+                    row.try_get("event_type")?,
+                    row.try_get("schema_version")?,
+                    row.try_get("payload")?,
+                )
+                .map_err(|source| StoreError::Decode {
+                    stream_id,
+                    version,
+                    source,
+                })?;
+                Ok(RecordedEvent {
+                    position: Position {
+                        tx_id: tx_id.parse().unwrap_or(u64::MAX),
+                        global_position: row.try_get("global_position")?,
+                    },
+                    stream_id,
+                    version,
+                    event_id: row.try_get("event_id")?,
+                    project_id: row.try_get("project_id")?,
+                    event,
+                })
+            })
+            .collect()
+    }
+
+    /// Rebuilds the cart projection from the log into `cart_projection_rebuilt` and
+    /// compares it with the live projection. The live table keeps serving meanwhile.
+    pub async fn rebuild_projection(&self) -> Result<RebuildReport, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // One snapshot for the fold and the comparison, so concurrent commands cannot make
+        // the two disagree halfway.
+        sqlx::query("set transaction isolation level repeatable read")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("create table if not exists cart_projection_rebuilt (like cart_projection including all)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("truncate cart_projection_rebuilt")
+            .execute(&mut *tx)
+            .await?;
+
+        let mut report = RebuildReport {
+            streams: 0,
+            events: 0,
+            differences: 0,
+        };
+        let mut after: (Uuid, i64) = (Uuid::nil(), 0);
+        let mut current: Option<(Uuid, i64, Cart)> = None;
+        loop {
+            // Keyset pagination over the primary key: never OFFSET.
+            let rows = sqlx::query(
+                "select stream_id, version, event_type, schema_version, payload from cart_events \
+                 where (stream_id, version) > ($1, $2) order by stream_id, version limit 5000",
+            )
+            .bind(after.0)
+            .bind(after.1)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let stream_id: Uuid = row.try_get("stream_id")?;
+                let version: i64 = row.try_get("version")?;
+                let decoded = event::decode(
+                    row.try_get("event_type")?,
+                    row.try_get("schema_version")?,
+                    row.try_get("payload")?,
+                )
+                .map_err(|source| StoreError::Decode {
+                    stream_id,
+                    version,
+                    source,
+                })?;
+                current = match current.take() {
+                    Some((id, _, cart)) if id == stream_id => {
+                        Some((id, version, cart_domain::apply(cart, &decoded)))
+                    }
+                    other => {
+                        if let Some(done) = other {
+                            write_rebuilt(&mut tx, done).await?;
+                            report.streams += 1;
+                        }
+                        Some((
+                            stream_id,
+                            version,
+                            cart_domain::apply(Cart::default(), &decoded),
+                        ))
+                    }
+                };
+                report.events += 1;
+                after = (stream_id, version);
+            }
+        }
+        if let Some(done) = current {
+            write_rebuilt(&mut tx, done).await?;
+            report.streams += 1;
+        }
+        let differences: i64 = sqlx::query_scalar(
+            "select count(*) from ( \
+               (select stream_id, project_id, user_id, cart_id, version, lines from cart_projection \
+                except select stream_id, project_id, user_id, cart_id, version, lines from cart_projection_rebuilt) \
+               union all \
+               (select stream_id, project_id, user_id, cart_id, version, lines from cart_projection_rebuilt \
+                except select stream_id, project_id, user_id, cart_id, version, lines from cart_projection)) d",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        report.differences = u64::try_from(differences).unwrap_or(0);
+        tx.commit().await?;
+        Ok(report)
+    }
+}
+
+async fn write_rebuilt(
+    conn: &mut PgConnection,
+    (stream_id, version, cart): (Uuid, i64, Cart),
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into cart_projection_rebuilt (stream_id, project_id, user_id, cart_id, version, lines) \
+         select stream_id, project_id, user_id, cart_id, $2, $3 from cart_streams where stream_id = $1",
+    )
+    .bind(stream_id)
+    .bind(version)
+    .bind(lines_json(&cart))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn project_id(project: ProjectId) -> i64 {
+    // Project ids come from u64 requests; ids above i64::MAX cannot be stored and are
+    // folded onto the maximum rather than wrapped into negative numbers.
+    i64::try_from(project.get()).unwrap_or(i64::MAX)
+}
+
+async fn insert_events(
+    conn: &mut PgConnection,
+    append: &Append<'_>,
+    stream_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    let n = append.events.len();
+    let mut versions = Vec::with_capacity(n);
+    let mut event_ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    for (i, e) in append.events.iter().enumerate() {
+        let (event_type, payload) = event::encode(e);
+        versions.push(append.expected + 1 + i64::try_from(i).unwrap_or(i64::MAX));
+        event_ids.push(Uuid::now_v7());
+        types.push(event_type);
+        payloads.push(payload.to_string());
+    }
+    // One statement for all of a command's events: all or nothing, one round trip.
+    sqlx::query(
+        "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
+         select $1, v, id, $2, t, $3, p::jsonb, $4 \
+         from unnest($5::bigint[], $6::uuid[], $7::text[], $8::text[]) as e(v, id, t, p)",
+    )
+    .bind(stream_id)
+    .bind(project_id(append.key.project))
+    .bind(SCHEMA_VERSION)
+    .bind(&append.metadata)
+    .bind(&versions)
+    .bind(&event_ids)
+    .bind(&types)
+    .bind(&payloads)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_stream(
+    conn: &mut PgConnection,
+    key: &StreamKey,
+    stream_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    // The events' primary key already decided who created the stream; this row only
+    // records its owner, so a second insert of the same row is harmless.
+    sqlx::query(
+        "insert into cart_streams (stream_id, project_id, user_id, cart_id) values ($1, $2, $3, $4) \
+         on conflict (stream_id) do nothing",
+    )
+    .bind(stream_id)
+    .bind(project_id(key.project))
+    .bind(key.user.as_str())
+    .bind(key.cart.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_projection(
+    conn: &mut PgConnection,
+    key: &StreamKey,
+    stream_id: Uuid,
+    version: i64,
+    cart: &Cart,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into cart_projection (stream_id, project_id, user_id, cart_id, version, lines) \
+         values ($1, $2, $3, $4, $5, $6) \
+         on conflict (stream_id) do update set version = excluded.version, lines = excluded.lines, updated_at = now() \
+         where cart_projection.version < excluded.version",
+    )
+    .bind(stream_id)
+    .bind(project_id(key.project))
+    .bind(key.user.as_str())
+    .bind(key.cart.as_str())
+    .bind(version)
+    .bind(lines_json(cart))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_command(
+    conn: &mut PgConnection,
+    key: &StreamKey,
+    stream_id: Uuid,
+    command: &ProcessedCommand,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into processed_commands (project_id, user_id, command_id, fingerprint, stream_id, content_type, reply) \
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(project_id(key.project))
+    .bind(key.user.as_str())
+    .bind(&command.command_id)
+    .bind(&command.fingerprint)
+    .bind(stream_id)
+    .bind(&command.content_type)
+    .bind(&command.reply)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Maps the two unique violations that mean "someone else got there first" to their own
+/// errors, matching on the constraint name so that no other violation is mistaken for them.
+fn on_constraint(error: sqlx::Error, append: &Append<'_>, stream_id: Uuid) -> StoreError {
+    if let sqlx::Error::Database(db) = &error {
+        if db.is_unique_violation() {
+            match db.constraint() {
+                Some("cart_events_pkey") => {
+                    return StoreError::Conflict {
+                        stream_id,
+                        expected: append.expected,
+                    };
+                }
+                Some("processed_commands_pkey") => {
+                    let command_id = append
+                        .command
+                        .map(|c| c.command_id.clone())
+                        .unwrap_or_default();
+                    return StoreError::DuplicateCommand { command_id };
+                }
+                _ => {}
+            }
+        }
+    }
+    StoreError::Database(error)
+}
+
+fn lines_json(cart: &Cart) -> serde_json::Value {
+    cart.lines()
+        .iter()
+        .map(|l| serde_json::json!({"sku": l.sku.as_str(), "quantity": l.quantity}))
+        .collect()
+}
+
+fn cart_from_lines(lines: &serde_json::Value) -> Result<Cart, DecodeError> {
+    // The projection stores what ItemQuantitySet events would rebuild, so it is read back
+    // by replaying exactly those.
+    let mut events = vec![CartEvent::CartOpened];
+    for line in lines.as_array().into_iter().flatten() {
+        let payload = serde_json::json!({"sku": line.get("sku"), "quantity": line.get("quantity")});
+        events.push(event::decode("ItemQuantitySet", SCHEMA_VERSION, payload)?);
+    }
+    Ok(Cart::replay(&events))
+}
+
+#[cfg(test)]
+mod tests;

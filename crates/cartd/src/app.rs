@@ -1,0 +1,358 @@
+//! The command and query paths: from a decoded request to the bytes of its reply.
+
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cart_domain::{
+    decide, fill_warnings, CartCommand, CartId, Catalog, FillItem, ProjectId, UserId,
+};
+use cart_proto::request::{Action, Endpoint, Request};
+use cart_proto::view::{self, AmountFormat};
+use cart_proto::{encode, Encoding, ErrorReply};
+use cart_store::{Append, EventStore, ProcessedCommand, StoreError, StreamKey};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+/// Serializes commands per cart inside one instance, so that an instance never races
+/// itself; other instances are kept honest by the log's version guard. A fixed number of
+/// shards keeps memory bounded whatever the number of carts.
+struct CartLocks {
+    shards: Vec<Mutex<()>>,
+}
+
+impl CartLocks {
+    fn new(n: usize) -> Self {
+        Self {
+            shards: (0..n).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    fn shard(&self, stream_id: Uuid) -> &Mutex<()> {
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(stream_id);
+        // The modulo keeps the index in range, so the cast cannot truncate meaningfully.
+        &self.shards[(hash % self.shards.len() as u64) as usize]
+    }
+}
+
+/// A successful reply.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub body: Vec<u8>,
+    pub encoding: Encoding,
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: EventStore,
+    catalog: Catalog,
+    locks: CartLocks,
+    format: AmountFormat,
+    max_attempts: u32,
+}
+
+/// The id of a user's current cart. Derived, so that every instance agrees without a
+/// lookup and the id stays the same for the user's lifetime.
+pub fn current_cart_id(project: ProjectId, user: &UserId) -> CartId {
+    let name = format!("{project}:{user}");
+    let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes())
+        .simple()
+        .to_string();
+    // Hex digits and a dash always satisfy the cart id charset.
+    CartId::parse(format!("current-{id}")).unwrap_or_else(|_| unreachable!("hex cart id is valid"))
+}
+
+/// A digest of what a command asked, to tell a retry from a reuse of its id.
+pub fn fingerprint(endpoint: Endpoint, encoding: Encoding, body: &[u8]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(endpoint.subject().as_bytes());
+    hasher.update([0]);
+    hasher.update(encoding.content_type().as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hasher.finalize().to_vec()
+}
+
+fn unavailable(error: &StoreError) -> ErrorReply {
+    if error.is_unavailable() {
+        tracing::warn!(error = %error_chain(error), "cart store unavailable");
+        ErrorReply::new(
+            503,
+            1000,
+            "Service temporarily unavailable: the cart store cannot be reached. Retry later",
+        )
+    } else {
+        tracing::error!(error = %error_chain(error), "cart store error");
+        ErrorReply::new(500, 1000, "Internal error")
+    }
+}
+
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl App {
+    pub fn new(
+        store: EventStore,
+        catalog: Catalog,
+        format: AmountFormat,
+        max_attempts: u32,
+    ) -> Self {
+        let inner = Inner {
+            store,
+            catalog,
+            locks: CartLocks::new(1024),
+            format,
+            max_attempts: max_attempts.max(1),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    fn key(request: &Request) -> StreamKey {
+        let scope = &request.scope;
+        let cart = scope
+            .cart
+            .clone()
+            .unwrap_or_else(|| current_cart_id(scope.project, &scope.user));
+        StreamKey {
+            project: scope.project,
+            user: scope.user.clone(),
+            cart,
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(
+        &self,
+        request: Request,
+        encoding: Encoding,
+        command_id: Option<String>,
+        fingerprint: Vec<u8>,
+    ) -> Result<Reply, ErrorReply> {
+        let body = match request.action {
+            Action::Get => self.query(&request, encoding).await?,
+            _ => {
+                self.command(&request, encoding, command_id, fingerprint)
+                    .await?
+            }
+        };
+        Ok(Reply { body, encoding })
+    }
+
+    async fn query(&self, request: &Request, encoding: Encoding) -> Result<Vec<u8>, ErrorReply> {
+        let key = Self::key(request);
+        let loaded = self
+            .inner
+            .store
+            .projection(&key)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let cart = match loaded {
+            Some(loaded) => loaded.cart,
+            // The current cart always exists, empty until first used. Any other cart id
+            // this user never wrote to is not found, which is also the answer for another
+            // user's cart: ids are scoped to their user.
+            None if key.cart == current_cart_id(key.project, &key.user) => Default::default(),
+            None => return Err(ErrorReply::cart_not_found(&key.user)),
+        };
+        Ok(self.render(&key, &cart, request, &[], encoding))
+    }
+
+    fn render(
+        &self,
+        key: &StreamKey,
+        cart: &cart_domain::Cart,
+        request: &Request,
+        warnings: &[cart_domain::Skipped],
+        encoding: Encoding,
+    ) -> Vec<u8> {
+        let view_options = &request.view;
+        let priced = cart_domain::price(
+            cart,
+            key.project,
+            &self.inner.catalog,
+            &view_options.currency,
+        );
+        let mut reply = view::cart(
+            key.cart.as_str(),
+            &priced,
+            &view_options.locale,
+            self.inner.format,
+        );
+        reply.warnings = view::warnings(key.project, warnings);
+        encode(&reply, encoding)
+    }
+
+    /// Turns a request into a domain command, with what the catalog says about its SKUs.
+    fn command_for(&self, request: &Request) -> CartCommand {
+        let project = request.scope.project;
+        let listed = |sku| self.inner.catalog.is_listed(project, sku);
+        match &request.action {
+            Action::Fill { items, replace } => CartCommand::Fill {
+                items: items
+                    .iter()
+                    .map(|(sku, quantity)| FillItem {
+                        sku: sku.clone(),
+                        quantity: *quantity,
+                        listed: listed(sku),
+                    })
+                    .collect(),
+                replace: *replace,
+            },
+            Action::PutItem { sku, quantity } => CartCommand::PutItem {
+                sku: sku.clone(),
+                quantity: *quantity,
+                listed: listed(sku),
+            },
+            Action::DeleteItem { sku } => CartCommand::DeleteItem {
+                sku: sku.clone(),
+                listed: listed(sku),
+            },
+            Action::Clear | Action::Get => CartCommand::Clear,
+        }
+    }
+
+    async fn replay_ledger(
+        &self,
+        key: &StreamKey,
+        command_id: &str,
+        fingerprint: &[u8],
+    ) -> Result<Option<Vec<u8>>, ErrorReply> {
+        let found = self
+            .inner
+            .store
+            .processed(key.project, &key.user, command_id)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match found {
+            None => Ok(None),
+            Some(done) if done.fingerprint == fingerprint => {
+                tracing::info!("duplicate command: returning the original reply");
+                Ok(Some(done.reply))
+            }
+            Some(_) => Err(ErrorReply::new(
+                409,
+                1102,
+                format!("Command id {command_id} was already used for a different request"),
+            )),
+        }
+    }
+
+    async fn command(
+        &self,
+        request: &Request,
+        encoding: Encoding,
+        command_id: Option<String>,
+        fingerprint: Vec<u8>,
+    ) -> Result<Vec<u8>, ErrorReply> {
+        let key = Self::key(request);
+        let stream_id = key.stream_id();
+        let project = key.project;
+        let _serialized = self.inner.locks.shard(stream_id).lock().await;
+        if let Some(id) = &command_id {
+            if let Some(reply) = self.replay_ledger(&key, id, &fingerprint).await? {
+                return Ok(reply);
+            }
+        }
+        let command = self.command_for(request);
+        let warnings = match &command {
+            CartCommand::Fill { items, .. } => fill_warnings(items),
+            _ => vec![],
+        };
+        for attempt in 1..=self.inner.max_attempts {
+            let loaded = self
+                .inner
+                .store
+                .load(&key)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            let events =
+                decide(&loaded.cart, &command).map_err(|e| ErrorReply::rejected(project, &e))?;
+            let cart = events.iter().fold(loaded.cart, cart_domain::apply);
+            let body = self.render(&key, &cart, request, &warnings, encoding);
+            if events.is_empty() && command_id.is_none() {
+                // Nothing changed and nothing needs remembering.
+                return Ok(body);
+            }
+            let ledger = command_id.as_ref().map(|id| ProcessedCommand {
+                command_id: id.clone(),
+                fingerprint: fingerprint.clone(),
+                content_type: encoding.content_type().to_owned(),
+                reply: body.clone(),
+            });
+            let metadata = serde_json::json!({
+                "command_id": command_id,
+                "user_id": key.user.as_str(),
+                "cart_id": key.cart.as_str(),
+                "endpoint": endpoint_of(&request.action).subject(),
+            });
+            let append = Append {
+                key: &key,
+                expected: loaded.version,
+                events: &events,
+                cart: &cart,
+                command: ledger.as_ref(),
+                metadata,
+            };
+            match self.inner.store.append(append).await {
+                Ok(outcome) => {
+                    tracing::info!(
+                        version = outcome.version,
+                        n_events = events.len(),
+                        "command accepted"
+                    );
+                    return Ok(body);
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!(attempt, "concurrent append; deciding again");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(StoreError::DuplicateCommand { command_id }) => {
+                    // Another instance recorded the same command first: answer as it did.
+                    return match self.replay_ledger(&key, &command_id, &fingerprint).await? {
+                        Some(reply) => Ok(reply),
+                        None => Err(ErrorReply::new(500, 1000, "Internal error")),
+                    };
+                }
+                Err(e) => return Err(unavailable(&e)),
+            }
+        }
+        Err(ErrorReply::new(
+            409,
+            1421,
+            "The cart is being changed concurrently. Retry the command",
+        ))
+    }
+}
+
+fn endpoint_of(action: &Action) -> Endpoint {
+    match action {
+        Action::Fill { .. } => Endpoint::Fill,
+        Action::PutItem { .. } => Endpoint::PutItem,
+        Action::DeleteItem { .. } => Endpoint::DeleteItem,
+        Action::Clear => Endpoint::Clear,
+        Action::Get => Endpoint::Get,
+    }
+}
+
+/// A short, growing, jittered pause, so that two instances fighting over one cart do not
+/// collide again in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = u64::from(Uuid::new_v4().as_bytes()[0] % 8);
+    Duration::from_millis(u64::from(attempt.min(8)) * 2 + jitter)
+}

@@ -1,0 +1,77 @@
+//! The service's configuration: flags, each with an environment variable and a default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The cart service: cart commands over NATS into a PostgreSQL event log, and a query
+/// responder serving carts in the Xsolla cart format.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cartd", version)]
+pub struct Config {
+    /// PostgreSQL URL. The database is created when missing and migrated at start.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/cart"
+    )]
+    pub database_url: String,
+
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// The catalog file loaded at start (see deploy/catalog.json for the format).
+    #[arg(long, env = "CART_CATALOG", default_value = "deploy/catalog.json")]
+    pub catalog: PathBuf,
+
+    /// Subject prefix of the endpoints: `<prefix>.fill`, `<prefix>.get`, ...
+    #[arg(long, env = "CART_SUBJECT_PREFIX", default_value = "cart.v1")]
+    pub subject_prefix: String,
+
+    /// Name under which the service answers $SRV.PING, INFO and STATS.
+    #[arg(long, env = "CART_SERVICE_NAME", default_value = "cart")]
+    pub service_name: String,
+
+    /// Most pooled PostgreSQL connections.
+    #[arg(long, env = "CART_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Milliseconds a command waits for a PostgreSQL connection before it is answered 503.
+    #[arg(long, env = "CART_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
+    pub db_acquire_timeout_ms: u64,
+
+    /// How many times a command is decided again after losing a concurrent append.
+    #[arg(long, env = "CART_MAX_ATTEMPTS", default_value_t = 10)]
+    pub max_attempts: u32,
+
+    /// Decimals in money strings.
+    #[arg(long, env = "CART_AMOUNT_SCALE", default_value_t = 2)]
+    pub amount_scale: u32,
+
+    /// Most requests handled at once by this instance; more wait.
+    #[arg(long, env = "CART_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
+    /// Log format: text or json. The level comes from RUST_LOG (default info).
+    #[arg(long, env = "CART_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// The defaults, with the environment applied, as `cartd` with no flags would run.
+    pub fn from_env() -> Self {
+        Self::parse_from(["cartd"])
+    }
+
+    pub fn db_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+}

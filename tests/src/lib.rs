@@ -1,1 +1,471 @@
+//! Harness for the end-to-end tests: a fresh database per test on the PostgreSQL server of
+//! DATABASE_URL, the nats-server of NATS_URL with subjects unique to the test, private
+//! nats-servers on free ports for tests that stop one, a TCP proxy that can cut
+//! PostgreSQL off, and the real service started in-process.
 
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use cart_proto::ErrorReply;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Installs a log subscriber once per test process when TEST_LOG is set.
+pub fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            cartd::telemetry::init(cartd::LogFormat::Text);
+        }
+    });
+}
+
+pub fn database_server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// A database of its own for one test, dropped by [`TestDb::drop_now`].
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin: PgConnectOptions,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let admin: PgConnectOptions = database_server_url()
+            .parse()
+            .expect("DATABASE_URL is a PostgreSQL URL");
+        let name = format!("cart_e2e_{}", Uuid::new_v4().simple());
+        let mut conn = admin
+            .connect()
+            .await
+            .expect("connect to the PostgreSQL server of DATABASE_URL");
+        sqlx::query(&format!("create database {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let url = with_database(&database_server_url(), &name);
+        TestDb { name, url, admin }
+    }
+
+    /// A URL of the same database reached through another host and port (a proxy).
+    pub fn url_via(&self, port: u16) -> String {
+        let opts: PgConnectOptions = self.url.parse().unwrap();
+        let user = opts.get_username();
+        format!("postgres://{user}@127.0.0.1:{port}/{}", self.name)
+    }
+
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.url)
+            .await
+            .expect("connect to test database")
+    }
+
+    pub async fn count_events(&self) -> i64 {
+        let pool = self.pool().await;
+        let n = sqlx::query_scalar("select count(*) from cart_events")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    }
+
+    pub async fn drop_now(self) {
+        if let Ok(mut conn) = self.admin.connect().await {
+            let _ = sqlx::query(&format!(
+                "drop database if exists {} with (force)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{name}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nats_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("TEST_NATS_BIN") {
+        return bin.into();
+    }
+    for candidate in [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ] {
+        if std::path::Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    "nats-server".into()
+}
+
+/// A private nats-server with JetStream on a free port, killed on drop.
+pub struct TestNats {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestNats {
+    pub async fn start() -> TestNats {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("cart-e2e-nats-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nats = TestNats {
+            port,
+            dir,
+            child: None,
+        };
+        nats.spawn().await;
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(nats_binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server (set TEST_NATS_BIN or install nats-server)");
+        self.child = Some(child);
+        wait_for_port(self.port).await;
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A TCP proxy to a server that a test can cut off (as if the server died) and restore.
+pub struct Proxy {
+    pub port: u16,
+    target: String,
+    inner: Arc<Mutex<ProxyTasks>>,
+}
+
+#[derive(Default)]
+struct ProxyTasks {
+    accept: Option<JoinHandle<()>>,
+    connections: Vec<JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Proxy {
+        let proxy = Proxy {
+            port: free_port(),
+            target: target.to_owned(),
+            inner: Arc::default(),
+        };
+        proxy.resume().await;
+        proxy
+    }
+
+    /// Closes the listening socket and every open connection.
+    pub fn cut(&self) {
+        let mut tasks = self.inner.lock().unwrap();
+        if let Some(accept) = tasks.accept.take() {
+            accept.abort();
+        }
+        for conn in tasks.connections.drain(..) {
+            conn.abort();
+        }
+    }
+
+    pub async fn resume(&self) {
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                // The aborted listener may take a moment to release the port.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let (target, inner) = (self.target.clone(), self.inner.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                inner.lock().unwrap().connections.push(conn);
+            }
+        });
+        self.inner.lock().unwrap().accept = Some(accept);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// The configuration of a service instance for a test: its own database and subjects.
+pub fn config(database_url: &str, nats_url: &str, prefix: &str) -> cartd::Config {
+    let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/catalog.json");
+    let mut config = cartd::Config::from_env();
+    config.database_url = database_url.to_owned();
+    config.nats_url = nats_url.to_owned();
+    config.catalog = catalog.into();
+    config.subject_prefix = prefix.to_owned();
+    config.service_name = "cart-test".to_owned();
+    config
+}
+
+/// Subjects unique to one test, so that tests and runs never see each other's requests.
+pub fn unique_prefix() -> String {
+    format!("t{}.cart.v1", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// One test's world: a database, the shared nats-server, one running service.
+pub struct World {
+    pub db: TestDb,
+    pub prefix: String,
+    pub client: Client,
+    pub servers: Vec<cartd::Server>,
+}
+
+impl World {
+    pub async fn start() -> World {
+        init_logs();
+        let db = TestDb::create().await;
+        let prefix = unique_prefix();
+        let server = cartd::start(&config(&db.url, &nats_url(), &prefix))
+            .await
+            .expect("start cartd");
+        let client = Client::connect(&nats_url(), &prefix).await;
+        World {
+            db,
+            prefix,
+            client,
+            servers: vec![server],
+        }
+    }
+
+    /// Starts another instance on the same database and subjects.
+    pub async fn add_instance(&mut self) {
+        let server = cartd::start(&config(&self.db.url, &nats_url(), &self.prefix))
+            .await
+            .expect("start cartd");
+        self.servers.push(server);
+    }
+
+    pub async fn stop_instances(&mut self) {
+        for server in self.servers.drain(..) {
+            server.shutdown().await;
+        }
+    }
+
+    pub async fn finish(mut self) {
+        self.stop_instances().await;
+        self.db.drop_now().await;
+    }
+}
+
+/// A reply that is not OK: the parsed error body and the service error headers.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub error: ErrorReply,
+    pub header_status: String,
+    pub header_message: String,
+}
+
+/// A NATS client speaking the cart protocol.
+#[derive(Clone)]
+pub struct Client {
+    pub nats: async_nats::Client,
+    pub prefix: String,
+}
+
+impl Client {
+    pub async fn connect(url: &str, prefix: &str) -> Client {
+        let nats = async_nats::ConnectOptions::new()
+            .request_timeout(Some(Duration::from_secs(10)))
+            .connect(url)
+            .await
+            .expect("connect to NATS");
+        Client {
+            nats,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Sends raw bytes with optional headers; returns the reply's headers and body.
+    pub async fn raw(
+        &self,
+        endpoint: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<(Option<HeaderMap>, Vec<u8>), async_nats::RequestError> {
+        let subject = format!("{}.{endpoint}", self.prefix);
+        let reply = self
+            .nats
+            .request_with_headers(subject, headers, body.into())
+            .await?;
+        Ok((reply.headers, reply.payload.to_vec()))
+    }
+
+    /// Sends a request; Ok is the reply body (JSON), Err the refusal.
+    pub async fn send(
+        &self,
+        endpoint: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, Refusal> {
+        let (headers, body) = self
+            .raw(endpoint, headers, body)
+            .await
+            .expect("the service answers");
+        let get = |name: &str| {
+            headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        };
+        match get(async_nats::service::NATS_SERVICE_ERROR_CODE) {
+            None => Ok(body),
+            Some(status) => Err(Refusal {
+                error: ErrorReply::from_body(&body).expect("error replies carry a JSON error body"),
+                header_status: status,
+                header_message: get(async_nats::service::NATS_SERVICE_ERROR).unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Sends a JSON request, with a command id when given.
+    pub async fn json(
+        &self,
+        endpoint: &str,
+        command_id: Option<&str>,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, Refusal> {
+        let mut headers = HeaderMap::new();
+        if let Some(id) = command_id {
+            headers.insert(cartd::COMMAND_ID_HEADER, id);
+        }
+        let reply = self
+            .send(endpoint, headers, serde_json::to_vec(&body).unwrap())
+            .await?;
+        Ok(serde_json::from_slice(&reply).expect("OK replies are JSON"))
+    }
+}
+
+impl Client {
+    /// Like [`Client::json`] but never panics: any failure, including no responders or a
+    /// refusal, is an `Err` describing it. For loops that wait for recovery.
+    pub async fn try_json(
+        &self,
+        endpoint: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let (headers, reply) = self
+            .raw(
+                endpoint,
+                HeaderMap::new(),
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(code) = headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::service::NATS_SERVICE_ERROR_CODE))
+        {
+            return Err(format!(
+                "refused with {code}: {}",
+                String::from_utf8_lossy(&reply)
+            ));
+        }
+        serde_json::from_slice(&reply).map_err(|e| e.to_string())
+    }
+}
+
+/// `{sku: quantity}` of a cart reply, in line order.
+pub fn lines(cart: &serde_json::Value) -> Vec<(String, u64)> {
+    cart["items"]
+        .as_array()
+        .expect("items array")
+        .iter()
+        .map(|i| {
+            (
+                i["sku"].as_str().unwrap().to_owned(),
+                i["quantity"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}

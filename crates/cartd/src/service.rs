@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::service::{self, ServiceExt};
@@ -109,6 +109,19 @@ pub(crate) async fn start(config: &Config, app: App) -> anyhow::Result<Running> 
             }
             while in_flight.join_next().await.is_some() {}
         });
+    }
+    // The server handles one connection's messages in order, so once it answers our own
+    // ping it has processed our subscriptions: a caller that saw `start` return can send
+    // requests without meeting "no responders".
+    let ping = format!(
+        "$SRV.PING.{}.{}",
+        config.service_name,
+        service.info().await.id
+    );
+    if let Err(e) =
+        tokio::time::timeout(Duration::from_secs(5), client.request(ping, "".into())).await
+    {
+        tracing::warn!(error = %e, "NATS not reachable yet; endpoints serve once it is");
     }
     tracing::info!(
         prefix = %config.subject_prefix,

@@ -14,7 +14,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cart
 NATS_URL ?= nats://127.0.0.1:4222
-CATALOG ?= deploy/catalog.json
+CATALOG ?= $(or $(CART_CATALOG),deploy/catalog.json)
 # Extra arguments for the test runner, e.g. make test TEST_ARGS='cart_flow'
 TEST_ARGS ?=
 export DATABASE_URL NATS_URL
@@ -46,7 +46,7 @@ build:
 
 run: services
 	@echo "make: cartd starts below; in another terminal try: cargo run -q -p cartctl -- --help"
-	$(CARGO) run --release -p cartd --bin cartd -- --catalog $(CATALOG)
+	$(CARGO) run -p cartd --bin cartd -- --catalog $(CATALOG)
 
 test: services
 	DATABASE_URL='$(TEST_DATABASE_URL)' $(TEST_CMD) $(TEST_ARGS)

@@ -33,7 +33,7 @@ pub enum InvalidInput {
     BadCurrency,
     #[error("the property `locale` must be a two-letter ISO 639-1 code")]
     BadLocale,
-    #[error("a cart holds at most {MAX_LINES} lines")]
+    #[error("a fill may name at most {MAX_LINES} items")]
     TooManyItems,
 }
 
@@ -62,7 +62,8 @@ pub struct ProjectId(u64);
 
 impl ProjectId {
     pub fn parse(value: u64) -> Result<Self, InvalidInput> {
-        if value == 0 {
+        // Stored as a PostgreSQL bigint, so the top half of u64 is refused up front.
+        if value == 0 || i64::try_from(value).is_err() {
             return Err(InvalidInput::BadProject);
         }
         Ok(Self(value))
@@ -240,5 +241,7 @@ mod tests {
         assert_eq!(Locale::parse("DE").unwrap().as_str(), "de");
         assert!(Locale::parse("deu").is_err());
         assert_eq!(ProjectId::parse(0), Err(InvalidInput::BadProject));
+        assert_eq!(ProjectId::parse(u64::MAX), Err(InvalidInput::BadProject));
+        assert!(ProjectId::parse(i64::MAX as u64).is_ok());
     }
 }

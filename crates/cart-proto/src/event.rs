@@ -54,7 +54,8 @@ fn to_json<M: serde::Serialize>(message: &M) -> serde_json::Value {
     serde_json::to_value(message).unwrap_or(serde_json::Value::Null)
 }
 
-/// Decodes a stored event, upcasting older schema versions.
+/// Decodes a stored event. Schema version 1 is the only one so far; when an event's shape
+/// changes, the older versions are upcast here, keyed by `(event_type, schema_version)`.
 ///
 /// # Errors
 /// An unknown type, a malformed payload, or a value the domain refuses.
@@ -73,6 +74,13 @@ pub fn decode(
         "CartOpened" => CartEvent::CartOpened,
         "ItemQuantitySet" => {
             let m: v1::ItemQuantitySet = from_json(event_type, payload)?;
+            if m.quantity == 0 {
+                // A line never has quantity zero; a stored one would fold a wrong cart.
+                return Err(DecodeError::Invalid {
+                    event_type: event_type.to_owned(),
+                    source: cart_domain::InvalidInput::BadQuantity,
+                });
+            }
             CartEvent::ItemQuantitySet {
                 sku: sku(m.sku)?,
                 quantity: m.quantity,
@@ -135,6 +143,8 @@ mod tests {
         let e = decode("ItemRemoved", 1, serde_json::json!({"sku": 5})).unwrap_err();
         assert!(matches!(e, DecodeError::Payload { .. }));
         let e = decode("ItemRemoved", 1, serde_json::json!({"sku": "a b"})).unwrap_err();
+        assert!(matches!(e, DecodeError::Invalid { .. }));
+        let e = decode("ItemQuantitySet", 1, serde_json::json!({"sku": "a"})).unwrap_err();
         assert!(matches!(e, DecodeError::Invalid { .. }));
     }
 }

@@ -17,6 +17,9 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/cart.v1.rs"));
 }
 
+/// The request header that carries a command's idempotency key.
+pub const COMMAND_ID_HEADER: &str = "Cart-Command-Id";
+
 /// How a message's bytes are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {

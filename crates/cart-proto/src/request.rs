@@ -459,3 +459,71 @@ mod tests {
         assert_eq!(e.status, 400);
     }
 }
+
+#[cfg(test)]
+mod no_panic {
+    //! Whatever bytes arrive, decoding answers Ok or an error reply; it never panics.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn endpoint() -> impl Strategy<Value = Endpoint> {
+        prop::sample::select(Endpoint::ALL.to_vec())
+    }
+
+    /// JSON bodies built from the real property names with values of any type, which
+    /// reach much deeper into the checks than random bytes do.
+    fn json_body() -> impl Strategy<Value = Vec<u8>> {
+        let value = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,300}".prop_map(serde_json::Value::from),
+        ];
+        let names = prop::sample::select(vec![
+            "project_id",
+            "user_id",
+            "cart_id",
+            "currency",
+            "locale",
+            "items",
+            "replace",
+            "sku",
+            "quantity",
+            "other",
+        ]);
+        prop::collection::vec((names, value, any::<bool>()), 0..10).prop_map(|fields| {
+            let mut body = serde_json::Map::new();
+            for (name, value, as_items) in fields {
+                let value = if as_items && name == "items" {
+                    serde_json::json!([{"sku": value.clone(), "quantity": value}])
+                } else {
+                    value
+                };
+                body.insert(name.to_owned(), value);
+            }
+            serde_json::to_vec(&body).unwrap()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn random_bytes_never_panic(endpoint in endpoint(), bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(endpoint, Encoding::Json, &bytes);
+            let _ = decode(endpoint, Encoding::Protobuf, &bytes);
+        }
+
+        #[test]
+        fn structured_json_never_panics(endpoint in endpoint(), body in json_body()) {
+            if let Err(e) = decode(endpoint, Encoding::Json, &body) {
+                prop_assert!(e.status == 400 || e.status == 422, "unexpected status {}", e.status);
+                prop_assert_eq!(e.code, 1102);
+            }
+        }
+    }
+}

@@ -36,15 +36,20 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the database could not be reached or answered in time.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database(
                 sqlx::Error::PoolTimedOut
-                    | sqlx::Error::Io(_)
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Tls(_)
-            )
-        )
+                | sqlx::Error::Io(_)
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_),
+            ) => true,
+            // Connection exceptions (08), a server shutting down or still starting (57P0x)
+            // and a statement timeout (57014) are passing states, not faults of the request.
+            StoreError::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+            _ => false,
+        }
     }
 }
 
@@ -423,8 +428,7 @@ async fn write_rebuilt(
 }
 
 fn project_id(project: ProjectId) -> i64 {
-    // Project ids come from u64 requests; ids above i64::MAX cannot be stored and are
-    // folded onto the maximum rather than wrapped into negative numbers.
+    // ProjectId::parse refuses values above i64::MAX, so this never saturates.
     i64::try_from(project.get()).unwrap_or(i64::MAX)
 }
 

@@ -58,6 +58,9 @@ struct Global {
     /// Send and receive protobuf instead of JSON (the reply is still printed as JSON).
     #[arg(long, global = true)]
     protobuf: bool,
+    /// The service name the instances answer $SRV requests under.
+    #[arg(long, env = "CART_SERVICE_NAME", default_value = "cart", global = true)]
+    service_name: String,
     /// Seconds to wait for a reply.
     #[arg(long, default_value_t = 5, global = true)]
     timeout: u64,
@@ -82,7 +85,7 @@ enum Command {
     Delete { sku: String },
     /// Remove every line.
     Clear,
-    /// Show the running service instances ($SRV.INFO).
+    /// Show a running instance's endpoints ($SRV.INFO; the first instance to answer).
     Info,
 }
 
@@ -223,10 +226,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         .with_context(|| format!("connect to NATS at {}", g.nats_url))?;
 
     if matches!(cli.command, Command::Info) {
+        let subject = format!("$SRV.INFO.{}", g.service_name);
         let reply = client
-            .request("$SRV.INFO.cart", "".into())
+            .request(subject.clone(), "".into())
             .await
-            .context("no cart service answered $SRV.INFO")?;
+            .with_context(|| format!("no cart service answered {subject}"))?;
         let info: serde_json::Value = serde_json::from_slice(&reply.payload)?;
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(0);
@@ -242,7 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             .command_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        headers.insert(cartd_command_id_header(), id.as_str());
+        headers.insert(cart_proto::COMMAND_ID_HEADER, id.as_str());
     }
     let subject = format!("{}.{subject}", g.subject_prefix);
     let reply = client
@@ -271,9 +275,4 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     println!("{}", serde_json::to_string_pretty(&cart)?);
     Ok(0)
-}
-
-/// The header the service reads the idempotency key from (see docs/protocol.md).
-fn cartd_command_id_header() -> &'static str {
-    "Cart-Command-Id"
 }

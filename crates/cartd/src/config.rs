@@ -42,7 +42,8 @@ pub struct Config {
     #[arg(long, env = "CART_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
     pub db_acquire_timeout_ms: u64,
 
-    /// How many times a command is decided again after losing a concurrent append.
+    /// How many times a command is decided and appended before a lost race to a
+    /// concurrent writer is answered 409 (attempts in total, not retries).
     #[arg(long, env = "CART_MAX_ATTEMPTS", default_value_t = 10)]
     pub max_attempts: u32,
 

@@ -44,7 +44,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         .with_context(|| format!("load catalog {}", config.catalog.display()))?;
     tracing::info!(path = %config.catalog.display(), items = catalog.len(), "catalog loaded");
 
-    let pool = connect_postgres(config).await;
+    let pool = connect_postgres(config).await?;
     let store = EventStore::new(pool);
     let format = AmountFormat {
         scale: config.amount_scale.min(16),
@@ -97,8 +97,9 @@ pub async fn shutdown_signal() {
 
 /// Creates the database if needed, migrates and checks durability, retrying with a
 /// growing pause while PostgreSQL does not answer: a service started before its
-/// database waits instead of crash-looping.
-async fn connect_postgres(config: &Config) -> sqlx::PgPool {
+/// database waits instead of crash-looping. Errors that waiting cannot cure (a bad URL,
+/// fsync off, a failed migration, refused credentials) end the start instead.
+async fn connect_postgres(config: &Config) -> anyhow::Result<sqlx::PgPool> {
     let db = DbConfig {
         url: config.database_url.clone(),
         max_connections: config.db_max_connections,
@@ -114,7 +115,11 @@ async fn connect_postgres(config: &Config) -> sqlx::PgPool {
         match res {
             Ok(pool) => {
                 tracing::info!(url = %redact(&db.url), "connected to PostgreSQL; migrations applied");
-                return pool;
+                return Ok(pool);
+            }
+            Err(e) if !e.is_unavailable() => {
+                let context = format!("prepare PostgreSQL at {}", redact(&db.url));
+                return Err(anyhow::Error::new(e).context(context));
             }
             Err(e) => {
                 tracing::warn!(url = %redact(&db.url), error = %app::error_chain(&e), retry_in = ?pause, "PostgreSQL not ready");

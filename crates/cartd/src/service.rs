@@ -18,8 +18,7 @@ use tracing::Instrument;
 use crate::app::{self, App};
 use crate::Config;
 
-/// The request header that carries a command's idempotency key.
-pub const COMMAND_ID_HEADER: &str = "Cart-Command-Id";
+pub use cart_proto::COMMAND_ID_HEADER;
 /// The largest request body accepted, in bytes.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 const MAX_COMMAND_ID_LEN: usize = 128;
@@ -182,7 +181,12 @@ async fn handle(
                 format!("Payload Too Large. A request body may hold at most {MAX_PAYLOAD} bytes"),
             ));
         }
-        let command_id = command_id(headers)?;
+        // Queries change nothing, so their idempotency key is ignored rather than checked.
+        let command_id = if endpoint == Endpoint::Get {
+            None
+        } else {
+            command_id(headers)?
+        };
         let decoded = request::decode(endpoint, encoding, &message.payload)?;
         let span = tracing::Span::current();
         span.record("project", decoded.scope.project.get());

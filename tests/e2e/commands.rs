@@ -418,5 +418,41 @@ async fn the_service_answers_the_micro_discovery_subjects() {
         .unwrap()
         .iter()
         .all(|e| e["queue_group"] == "q"));
+
+    // STATS of this instance counts requests, and error replies in the endpoint's data.
+    w.client
+        .json(
+            "item.put",
+            None,
+            req("alice", None, json!({"sku": "nope", "quantity": 1})),
+        )
+        .await
+        .unwrap_err();
+    let id = info["id"].as_str().unwrap();
+    let stats = w
+        .client
+        .nats
+        .request(format!("$SRV.STATS.cart-test.{id}"), "".into())
+        .await
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats.payload).unwrap();
+    assert_eq!(stats["type"], "io.nats.micro.v1.stats_response");
+    let endpoint = |name: &str| {
+        stats["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(endpoint("get")["num_requests"], 1);
+    let put = endpoint("item-put");
+    assert_eq!(put["num_requests"], 1);
+    assert_eq!(put["data"]["num_error_replies"], 1);
+    assert!(put["data"]["last_error_reply"]
+        .as_str()
+        .unwrap()
+        .starts_with("404:[0401-4001]"));
     w.finish().await;
 }

@@ -175,3 +175,20 @@ async fn the_service_started_before_nats_serves_once_nats_is_up() {
     server.shutdown().await;
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn a_misconfigured_database_ends_the_start_with_the_reason() {
+    cart_tests::init_logs();
+    let prefix = cart_tests::unique_prefix();
+    // A malformed URL cannot be cured by waiting: start must fail, promptly, saying why.
+    let cfg = config(
+        "postgres://postgres@127.0.0.1:5432/x?sslmode=sometimes",
+        &cart_tests::nats_url(),
+        &prefix,
+    );
+    let res = tokio::time::timeout(Duration::from_secs(10), cartd::start(&cfg))
+        .await
+        .expect("start gives up at once");
+    let err = res.err().expect("start fails");
+    assert!(format!("{err:#}").contains("prepare PostgreSQL"), "{err:#}");
+}

@@ -3,6 +3,7 @@
 
 use cart_domain::{Cart, CartEvent, CartId, ProjectId, UserId};
 use cart_proto::event::{self, DecodeError, SCHEMA_VERSION};
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -176,16 +177,7 @@ impl EventStore {
         let mut version = 0;
         for row in rows {
             version = row.try_get("version")?;
-            let decoded = event::decode(
-                row.try_get("event_type")?,
-                row.try_get("schema_version")?,
-                row.try_get("payload")?,
-            )
-            .map_err(|source| StoreError::Decode {
-                stream_id,
-                version,
-                source,
-            })?;
+            let decoded = decode_row(&row, stream_id, version)?;
             cart = cart_domain::apply(cart, &decoded);
         }
         Ok(Loaded { cart, version })
@@ -297,16 +289,7 @@ impl EventStore {
                 let stream_id: Uuid = row.try_get("stream_id")?;
                 let version: i64 = row.try_get("version")?;
                 let tx_id: String = row.try_get("tx_id")?;
-                let event = event::decode(
-                    row.try_get("event_type")?,
-                    row.try_get("schema_version")?,
-                    row.try_get("payload")?,
-                )
-                .map_err(|source| StoreError::Decode {
-                    stream_id,
-                    version,
-                    source,
-                })?;
+                let event = decode_row(&row, stream_id, version)?;
                 Ok(RecordedEvent {
                     position: Position {
                         tx_id: tx_id.parse().unwrap_or(u64::MAX),
@@ -361,16 +344,7 @@ impl EventStore {
             for row in rows {
                 let stream_id: Uuid = row.try_get("stream_id")?;
                 let version: i64 = row.try_get("version")?;
-                let decoded = event::decode(
-                    row.try_get("event_type")?,
-                    row.try_get("schema_version")?,
-                    row.try_get("payload")?,
-                )
-                .map_err(|source| StoreError::Decode {
-                    stream_id,
-                    version,
-                    source,
-                })?;
+                let decoded = decode_row(&row, stream_id, version)?;
                 current = match current.take() {
                     Some((id, _, cart)) if id == stream_id => {
                         Some((id, version, cart_domain::apply(cart, &decoded)))
@@ -425,6 +399,20 @@ async fn write_rebuilt(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Decodes the event columns of a stored row; a failure names the stream and version.
+fn decode_row(row: &PgRow, stream_id: Uuid, version: i64) -> Result<CartEvent, StoreError> {
+    event::decode(
+        row.try_get("event_type")?,
+        row.try_get("schema_version")?,
+        row.try_get("payload")?,
+    )
+    .map_err(|source| StoreError::Decode {
+        stream_id,
+        version,
+        source,
+    })
 }
 
 fn project_id(project: ProjectId) -> i64 {

@@ -84,12 +84,6 @@ pub enum Action {
     Get,
 }
 
-impl Action {
-    pub fn is_query(&self) -> bool {
-        matches!(self, Action::Get)
-    }
-}
-
 /// A decoded, checked request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {

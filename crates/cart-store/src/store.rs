@@ -157,10 +157,6 @@ impl EventStore {
         Self { pool }
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// Folds a cart's whole stream. A cart with no events is the empty, unopened cart at
     /// version 0.
     #[tracing::instrument(skip_all, fields(stream_id = %key.stream_id()))]

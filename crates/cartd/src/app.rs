@@ -199,10 +199,10 @@ impl App {
     }
 
     /// Turns a request into a domain command, with what the catalog says about its SKUs.
-    fn command_for(&self, request: &Request) -> CartCommand {
+    fn command_for(&self, request: &Request) -> Option<CartCommand> {
         let project = request.scope.project;
         let listed = |sku| self.inner.catalog.is_listed(project, sku);
-        match &request.action {
+        Some(match &request.action {
             Action::Fill { items, replace } => CartCommand::Fill {
                 items: items
                     .iter()
@@ -223,8 +223,9 @@ impl App {
                 sku: sku.clone(),
                 listed: listed(sku),
             },
-            Action::Clear | Action::Get => CartCommand::Clear,
-        }
+            Action::Clear => CartCommand::Clear,
+            Action::Get => return None,
+        })
     }
 
     async fn replay_ledger(
@@ -260,6 +261,10 @@ impl App {
         command_id: Option<String>,
         fingerprint: Vec<u8>,
     ) -> Result<Vec<u8>, ErrorReply> {
+        let Some(command) = self.command_for(request) else {
+            // Only a query has no command, and `handle` routes queries elsewhere.
+            return self.query(request, encoding).await;
+        };
         let key = Self::key(request);
         let stream_id = key.stream_id();
         let project = key.project;
@@ -269,7 +274,6 @@ impl App {
                 return Ok(reply);
             }
         }
-        let command = self.command_for(request);
         let warnings = match &command {
             CartCommand::Fill { items, .. } => fill_warnings(items),
             _ => vec![],

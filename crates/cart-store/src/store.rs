@@ -60,24 +60,34 @@ pub struct StreamKey {
     pub project: ProjectId,
     pub user: UserId,
     pub cart: CartId,
+    // Invariant: derived from the three fields above, once, by `new`.
+    stream_id: Uuid,
 }
 
 // A fixed namespace so that stream ids are the same on every instance and every run.
 const STREAM_NAMESPACE: Uuid = Uuid::from_u128(0x6a0f_2c1e_9b7d_4c3a_8e51_0d2f_7b94_c615);
 
 impl StreamKey {
-    /// The stream id, derived from the key so that no lookup is needed to find it.
-    pub fn stream_id(&self) -> Uuid {
+    /// Derives the stream id from the key, so that no lookup is needed to find a stream.
+    /// Stream ids are stored in the log: this derivation must never change.
+    pub fn new(project: ProjectId, user: UserId, cart: CartId) -> Self {
         // Lengths go first so that no two keys share a name ("a" + "bc" vs "ab" + "c").
         let name = format!(
-            "{}:{}:{}:{}:{}",
-            self.project,
-            self.user.as_str().len(),
-            self.user,
-            self.cart.as_str().len(),
-            self.cart
+            "{project}:{}:{user}:{}:{cart}",
+            user.as_str().len(),
+            cart.as_str().len()
         );
-        Uuid::new_v5(&STREAM_NAMESPACE, name.as_bytes())
+        let stream_id = Uuid::new_v5(&STREAM_NAMESPACE, name.as_bytes());
+        Self {
+            project,
+            user,
+            cart,
+            stream_id,
+        }
+    }
+
+    pub fn stream_id(&self) -> Uuid {
+        self.stream_id
     }
 }
 
@@ -215,19 +225,18 @@ impl EventStore {
     #[tracing::instrument(skip_all, fields(stream_id = %append.key.stream_id(), expected = append.expected, n_events = append.events.len()))]
     pub async fn append(&self, append: Append<'_>) -> Result<AppendOutcome, StoreError> {
         let stream_id = append.key.stream_id();
+        let version = append.expected + i64::try_from(append.events.len()).unwrap_or(i64::MAX);
         let mut tx = self.pool.begin().await?;
-        // The event insert is the transaction's first write, so its xid is taken here and
-        // the global order stays close to commit order.
+        // A no-op command with a command id writes only its ledger row.
         if !append.events.is_empty() {
+            // The event insert is the transaction's first write, so its xid is taken here
+            // and the global order stays close to commit order.
             insert_events(&mut tx, &append, stream_id)
                 .await
                 .map_err(|e| on_constraint(e, &append, stream_id))?;
-        }
-        let version = append.expected + i64::try_from(append.events.len()).unwrap_or(i64::MAX);
-        if append.expected == 0 && !append.events.is_empty() {
-            insert_stream(&mut tx, append.key, stream_id).await?;
-        }
-        if !append.events.is_empty() {
+            if append.expected == 0 {
+                insert_stream(&mut tx, append.key, stream_id).await?;
+            }
             upsert_projection(&mut tx, append.key, stream_id, version, append.cart).await?;
         }
         if let Some(command) = append.command {

@@ -36,13 +36,6 @@ impl CartLocks {
     }
 }
 
-/// A successful reply.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub body: Vec<u8>,
-    pub encoding: Encoding,
-}
-
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct App {
@@ -129,11 +122,7 @@ impl App {
             .cart
             .clone()
             .unwrap_or_else(|| current_cart_id(scope.project, &scope.user));
-        StreamKey {
-            project: scope.project,
-            user: scope.user.clone(),
-            cart,
-        }
+        StreamKey::new(scope.project, scope.user.clone(), cart)
     }
 
     /// Answers one request.
@@ -143,15 +132,14 @@ impl App {
         encoding: Encoding,
         command_id: Option<String>,
         fingerprint: Vec<u8>,
-    ) -> Result<Reply, ErrorReply> {
-        let body = match request.action {
-            Action::Get => self.query(&request, encoding).await?,
-            _ => {
-                self.command(&request, encoding, command_id, fingerprint)
-                    .await?
+    ) -> Result<Vec<u8>, ErrorReply> {
+        match self.command_for(&request) {
+            None => self.query(&request, encoding).await,
+            Some(command) => {
+                self.command(&request, command, encoding, command_id, fingerprint)
+                    .await
             }
-        };
-        Ok(Reply { body, encoding })
+        }
     }
 
     async fn query(&self, request: &Request, encoding: Encoding) -> Result<Vec<u8>, ErrorReply> {
@@ -198,7 +186,8 @@ impl App {
         encode(&reply, encoding)
     }
 
-    /// Turns a request into a domain command, with what the catalog says about its SKUs.
+    /// Turns a request into a domain command, with what the catalog says about its SKUs;
+    /// None for a query.
     fn command_for(&self, request: &Request) -> Option<CartCommand> {
         let project = request.scope.project;
         let listed = |sku| self.inner.catalog.is_listed(project, sku);
@@ -257,14 +246,11 @@ impl App {
     async fn command(
         &self,
         request: &Request,
+        command: CartCommand,
         encoding: Encoding,
         command_id: Option<String>,
         fingerprint: Vec<u8>,
     ) -> Result<Vec<u8>, ErrorReply> {
-        let Some(command) = self.command_for(request) else {
-            // Only a query has no command, and `handle` routes queries elsewhere.
-            return self.query(request, encoding).await;
-        };
         let key = Self::key(request);
         let stream_id = key.stream_id();
         let project = key.project;

@@ -210,9 +210,9 @@ async fn handle(
     let elapsed = started.elapsed();
     let mut reply_headers = HeaderMap::new();
     let (body, outcome) = match res {
-        Ok(reply) => {
-            reply_headers.insert("Content-Type", reply.encoding.content_type());
-            (reply.body, None)
+        Ok(body) => {
+            reply_headers.insert("Content-Type", encoding.content_type());
+            (body, None)
         }
         Err(error) => {
             reply_headers.insert("Content-Type", Encoding::JSON_CONTENT_TYPE);

@@ -14,6 +14,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".cart.v1",
         "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
     );
+    // The envelope's event is a oneof: in JSON {"item_quantity_set": {...}}.
+    config.enum_attribute(
+        ".cart.v1.EventEnvelope.event",
+        "#[derive(serde::Serialize, serde::Deserialize)] #[serde(rename_all = \"snake_case\")]",
+    );
     // Xsolla's JSON names these in camelCase.
     for (field, json) in [
         ("Warning.error_code", "errorCode"),

@@ -82,7 +82,17 @@ pub enum CartEvent {
     ItemRemoved {
         sku: Sku,
     },
-    CartCleared,
+    /// Every line was removed, for `reason`.
+    CartCleared {
+        reason: ClearReason,
+    },
+}
+
+/// Why a cart was cleared: analysts tell an abandoned cart from a bought one by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearReason {
+    /// The shopper emptied the cart (clear, or a replacing fill that kept nothing).
+    Shopper,
 }
 
 impl CartEvent {
@@ -92,7 +102,7 @@ impl CartEvent {
             CartEvent::CartOpened => "CartOpened",
             CartEvent::ItemQuantitySet { .. } => "ItemQuantitySet",
             CartEvent::ItemRemoved { .. } => "ItemRemoved",
-            CartEvent::CartCleared => "CartCleared",
+            CartEvent::CartCleared { .. } => "CartCleared",
         }
     }
 }
@@ -205,7 +215,9 @@ fn diff(from: &[Line], to: &[Line]) -> Vec<CartEvent> {
     let mut events = Vec::new();
     if to.is_empty() {
         if !from.is_empty() {
-            events.push(CartEvent::CartCleared);
+            events.push(CartEvent::CartCleared {
+                reason: ClearReason::Shopper,
+            });
         }
         return events;
     }
@@ -243,7 +255,7 @@ pub fn apply(mut cart: Cart, event: &CartEvent) -> Cart {
             }
         }
         CartEvent::ItemRemoved { sku } => cart.lines.retain(|line| &line.sku != sku),
-        CartEvent::CartCleared => cart.lines.clear(),
+        CartEvent::CartCleared { .. } => cart.lines.clear(),
     }
     cart
 }

@@ -14,8 +14,8 @@ mod ids;
 mod pricing;
 
 pub use cart::{
-    apply, decide, fill_warnings, Cart, CartCommand, CartError, CartEvent, FillItem, Line,
-    SkipReason, Skipped,
+    apply, decide, fill_warnings, Cart, CartCommand, CartError, CartEvent, ClearReason, FillItem,
+    Line, SkipReason, Skipped,
 };
 pub use catalog::{Attribute, AttributeValue, Catalog, Group, Item, ItemPrice, VirtualPrice};
 pub use ids::{

@@ -1,13 +1,11 @@
 //! The stored form of cart events: a type name, a schema version and a JSON payload
 //! (the JSON form of the proto message of the same name in `proto/cart/v1/events.proto`).
 
-use cart_domain::{CartEvent, Sku};
+use cart_domain::{CartEvent, ClearReason, Sku};
 use serde::de::DeserializeOwned;
 
 use crate::v1;
-
-/// The schema version written with every event today.
-pub const SCHEMA_VERSION: i16 = 1;
+use crate::v1::event_envelope::Event as EnvelopeEvent;
 
 /// Why a stored event could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -33,20 +31,71 @@ pub enum DecodeError {
     },
 }
 
-/// Encodes an event as its type name and JSON payload.
-pub fn encode(event: &CartEvent) -> (&'static str, serde_json::Value) {
-    let payload = match event {
-        CartEvent::CartOpened => to_json(&v1::CartOpened {}),
-        CartEvent::ItemQuantitySet { sku, quantity } => to_json(&v1::ItemQuantitySet {
-            sku: sku.to_string(),
-            quantity: *quantity,
-        }),
-        CartEvent::ItemRemoved { sku } => to_json(&v1::ItemRemoved {
-            sku: sku.to_string(),
-        }),
-        CartEvent::CartCleared => to_json(&v1::CartCleared {}),
+/// An event in its stored form: type name, schema version and JSON payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub event_type: &'static str,
+    pub schema_version: i16,
+    pub payload: serde_json::Value,
+}
+
+/// The schema version written today for an event type; older versions are upcast by
+/// [`decode`]. None for a type this build does not know.
+pub fn current_schema_version(event_type: &str) -> Option<i16> {
+    match event_type {
+        "CartOpened" | "ItemQuantitySet" | "ItemRemoved" => Some(1),
+        "CartCleared" => Some(2),
+        _ => None,
+    }
+}
+
+/// Encodes an event in the current schema version of its type.
+pub fn encode(event: &CartEvent) -> Encoded {
+    let payload = match envelope_event(event) {
+        EnvelopeEvent::CartOpened(m) => to_json(&m),
+        EnvelopeEvent::ItemQuantitySet(m) => to_json(&m),
+        EnvelopeEvent::ItemRemoved(m) => to_json(&m),
+        EnvelopeEvent::CartCleared(m) => to_json(&m),
     };
-    (event.event_type(), payload)
+    let event_type = event.event_type();
+    Encoded {
+        event_type,
+        schema_version: current_schema_version(event_type).unwrap_or(1),
+        payload,
+    }
+}
+
+/// The event as the oneof of [`v1::EventEnvelope`], the form readers outside see.
+pub fn envelope_event(event: &CartEvent) -> EnvelopeEvent {
+    match event {
+        CartEvent::CartOpened => EnvelopeEvent::CartOpened(v1::CartOpened {}),
+        CartEvent::ItemQuantitySet { sku, quantity } => {
+            EnvelopeEvent::ItemQuantitySet(v1::ItemQuantitySet {
+                sku: sku.to_string(),
+                quantity: *quantity,
+            })
+        }
+        CartEvent::ItemRemoved { sku } => EnvelopeEvent::ItemRemoved(v1::ItemRemoved {
+            sku: sku.to_string(),
+        }),
+        CartEvent::CartCleared { reason } => EnvelopeEvent::CartCleared(v1::CartCleared {
+            reason: reason_name(*reason).to_owned(),
+        }),
+    }
+}
+
+fn reason_name(reason: ClearReason) -> &'static str {
+    match reason {
+        ClearReason::Shopper => "shopper",
+    }
+}
+
+/// The SKU an event is about, if any (it goes into the event's subject).
+pub fn sku_of(event: &CartEvent) -> Option<&Sku> {
+    match event {
+        CartEvent::ItemQuantitySet { sku, .. } | CartEvent::ItemRemoved { sku } => Some(sku),
+        CartEvent::CartOpened | CartEvent::CartCleared { .. } => None,
+    }
 }
 
 fn to_json<M: serde::Serialize>(message: &M) -> serde_json::Value {
@@ -54,11 +103,14 @@ fn to_json<M: serde::Serialize>(message: &M) -> serde_json::Value {
     serde_json::to_value(message).unwrap_or(serde_json::Value::Null)
 }
 
-/// Decodes a stored event. Schema version 1 is the only one so far; when an event's shape
-/// changes, the older versions are upcast here, keyed by `(event_type, schema_version)`.
+/// Decodes a stored event of any schema version this build knows, upcasting older
+/// versions to the current event. Upcasters are keyed by `(event_type, schema_version)`
+/// and are pure functions of the old payload.
 ///
 /// # Errors
-/// An unknown type, a malformed payload, or a value the domain refuses.
+/// An unknown type or version, a malformed payload, or a value the domain refuses. The
+/// policy for an unknown type is to stop the reader with this error (naming the event)
+/// rather than skip it: a skipped event would fold a wrong cart or lose a fact.
 pub fn decode(
     event_type: &str,
     schema_version: i16,
@@ -70,9 +122,9 @@ pub fn decode(
             source,
         })
     };
-    Ok(match event_type {
-        "CartOpened" => CartEvent::CartOpened,
-        "ItemQuantitySet" => {
+    Ok(match (event_type, schema_version) {
+        ("CartOpened", 1) => CartEvent::CartOpened,
+        ("ItemQuantitySet", 1) => {
             let m: v1::ItemQuantitySet = from_json(event_type, payload)?;
             if m.quantity == 0 {
                 // A line never has quantity zero; a stored one would fold a wrong cart.
@@ -86,11 +138,22 @@ pub fn decode(
                 quantity: m.quantity,
             }
         }
-        "ItemRemoved" => {
+        ("ItemRemoved", 1) => {
             let m: v1::ItemRemoved = from_json(event_type, payload)?;
             CartEvent::ItemRemoved { sku: sku(m.sku)? }
         }
-        "CartCleared" => CartEvent::CartCleared,
+        // v1 had no reason: every clear then was the shopper's.
+        ("CartCleared", 1) => CartEvent::CartCleared {
+            reason: ClearReason::Shopper,
+        },
+        ("CartCleared", 2) => {
+            let m: v1::CartCleared = from_json(event_type, payload)?;
+            // A reason added by a later version is still a clear.
+            let _ = m.reason;
+            CartEvent::CartCleared {
+                reason: ClearReason::Shopper,
+            }
+        }
         _ => {
             return Err(DecodeError::UnknownType {
                 event_type: event_type.to_owned(),
@@ -118,22 +181,46 @@ mod tests {
     fn every_event_round_trips_and_has_a_stable_form() {
         let sku = Sku::parse("com.x.cup").unwrap();
         let cases = [
-            (CartEvent::CartOpened, r#"{}"#),
+            (CartEvent::CartOpened, 1, r#"{}"#),
             (
                 CartEvent::ItemQuantitySet {
                     sku: sku.clone(),
                     quantity: 3,
                 },
+                1,
                 r#"{"quantity":3,"sku":"com.x.cup"}"#,
             ),
-            (CartEvent::ItemRemoved { sku }, r#"{"sku":"com.x.cup"}"#),
-            (CartEvent::CartCleared, r#"{}"#),
+            (CartEvent::ItemRemoved { sku }, 1, r#"{"sku":"com.x.cup"}"#),
+            (
+                CartEvent::CartCleared {
+                    reason: ClearReason::Shopper,
+                },
+                2,
+                r#"{"reason":"shopper"}"#,
+            ),
         ];
-        for (event, json) in cases {
-            let (event_type, payload) = encode(&event);
-            assert_eq!(payload.to_string(), json, "{event_type}");
-            assert_eq!(decode(event_type, SCHEMA_VERSION, payload).unwrap(), event);
+        for (event, version, json) in cases {
+            let encoded = encode(&event);
+            assert_eq!(encoded.payload.to_string(), json, "{}", encoded.event_type);
+            assert_eq!(encoded.schema_version, version, "{}", encoded.event_type);
+            let back = decode(encoded.event_type, version, encoded.payload).unwrap();
+            assert_eq!(back, event);
         }
+    }
+
+    #[test]
+    fn old_schema_versions_are_upcast() {
+        // CartCleared v1 was an empty object.
+        let e = decode("CartCleared", 1, serde_json::json!({})).unwrap();
+        assert_eq!(
+            e,
+            CartEvent::CartCleared {
+                reason: ClearReason::Shopper
+            }
+        );
+        // A version from the future is not guessed at.
+        let e = decode("CartCleared", 3, serde_json::json!({})).unwrap_err();
+        assert!(matches!(e, DecodeError::UnknownType { .. }));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod catalog;
 mod error;
 pub mod event;
 pub mod request;
+pub mod subject;
 pub mod view;
 
 pub use error::ErrorReply;

@@ -6,12 +6,16 @@
 //! and the ledger row commit together or not at all.
 
 mod database;
+pub mod feed;
+mod rebuild;
 mod store;
+pub mod subscription;
 
 pub use database::{connect, ensure_database, DbConfig};
+pub use feed::{Filter, Position, RecordedEvent};
+pub use rebuild::{rebuild_projection, Progress, RebuildReport};
 pub use store::{
-    Append, AppendOutcome, EventStore, Loaded, Position, ProcessedCommand, RebuildReport,
-    RecordedEvent, StoreError, StreamKey,
+    Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StoreError, StreamKey,
 };
 
 /// The schema migrations, applied at start.

@@ -2,10 +2,12 @@
 //! global-order reader.
 
 use cart_domain::{Cart, CartEvent, CartId, ProjectId, UserId};
-use cart_proto::event::{self, DecodeError, SCHEMA_VERSION};
+use cart_proto::event::{self, DecodeError};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
+
+use crate::feed::{self, Filter, Position, RecordedEvent};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +34,26 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A value from the caller that PostgreSQL refused, such as a malformed time.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// Another projection rebuild holds the rebuild lock.
+    #[error("another projection rebuild is running")]
+    RebuildRunning,
 }
 
 impl StoreError {
+    /// A query error, with data exceptions (SQLSTATE class 22, e.g. a time PostgreSQL
+    /// cannot read) reported as the caller's invalid input.
+    pub(crate) fn from_query(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &error {
+            if db.code().is_some_and(|code| code.starts_with("22")) {
+                return StoreError::Invalid(db.message().to_owned());
+            }
+        }
+        StoreError::Database(error)
+    }
+
     /// Whether the database could not be reached or answered in time.
     pub fn is_unavailable(&self) -> bool {
         match self {
@@ -127,33 +146,6 @@ pub struct Append<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
     pub version: i64,
-}
-
-/// A position in the global order: the writing transaction, then the row's position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Position {
-    pub tx_id: u64,
-    pub global_position: i64,
-}
-
-/// An event as stored, with its place in the log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedEvent {
-    pub position: Position,
-    pub stream_id: Uuid,
-    pub version: i64,
-    pub event_id: Uuid,
-    pub project_id: i64,
-    pub event: CartEvent,
-}
-
-/// What a projection rebuild found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RebuildReport {
-    pub streams: u64,
-    pub events: u64,
-    /// Rows that differ between the rebuilt and the live projection (both directions).
-    pub differences: u64,
 }
 
 /// The append-only store of cart events.
@@ -265,149 +257,77 @@ impl EventStore {
         Ok(Some(Loaded { cart, version }))
     }
 
-    /// Reads up to `limit` events after `after` in the global order.
-    ///
-    /// Only events whose writing transaction is older than every transaction still in
-    /// flight are returned, so a reader that remembers the last position it saw can never
-    /// skip an event that commits late: it simply is not visible yet.
+    /// Reads about `limit` events after `after` in the global order (see [`crate::feed`]).
     pub async fn read_all(
         &self,
         after: Position,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "select tx_id::text as tx_id, global_position, stream_id, version, event_id, project_id, \
-                    event_type, schema_version, payload \
-             from cart_events \
-             where (tx_id, global_position) > ($1::text::xid8, $2) \
-               and tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             order by tx_id, global_position \
-             limit $3",
-        )
-        .bind(after.tx_id.to_string())
-        .bind(after.global_position)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                let stream_id: Uuid = row.try_get("stream_id")?;
-                let version: i64 = row.try_get("version")?;
-                let tx_id: String = row.try_get("tx_id")?;
-                let event = decode_row(&row, stream_id, version)?;
-                Ok(RecordedEvent {
-                    position: Position {
-                        tx_id: tx_id.parse().unwrap_or(u64::MAX),
-                        global_position: row.try_get("global_position")?,
-                    },
-                    stream_id,
-                    version,
-                    event_id: row.try_get("event_id")?,
-                    project_id: row.try_get("project_id")?,
-                    event,
-                })
-            })
-            .collect()
+        let mut conn = self.pool.acquire().await?;
+        feed::read_page(&mut conn, after, limit, &Filter::default()).await
     }
 
-    /// Rebuilds the cart projection from the log into `cart_projection_rebuilt` and
-    /// compares it with the live projection. The live table keeps serving meanwhile.
-    pub async fn rebuild_projection(&self) -> Result<RebuildReport, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // One snapshot for the fold and the comparison, so concurrent commands cannot make
-        // the two disagree halfway.
-        sqlx::query("set transaction isolation level repeatable read")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("create table if not exists cart_projection_rebuilt (like cart_projection including all)")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("truncate cart_projection_rebuilt")
-            .execute(&mut *tx)
-            .await?;
-
-        let mut report = RebuildReport {
-            streams: 0,
-            events: 0,
-            differences: 0,
+    /// The cart as it was after `version`, or after the last event recorded at or before
+    /// a time (time travel). None when the cart had no events by then.
+    ///
+    /// # Errors
+    /// `Invalid` for a time PostgreSQL cannot read.
+    pub async fn load_as_of(
+        &self,
+        key: &StreamKey,
+        as_of: &AsOf,
+    ) -> Result<Option<Loaded>, StoreError> {
+        let stream_id = key.stream_id();
+        // A prefix of the stream by version, so the fold is one the cart really had.
+        let (version, time) = match as_of {
+            AsOf::Version(v) => (Some(*v), None),
+            AsOf::Time(t) => (None, Some(t.as_str())),
         };
-        let mut after: (Uuid, i64) = (Uuid::nil(), 0);
-        let mut current: Option<(Uuid, i64, Cart)> = None;
-        loop {
-            // Keyset pagination over the primary key: never OFFSET.
-            let rows = sqlx::query(
-                "select stream_id, version, event_type, schema_version, payload from cart_events \
-                 where (stream_id, version) > ($1, $2) order by stream_id, version limit 5000",
-            )
-            .bind(after.0)
-            .bind(after.1)
-            .fetch_all(&mut *tx)
-            .await?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in rows {
-                let stream_id: Uuid = row.try_get("stream_id")?;
-                let version: i64 = row.try_get("version")?;
-                let decoded = decode_row(&row, stream_id, version)?;
-                current = match current.take() {
-                    Some((id, _, cart)) if id == stream_id => {
-                        Some((id, version, cart_domain::apply(cart, &decoded)))
-                    }
-                    other => {
-                        if let Some(done) = other {
-                            write_rebuilt(&mut tx, done).await?;
-                            report.streams += 1;
-                        }
-                        Some((
-                            stream_id,
-                            version,
-                            cart_domain::apply(Cart::default(), &decoded),
-                        ))
-                    }
-                };
-                report.events += 1;
-                after = (stream_id, version);
-            }
-        }
-        if let Some(done) = current {
-            write_rebuilt(&mut tx, done).await?;
-            report.streams += 1;
-        }
-        let differences: i64 = sqlx::query_scalar(
-            "select count(*) from ( \
-               (select stream_id, project_id, user_id, cart_id, version, lines from cart_projection \
-                except select stream_id, project_id, user_id, cart_id, version, lines from cart_projection_rebuilt) \
-               union all \
-               (select stream_id, project_id, user_id, cart_id, version, lines from cart_projection_rebuilt \
-                except select stream_id, project_id, user_id, cart_id, version, lines from cart_projection)) d",
+        let rows = sqlx::query(
+            "select version, event_type, schema_version, payload from cart_events \
+             where stream_id = $1 and version <= coalesce($2, \
+               (select max(version) from cart_events where stream_id = $1 and recorded_at <= $3::timestamptz), 0) \
+             order by version",
         )
-        .fetch_one(&mut *tx)
-        .await?;
-        report.differences = u64::try_from(differences).unwrap_or(0);
-        tx.commit().await?;
-        Ok(report)
+        .bind(stream_id)
+        .bind(version)
+        .bind(time)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_query)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut cart = Cart::default();
+        let mut version = 0;
+        for row in rows {
+            version = row.try_get("version")?;
+            cart = cart_domain::apply(cart, &decode_row(&row, stream_id, version)?);
+        }
+        Ok(Some(Loaded { cart, version }))
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 }
 
-async fn write_rebuilt(
-    conn: &mut PgConnection,
-    (stream_id, version, cart): (Uuid, i64, Cart),
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "insert into cart_projection_rebuilt (stream_id, project_id, user_id, cart_id, version, lines) \
-         select stream_id, project_id, user_id, cart_id, $2, $3 from cart_streams where stream_id = $1",
-    )
-    .bind(stream_id)
-    .bind(version)
-    .bind(lines_json(&cart))
-    .execute(conn)
-    .await?;
-    Ok(())
+/// A point in a cart's past.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AsOf {
+    /// After the event with this version.
+    Version(i64),
+    /// After the last event recorded at or before this time (RFC 3339 or anything
+    /// PostgreSQL reads as a `timestamptz`).
+    Time(String),
 }
 
 /// Decodes the event columns of a stored row; a failure names the stream and version.
-fn decode_row(row: &PgRow, stream_id: Uuid, version: i64) -> Result<CartEvent, StoreError> {
+pub(crate) fn decode_row(
+    row: &PgRow,
+    stream_id: Uuid,
+    version: i64,
+) -> Result<CartEvent, StoreError> {
     event::decode(
         row.try_get("event_type")?,
         row.try_get("schema_version")?,
@@ -434,27 +354,29 @@ async fn insert_events(
     let mut versions = Vec::with_capacity(n);
     let mut event_ids = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
+    let mut schema_versions = Vec::with_capacity(n);
     let mut payloads = Vec::with_capacity(n);
     for (i, e) in append.events.iter().enumerate() {
-        let (event_type, payload) = event::encode(e);
+        let encoded = event::encode(e);
         versions.push(append.expected + 1 + i64::try_from(i).unwrap_or(i64::MAX));
         event_ids.push(Uuid::now_v7());
-        types.push(event_type);
-        payloads.push(payload.to_string());
+        types.push(encoded.event_type);
+        schema_versions.push(encoded.schema_version);
+        payloads.push(encoded.payload.to_string());
     }
     // One statement for all of a command's events: all or nothing, one round trip.
     sqlx::query(
         "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
-         select $1, v, id, $2, t, $3, p::jsonb, $4 \
-         from unnest($5::bigint[], $6::uuid[], $7::text[], $8::text[]) as e(v, id, t, p)",
+         select $1, v, id, $2, t, sv, p::jsonb, $3 \
+         from unnest($4::bigint[], $5::uuid[], $6::text[], $7::int2[], $8::text[]) as e(v, id, t, sv, p)",
     )
     .bind(stream_id)
     .bind(project_id(append.key.project))
-    .bind(SCHEMA_VERSION)
     .bind(&append.metadata)
     .bind(&versions)
     .bind(&event_ids)
     .bind(&types)
+    .bind(&schema_versions)
     .bind(&payloads)
     .execute(conn)
     .await?;
@@ -553,7 +475,7 @@ fn on_constraint(error: sqlx::Error, append: &Append<'_>, stream_id: Uuid) -> St
     StoreError::Database(error)
 }
 
-fn lines_json(cart: &Cart) -> serde_json::Value {
+pub(crate) fn lines_json(cart: &Cart) -> serde_json::Value {
     cart.lines()
         .iter()
         .map(|l| serde_json::json!({"sku": l.sku.as_str(), "quantity": l.quantity}))
@@ -566,7 +488,7 @@ fn cart_from_lines(lines: &serde_json::Value) -> Result<Cart, DecodeError> {
     let mut events = vec![CartEvent::CartOpened];
     for line in lines.as_array().into_iter().flatten() {
         let payload = serde_json::json!({"sku": line.get("sku"), "quantity": line.get("quantity")});
-        events.push(event::decode("ItemQuantitySet", SCHEMA_VERSION, payload)?);
+        events.push(event::decode("ItemQuantitySet", 1, payload)?);
     }
     Ok(Cart::replay(&events))
 }

@@ -90,7 +90,9 @@ fn removing_the_last_line_is_a_clear() {
     check(
         &[CartEvent::CartOpened, set("a", 2)],
         put("a", 0),
-        Ok(vec![CartEvent::CartCleared]),
+        Ok(vec![CartEvent::CartCleared {
+            reason: ClearReason::Shopper,
+        }]),
     );
 }
 
@@ -178,7 +180,13 @@ fn fill_replace_removes_unnamed_lines_in_the_same_change() {
         items: vec![],
         replace: true,
     };
-    check(&history, cmd, Ok(vec![CartEvent::CartCleared]));
+    check(
+        &history,
+        cmd,
+        Ok(vec![CartEvent::CartCleared {
+            reason: ClearReason::Shopper,
+        }]),
+    );
 }
 
 #[test]

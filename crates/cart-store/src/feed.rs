@@ -1,0 +1,260 @@
+//! The global-order reader of the log, shared by the JetStream relay, the exporter and
+//! the asynchronous projections.
+//!
+//! Order is `(tx_id, global_position)`, and only events whose writing transaction is
+//! older than every transaction still in flight are read (`tx_id < pg_snapshot_xmin`).
+//! A reader that remembers the last position it saw therefore never skips an event that
+//! commits late: until it commits, nothing after it is visible either. A page always ends
+//! at a transaction boundary, so no reader ever holds part of a command's events.
+
+use std::fmt;
+use std::str::FromStr;
+
+use cart_domain::CartEvent;
+use cart_proto::{event, v1};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::store::decode_row;
+use crate::StoreError;
+
+/// A position in the global order: the writing transaction, then the row's position.
+/// Written `"<tx_id>:<global_position>"`; the default is the start of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct Position {
+    pub tx_id: u64,
+    pub global_position: i64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.tx_id, self.global_position)
+    }
+}
+
+/// A position that is not `"<tx_id>:<global_position>"`.
+#[derive(Debug, thiserror::Error)]
+#[error("a position is written <tx_id>:<global_position>, both non-negative integers")]
+pub struct BadPosition;
+
+impl FromStr for Position {
+    type Err = BadPosition;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (tx, gp) = s.trim().split_once(':').ok_or(BadPosition)?;
+        let global_position: i64 = gp.parse().map_err(|_| BadPosition)?;
+        if global_position < 0 {
+            return Err(BadPosition);
+        }
+        Ok(Position {
+            tx_id: tx.parse().map_err(|_| BadPosition)?,
+            global_position,
+        })
+    }
+}
+
+/// An event as stored, with its place in the log and its cart, upcast to the current
+/// schema version of its type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub position: Position,
+    pub stream_id: Uuid,
+    pub version: i64,
+    pub event_id: Uuid,
+    pub project_id: i64,
+    pub user_id: String,
+    pub cart_id: String,
+    /// RFC 3339, UTC: when the writing transaction started.
+    pub recorded_at: String,
+    pub event: CartEvent,
+}
+
+impl RecordedEvent {
+    /// The form readers outside the service see (JetStream, export).
+    pub fn envelope(&self) -> v1::EventEnvelope {
+        let encoded = event::encode(&self.event);
+        v1::EventEnvelope {
+            event_id: self.event_id.to_string(),
+            position: self.position.to_string(),
+            stream_id: self.stream_id.to_string(),
+            version: self.version,
+            project_id: self.project_id,
+            user_id: self.user_id.clone(),
+            cart_id: self.cart_id.clone(),
+            event_type: encoded.event_type.to_owned(),
+            schema_version: i32::from(encoded.schema_version),
+            recorded_at: self.recorded_at.clone(),
+            event: Some(event::envelope_event(&self.event)),
+        }
+    }
+}
+
+/// Which events a reader wants; every field narrows, the default reads everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub project_id: Option<i64>,
+    pub stream_id: Option<Uuid>,
+    /// Event type names; empty means all.
+    pub event_types: Vec<String>,
+    /// Only events recorded at or after this time (anything PostgreSQL reads as a
+    /// `timestamptz`, e.g. RFC 3339).
+    pub since: Option<String>,
+}
+
+const SELECT: &str = "select e.tx_id::text as tx_id, e.global_position, e.stream_id, e.version, e.event_id, \
+        e.project_id, coalesce(s.user_id, '') as user_id, coalesce(s.cart_id, '') as cart_id, \
+        to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') as recorded_at, \
+        e.event_type, e.schema_version, e.payload \
+     from cart_events e left join cart_streams s on s.stream_id = e.stream_id \
+     where e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+       and ($3::bigint is null or e.project_id = $3) \
+       and ($4::uuid is null or e.stream_id = $4) \
+       and (cardinality($5::text[]) = 0 or e.event_type = any($5)) \
+       and ($6::timestamptz is null or e.recorded_at >= $6::timestamptz) ";
+
+/// Reads the events after `after` in the global order: about `limit` of them, more when
+/// the last transaction on the page holds more events (a page never splits one).
+///
+/// # Errors
+/// A database error, an event that cannot be decoded (an unknown type stops the reader
+/// here instead of being skipped), or a `since` PostgreSQL cannot read as a time.
+pub async fn read_page(
+    conn: &mut PgConnection,
+    after: Position,
+    limit: i64,
+    filter: &Filter,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let page = format!(
+        "{SELECT} and (e.tx_id, e.global_position) > ($1::text::xid8, $2) \
+         order by e.tx_id, e.global_position limit $7"
+    );
+    let rows = bind_filter(sqlx::query(&page), after, filter)
+        .bind(limit.max(1))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::from_query)?;
+    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit.max(1);
+    let mut events = rows.iter().map(recorded).collect::<Result<Vec<_>, _>>()?;
+    if let (true, Some(last)) = (full, events.last().map(|e| e.position)) {
+        // Finish the last transaction so that its events are delivered together.
+        let rest = format!(
+            "{SELECT} and e.tx_id = $1::text::xid8 and e.global_position > $2 \
+             order by e.global_position"
+        );
+        let rows = bind_filter(sqlx::query(&rest), last, filter)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(StoreError::from_query)?;
+        for row in &rows {
+            events.push(recorded(row)?);
+        }
+    }
+    Ok(events)
+}
+
+/// The first position at or after which events were recorded at or after `since`, so a
+/// time-based read can start there instead of scanning from the beginning each page.
+pub async fn position_at(conn: &mut PgConnection, since: &str) -> Result<Position, StoreError> {
+    let row = sqlx::query(
+        "select tx_id::text as tx_id, global_position from cart_events \
+         where recorded_at >= $1::timestamptz order by tx_id, global_position limit 1",
+    )
+    .bind(since)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(StoreError::from_query)?;
+    let Some(row) = row else {
+        // Nothing recorded since: start at the end of what exists.
+        return last_position(conn).await;
+    };
+    let position = position_of(&row)?;
+    // Start just before it.
+    Ok(Position {
+        tx_id: position.tx_id,
+        global_position: position.global_position - 1,
+    })
+}
+
+/// The position of the last event a reader can see now.
+pub async fn last_position(conn: &mut PgConnection) -> Result<Position, StoreError> {
+    let row = sqlx::query(
+        "select tx_id::text as tx_id, global_position from cart_events \
+         where tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         order by tx_id desc, global_position desc limit 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map_or(Ok(Position::default()), |row| position_of(&row))
+}
+
+/// How far a reader at `after` is behind: events it has not read (including those not
+/// yet visible) and the age of the oldest of them in seconds.
+pub async fn lag(conn: &mut PgConnection, after: Position) -> Result<(i64, f64), StoreError> {
+    let row = sqlx::query(
+        "select count(*) as n, coalesce(extract(epoch from now() - min(recorded_at))::float8, 0) as age \
+         from cart_events where (tx_id, global_position) > ($1::text::xid8, $2)",
+    )
+    .bind(after.tx_id.to_string())
+    .bind(after.global_position)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((row.try_get("n")?, row.try_get("age")?))
+}
+
+fn bind_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    after: Position,
+    filter: &'q Filter,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(after.tx_id.to_string())
+        .bind(after.global_position)
+        .bind(filter.project_id)
+        .bind(filter.stream_id)
+        .bind(&filter.event_types)
+        .bind(filter.since.as_deref())
+}
+
+fn position_of(row: &PgRow) -> Result<Position, StoreError> {
+    let tx_id: String = row.try_get("tx_id")?;
+    Ok(Position {
+        // xid8 is an unsigned 64-bit integer, so its text always parses.
+        tx_id: tx_id.parse().unwrap_or(u64::MAX),
+        global_position: row.try_get("global_position")?,
+    })
+}
+
+fn recorded(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let stream_id: Uuid = row.try_get("stream_id")?;
+    let version: i64 = row.try_get("version")?;
+    Ok(RecordedEvent {
+        position: position_of(row)?,
+        stream_id,
+        version,
+        event_id: row.try_get("event_id")?,
+        project_id: row.try_get("project_id")?,
+        user_id: row.try_get("user_id")?,
+        cart_id: row.try_get("cart_id")?,
+        recorded_at: row.try_get("recorded_at")?,
+        event: decode_row(row, stream_id, version)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_print_and_parse() {
+        let p = Position {
+            tx_id: 812,
+            global_position: 40,
+        };
+        assert_eq!(p.to_string(), "812:40");
+        assert_eq!("812:40".parse::<Position>().unwrap(), p);
+        for bad in ["", "812", "a:1", "1:-1", "1:2:3", "-1:2"] {
+            assert!(bad.parse::<Position>().is_err(), "{bad}");
+        }
+    }
+}

@@ -404,6 +404,7 @@ async fn the_service_answers_the_micro_discovery_subjects() {
         subjects,
         [
             format!("{p}.clear"),
+            format!("{p}.feed.status"),
             format!("{p}.fill"),
             format!("{p}.get"),
             format!("{p}.item.delete"),

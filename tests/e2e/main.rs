@@ -5,6 +5,7 @@ mod bad_input;
 mod commands;
 mod concurrency;
 mod faults;
+mod feed;
 mod idempotency;
 mod ownership;
 

@@ -285,7 +285,75 @@ pub fn config(database_url: &str, nats_url: &str, prefix: &str) -> cartd::Config
     config.catalog = catalog.into();
     config.subject_prefix = prefix.to_owned();
     config.service_name = "cart-test".to_owned();
+    config.events_stream = stream_name(prefix);
+    // Tests about the feed turn these on; the others need neither.
+    config.relay = false;
+    config.projections = false;
     config
+}
+
+/// The JetStream stream name of a test's subject prefix: unique to the test as well.
+pub fn stream_name(prefix: &str) -> String {
+    let unique: String = prefix
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    format!("CART_EVENTS_{}", unique.to_ascii_uppercase())
+}
+
+/// One message of the event stream, as a test checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamedEvent {
+    pub sequence: u64,
+    pub subject: String,
+    pub msg_id: String,
+    pub stream_id: String,
+    pub version: i64,
+    pub envelope: serde_json::Value,
+}
+
+/// Every message of a JetStream stream, in stream order; empty when it does not exist.
+pub async fn stream_contents(nats: &async_nats::Client, stream: &str) -> Vec<StreamedEvent> {
+    let js = async_nats::jetstream::new(nats.clone());
+    let Ok(mut s) = js.get_stream(stream).await else {
+        return vec![];
+    };
+    let state = s.info().await.expect("stream info").state.clone();
+    let mut out = vec![];
+    if state.messages == 0 {
+        return out;
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        let Ok(m) = s.get_raw_message(seq).await else {
+            continue;
+        };
+        let header = |name: &str| {
+            m.headers
+                .get(name)
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        };
+        let envelope: serde_json::Value =
+            serde_json::from_slice(&m.payload).expect("stream messages are JSON envelopes");
+        out.push(StreamedEvent {
+            sequence: seq,
+            subject: m.subject.to_string(),
+            msg_id: header("Nats-Msg-Id"),
+            stream_id: header("Cart-Stream-Id"),
+            version: header("Cart-Version").parse().unwrap_or(-1),
+            envelope,
+        });
+    }
+    out
+}
+
+/// Deletes a test's stream (a missing one is fine).
+pub async fn delete_stream(nats: &async_nats::Client, stream: &str) {
+    let js = async_nats::jetstream::new(nats.clone());
+    let _ = js.delete_stream(stream).await;
 }
 
 /// Subjects unique to one test, so that tests and runs never see each other's requests.
@@ -303,12 +371,17 @@ pub struct World {
 
 impl World {
     pub async fn start() -> World {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with a test's changes to the configuration (for example the relay on).
+    pub async fn start_with(change: impl FnOnce(&mut cartd::Config)) -> World {
         init_logs();
         let db = TestDb::create().await;
         let prefix = unique_prefix();
-        let server = cartd::start(&config(&db.url, &nats_url(), &prefix))
-            .await
-            .expect("start cartd");
+        let mut config = config(&db.url, &nats_url(), &prefix);
+        change(&mut config);
+        let server = cartd::start(&config).await.expect("start cartd");
         let client = Client::connect(&nats_url(), &prefix).await;
         World {
             db,
@@ -334,7 +407,12 @@ impl World {
 
     pub async fn finish(mut self) {
         self.stop_instances().await;
+        delete_stream(&self.client.nats, &stream_name(&self.prefix)).await;
         self.db.drop_now().await;
+    }
+
+    pub fn stream(&self) -> String {
+        stream_name(&self.prefix)
     }
 }
 

@@ -35,6 +35,12 @@ pub enum InvalidInput {
     BadLocale,
     #[error("a fill may name at most {MAX_LINES} items")]
     TooManyItems,
+    #[error("the property `at_version` must be a positive integer")]
+    BadVersion,
+    #[error("the property `at_time` must be a time such as 2026-11-22T10:00:00Z")]
+    BadTime,
+    #[error("give at most one of the properties `{0}` and `{1}`")]
+    OneOf(&'static str, &'static str),
 }
 
 fn check_id(

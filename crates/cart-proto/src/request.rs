@@ -81,7 +81,19 @@ pub enum Action {
         sku: Sku,
     },
     Clear,
-    Get,
+    /// Read the cart now, or as it was at a point in its past.
+    Get {
+        as_of: Option<AsOf>,
+    },
+}
+
+/// A point in a cart's past (time travel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AsOf {
+    /// After the event with this version (1 is the first).
+    Version(i64),
+    /// After the last event recorded at or before this time, as sent (RFC 3339).
+    Time(String),
 }
 
 /// A decoded, checked request.
@@ -117,6 +129,8 @@ struct RawRequest {
     replace: bool,
     sku: String,
     quantity: Option<RawQuantity>,
+    at_version: Option<i64>,
+    at_time: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +161,8 @@ struct JsonRequest {
     replace: Option<bool>,
     sku: Option<String>,
     quantity: Option<serde_json::Number>,
+    at_version: Option<i64>,
+    at_time: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +207,12 @@ impl RawRequest {
         if json.quantity.is_some() && endpoint != Endpoint::PutItem {
             return Err(not_here("quantity"));
         }
+        if json.at_version.is_some() && endpoint != Endpoint::Get {
+            return Err(not_here("at_version"));
+        }
+        if json.at_time.is_some() && endpoint != Endpoint::Get {
+            return Err(not_here("at_time"));
+        }
         let items = json
             .items
             .unwrap_or_default()
@@ -217,6 +239,8 @@ impl RawRequest {
             replace: json.replace.unwrap_or(false),
             sku: json.sku.unwrap_or_default(),
             quantity: json.quantity.as_ref().map(json_quantity),
+            at_version: json.at_version,
+            at_time: json.at_time.unwrap_or_default(),
         })
     }
 
@@ -264,7 +288,11 @@ impl RawRequest {
             }
             Endpoint::Get => {
                 let m = v1::GetCartRequest::decode(body).map_err(malformed)?;
-                scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                Self {
+                    at_version: m.at_version,
+                    at_time: m.at_time,
+                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                }
             }
         })
     }
@@ -314,7 +342,16 @@ impl RawRequest {
                 sku: Sku::parse(self.sku)?,
             },
             Endpoint::Clear => Action::Clear,
-            Endpoint::Get => Action::Get,
+            Endpoint::Get => Action::Get {
+                as_of: match (self.at_version, self.at_time.as_str()) {
+                    (None, "") => None,
+                    (Some(v), "") if v >= 1 => Some(AsOf::Version(v)),
+                    (Some(_), "") => return Err(InvalidInput::BadVersion),
+                    (None, t) if t.len() <= 64 => Some(AsOf::Time(self.at_time)),
+                    (None, _) => return Err(InvalidInput::BadTime),
+                    (Some(_), _) => return Err(InvalidInput::OneOf("at_version", "at_time")),
+                },
+            },
         };
         Ok(Request {
             scope: Scope {

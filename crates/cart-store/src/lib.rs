@@ -6,6 +6,7 @@
 //! and the ledger row commit together or not at all.
 
 mod database;
+pub mod export;
 pub mod feed;
 mod rebuild;
 mod store;

@@ -1,4 +1,7 @@
-//! cartctl: fill and read carts from the command line over NATS.
+//! cartctl: fill and read carts from the command line over NATS; export the event
+//! history and rebuild projections from PostgreSQL.
+
+mod feed;
 
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ struct Cli {
 }
 
 #[derive(Debug, Args)]
-struct Global {
+pub(crate) struct Global {
     /// NATS server URL.
     #[arg(
         long,
@@ -27,7 +30,7 @@ struct Global {
         default_value = "nats://127.0.0.1:4222",
         global = true
     )]
-    nats_url: String,
+    pub(crate) nats_url: String,
     /// Subject prefix of the service's endpoints.
     #[arg(
         long,
@@ -35,7 +38,7 @@ struct Global {
         default_value = "cart.v1",
         global = true
     )]
-    subject_prefix: String,
+    pub(crate) subject_prefix: String,
     /// Project id (44056 is the demo catalog's project).
     #[arg(long, env = "CART_PROJECT", default_value_t = 44056, global = true)]
     project: u64,
@@ -60,16 +63,23 @@ struct Global {
     protobuf: bool,
     /// The service name the instances answer $SRV requests under.
     #[arg(long, env = "CART_SERVICE_NAME", default_value = "cart", global = true)]
-    service_name: String,
+    pub(crate) service_name: String,
     /// Seconds to wait for a reply.
     #[arg(long, default_value_t = 5, global = true)]
-    timeout: u64,
+    pub(crate) timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Show the cart.
-    Get,
+    /// Show the cart, now or as it was (time travel).
+    Get {
+        /// The cart as it was after the event with this version (1 is the first).
+        #[arg(long, conflicts_with = "at_time")]
+        at_version: Option<i64>,
+        /// The cart as it was at this time (RFC 3339, e.g. 2026-11-22T10:00:00Z).
+        #[arg(long)]
+        at_time: Option<String>,
+    },
     /// Set the quantities of several SKUs at once: `fill cup01=2 gold=10`.
     Fill {
         /// SKU=QUANTITY pairs; quantity 0 removes the line.
@@ -87,6 +97,12 @@ enum Command {
     Clear,
     /// Show a running instance's endpoints ($SRV.INFO; the first instance to answer).
     Info,
+    /// The event feed: export the history, see the relay's state.
+    #[command(subcommand)]
+    Events(feed::EventsCommand),
+    /// The service's projections.
+    #[command(subcommand)]
+    Projections(feed::ProjectionsCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -141,7 +157,10 @@ fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
         }
     }
     Ok(match &cli.command {
-        Command::Get => (
+        Command::Get {
+            at_version,
+            at_time,
+        } => (
             "get",
             out(
                 pb,
@@ -151,6 +170,8 @@ fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
                     cart_id,
                     currency,
                     locale,
+                    at_version: *at_version,
+                    at_time: at_time.clone().unwrap_or_default(),
                 },
             ),
         ),
@@ -211,12 +232,19 @@ fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
                 },
             ),
         ),
-        Command::Info => bail!("info has no body"),
+        Command::Info | Command::Events(_) | Command::Projections(_) => {
+            bail!("not a cart request")
+        }
     })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
+    match &cli.command {
+        Command::Events(command) => return feed::events(g, command).await,
+        Command::Projections(command) => return feed::projections(command).await,
+        _ => {}
+    }
     let client = async_nats::ConnectOptions::new()
         .name("cartctl")
         .connection_timeout(Duration::from_secs(g.timeout))
@@ -241,7 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if g.protobuf {
         headers.insert("Content-Type", cart_proto::Encoding::PROTOBUF_CONTENT_TYPE);
     }
-    if !matches!(cli.command, Command::Get) {
+    if !matches!(cli.command, Command::Get { .. }) {
         let id = g
             .command_id
             .clone()

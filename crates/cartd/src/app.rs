@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cart_domain::{
-    decide, fill_warnings, CartCommand, CartId, Catalog, FillItem, ProjectId, UserId,
+    decide, fill_warnings, CartCommand, CartId, Catalog, FillItem, InvalidInput, ProjectId, UserId,
 };
-use cart_proto::request::{Action, Endpoint, Request};
+use cart_proto::request::{self, Action, Endpoint, Request};
 use cart_proto::view::{self, AmountFormat};
 use cart_proto::{encode, Encoding, ErrorReply};
-use cart_store::{Append, EventStore, ProcessedCommand, StoreError, StreamKey};
+use cart_store::{Append, AsOf, EventStore, ProcessedCommand, StoreError, StreamKey};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -144,12 +144,33 @@ impl App {
 
     async fn query(&self, request: &Request, encoding: Encoding) -> Result<Vec<u8>, ErrorReply> {
         let key = Self::key(request);
-        let loaded = self
-            .inner
-            .store
-            .projection(&key)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let store = &self.inner.store;
+        let loaded = match &request.action {
+            Action::Get { as_of: Some(as_of) } => {
+                let as_of = match as_of {
+                    request::AsOf::Version(v) => AsOf::Version(*v),
+                    request::AsOf::Time(t) => AsOf::Time(t.clone()),
+                };
+                let loaded = store.load_as_of(&key, &as_of).await.map_err(|e| match e {
+                    StoreError::Invalid(_) => ErrorReply::invalid(&InvalidInput::BadTime),
+                    e => unavailable(&e),
+                })?;
+                if let (AsOf::Version(wanted), Some(found)) = (&as_of, &loaded) {
+                    if found.version < *wanted {
+                        return Err(ErrorReply::new(
+                            422,
+                            1102,
+                            format!(
+                                "Unprocessable Entity. The cart has no version {wanted}; its latest is {}",
+                                found.version
+                            ),
+                        ));
+                    }
+                }
+                loaded
+            }
+            _ => store.projection(&key).await.map_err(|e| unavailable(&e))?,
+        };
         let cart = match loaded {
             Some(loaded) => loaded.cart,
             // The current cart always exists, empty until first used. Any other cart id
@@ -213,7 +234,7 @@ impl App {
                 listed: listed(sku),
             },
             Action::Clear => CartCommand::Clear,
-            Action::Get => return None,
+            Action::Get { .. } => return None,
         })
     }
 
@@ -336,7 +357,7 @@ fn endpoint_of(action: &Action) -> Endpoint {
         Action::PutItem { .. } => Endpoint::PutItem,
         Action::DeleteItem { .. } => Endpoint::DeleteItem,
         Action::Clear => Endpoint::Clear,
-        Action::Get => Endpoint::Get,
+        Action::Get { .. } => Endpoint::Get,
     }
 }
 

@@ -55,6 +55,27 @@ pub struct Config {
     #[arg(long, env = "CART_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
 
+    /// Run the event relay (log -> JetStream). Every instance may run it; one at a time
+    /// is active, the others stand by.
+    #[arg(long, env = "CART_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub relay: bool,
+
+    /// The JetStream stream the relay publishes to, subjects `<prefix>.events.>`.
+    #[arg(long, env = "CART_EVENTS_STREAM", default_value = "CART_EVENTS")]
+    pub events_stream: String,
+
+    /// Seconds the stream keeps events when the relay creates it; 0 keeps them for ever.
+    #[arg(long, env = "CART_EVENTS_MAX_AGE_SECS", default_value_t = 0)]
+    pub events_max_age_secs: u64,
+
+    /// Seconds JetStream remembers an event id to drop a re-publish.
+    #[arg(long, env = "CART_EVENTS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    pub events_duplicate_window_secs: u64,
+
+    /// Run the asynchronous projections (sku_activity). Instances running them take turns.
+    #[arg(long, env = "CART_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub projections: bool,
+
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "CART_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -74,5 +95,16 @@ impl Config {
 
     pub fn db_acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+
+    pub fn relay_config(&self) -> cart_relay::RelayConfig {
+        cart_relay::RelayConfig {
+            stream: self.events_stream.clone(),
+            subject_prefix: self.subject_prefix.clone(),
+            max_age: Duration::from_secs(self.events_max_age_secs),
+            duplicate_window: Duration::from_secs(self.events_duplicate_window_secs.max(1)),
+            batch: 1000,
+            poll: Duration::from_millis(100),
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 mod app;
 mod config;
+mod feed;
 mod service;
 pub mod telemetry;
 
@@ -23,11 +24,18 @@ pub use service::{COMMAND_ID_HEADER, MAX_PAYLOAD};
 /// A running service instance.
 pub struct Server {
     service: service::Running,
+    stop: tokio::sync::watch::Sender<bool>,
+    background: tokio::task::JoinSet<()>,
 }
 
 impl Server {
-    /// Stops taking requests, finishes those in flight and closes connections.
-    pub async fn shutdown(self) {
+    /// Stops taking requests, finishes those in flight, stops the relay and the
+    /// projections and closes connections.
+    pub async fn shutdown(mut self) {
+        // The relay first: it may stop mid-page (its checkpoint only moves after acks),
+        // and it needs the NATS connection the service is about to drain.
+        let _ = self.stop.send(true);
+        while self.background.join_next().await.is_some() {}
         self.service.stop().await;
     }
 }
@@ -45,13 +53,44 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     tracing::info!(path = %config.catalog.display(), items = catalog.len(), "catalog loaded");
 
     let pool = connect_postgres(config).await?;
-    let store = EventStore::new(pool);
+    let store = EventStore::new(pool.clone());
     let format = AmountFormat {
         scale: config.amount_scale.min(16),
     };
     let app = app::App::new(store, catalog, format, config.max_attempts);
-    let service = service::start(config, app).await?;
-    Ok(Server { service })
+    let client = service::connect(config).await?;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut background = tokio::task::JoinSet::new();
+    let relay_config = config.relay_config();
+    let relay = config
+        .relay
+        .then(|| cart_relay::Relay::new(pool.clone(), client.clone(), relay_config.clone()));
+    if let Some(relay) = relay.clone() {
+        let mut stopped = stopped.clone();
+        background.spawn(async move {
+            relay
+                .run(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+    }
+    if config.projections {
+        background.spawn(feed::run_projections(pool.clone(), stopped));
+    }
+    let status = feed::FeedStatus {
+        pool,
+        relay,
+        checkpoint_name: relay_config.checkpoint_name(),
+        stream: relay_config.stream,
+    };
+    let service = service::start(config, app, client, status).await?;
+    Ok(Server {
+        service,
+        stop,
+        background,
+    })
 }
 
 /// Runs until `shutdown` resolves, then stops gracefully.

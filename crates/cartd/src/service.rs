@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::app::{self, App};
+use crate::feed::FeedStatus;
 use crate::Config;
 
 pub use cart_proto::COMMAND_ID_HEADER;
@@ -45,10 +46,10 @@ impl Running {
     }
 }
 
-pub(crate) async fn start(config: &Config, app: App) -> anyhow::Result<Running> {
+/// Connects to NATS; starting before NATS is up is fine, the client keeps trying.
+pub(crate) async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
     let client = async_nats::ConnectOptions::new()
         .name(format!("cartd {}", env!("CARGO_PKG_VERSION")))
-        // Starting before NATS is up is fine: the client keeps trying and says so.
         .retry_on_initial_connect()
         .event_callback(|event| async move {
             match event {
@@ -63,7 +64,15 @@ pub(crate) async fn start(config: &Config, app: App) -> anyhow::Result<Running> 
         .await
         .with_context(|| format!("connect to NATS at {}", config.nats_url))?;
     tracing::info!(url = %config.nats_url, "NATS client started");
+    Ok(client)
+}
 
+pub(crate) async fn start(
+    config: &Config,
+    app: App,
+    client: async_nats::Client,
+    feed: FeedStatus,
+) -> anyhow::Result<Running> {
     let error_stats: ErrorStats = Arc::default();
     let stats_for_handler = error_stats.clone();
     let service = client
@@ -109,6 +118,28 @@ pub(crate) async fn start(config: &Config, app: App) -> anyhow::Result<Running> 
             while in_flight.join_next().await.is_some() {}
         });
     }
+    let mut status_requests = group
+        .endpoint_builder()
+        .name("feed-status")
+        .add("feed.status")
+        .await
+        .map_err(|e| anyhow::anyhow!("add endpoint feed.status: {e}"))?;
+    tasks.spawn(async move {
+        while let Some(request) = status_requests.next().await {
+            let reply = match feed.report().await {
+                Ok(report) => Ok(serde_json::to_vec(&report).unwrap_or_default().into()),
+                Err(e) => {
+                    tracing::warn!(error = %app::error_chain(&e), "feed status unavailable");
+                    Err(service::error::Error {
+                        status: "feed status unavailable: the cart store cannot be reached"
+                            .to_owned(),
+                        code: 503,
+                    })
+                }
+            };
+            let _ = request.respond(reply).await;
+        }
+    });
     // The server handles one connection's messages in order, so once it answers our own
     // ping it has processed our subscriptions: a caller that saw `start` return can send
     // requests without meeting "no responders".
@@ -125,7 +156,7 @@ pub(crate) async fn start(config: &Config, app: App) -> anyhow::Result<Running> 
     tracing::info!(
         prefix = %config.subject_prefix,
         service = %config.service_name,
-        "serving cart endpoints: fill, item.put, item.delete, clear, get"
+        "serving cart endpoints: fill, item.put, item.delete, clear, get; feed.status"
     );
     Ok(Running {
         service,

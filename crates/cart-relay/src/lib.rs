@@ -1,0 +1,346 @@
+//! The event feed: every cart event from the PostgreSQL log onto a JetStream stream.
+//!
+//! - Reads the log in its gap-safe global order ([`cart_store::feed`]), so a late
+//!   commit is never skipped and a rolled-back append is never waited for.
+//! - Publishes each event with `Nats-Msg-Id` = its event id, so JetStream drops a
+//!   re-publish inside the stream's duplicate window; never two events of one cart in
+//!   flight, so a failed publish can never let a later event of that cart overtake it.
+//! - Moves its checkpoint only after every publish of a page is acknowledged. A crash
+//!   between the acks and the checkpoint re-publishes that page, and JetStream drops the
+//!   duplicates.
+//! - One relay is active among all instances: the one whose PostgreSQL session holds an
+//!   advisory lock. It reads and writes its checkpoint on that same session, so a relay
+//!   whose session died can no longer move the checkpoint; the others try the lock every
+//!   second and take over from the checkpoint.
+//! - NATS down: publishes fail, the checkpoint stays, the relay backs off and catches up
+//!   afterwards. Commands never wait for the relay.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use cart_proto::subject;
+use cart_store::feed::{self, Filter, Position, RecordedEvent};
+use cart_store::subscription;
+use cart_store::StoreError;
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// Where and how events are published.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The JetStream stream, created at first start if missing.
+    pub stream: String,
+    /// Subjects are `<subject_prefix>.events.<project>.<user>.<cart>.<type>.<sku>`.
+    pub subject_prefix: String,
+    /// How long the stream keeps events (0: for ever).
+    pub max_age: Duration,
+    /// How long JetStream remembers a message id to drop a re-publish.
+    pub duplicate_window: Duration,
+    /// Events read and published per step (whole transactions, so a little more).
+    pub batch: i64,
+    /// Pause when caught up, and the first pause after a failure.
+    pub poll: Duration,
+}
+
+impl RelayConfig {
+    /// The name of the relay's checkpoint row in `feed_checkpoints`.
+    pub fn checkpoint_name(&self) -> String {
+        format!("relay:{}", self.stream)
+    }
+}
+
+/// Why a relay step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("event store")]
+    Store(#[from] StoreError),
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+    #[error("publish to JetStream: {0}")]
+    Publish(String),
+    #[error("prepare JetStream stream {stream}: {message}")]
+    Stream { stream: String, message: String },
+}
+
+impl RelayError {
+    /// A NATS-side failure: the relay keeps its leadership and retries.
+    fn is_nats(&self) -> bool {
+        matches!(self, RelayError::Publish(_) | RelayError::Stream { .. })
+    }
+}
+
+/// What the relay of this instance is doing, for operators.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    /// Whether this instance holds the relay lock.
+    pub leader: bool,
+    /// The last position published and checkpointed.
+    pub checkpoint: Position,
+    /// Events this instance published, and re-publishes JetStream dropped as duplicates.
+    pub published: u64,
+    pub duplicates: u64,
+    /// Events in the log after the checkpoint, and the age of the oldest, in seconds
+    /// (measured by the leader about once a second).
+    pub lag_events: i64,
+    pub lag_seconds: f64,
+    pub last_error: Option<String>,
+}
+
+/// The outcome of publishing a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Published {
+    pub stored: u64,
+    pub duplicates: u64,
+}
+
+/// A relay; cheap to clone (clones share the status).
+#[derive(Clone)]
+pub struct Relay {
+    pool: PgPool,
+    js: jetstream::Context,
+    config: RelayConfig,
+    status: Arc<Mutex<Status>>,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, client: async_nats::Client, config: RelayConfig) -> Self {
+        let mut js = jetstream::new(client);
+        js.set_timeout(Duration::from_secs(5));
+        Self {
+            pool,
+            js,
+            config,
+            status: Arc::default(),
+        }
+    }
+
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut status) = self.status.lock() {
+            f(&mut status);
+        }
+    }
+
+    /// Creates the stream if it does not exist; an existing stream is left as its
+    /// operators configured it.
+    pub async fn ensure_stream(&self) -> Result<(), RelayError> {
+        let config = stream::Config {
+            name: self.config.stream.clone(),
+            subjects: vec![subject::events_wildcard(&self.config.subject_prefix)],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            discard: stream::DiscardPolicy::Old,
+            max_age: self.config.max_age,
+            duplicate_window: self.config.duplicate_window,
+            ..Default::default()
+        };
+        self.js
+            .get_or_create_stream(config)
+            .await
+            .map(|_| ())
+            .map_err(|e| RelayError::Stream {
+                stream: self.config.stream.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Publishes events in order, waiting for every acknowledgement. Events of
+    /// different carts are pipelined; an event of a cart with one in flight waits for it.
+    ///
+    /// # Errors
+    /// The first failed publish or acknowledgement. Some events may have been stored;
+    /// publishing them again is harmless (their ids are known to JetStream).
+    pub async fn publish(&self, events: &[RecordedEvent]) -> Result<Published, RelayError> {
+        let mut outcome = Published::default();
+        let mut pending = Vec::new();
+        let mut in_flight = HashSet::new();
+        for event in events {
+            if !in_flight.insert(event.stream_id) {
+                settle(&mut pending, &mut outcome).await?;
+                in_flight.clear();
+                in_flight.insert(event.stream_id);
+            }
+            let envelope = event.envelope();
+            let subject = subject::event_subject(
+                &self.config.subject_prefix,
+                event.project_id,
+                &event.user_id,
+                &event.cart_id,
+                &envelope.event_type,
+                cart_proto::event::sku_of(&event.event).map(|s| s.as_str()),
+            );
+            // Serializing a generated message cannot fail.
+            let body = serde_json::to_vec(&envelope).unwrap_or_default();
+            let message = PublishMessage::build()
+                .payload(body.into())
+                .message_id(&envelope.event_id)
+                .header("Content-Type", "application/json")
+                .header("Cart-Event-Type", envelope.event_type.as_str())
+                .header("Cart-Position", envelope.position.as_str())
+                .header("Cart-Stream-Id", envelope.stream_id.as_str())
+                .header("Cart-Version", event.version.to_string().as_str());
+            let ack = self
+                .js
+                .send_publish(subject, message)
+                .await
+                .map_err(|e| RelayError::Publish(e.to_string()))?;
+            pending.push(ack);
+        }
+        settle(&mut pending, &mut outcome).await?;
+        Ok(outcome)
+    }
+
+    /// One step of the active relay on its locked session: reads a page after the
+    /// checkpoint, publishes it, then moves the checkpoint. Returns the number of events.
+    pub async fn step(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
+        let name = self.config.checkpoint_name();
+        let after = subscription::checkpoint(conn, &name).await?;
+        let events = feed::read_page(conn, after, self.config.batch, &Filter::default()).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            self.update(|s| s.checkpoint = after);
+            return Ok(0);
+        };
+        let published = self.publish(&events).await?;
+        // Only now: every event up to `last` is in the stream.
+        subscription::save_checkpoint(conn, &name, last).await?;
+        self.update(|s| {
+            s.checkpoint = last;
+            s.published += published.stored;
+            s.duplicates += published.duplicates;
+            s.last_error = None;
+        });
+        if published.duplicates > 0 {
+            tracing::info!(
+                duplicates = published.duplicates,
+                "JetStream dropped re-published events"
+            );
+        }
+        Ok(events.len())
+    }
+
+    /// Campaigns for the relay lock and relays while holding it, until `stop` resolves.
+    pub async fn run(self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut pause = self.config.poll;
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                result = self.campaign() => {
+                    self.update(|s| s.leader = false);
+                    if let Err(e) = result {
+                        tracing::warn!(error = %chain(&e), retry_in = ?pause, "relay lost its PostgreSQL session");
+                        self.update(|s| s.last_error = Some(chain(&e)));
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+        self.update(|s| s.leader = false);
+    }
+
+    async fn campaign(&self) -> Result<(), RelayError> {
+        let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        let key = format!("cart-relay:{}", self.config.stream);
+        loop {
+            let locked: bool =
+                sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+                    .bind(&key)
+                    .fetch_one(&mut conn)
+                    .await?;
+            if locked {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        tracing::info!(stream = %self.config.stream, "relay: this instance is the active relay");
+        self.update(|s| s.leader = true);
+        let result = self.lead(&mut conn).await;
+        // Closing the session releases the lock for the next relay at once.
+        let _ = conn.close().await;
+        result
+    }
+
+    async fn lead(&self, conn: &mut PgConnection) -> Result<(), RelayError> {
+        let mut pause = self.config.poll;
+        let mut ready = false;
+        let mut measured = Instant::now() - Duration::from_secs(60);
+        let mut logged = measured;
+        loop {
+            let result = if ready {
+                self.step(conn).await
+            } else {
+                self.ensure_stream().await.map(|()| {
+                    ready = true;
+                    0
+                })
+            };
+            match result {
+                Ok(n) => {
+                    pause = self.config.poll;
+                    if n == 0 {
+                        tokio::time::sleep(self.config.poll).await;
+                    }
+                }
+                Err(e) if e.is_nats() => {
+                    tracing::warn!(error = %chain(&e), retry_in = ?pause, "relay cannot publish; the checkpoint stays");
+                    self.update(|s| s.last_error = Some(chain(&e)));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+            if measured.elapsed() >= Duration::from_secs(1) {
+                measured = Instant::now();
+                let checkpoint = self.status().checkpoint;
+                let (events, seconds) = feed::lag(conn, checkpoint).await?;
+                self.update(|s| {
+                    s.lag_events = events;
+                    s.lag_seconds = seconds;
+                });
+                if events > 0 && logged.elapsed() >= Duration::from_secs(10) {
+                    logged = Instant::now();
+                    tracing::info!(lag_events = events, lag_seconds = seconds, checkpoint = %checkpoint, "relay lag");
+                }
+            }
+        }
+    }
+}
+
+async fn settle(
+    pending: &mut Vec<jetstream::context::PublishAckFuture>,
+    outcome: &mut Published,
+) -> Result<(), RelayError> {
+    for ack in pending.drain(..) {
+        let ack = ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
+        if ack.duplicate {
+            outcome.duplicates += 1;
+        } else {
+            outcome.stored += 1;
+        }
+    }
+    Ok(())
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,79 @@
+//! The event feed inside the service: the JetStream relay, the asynchronous projections,
+//! and the `feed.status` report for operators.
+
+use std::time::Duration;
+
+use cart_relay::Relay;
+use cart_store::subscription::{self, SkuActivity};
+use cart_store::{feed, StoreError};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+/// What `<prefix>.feed.status` answers: the relay's checkpoint and lag as PostgreSQL
+/// has them (the same whichever instance answers), and this instance's own relay.
+#[derive(Clone)]
+pub(crate) struct FeedStatus {
+    pub(crate) pool: PgPool,
+    pub(crate) relay: Option<Relay>,
+    pub(crate) checkpoint_name: String,
+    pub(crate) stream: String,
+}
+
+impl FeedStatus {
+    pub(crate) async fn report(&self) -> Result<serde_json::Value, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let checkpoint = subscription::checkpoint(&mut conn, &self.checkpoint_name).await?;
+        let (lag_events, lag_seconds) = feed::lag(&mut conn, checkpoint).await?;
+        let projection = subscription::checkpoint(&mut conn, SkuActivity::NAME).await?;
+        let (projection_lag, _) = feed::lag(&mut conn, projection).await?;
+        let instance = self.relay.as_ref().map(|relay| {
+            let s = relay.status();
+            serde_json::json!({
+                "relay_active": s.leader,
+                "published": s.published,
+                "duplicates_dropped": s.duplicates,
+                "last_error": s.last_error,
+            })
+        });
+        Ok(serde_json::json!({
+            "stream": self.stream,
+            "relay": {
+                "checkpoint": checkpoint.to_string(),
+                "lag_events": lag_events,
+                "lag_seconds": lag_seconds,
+            },
+            "projections": {
+                SkuActivity::NAME: { "checkpoint": projection.to_string(), "lag_events": projection_lag },
+            },
+            "this_instance": instance,
+        }))
+    }
+}
+
+/// Keeps the asynchronous projections caught up until `stop` turns true.
+pub(crate) async fn run_projections(pool: PgPool, mut stop: watch::Receiver<bool>) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let pending = match subscription::run_batch(&pool, &SkuActivity, 1000).await {
+            Ok(n) => {
+                pause = Duration::from_millis(100);
+                n > 0
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::app::error_chain(&e), retry_in = ?pause, "projection sku_activity failed; will retry");
+                pause = (pause * 2).min(Duration::from_secs(5));
+                false
+            }
+        };
+        if pending {
+            if *stop.borrow() {
+                break;
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}

@@ -37,6 +37,14 @@ pub struct Progress {
 // Held (session level) by the one rebuild that may run at a time.
 const REBUILD_LOCK: i64 = 0x6361_7274_7265_6231;
 const PAGE: i64 = 20_000;
+/// The swap, run under the exclusive lock in the switch transaction.
+pub(crate) const SWITCH: [&str; 5] = [
+    "alter table cart_projection rename to cart_projection_old",
+    "alter index cart_projection_pkey rename to cart_projection_old_pkey",
+    "alter table cart_projection_next rename to cart_projection",
+    "alter index cart_projection_next_pkey rename to cart_projection_pkey",
+    "drop table cart_projection_old",
+];
 const FLUSH: usize = 2_000;
 
 /// Rebuilds `cart_projection` from the log and switches to the result atomically.
@@ -155,13 +163,7 @@ async fn rebuild_locked(
     .fetch_one(&mut *tx)
     .await?;
     report.differences = u64::try_from(differences).unwrap_or(0);
-    for statement in [
-        "alter table cart_projection rename to cart_projection_old",
-        "alter index cart_projection_pkey rename to cart_projection_old_pkey",
-        "alter table cart_projection_next rename to cart_projection",
-        "alter index cart_projection_next_pkey rename to cart_projection_pkey",
-        "drop table cart_projection_old",
-    ] {
+    for statement in SWITCH {
         sqlx::query(statement).execute(&mut *tx).await?;
     }
     tx.commit().await?;

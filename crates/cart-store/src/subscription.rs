@@ -206,3 +206,6 @@ impl Projection for SkuActivity {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

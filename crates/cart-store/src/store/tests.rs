@@ -5,7 +5,7 @@ use cart_domain::{decide, CartCommand, Quantity, Sku};
 use sqlx::PgPool;
 
 use super::*;
-use crate::RebuildReport;
+use crate::{AsOf, RebuildReport};
 
 fn key(cart: &str) -> StreamKey {
     StreamKey::new(
@@ -389,4 +389,284 @@ fn stream_ids_are_stable_and_distinct() {
         a.stream_id().to_string(),
         "58795c8c-565d-56d6-a92c-3f97c4182623"
     );
+}
+
+fn fill(skus: &[&str]) -> CartCommand {
+    CartCommand::Fill {
+        items: skus
+            .iter()
+            .map(|s| cart_domain::FillItem {
+                sku: Sku::parse(*s).unwrap(),
+                quantity: Quantity::parse(1).unwrap(),
+                listed: true,
+            })
+            .collect(),
+        replace: false,
+    }
+}
+
+/// Reads everything visible, waiting out transactions of other tests on the server.
+async fn read_visible(store: &EventStore, n: usize, limit: i64) -> Vec<RecordedEvent> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let seen = store.read_all(Position::default(), limit).await.unwrap();
+        if seen.len() >= n || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn a_page_never_ends_inside_a_command(pool: PgPool) {
+    let store = EventStore::new(pool);
+    // CartOpened and three lines: four events of one transaction.
+    run(&store, &key("c1"), &fill(&["a", "b", "c"]))
+        .await
+        .unwrap();
+    let page = read_visible(&store, 1, 1).await;
+    assert_eq!(
+        page.len(),
+        4,
+        "a reader asking for one event gets the whole command"
+    );
+    assert_eq!(
+        page.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(page[0].user_id, "alice");
+    assert_eq!(page[0].cart_id, "c1");
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn events_stored_by_an_older_schema_version_are_upcast_on_every_read(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    let k = key("c1");
+    run(&store, &k, &put("a", 2)).await.unwrap();
+    // A clear as the first version of the schema stored it: no reason.
+    sqlx::query(
+        "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
+         values ($1, 3, $2, 1, 'CartCleared', 1, '{}', '{}')",
+    )
+    .bind(k.stream_id())
+    .bind(Uuid::now_v7())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let cleared = CartEvent::CartCleared {
+        reason: cart_domain::ClearReason::Shopper,
+    };
+    let loaded = store.load(&k).await.unwrap();
+    assert_eq!(loaded.version, 3);
+    assert!(loaded.cart.lines().is_empty());
+    let events = read_visible(&store, 3, 100).await;
+    assert_eq!(events[2].event, cleared);
+    let envelope = serde_json::to_value(events[2].envelope()).unwrap();
+    assert_eq!(envelope["schema_version"], 2);
+    assert_eq!(envelope["event"]["cart_cleared"]["reason"], "shopper");
+
+    // New clears are written in the current version.
+    run(&store, &k, &put("a", 1)).await.unwrap();
+    run(&store, &k, &CartCommand::Clear).await.unwrap();
+    let (sv, payload): (i16, serde_json::Value) = sqlx::query_as(
+        "select schema_version, payload from cart_events where stream_id = $1 and version = 5",
+    )
+    .bind(k.stream_id())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((sv, payload), (2, serde_json::json!({"reason": "shopper"})));
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn an_unknown_event_type_stops_the_reader_instead_of_being_skipped(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    run(&store, &key("c1"), &put("a", 1)).await.unwrap();
+    sqlx::query(
+        "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
+         values ($1, 3, $2, 1, 'CartGiftWrapped', 1, '{}', '{}')",
+    )
+    .bind(key("c1").stream_id())
+    .bind(Uuid::now_v7())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let error = loop {
+        match store.read_all(Position::default(), 100).await {
+            Err(e) => break e,
+            Ok(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Ok(events) => panic!("read {} events past an unknown type", events.len()),
+        }
+    };
+    assert!(
+        matches!(&error, StoreError::Decode { version: 3, .. }),
+        "{error:?}"
+    );
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn time_travel_gives_the_cart_at_a_version_or_a_time(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    let k = key("c1");
+    run(&store, &k, &put("a", 1)).await.unwrap(); // versions 1, 2
+    run(&store, &k, &put("b", 2)).await.unwrap(); // 3
+    run(&store, &k, &put("a", 0)).await.unwrap(); // 4
+    sqlx::query(
+        "update cart_events set recorded_at = '2026-01-01T00:00:00Z'::timestamptz + version * interval '1 minute' \
+         where stream_id = $1",
+    )
+    .bind(k.stream_id())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let lines = |l: &Option<Loaded>| {
+        l.as_ref().map(|l| {
+            l.cart
+                .lines()
+                .iter()
+                .map(|x| (x.sku.to_string(), x.quantity))
+                .collect::<Vec<_>>()
+        })
+    };
+    let at = store.load_as_of(&k, &AsOf::Version(3)).await.unwrap();
+    assert_eq!(at.as_ref().map(|l| l.version), Some(3));
+    assert_eq!(lines(&at), Some(vec![("a".into(), 1), ("b".into(), 2)]));
+    let at = store
+        .load_as_of(&k, &AsOf::Time("2026-01-01T00:02:30Z".into()))
+        .await
+        .unwrap();
+    assert_eq!(at.as_ref().map(|l| l.version), Some(2));
+    assert_eq!(lines(&at), Some(vec![("a".into(), 1)]));
+    let before = store
+        .load_as_of(&k, &AsOf::Time("2025-12-31T23:00:00Z".into()))
+        .await
+        .unwrap();
+    assert_eq!(before, None);
+    let now = store
+        .load_as_of(&k, &AsOf::Time("2030-01-01T00:00:00Z".into()))
+        .await
+        .unwrap();
+    assert_eq!(now, Some(store.load(&k).await.unwrap()));
+    assert!(matches!(
+        store
+            .load_as_of(&k, &AsOf::Time("yesterday-ish".into()))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn a_rebuild_under_live_writes_switches_without_losing_a_write(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    let carts: Vec<StreamKey> = (0..12).map(|i| key(&format!("live{i}"))).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        let (store, carts, stop) = (store.clone(), carts.clone(), stop.clone());
+        writers.spawn(async move {
+            let mut n = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let k = &carts[usize::try_from(n * 5 + w).unwrap() % carts.len()];
+                let sku = ["a", "b", "c"][usize::try_from(n % 3).unwrap()];
+                run(&store, k, &put(sku, n % 4)).await.unwrap();
+                n += 1;
+            }
+            n
+        });
+    }
+    // Readers of the live projection never fail, also during a switch.
+    let reader = {
+        let (store, carts, stop) = (store.clone(), carts.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.projection(&carts[reads % carts.len()]).await.unwrap();
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let mut progress = vec![];
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let report = crate::rebuild_projection(&pool, |p| progress.push(p))
+            .await
+            .unwrap();
+        assert_eq!(report.differences, 0, "{report:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut commands = 0;
+    while let Some(n) = writers.join_next().await {
+        commands += n.unwrap();
+    }
+    assert!(reader.await.unwrap() > 0);
+    assert!(commands > 20, "the writers ran ({commands} commands)");
+    assert!(progress.last().is_some_and(|p| p.events == p.total));
+    for k in &carts {
+        let folded = store.load(k).await.unwrap();
+        if folded.version > 0 {
+            assert_eq!(store.projection(k).await.unwrap(), Some(folded), "{k:?}");
+        }
+    }
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn only_one_rebuild_runs_at_a_time(pool: PgPool) {
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("select pg_advisory_lock($1)")
+        .bind(0x6361_7274_7265_6231_i64)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    assert!(matches!(
+        crate::rebuild_projection(&pool, |_| {}).await,
+        Err(StoreError::RebuildRunning)
+    ));
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn a_writer_blocked_by_the_switch_writes_into_the_new_table(pool: PgPool) {
+    // One connection, so the writer's statements are already prepared (and planned
+    // against the old table) when the switch happens.
+    let single = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let store = EventStore::new(single);
+    let k = key("c1");
+    run(&store, &k, &put("a", 1)).await.unwrap();
+    run(&store, &k, &put("a", 2)).await.unwrap();
+
+    sqlx::query("create table cart_projection_next (like cart_projection including all)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("insert into cart_projection_next select * from cart_projection")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut switch = pool.begin().await.unwrap();
+    sqlx::query("lock table cart_projection in exclusive mode")
+        .execute(&mut *switch)
+        .await
+        .unwrap();
+    let writer = {
+        let (store, k) = (store.clone(), k.clone());
+        tokio::spawn(async move { run(&store, &k, &put("b", 1)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!writer.is_finished(), "the writer waits for the switch");
+    // Exactly the switch a rebuild runs.
+    for statement in crate::rebuild::SWITCH {
+        sqlx::query(statement).execute(&mut *switch).await.unwrap();
+    }
+    switch.commit().await.unwrap();
+    writer.await.unwrap().unwrap();
+    let folded = store.load(&k).await.unwrap();
+    assert_eq!(folded.cart.lines().len(), 2);
+    assert_eq!(store.projection(&k).await.unwrap(), Some(folded));
 }

@@ -6,6 +6,7 @@ mod commands;
 mod concurrency;
 mod faults;
 mod feed;
+mod history;
 mod idempotency;
 mod ownership;
 

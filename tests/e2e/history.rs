@@ -1,0 +1,345 @@
+//! Reading the past: time travel through the service, the export for analysts, the
+//! asynchronous projection and the example analytics consumer over the real relay.
+
+use std::time::{Duration, Instant};
+
+use cart_store::export::{self, Format, Start};
+use cart_store::{Filter, Position, StreamKey};
+use cart_tests::*;
+use prost::Message;
+use serde_json::json;
+
+use crate::{req, PROJECT};
+
+async fn put(w: &World, user: &str, cart: Option<&str>, sku: &str, quantity: i64) {
+    w.client
+        .json(
+            "item.put",
+            None,
+            req(user, cart, json!({"sku": sku, "quantity": quantity})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn get_shows_a_cart_as_it_was_at_a_version_or_a_time() {
+    let w = World::start().await;
+    put(&w, "tt", None, "cup01", 1).await; // versions 1, 2
+    put(&w, "tt", None, "gold", 5).await; // 3
+    w.client
+        .json("clear", None, req("tt", None, json!({})))
+        .await
+        .unwrap(); // 4
+    let at = |v: i64| {
+        w.client
+            .json("get", None, req("tt", None, json!({"at_version": v})))
+    };
+    assert_eq!(lines(&at(2).await.unwrap()), [("cup01".into(), 1)]);
+    assert_eq!(
+        lines(&at(3).await.unwrap()),
+        [("cup01".into(), 1), ("gold".into(), 5)]
+    );
+    assert!(lines(&at(4).await.unwrap()).is_empty());
+    let now = w
+        .client
+        .json(
+            "get",
+            None,
+            req("tt", None, json!({"at_time": "2999-01-01T00:00:00Z"})),
+        )
+        .await
+        .unwrap();
+    assert!(lines(&now).is_empty());
+    let before = w
+        .client
+        .json(
+            "get",
+            None,
+            req("tt", None, json!({"at_time": "2001-01-01T00:00:00Z"})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        lines(&before).is_empty(),
+        "the current cart before its first event is empty"
+    );
+
+    // Protobuf callers have the same fields.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Type", "application/protobuf");
+    let body = cart_proto::v1::GetCartRequest {
+        project_id: PROJECT,
+        user_id: "tt".into(),
+        at_version: Some(3),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let reply = w.client.send("get", headers, body).await.unwrap();
+    let cart = cart_proto::v1::Cart::decode(reply.as_slice()).unwrap();
+    assert_eq!(cart.items.len(), 2);
+
+    // Bad requests are refused and say why.
+    for (body, status, needle) in [
+        (json!({"at_version": 0}), 422, "at_version"),
+        (
+            json!({"at_version": 9}),
+            422,
+            "no version 9; its latest is 4",
+        ),
+        (json!({"at_time": "not a time"}), 422, "at_time"),
+        (
+            json!({"at_version": 2, "at_time": "2026-01-01T00:00:00Z"}),
+            422,
+            "at most one",
+        ),
+    ] {
+        let e = w
+            .client
+            .json("get", None, req("tt", None, body.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error.status, status, "{body}");
+        assert!(
+            e.error.message().contains(needle),
+            "{body}: {}",
+            e.error.message()
+        );
+    }
+    let e = w
+        .client
+        .json("clear", None, req("tt", None, json!({"at_version": 2})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.error.status, 422);
+    // Another user's cart has no past to show either.
+    put(&w, "owner", Some("mine"), "cup01", 1).await;
+    let e = w
+        .client
+        .json(
+            "get",
+            None,
+            req("intruder", Some("mine"), json!({"at_version": 1})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.error.status, 404);
+    w.finish().await;
+}
+
+async fn export_all(
+    pool: &sqlx::PgPool,
+    start: &Start,
+    filter: &Filter,
+    format: Format,
+) -> (Vec<u8>, export::Exported) {
+    let mut out = Vec::new();
+    let exported = export::export(pool, start, filter, format, &mut out, |_| {})
+        .await
+        .unwrap();
+    (out, exported)
+}
+
+fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8(out.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_export_filters_resumes_and_writes_both_formats() {
+    let w = World::start().await;
+    let pool = w.db.pool().await;
+    put(&w, "a", None, "cup01", 1).await;
+    put(&w, "a", Some("second"), "gold", 2).await;
+    put(&w, "b", None, "cup01", 3).await;
+    w.client
+        .json("clear", None, req("b", None, json!({})))
+        .await
+        .unwrap();
+    let total: i64 = sqlx::query_scalar("select count(*) from cart_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(total, 7);
+    let everything = Start::After(Position::default());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (out, all) = loop {
+        let (out, all) =
+            export_all(&pool, &everything, &Filter::default(), Format::JsonLines).await;
+        if all.events == 7 || Instant::now() > deadline {
+            break (out, all);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 7);
+    assert_eq!(lines[6]["event_type"], "CartCleared");
+    assert_eq!(lines[6]["event"]["cart_cleared"]["reason"], "shopper");
+    assert_eq!(lines[6]["schema_version"], 2);
+    assert_eq!(all.last.to_string(), lines[6]["position"].as_str().unwrap());
+
+    // One cart of one user.
+    let key = StreamKey::new(
+        cart_domain::ProjectId::parse(PROJECT).unwrap(),
+        cart_domain::UserId::parse("a").unwrap(),
+        cart_domain::CartId::parse("second").unwrap(),
+    );
+    let only = Filter {
+        stream_id: Some(key.stream_id()),
+        ..Filter::default()
+    };
+    let (out, _) = export_all(&pool, &everything, &only, Format::JsonLines).await;
+    let cart: Vec<_> = json_lines(&out)
+        .iter()
+        .map(|l| l["cart_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cart, ["second", "second"]);
+    // One event type, and another project (nothing).
+    let types = Filter {
+        event_types: vec!["ItemQuantitySet".into()],
+        ..Filter::default()
+    };
+    assert_eq!(
+        export_all(&pool, &everything, &types, Format::JsonLines)
+            .await
+            .1
+            .events,
+        3
+    );
+    let other = Filter {
+        project_id: Some(1),
+        ..Filter::default()
+    };
+    assert_eq!(
+        export_all(&pool, &everything, &other, Format::JsonLines)
+            .await
+            .1
+            .events,
+        0
+    );
+
+    // Protobuf: length-delimited envelopes with the same content.
+    let (out, _) = export_all(&pool, &everything, &Filter::default(), Format::Protobuf).await;
+    let mut buf = out.as_slice();
+    let mut decoded = vec![];
+    while !buf.is_empty() {
+        decoded.push(cart_proto::v1::EventEnvelope::decode_length_delimited(&mut buf).unwrap());
+    }
+    assert_eq!(decoded.len(), 7);
+    assert_eq!(serde_json::to_value(&decoded[3]).unwrap(), lines[3]);
+
+    // Resuming after the printed position gives only what came later.
+    put(&w, "c", None, "gold", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let later = loop {
+        let (out, e) = export_all(
+            &pool,
+            &Start::After(all.last),
+            &Filter::default(),
+            Format::JsonLines,
+        )
+        .await;
+        if e.events == 2 || Instant::now() > deadline {
+            break json_lines(&out);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(later.len(), 2);
+    assert!(later.iter().all(|l| l["user_id"] == "c"));
+    // By time: nothing recorded in the future; everything since long ago.
+    let future = Start::Since("2999-01-01T00:00:00Z".into());
+    assert_eq!(
+        export_all(&pool, &future, &Filter::default(), Format::JsonLines)
+            .await
+            .1
+            .events,
+        0
+    );
+    let past = Start::Since("2001-01-01T00:00:00Z".into());
+    assert_eq!(
+        export_all(&pool, &past, &Filter::default(), Format::JsonLines)
+            .await
+            .1
+            .events,
+        9
+    );
+    let mut sink = Vec::new();
+    let bad = export::export(
+        &pool,
+        &Start::Since("soon".into()),
+        &Filter::default(),
+        Format::JsonLines,
+        &mut sink,
+        |_| {},
+    )
+    .await;
+    assert!(matches!(
+        bad,
+        Err(export::ExportError::Store(cart_store::StoreError::Invalid(
+            _
+        )))
+    ));
+    pool.close().await;
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn the_service_keeps_sku_activity_and_analytics_replays_the_live_stream() {
+    let w = World::start_with(|c| {
+        c.relay = true;
+        c.projections = true;
+    })
+    .await;
+    put(&w, "x", None, "cup01", 2).await;
+    put(&w, "x", None, "gold", 1).await;
+    put(&w, "y", None, "cup01", 1).await;
+    w.client
+        .json("clear", None, req("y", None, json!({})))
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let s = w.client.try_json("feed.status", json!({})).await.unwrap();
+        let done =
+            s["relay"]["lag_events"] == 0 && s["projections"]["sku_activity"]["lag_events"] == 0;
+        if done || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["relay"]["lag_events"], 0, "{status}");
+    assert_eq!(status["this_instance"]["relay_active"], true, "{status}");
+
+    let pool = w.db.pool().await;
+    let cup: (i64, i64, i64, i64) = sqlx::query_as(
+        "select carts_holding, units_held, times_added, times_removed from sku_activity where sku = 'cup01'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(cup, (1, 2, 2, 1));
+
+    let js = async_nats::jetstream::new(w.client.nats.clone());
+    let source = cart_analytics::Source {
+        stream: w.stream(),
+        subject_prefix: w.prefix.clone(),
+        project: Some(44056),
+    };
+    let report = cart_analytics::replay(&js, &source).await.unwrap();
+    let summary = report.summary(None, Duration::from_secs(3600));
+    assert_eq!(summary.carts_seen, 2);
+    assert_eq!(summary.events_applied, 6);
+    assert_eq!(summary.open_carts, 1);
+    assert_eq!(summary.emptied_by_shopper, 1);
+    let cup = summary.skus.iter().find(|s| s.sku == "cup01").unwrap();
+    assert_eq!(
+        (cup.carts_added, cup.carts_holding, cup.units_held),
+        (2, 1, 2)
+    );
+    pool.close().await;
+    w.finish().await;
+}

@@ -3,6 +3,7 @@
 #   make run      start/reuse PostgreSQL + nats-server, then run cartd in the foreground
 #   make test     start/reuse the services, then run the workspace tests
 #   make ci       what CI runs (.ci/run)
+#   make bench-feed  export and projection-rebuild throughput (BENCHMARKS.md)
 #
 # DATABASE_URL and NATS_URL can be overridden from the environment or the
 # command line; they are exported to every recipe (cartd and the tests read them).
@@ -28,10 +29,10 @@ TEST_CMD = $(if $(shell $(CARGO) nextest --version 2>/dev/null),$(CARGO) nextest
 # cart-domain must stay free of I/O, async and wire-format crates.
 DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 
-.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci
+.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci"
+	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -47,6 +48,11 @@ build:
 run: services
 	@echo "make: cartd starts below; in another terminal try: cargo run -q -p cartctl -- --help"
 	$(CARGO) run -p cartd --bin cartd -- --catalog $(CATALOG)
+
+# Seeds database cart_bench_feed with BENCH_EVENTS events (once) and prints medians.
+BENCH_EVENTS ?= 1000000
+bench-feed: services
+	DATABASE_URL='$(TEST_DATABASE_URL)' $(CARGO) run --release -q -p cart-bench -- feed --events $(BENCH_EVENTS)
 
 test: services
 	DATABASE_URL='$(TEST_DATABASE_URL)' $(TEST_CMD) $(TEST_ARGS)

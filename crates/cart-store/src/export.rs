@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use futures::{SinkExt, StreamExt};
 use prost::Message;
 use sqlx::PgPool;
 
@@ -52,24 +53,11 @@ const PAGE: i64 = 10_000;
 pub async fn count(pool: &PgPool, start: &Start, filter: &Filter) -> Result<u64, StoreError> {
     let mut conn = pool.acquire().await?;
     let after = start_position(&mut conn, start).await?;
-    let n: i64 = sqlx::query_scalar(
-        "select count(*) from cart_events e \
-         where (e.tx_id, e.global_position) > ($1::text::xid8, $2) \
-           and ($3::bigint is null or e.project_id = $3) \
-           and ($4::uuid is null or e.stream_id = $4) \
-           and (cardinality($5::text[]) = 0 or e.event_type = any($5)) \
-           and ($6::timestamptz is null or e.recorded_at >= $6::timestamptz)",
-    )
-    .bind(after.tx_id.to_string())
-    .bind(after.global_position)
-    .bind(filter.project_id)
-    .bind(filter.stream_id)
-    .bind(&filter.event_types)
-    .bind(filter.since.as_deref())
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(StoreError::from_query)?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    let mut filter = filter.clone();
+    if let Start::Since(t) = start {
+        filter.since = Some(t.clone());
+    }
+    feed::count(&mut conn, after, &filter).await
 }
 
 /// Writes every visible event after `start` that matches `filter`, in the global order,
@@ -88,38 +76,64 @@ pub async fn export(
     if let Start::Since(t) = start {
         filter.since = Some(t.clone());
     }
-    let mut after = start_position(&mut conn, start).await?;
-    let mut written = 0;
-    let mut buf = Vec::with_capacity(512);
-    loop {
-        let page = feed::read_page(&mut conn, after, PAGE, &filter).await?;
-        let Some(last) = page.last().map(|e| e.position) else {
-            break;
-        };
-        for event in &page {
-            let envelope = event.envelope();
-            buf.clear();
-            match format {
-                Format::JsonLines => {
-                    // Serializing a generated message cannot fail.
-                    serde_json::to_writer(&mut buf, &envelope).unwrap_or_default();
-                    buf.push(b'\n');
-                }
-                Format::Protobuf => envelope
-                    .encode_length_delimited(&mut buf)
-                    .unwrap_or_default(),
+    let first = start_position(&mut conn, start).await?;
+    // The next page is read while this one is encoded: PostgreSQL works on the query in
+    // its own process meanwhile. Keyset order makes the next query known as soon as a
+    // page arrives.
+    let (mut pages, mut received) = futures::channel::mpsc::channel(1);
+    let reader = async move {
+        let mut after = first;
+        loop {
+            let page = feed::read_page(&mut conn, after, PAGE, &filter).await;
+            let last = page
+                .as_ref()
+                .ok()
+                .and_then(|p| p.last())
+                .map(|e| e.position);
+            let stop = last.is_none();
+            if pages.send(page).await.is_err() || stop {
+                return;
             }
-            out.write_all(&buf)?;
+            after = last.unwrap_or(after);
         }
-        written += page.len() as u64;
-        after = last;
-        progress(written);
-    }
-    out.flush()?;
-    Ok(Exported {
-        events: written,
-        last: after,
-    })
+    };
+    let writer = async move {
+        let mut written = 0;
+        let mut last = first;
+        let mut buf = Vec::with_capacity(512);
+        while let Some(page) = received.next().await {
+            let page = page?;
+            let Some(end) = page.last().map(|e| e.position) else {
+                break;
+            };
+            for event in &page {
+                let envelope = event.envelope();
+                buf.clear();
+                match format {
+                    Format::JsonLines => {
+                        // Serializing a generated message cannot fail.
+                        serde_json::to_writer(&mut buf, &envelope).unwrap_or_default();
+                        buf.push(b'\n');
+                    }
+                    Format::Protobuf => envelope
+                        .encode_length_delimited(&mut buf)
+                        .unwrap_or_default(),
+                }
+                out.write_all(&buf)?;
+            }
+            written += page.len() as u64;
+            last = end;
+            progress(written);
+        }
+        out.flush()?;
+        Ok::<_, ExportError>(Exported {
+            events: written,
+            last,
+        })
+    };
+    // The writer ends first on an error; dropping the receiver then stops the reader.
+    let ((), exported) = futures::join!(reader, writer);
+    exported
 }
 
 async fn start_position(

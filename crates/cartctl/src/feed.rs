@@ -169,10 +169,18 @@ async fn export_events(args: &ExportArgs) -> anyhow::Result<i32> {
         None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
     };
     let started = Instant::now();
-    let exported = export::export(&pool, &start, &filter, format, &mut out, |n| {
+    let exported = match export::export(&pool, &start, &filter, format, &mut out, |n| {
         bar.set_position(n)
     })
-    .await?;
+    .await
+    {
+        Ok(exported) => exported,
+        // The reader went away (`| head`): nothing more to say to it.
+        Err(export::ExportError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            return Ok(0)
+        }
+        Err(e) => return Err(e.into()),
+    };
     drop(out);
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();

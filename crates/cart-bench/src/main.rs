@@ -1,0 +1,163 @@
+//! cart-bench: figures for BENCHMARKS.md. `feed` measures, on a database seeded with a
+//! synthetic history, how fast the export reads the log and how fast a projection
+//! rebuild folds it. Each figure is the median of several runs taken in one process.
+
+use std::io;
+use std::time::Instant;
+
+use anyhow::Context;
+use cart_store::export::{self, Format, Start};
+use cart_store::{DbConfig, Filter, Position};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cart-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Export and rebuild throughput over a seeded log.
+    Feed {
+        /// The PostgreSQL server; the database `cart_bench_feed` is created on it.
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        database_url: String,
+        /// Events in the seeded log (five per cart).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: i64,
+        /// Runs per figure; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Feed {
+            database_url,
+            events,
+            runs,
+        } => feed(&database_url, events, runs.max(1)).await,
+    }
+}
+
+fn bench_url(server: &str) -> String {
+    let (base, query) = server.split_once('?').unwrap_or((server, ""));
+    let cut = base
+        .rfind('/')
+        .filter(|&i| i > base.find("://").map_or(0, |s| s + 2));
+    let base = cut.map_or(base, |i| &base[..i]);
+    let mut url = format!("{base}/cart_bench_feed");
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+async fn feed(server: &str, events: i64, runs: usize) -> anyhow::Result<()> {
+    let url = bench_url(server);
+    cart_store::ensure_database(&url).await?;
+    let pool = cart_store::connect(&DbConfig {
+        url: url.clone(),
+        max_connections: 4,
+        acquire_timeout: std::time::Duration::from_secs(30),
+    })
+    .await
+    .with_context(|| format!("connect to {url}"))?;
+    seed(&pool, events).await?;
+
+    let mut json = vec![];
+    let mut protobuf = vec![];
+    let mut rebuild = vec![];
+    for _ in 0..runs {
+        json.push(export_rate(&pool, Format::JsonLines).await?);
+        protobuf.push(export_rate(&pool, Format::Protobuf).await?);
+        let started = Instant::now();
+        let report = cart_store::rebuild_projection(&pool, |_| {}).await?;
+        rebuild.push(report.events as f64 / started.elapsed().as_secs_f64());
+    }
+    println!(
+        "feed benchmark: {events} events, {} carts, median of {runs} runs",
+        events / 5
+    );
+    println!("| what | events/s (median) | runs |");
+    println!("|---|---|---|");
+    for (what, rates) in [
+        ("export, JSON Lines to a sink", &mut json),
+        ("export, length-delimited protobuf to a sink", &mut protobuf),
+        ("projection rebuild (fold + write + switch)", &mut rebuild),
+    ] {
+        let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+        println!("| {what} | {:.0} | {} |", median(rates), runs.join(", "));
+    }
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn export_rate(pool: &sqlx::PgPool, format: Format) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let done = export::export(
+        pool,
+        &Start::After(Position::default()),
+        &Filter::default(),
+        format,
+        &mut io::sink(),
+        |_| {},
+    )
+    .await?;
+    Ok(done.events as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Writes a synthetic history once: per cart, opened, two lines set, one removed, one
+/// more set. Rows go in by SQL in large statements; this is set-up, not a measurement.
+async fn seed(pool: &sqlx::PgPool, events: i64) -> anyhow::Result<()> {
+    let have: i64 = sqlx::query_scalar("select count(*) from cart_events")
+        .fetch_one(pool)
+        .await?;
+    if have == events {
+        return Ok(());
+    }
+    println!("seeding {events} events...");
+    sqlx::query("truncate cart_events, cart_streams, cart_projection")
+        .execute(pool)
+        .await?;
+    let carts = events / 5;
+    let chunk = 50_000;
+    for start in (0..carts).step_by(chunk as usize) {
+        let end = (start + chunk).min(carts);
+        sqlx::query(
+            "with c as (select n, gen_random_uuid() as id from generate_series($1::bigint, $2::bigint - 1) n), \
+             s as (insert into cart_streams (stream_id, project_id, user_id, cart_id) \
+                   select id, 44056, 'user' || n, 'cart' || n from c) \
+             insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
+             select c.id, e.v, gen_random_uuid(), 44056, e.t, e.sv, e.p::jsonb, '{}'::jsonb \
+             from c cross join (values \
+               (1, 'CartOpened', 1, '{}'), \
+               (2, 'ItemQuantitySet', 1, '{\"sku\": \"cup01\", \"quantity\": 2}'), \
+               (3, 'ItemQuantitySet', 1, '{\"sku\": \"gold\", \"quantity\": 10}'), \
+               (4, 'ItemRemoved', 1, '{\"sku\": \"cup01\"}'), \
+               (5, 'ItemQuantitySet', 1, '{\"sku\": \"t-shirt01\", \"quantity\": 1}')) as e(v, t, sv, p) \
+             order by c.n, e.v",
+        )
+        .bind(start)
+        .bind(end)
+        .execute(pool)
+        .await?;
+    }
+    sqlx::query("vacuum analyze cart_events")
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -24,7 +24,7 @@ use async_nats::jetstream::{self, message::PublishMessage, stream};
 use cart_proto::subject;
 use cart_store::feed::{self, Filter, Position, RecordedEvent};
 use cart_store::subscription;
-use cart_store::StoreError;
+use cart_store::{error_chain, StoreError};
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// Where and how events are published.
@@ -237,8 +237,8 @@ impl Relay {
                 result = self.campaign() => {
                     self.update(|s| s.leader = false);
                     if let Err(e) = result {
-                        tracing::warn!(error = %chain(&e), retry_in = ?pause, "relay lost its PostgreSQL session");
-                        self.update(|s| s.last_error = Some(chain(&e)));
+                        tracing::warn!(error = %error_chain(&e), retry_in = ?pause, "relay lost its PostgreSQL session");
+                        self.update(|s| s.last_error = Some(error_chain(&e)));
                     }
                 }
             }
@@ -295,8 +295,8 @@ impl Relay {
                     }
                 }
                 Err(e) if e.is_nats() => {
-                    tracing::warn!(error = %chain(&e), retry_in = ?pause, "relay cannot publish; the checkpoint stays");
-                    self.update(|s| s.last_error = Some(chain(&e)));
+                    tracing::warn!(error = %error_chain(&e), retry_in = ?pause, "relay cannot publish; the checkpoint stays");
+                    self.update(|s| s.last_error = Some(error_chain(&e)));
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
@@ -332,15 +332,4 @@ async fn settle(
         }
     }
     Ok(())
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

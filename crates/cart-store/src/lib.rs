@@ -19,5 +19,18 @@ pub use store::{
     Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StoreError, StreamKey,
 };
 
+/// An error and its causes on one line, for logs: `StoreError::Database` alone says only
+/// "database error", the cause says what PostgreSQL answered.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The schema migrations, applied at start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -86,16 +86,7 @@ fn unavailable(error: &StoreError) -> ErrorReply {
     }
 }
 
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use cart_store::error_chain;
 
 impl App {
     pub fn new(

@@ -23,6 +23,19 @@ fn relay_config(w: &World) -> RelayConfig {
     }
 }
 
+/// The first event of a cart, written by hand inside the caller's transaction.
+async fn open_cart(conn: &mut sqlx::PgConnection, stream: Uuid) {
+    sqlx::query(
+        "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
+         values ($1, 1, $2, 44056, 'CartOpened', 1, '{}', '{}')",
+    )
+    .bind(stream)
+    .bind(Uuid::now_v7())
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
 fn spawn(relay: Relay) -> JoinHandle<()> {
     tokio::spawn(relay.run(std::future::pending()))
 }
@@ -116,15 +129,7 @@ async fn a_late_commit_is_published_and_exported_exactly_once() {
         .execute(&mut *a)
         .await
         .unwrap();
-    sqlx::query(
-        "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
-         values ($1, 1, $2, 44056, 'CartOpened', 1, '{}', '{}')",
-    )
-    .bind(stream)
-    .bind(Uuid::now_v7())
-    .execute(&mut *a)
-    .await
-    .unwrap();
+    open_cart(&mut a, stream).await;
     // ...while a command takes later positions and commits.
     put(&w, "early", "cup01", 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -176,15 +181,7 @@ async fn a_rolled_back_append_leaves_a_hole_nobody_waits_for() {
     let w = World::start().await;
     let pool = w.db.pool().await;
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query(
-        "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
-         values ($1, 1, $2, 44056, 'CartOpened', 1, '{}', '{}')",
-    )
-    .bind(Uuid::new_v4())
-    .bind(Uuid::now_v7())
-    .execute(&mut *tx)
-    .await
-    .unwrap();
+    open_cart(&mut tx, Uuid::new_v4()).await;
     tx.rollback().await.unwrap();
     put(&w, "u1", "cup01", 1).await;
     put(&w, "u2", "gold", 3).await;

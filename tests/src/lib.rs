@@ -307,7 +307,6 @@ pub fn stream_name(prefix: &str) -> String {
 /// One message of the event stream, as a test checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamedEvent {
-    pub sequence: u64,
     pub subject: String,
     pub msg_id: String,
     pub stream_id: String,
@@ -339,7 +338,6 @@ pub async fn stream_contents(nats: &async_nats::Client, stream: &str) -> Vec<Str
         let envelope: serde_json::Value =
             serde_json::from_slice(&m.payload).expect("stream messages are JSON envelopes");
         out.push(StreamedEvent {
-            sequence: seq,
             subject: m.subject.to_string(),
             msg_id: header("Nats-Msg-Id"),
             stream_id: header("Cart-Stream-Id"),

@@ -116,10 +116,6 @@ impl Relay {
         }
     }
 
-    pub fn config(&self) -> &RelayConfig {
-        &self.config
-    }
-
     pub fn status(&self) -> Status {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }

@@ -52,11 +52,7 @@ const PAGE: i64 = 10_000;
 /// The number of events after `start` matching `filter`, for a progress bar.
 pub async fn count(pool: &PgPool, start: &Start, filter: &Filter) -> Result<u64, StoreError> {
     let mut conn = pool.acquire().await?;
-    let after = start_position(&mut conn, start).await?;
-    let mut filter = filter.clone();
-    if let Start::Since(t) = start {
-        filter.since = Some(t.clone());
-    }
+    let (after, filter) = resolve(&mut conn, start, filter).await?;
     feed::count(&mut conn, after, &filter).await
 }
 
@@ -72,11 +68,7 @@ pub async fn export(
     mut progress: impl FnMut(u64),
 ) -> Result<Exported, ExportError> {
     let mut conn = pool.acquire().await.map_err(StoreError::from)?;
-    let mut filter = filter.clone();
-    if let Start::Since(t) = start {
-        filter.since = Some(t.clone());
-    }
-    let first = start_position(&mut conn, start).await?;
+    let (first, filter) = resolve(&mut conn, start, filter).await?;
     // The next page is read while this one is encoded: PostgreSQL works on the query in
     // its own process meanwhile. Keyset order makes the next query known as soon as a
     // page arrives.
@@ -136,12 +128,20 @@ pub async fn export(
     exported
 }
 
-async fn start_position(
+/// Where a read starts, and the filter with a time start added to it (events recorded
+/// before the time may still follow the start position in the global order).
+async fn resolve(
     conn: &mut sqlx::PgConnection,
     start: &Start,
-) -> Result<Position, StoreError> {
-    match start {
-        Start::After(p) => Ok(*p),
-        Start::Since(t) => feed::position_at(conn, t).await,
-    }
+    filter: &Filter,
+) -> Result<(Position, Filter), StoreError> {
+    let mut filter = filter.clone();
+    let after = match start {
+        Start::After(p) => *p,
+        Start::Since(t) => {
+            filter.since = Some(t.clone());
+            feed::position_at(conn, t).await?
+        }
+    };
+    Ok((after, filter))
 }

@@ -240,7 +240,7 @@ pub async fn position_at(conn: &mut PgConnection, since: &str) -> Result<Positio
 }
 
 /// The position of the last event a reader can see now.
-pub async fn last_position(conn: &mut PgConnection) -> Result<Position, StoreError> {
+async fn last_position(conn: &mut PgConnection) -> Result<Position, StoreError> {
     let row = sqlx::query(
         "select tx_id::text as tx_id, global_position from cart_events \
          where tx_id < pg_snapshot_xmin(pg_current_snapshot()) \

@@ -306,10 +306,6 @@ impl EventStore {
         }
         Ok(Some(Loaded { cart, version }))
     }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 /// A point in a cart's past.

@@ -223,13 +223,28 @@ async fn twenty_concurrent_writers_on_one_cart_lose_nothing(pool: PgPool) {
 }
 
 async fn raw_insert(conn: &mut PgConnection, stream: Uuid, version: i64) {
+    raw_event(conn, stream, version, "CartOpened", 1, "{}").await;
+}
+
+/// Stores an event row as given, bypassing the encoder: old versions, bad payloads.
+async fn raw_event(
+    conn: &mut PgConnection,
+    stream: Uuid,
+    version: i64,
+    event_type: &str,
+    schema_version: i16,
+    payload: &str,
+) {
     sqlx::query(
         "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
-         values ($1, $2, $3, 1, 'CartOpened', 1, '{}', '{}')",
+         values ($1, $2, $3, 1, $4, $5, $6::jsonb, '{}')",
     )
     .bind(stream)
     .bind(version)
     .bind(Uuid::now_v7())
+    .bind(event_type)
+    .bind(schema_version)
+    .bind(payload)
     .execute(conn)
     .await
     .unwrap();
@@ -315,15 +330,16 @@ async fn the_global_position_sequence_has_cache_one(pool: PgPool) {
 async fn a_corrupt_stored_event_is_an_error_not_a_panic(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     let k = key("c1");
-    sqlx::query(
-        "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
-         values ($1, 1, $2, 1, 'ItemQuantitySet', 1, '{\"sku\": 42}', '{}')",
+    let mut conn = pool.acquire().await.unwrap();
+    raw_event(
+        &mut conn,
+        k.stream_id(),
+        1,
+        "ItemQuantitySet",
+        1,
+        r#"{"sku": 42}"#,
     )
-    .bind(k.stream_id())
-    .bind(Uuid::now_v7())
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     assert!(matches!(
         store.load(&k).await,
         Err(StoreError::Decode { version: 1, .. })
@@ -444,15 +460,8 @@ async fn events_stored_by_an_older_schema_version_are_upcast_on_every_read(pool:
     let k = key("c1");
     run(&store, &k, &put("a", 2)).await.unwrap();
     // A clear as the first version of the schema stored it: no reason.
-    sqlx::query(
-        "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
-         values ($1, 3, $2, 1, 'CartCleared', 1, '{}', '{}')",
-    )
-    .bind(k.stream_id())
-    .bind(Uuid::now_v7())
-    .execute(&pool)
-    .await
-    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    raw_event(&mut conn, k.stream_id(), 3, "CartCleared", 1, "{}").await;
     let cleared = CartEvent::CartCleared {
         reason: cart_domain::ClearReason::Shopper,
     };
@@ -482,15 +491,16 @@ async fn events_stored_by_an_older_schema_version_are_upcast_on_every_read(pool:
 async fn an_unknown_event_type_stops_the_reader_instead_of_being_skipped(pool: PgPool) {
     let store = EventStore::new(pool.clone());
     run(&store, &key("c1"), &put("a", 1)).await.unwrap();
-    sqlx::query(
-        "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
-         values ($1, 3, $2, 1, 'CartGiftWrapped', 1, '{}', '{}')",
+    let mut conn = pool.acquire().await.unwrap();
+    raw_event(
+        &mut conn,
+        key("c1").stream_id(),
+        3,
+        "CartGiftWrapped",
+        1,
+        "{}",
     )
-    .bind(key("c1").stream_id())
-    .bind(Uuid::now_v7())
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let error = loop {
         match store.read_all(Position::default(), 100).await {

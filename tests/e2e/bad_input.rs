@@ -1,7 +1,7 @@
 //! Every kind of bad input gets a clear error reply, appends nothing and never panics.
 
 use async_nats::HeaderMap;
-use cart_tests::World;
+use cart_tests::{lines, World};
 use serde_json::json;
 
 use crate::req;
@@ -429,6 +429,44 @@ async fn a_cart_never_holds_more_lines_than_the_limit() {
         .unwrap_err();
     assert_eq!((refusal.error.status, refusal.error.code), (422, 1403));
     assert_eq!(w.db.count_events().await, events_before);
+
+    // A command accepted at the limit, retried after the cart moved on so that it would
+    // now be refused, still gets its first answer and changes nothing.
+    let max = cart_domain_max_lines();
+    let put =
+        |sku: String, quantity: u64| req("u", None, json!({"sku": sku, "quantity": quantity}));
+    client
+        .json("item.delete", None, req("u", None, json!({"sku": "s0"})))
+        .await
+        .unwrap();
+    let accepted = client
+        .json("item.put", Some("at-the-limit"), put(format!("s{max}"), 1))
+        .await
+        .unwrap();
+    client
+        .json(
+            "item.delete",
+            None,
+            req("u", None, json!({"sku": format!("s{max}")})),
+        )
+        .await
+        .unwrap();
+    let full_again = client
+        .json("item.put", None, put("s0".into(), 1))
+        .await
+        .unwrap();
+    let events_before = w.db.count_events().await;
+    let retried = client
+        .json("item.put", Some("at-the-limit"), put(format!("s{max}"), 1))
+        .await
+        .unwrap();
+    assert_eq!(retried, accepted);
+    assert_eq!(w.db.count_events().await, events_before);
+    let now = client
+        .json("get", None, req("u", None, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(lines(&now), lines(&full_again));
     server.shutdown().await;
     std::fs::remove_dir_all(dir).ok();
     w.finish().await;

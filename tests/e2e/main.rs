@@ -8,6 +8,7 @@ mod faults;
 mod feed;
 mod history;
 mod idempotency;
+mod load;
 mod ownership;
 
 use serde_json::{json, Value};

@@ -1,19 +1,22 @@
 //! The PostgreSQL side of the service: the cart event log, the command ledger and the
 //! cart projection. Knows SQL; knows nothing about NATS.
 //!
-//! Every accepted command is one transaction: its events (multi-row insert, guarded by
-//! the `(stream_id, version)` primary key), the stream's owner row, the projection row
-//! and the ledger row commit together or not at all.
+//! Every accepted command's events (guarded by the `(stream_id, version)` primary key),
+//! the stream's owner row, the projection row and the ledger row commit together or not
+//! at all. Commands of different carts share a transaction (group commit, `group`), each
+//! still all or nothing on its own.
 
 mod database;
 pub mod export;
 pub mod feed;
+mod group;
 mod rebuild;
 mod store;
 pub mod subscription;
 
 pub use database::{connect, ensure_database, DbConfig};
 pub use feed::{Filter, Position, RecordedEvent};
+pub use group::{GroupCommit, GroupConfig, PendingAppend};
 pub use rebuild::{rebuild_projection, Progress, RebuildReport};
 pub use store::{
     Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StoreError, StreamKey,

@@ -1,6 +1,8 @@
 //! The event store proper: load, append, the command ledger, the projection and the
 //! global-order reader.
 
+use std::collections::{HashMap, HashSet};
+
 use cart_domain::{Cart, CartEvent, CartId, ProjectId, UserId};
 use cart_proto::event::{self, DecodeError};
 use sqlx::postgres::PgRow;
@@ -40,6 +42,9 @@ pub enum StoreError {
     /// Another projection rebuild holds the rebuild lock.
     #[error("another projection rebuild is running")]
     RebuildRunning,
+    /// The transaction a command shared with others failed; nothing of it was written.
+    #[error("the shared append transaction failed")]
+    Batch(#[source] std::sync::Arc<StoreError>),
 }
 
 impl StoreError {
@@ -57,6 +62,7 @@ impl StoreError {
     /// Whether the database could not be reached or answered in time.
     pub fn is_unavailable(&self) -> bool {
         match self {
+            StoreError::Batch(cause) => cause.is_unavailable(),
             StoreError::Database(
                 sqlx::Error::PoolTimedOut
                 | sqlx::Error::Io(_)
@@ -216,28 +222,101 @@ impl EventStore {
     /// command id committed concurrently; `Database` otherwise.
     #[tracing::instrument(skip_all, fields(stream_id = %append.key.stream_id(), expected = append.expected, n_events = append.events.len()))]
     pub async fn append(&self, append: Append<'_>) -> Result<AppendOutcome, StoreError> {
-        let stream_id = append.key.stream_id();
-        let version = append.expected + i64::try_from(append.events.len()).unwrap_or(i64::MAX);
-        let mut tx = self.pool.begin().await?;
-        // A no-op command with a command id writes only its ledger row.
-        if !append.events.is_empty() {
-            // The event insert is the transaction's first write, so its xid is taken here
-            // and the global order stays close to commit order.
-            insert_events(&mut tx, &append, stream_id)
-                .await
-                .map_err(|e| on_constraint(e, &append, stream_id))?;
-            if append.expected == 0 {
-                insert_stream(&mut tx, append.key, stream_id).await?;
+        let mut outcomes = self.append_batch(std::slice::from_ref(&append)).await?;
+        outcomes.pop().unwrap_or(Err(StoreError::Invalid(
+            "an append batch answered nothing".to_owned(),
+        )))
+    }
+
+    /// Appends several commands in one transaction (group commit: one fsync for all),
+    /// each still all or nothing on its own. A command that loses its version guard or
+    /// repeats a recorded command id gets its own error and leaves no row behind, and
+    /// its batch-mates commit regardless. The outer error is the transaction's: then
+    /// nothing of the batch was written.
+    ///
+    /// # Errors
+    /// `Database` when the transaction itself fails; per command, as [`Self::append`].
+    #[tracing::instrument(skip_all, fields(n_commands = appends.len()))]
+    pub async fn append_batch(
+        &self,
+        appends: &[Append<'_>],
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        // Two batches of different instances that lock the same keys in another order
+        // deadlock; PostgreSQL aborts one, and running it again is safe: nothing of it
+        // was written.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_append_batch(appends).await {
+                Err(StoreError::Database(sqlx::Error::Database(db)))
+                    if attempt < 3 && db.code().as_deref() == Some("40P01") =>
+                {
+                    tracing::debug!(attempt, "append batch deadlocked; running it again");
+                }
+                other => return other,
             }
-            upsert_projection(&mut tx, append.key, stream_id, version, append.cart).await?;
         }
-        if let Some(command) = append.command {
-            insert_command(&mut tx, append.key, stream_id, command)
-                .await
-                .map_err(|e| on_constraint(e, &append, stream_id))?;
+    }
+
+    async fn try_append_batch(
+        &self,
+        appends: &[Append<'_>],
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        let mut outcomes: Vec<Result<AppendOutcome, StoreError>> = appends
+            .iter()
+            .map(|a| {
+                Ok(AppendOutcome {
+                    version: a.expected + i64::try_from(a.events.len()).unwrap_or(i64::MAX),
+                })
+            })
+            .collect();
+        if appends.is_empty() {
+            return Ok(outcomes);
         }
+        let mut tx = self.pool.begin().await?;
+        // The event insert is the transaction's first write, so its xid is taken here
+        // and the global order stays close to commit order.
+        let written = insert_events(&mut tx, appends).await?;
+        let mut doomed: Vec<Uuid> = Vec::new();
+        for (i, append) in appends.iter().enumerate() {
+            let ids = &written.planned[i];
+            if ids.iter().any(|id| !written.inserted.contains(id)) {
+                outcomes[i] = Err(StoreError::Conflict {
+                    stream_id: append.key.stream_id(),
+                    expected: append.expected,
+                });
+                doomed.extend(ids.iter().filter(|id| written.inserted.contains(id)));
+            }
+        }
+        let recorded = insert_commands(&mut tx, appends, &outcomes).await?;
+        for (i, append) in appends.iter().enumerate() {
+            if let (Ok(_), Some(command)) = (&outcomes[i], append.command) {
+                if !recorded.contains(&i) {
+                    outcomes[i] = Err(StoreError::DuplicateCommand {
+                        command_id: command.command_id.clone(),
+                    });
+                    doomed.extend(&written.planned[i]);
+                }
+            }
+        }
+        if !doomed.is_empty() {
+            // A losing command's events that did land (a later version than the one that
+            // clashed) go again, inside the transaction: nobody ever sees them.
+            sqlx::query("delete from cart_events where event_id = any($1)")
+                .bind(&doomed)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let winners: Vec<(&Append<'_>, i64)> = appends
+            .iter()
+            .zip(&outcomes)
+            .filter(|(a, _)| !a.events.is_empty())
+            .filter_map(|(a, o)| o.as_ref().ok().map(|o| (a, o.version)))
+            .collect();
+        insert_streams(&mut tx, &winners).await?;
+        upsert_projections(&mut tx, &winners).await?;
         tx.commit().await?;
-        Ok(AppendOutcome { version })
+        Ok(outcomes)
     }
 
     /// The projected cart and its version, or None when the cart has no events.
@@ -341,134 +420,214 @@ fn project_id(project: ProjectId) -> i64 {
     i64::try_from(project.get()).unwrap_or(i64::MAX)
 }
 
+/// The event ids each append was given, and those that landed.
+struct Written {
+    planned: Vec<Vec<Uuid>>,
+    inserted: HashSet<Uuid>,
+}
+
+/// One statement for every event of the batch. A row whose `(stream_id, version)` is
+/// taken is skipped rather than failing the statement, so one command's lost race does
+/// not abort its batch-mates; the caller tells who lost from the ids that came back.
 async fn insert_events(
     conn: &mut PgConnection,
-    append: &Append<'_>,
-    stream_id: Uuid,
-) -> Result<(), sqlx::Error> {
-    let n = append.events.len();
+    appends: &[Append<'_>],
+) -> Result<Written, sqlx::Error> {
+    let n: usize = appends.iter().map(|a| a.events.len()).sum();
+    let mut rows = Vec::with_capacity(n);
+    let mut planned = Vec::with_capacity(appends.len());
+    for append in appends {
+        let stream_id = append.key.stream_id();
+        let metadata = append.metadata.to_string();
+        let mut ids = Vec::with_capacity(append.events.len());
+        for (i, e) in append.events.iter().enumerate() {
+            let encoded = event::encode(e);
+            let id = Uuid::now_v7();
+            ids.push(id);
+            rows.push((
+                stream_id,
+                append.expected + 1 + i64::try_from(i).unwrap_or(i64::MAX),
+                id,
+                project_id(append.key.project),
+                encoded.event_type,
+                encoded.schema_version,
+                encoded.payload.to_string(),
+                metadata.clone(),
+            ));
+        }
+        planned.push(ids);
+    }
+    // Rows go in key order, so two batches that touch the same streams wait for each
+    // other instead of deadlocking. Within a stream, versions stay ascending, so the
+    // global order of a cart's events follows its versions.
+    rows.sort_by_key(|r| (r.0, r.1));
+    let mut streams = Vec::with_capacity(n);
     let mut versions = Vec::with_capacity(n);
     let mut event_ids = Vec::with_capacity(n);
+    let mut projects = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
     let mut schema_versions = Vec::with_capacity(n);
     let mut payloads = Vec::with_capacity(n);
-    for (i, e) in append.events.iter().enumerate() {
-        let encoded = event::encode(e);
-        versions.push(append.expected + 1 + i64::try_from(i).unwrap_or(i64::MAX));
-        event_ids.push(Uuid::now_v7());
-        types.push(encoded.event_type);
-        schema_versions.push(encoded.schema_version);
-        payloads.push(encoded.payload.to_string());
+    let mut metadata = Vec::with_capacity(n);
+    for (stream, version, id, project, ty, sv, payload, meta) in rows {
+        streams.push(stream);
+        versions.push(version);
+        event_ids.push(id);
+        projects.push(project);
+        types.push(ty);
+        schema_versions.push(sv);
+        payloads.push(payload);
+        metadata.push(meta);
     }
-    // One statement for all of a command's events: all or nothing, one round trip.
-    sqlx::query(
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
         "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
-         select $1, v, id, $2, t, sv, p::jsonb, $3 \
-         from unnest($4::bigint[], $5::uuid[], $6::text[], $7::int2[], $8::text[]) as e(v, id, t, sv, p)",
+         select s, v, id, pr, t, sv, p::jsonb, m::jsonb \
+         from unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::bigint[], $5::text[], $6::int2[], $7::text[], $8::text[]) \
+           with ordinality as e(s, v, id, pr, t, sv, p, m, n) \
+         order by n \
+         on conflict (stream_id, version) do nothing \
+         returning event_id",
     )
-    .bind(stream_id)
-    .bind(project_id(append.key.project))
-    .bind(&append.metadata)
+    .bind(&streams)
     .bind(&versions)
     .bind(&event_ids)
+    .bind(&projects)
     .bind(&types)
     .bind(&schema_versions)
     .bind(&payloads)
-    .execute(conn)
+    .bind(&metadata)
+    .fetch_all(conn)
     .await?;
-    Ok(())
+    Ok(Written {
+        planned,
+        inserted: inserted.into_iter().collect(),
+    })
 }
 
-async fn insert_stream(
+/// Records the ledger rows of the commands still standing; returns the indexes of those
+/// recorded. A command id recorded before (by a retry that raced this one, here or in
+/// another instance) is not recorded again.
+async fn insert_commands(
     conn: &mut PgConnection,
-    key: &StreamKey,
-    stream_id: Uuid,
+    appends: &[Append<'_>],
+    outcomes: &[Result<AppendOutcome, StoreError>],
+) -> Result<HashSet<usize>, sqlx::Error> {
+    type LedgerKey<'k> = (i64, &'k str, &'k str);
+    let mut rows: Vec<(LedgerKey<'_>, usize)> = appends
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| outcomes[*i].is_ok())
+        .filter_map(|(i, a)| {
+            let command = a.command?;
+            let key = (
+                project_id(a.key.project),
+                a.key.user.as_str(),
+                command.command_id.as_str(),
+            );
+            Some((key, i))
+        })
+        .collect();
+    // Key order against deadlocks; of two uses of one id in a batch the first counts.
+    rows.sort();
+    rows.dedup_by_key(|(key, _)| *key);
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let command = |i: usize| {
+        appends[i]
+            .command
+            .unwrap_or_else(|| unreachable!("filtered on command"))
+    };
+    let returned: Vec<(i64, String, String)> = sqlx::query_as(
+        "insert into processed_commands (project_id, user_id, command_id, fingerprint, stream_id, content_type, reply) \
+         select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::uuid[], $6::text[], $7::bytea[]) \
+         on conflict (project_id, user_id, command_id) do nothing \
+         returning project_id, user_id, command_id",
+    )
+    .bind(rows.iter().map(|((p, ..), _)| *p).collect::<Vec<_>>())
+    .bind(rows.iter().map(|((_, u, _), _)| *u).collect::<Vec<_>>())
+    .bind(rows.iter().map(|((.., c), _)| *c).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, i)| command(*i).fingerprint.as_slice()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, i)| appends[*i].key.stream_id()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, i)| command(*i).content_type.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, i)| command(*i).reply.as_slice()).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await?;
+    let returned: HashSet<(i64, &str, &str)> = returned
+        .iter()
+        .map(|(p, u, c)| (*p, u.as_str(), c.as_str()))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .filter(|(key, _)| returned.contains(key))
+        .map(|(_, i)| i)
+        .collect())
+}
+
+async fn insert_streams(
+    conn: &mut PgConnection,
+    winners: &[(&Append<'_>, i64)],
 ) -> Result<(), sqlx::Error> {
+    let new: Vec<&StreamKey> = winners
+        .iter()
+        .filter(|(a, _)| a.expected == 0)
+        .map(|(a, _)| a.key)
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
     // The events' primary key already decided who created the stream; this row only
     // records its owner, so a second insert of the same row is harmless.
     sqlx::query(
-        "insert into cart_streams (stream_id, project_id, user_id, cart_id) values ($1, $2, $3, $4) \
+        "insert into cart_streams (stream_id, project_id, user_id, cart_id) \
+         select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) \
          on conflict (stream_id) do nothing",
     )
-    .bind(stream_id)
-    .bind(project_id(key.project))
-    .bind(key.user.as_str())
-    .bind(key.cart.as_str())
+    .bind(new.iter().map(|k| k.stream_id()).collect::<Vec<_>>())
+    .bind(
+        new.iter()
+            .map(|k| project_id(k.project))
+            .collect::<Vec<_>>(),
+    )
+    .bind(new.iter().map(|k| k.user.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|k| k.cart.as_str()).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
 }
 
-async fn upsert_projection(
+async fn upsert_projections(
     conn: &mut PgConnection,
-    key: &StreamKey,
-    stream_id: Uuid,
-    version: i64,
-    cart: &Cart,
+    winners: &[(&Append<'_>, i64)],
 ) -> Result<(), sqlx::Error> {
+    // One row per stream, the latest: an upsert may not touch a row twice.
+    let mut latest: HashMap<Uuid, (&Append<'_>, i64)> = Default::default();
+    for &(a, version) in winners {
+        let entry = latest.entry(a.key.stream_id()).or_insert((a, version));
+        if version > entry.1 {
+            *entry = (a, version);
+        }
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let mut rows: Vec<_> = latest.into_iter().collect();
+    rows.sort_by_key(|(id, _)| *id);
     sqlx::query(
         "insert into cart_projection (stream_id, project_id, user_id, cart_id, version, lines) \
-         values ($1, $2, $3, $4, $5, $6) \
+         select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[]) \
          on conflict (stream_id) do update set version = excluded.version, lines = excluded.lines, updated_at = now() \
          where cart_projection.version < excluded.version",
     )
-    .bind(stream_id)
-    .bind(project_id(key.project))
-    .bind(key.user.as_str())
-    .bind(key.cart.as_str())
-    .bind(version)
-    .bind(lines_json(cart))
+    .bind(rows.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, (a, _))| project_id(a.key.project)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, (a, _))| a.key.user.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, (a, _))| a.key.cart.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, (_, v))| *v).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, (a, _))| lines_json(a.cart)).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
-}
-
-async fn insert_command(
-    conn: &mut PgConnection,
-    key: &StreamKey,
-    stream_id: Uuid,
-    command: &ProcessedCommand,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into processed_commands (project_id, user_id, command_id, fingerprint, stream_id, content_type, reply) \
-         values ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(project_id(key.project))
-    .bind(key.user.as_str())
-    .bind(&command.command_id)
-    .bind(&command.fingerprint)
-    .bind(stream_id)
-    .bind(&command.content_type)
-    .bind(&command.reply)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Maps the two unique violations that mean "someone else got there first" to their own
-/// errors, matching on the constraint name so that no other violation is mistaken for them.
-fn on_constraint(error: sqlx::Error, append: &Append<'_>, stream_id: Uuid) -> StoreError {
-    if let sqlx::Error::Database(db) = &error {
-        if db.is_unique_violation() {
-            match db.constraint() {
-                Some("cart_events_pkey") => {
-                    return StoreError::Conflict {
-                        stream_id,
-                        expected: append.expected,
-                    };
-                }
-                Some("processed_commands_pkey") => {
-                    let command_id = append
-                        .command
-                        .map(|c| c.command_id.clone())
-                        .unwrap_or_default();
-                    return StoreError::DuplicateCommand { command_id };
-                }
-                _ => {}
-            }
-        }
-    }
-    StoreError::Database(error)
 }
 
 pub(crate) fn lines_json(cart: &Cart) -> serde_json::Value {

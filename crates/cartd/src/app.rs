@@ -10,7 +10,10 @@ use cart_domain::{
 use cart_proto::request::{self, Action, Endpoint, Request};
 use cart_proto::view::{self, AmountFormat};
 use cart_proto::{encode, Encoding, ErrorReply};
-use cart_store::{Append, AsOf, EventStore, ProcessedCommand, StoreError, StreamKey};
+use cart_store::{
+    AsOf, EventStore, GroupCommit, GroupConfig, Loaded, PendingAppend, ProcessedCommand,
+    StoreError, StreamKey,
+};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -36,6 +39,48 @@ impl CartLocks {
     }
 }
 
+/// The last known state of recently used carts, so that a command on a warm cart reads
+/// nothing from the database. An entry may be stale when another instance wrote to the
+/// cart since: the append's version guard catches that, and the command is decided
+/// again on the state loaded from the log. Bounded: the least recently used cart goes.
+struct CartCache {
+    entries: std::sync::Mutex<lru::LruCache<Uuid, Loaded>>,
+}
+
+impl CartCache {
+    fn new(capacity: usize) -> Self {
+        let capacity = std::num::NonZeroUsize::new(capacity).unwrap_or(std::num::NonZeroUsize::MIN);
+        Self {
+            entries: std::sync::Mutex::new(lru::LruCache::new(capacity)),
+        }
+    }
+
+    fn get(&self, stream_id: Uuid) -> Option<Loaded> {
+        self.entries.lock().ok()?.get(&stream_id).cloned()
+    }
+
+    fn put(&self, stream_id: Uuid, loaded: Loaded) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.put(stream_id, loaded);
+        }
+    }
+
+    fn forget(&self, stream_id: Uuid) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.pop(&stream_id);
+        }
+    }
+}
+
+/// Tuning of the command path.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub max_attempts: u32,
+    /// Carts whose state is kept in memory; 0 keeps none.
+    pub cache_carts: usize,
+    pub group: GroupConfig,
+}
+
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct App {
@@ -44,6 +89,8 @@ pub struct App {
 
 struct Inner {
     store: EventStore,
+    writer: GroupCommit,
+    cache: Option<CartCache>,
     catalog: Catalog,
     locks: CartLocks,
     format: AmountFormat,
@@ -89,18 +136,16 @@ fn unavailable(error: &StoreError) -> ErrorReply {
 pub(crate) use cart_store::error_chain;
 
 impl App {
-    pub fn new(
-        store: EventStore,
-        catalog: Catalog,
-        format: AmountFormat,
-        max_attempts: u32,
-    ) -> Self {
+    /// Starts the group-commit writer, so it must be called inside a tokio runtime.
+    pub fn new(store: EventStore, catalog: Catalog, format: AmountFormat, tuning: Tuning) -> Self {
         let inner = Inner {
+            writer: GroupCommit::start(store.clone(), tuning.group),
             store,
+            cache: (tuning.cache_carts > 0).then(|| CartCache::new(tuning.cache_carts)),
             catalog,
-            locks: CartLocks::new(1024),
+            locks: CartLocks::new(4096),
             format,
-            max_attempts: max_attempts.max(1),
+            max_attempts: tuning.max_attempts.max(1),
         };
         Self {
             inner: Arc::new(inner),
@@ -267,24 +312,37 @@ impl App {
         let stream_id = key.stream_id();
         let project = key.project;
         let _serialized = self.inner.locks.shard(stream_id).lock().await;
-        if let Some(id) = &command_id {
-            if let Some(reply) = self.replay_ledger(&key, id, &fingerprint).await? {
-                return Ok(reply);
-            }
-        }
         let warnings = match &command {
             CartCommand::Fill { items, .. } => fill_warnings(items),
             _ => vec![],
         };
+        // A retried command is not looked up in the ledger first: deciding it again and
+        // appending meets its ledger row, which turns the append into a duplicate, and
+        // the original reply goes back (one round trip fewer for every fresh command).
+        let mut cached = self.inner.cache.as_ref().and_then(|c| c.get(stream_id));
         for attempt in 1..=self.inner.max_attempts {
-            let loaded = self
-                .inner
-                .store
-                .load(&key)
-                .await
-                .map_err(|e| unavailable(&e))?;
-            let events =
-                decide(&loaded.cart, &command).map_err(|e| ErrorReply::rejected(project, &e))?;
+            let loaded = match cached.take() {
+                Some(loaded) => loaded,
+                None => self
+                    .inner
+                    .store
+                    .load(&key)
+                    .await
+                    .map_err(|e| unavailable(&e))?,
+            };
+            let events = match decide(&loaded.cart, &command) {
+                Ok(events) => events,
+                Err(e) => {
+                    // A retry of a command that was accepted before gets its first answer,
+                    // even if the cart has changed so that it would now be refused.
+                    if let Some(id) = &command_id {
+                        if let Some(reply) = self.replay_ledger(&key, id, &fingerprint).await? {
+                            return Ok(reply);
+                        }
+                    }
+                    return Err(ErrorReply::rejected(project, &e));
+                }
+            };
             let cart = events.iter().fold(loaded.cart, cart_domain::apply);
             let body = self.render(&key, &cart, request, &warnings, encoding);
             if events.is_empty() && command_id.is_none() {
@@ -303,21 +361,34 @@ impl App {
                 "cart_id": key.cart.as_str(),
                 "endpoint": endpoint_of(&request.action).subject(),
             });
-            let append = Append {
-                key: &key,
+            let n_events = events.len();
+            let append = PendingAppend {
+                key: key.clone(),
                 expected: loaded.version,
-                events: &events,
-                cart: &cart,
-                command: ledger.as_ref(),
+                events,
+                cart,
+                command: ledger,
                 metadata,
             };
-            match self.inner.store.append(append).await {
+            let cart = append.cart.clone();
+            let result = self.inner.writer.append(append).await;
+            if let Some(cache) = &self.inner.cache {
+                match &result {
+                    Ok(outcome) => cache.put(
+                        stream_id,
+                        Loaded {
+                            cart,
+                            version: outcome.version,
+                        },
+                    ),
+                    // Whatever the cart is now, the log says it; an error may even hide a
+                    // commit that went through.
+                    Err(_) => cache.forget(stream_id),
+                }
+            }
+            match result {
                 Ok(outcome) => {
-                    tracing::info!(
-                        version = outcome.version,
-                        n_events = events.len(),
-                        "command accepted"
-                    );
+                    tracing::debug!(version = outcome.version, n_events, "command accepted");
                     return Ok(body);
                 }
                 Err(StoreError::Conflict { .. }) => {
@@ -325,7 +396,8 @@ impl App {
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(StoreError::DuplicateCommand { command_id }) => {
-                    // Another instance recorded the same command first: answer as it did.
+                    // This command was recorded before (a retry), or by another instance
+                    // just now: answer as it was answered then.
                     return match self.replay_ledger(&key, &command_id, &fingerprint).await? {
                         Some(reply) => Ok(reply),
                         None => Err(ErrorReply::new(500, 1000, "Internal error")),

@@ -47,6 +47,19 @@ pub struct Config {
     #[arg(long, env = "CART_MAX_ATTEMPTS", default_value_t = 10)]
     pub max_attempts: u32,
 
+    /// Carts whose state this instance keeps in memory (least recently used go first);
+    /// 0 reads every command's cart from the log.
+    #[arg(long, env = "CART_CACHE_CARTS", default_value_t = 100_000)]
+    pub cache_carts: usize,
+
+    /// Most commands written in one transaction (group commit).
+    #[arg(long, env = "CART_BATCH_MAX", default_value_t = 256)]
+    pub batch_max: usize,
+
+    /// Most group-commit transactions in flight at once.
+    #[arg(long, env = "CART_BATCH_IN_FLIGHT", default_value_t = 2)]
+    pub batch_in_flight: usize,
+
     /// Decimals in money strings.
     #[arg(long, env = "CART_AMOUNT_SCALE", default_value_t = 2)]
     pub amount_scale: u32,
@@ -95,6 +108,17 @@ impl Config {
 
     pub fn db_acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+
+    pub fn tuning(&self) -> crate::app::Tuning {
+        crate::app::Tuning {
+            max_attempts: self.max_attempts,
+            cache_carts: self.cache_carts,
+            group: cart_store::GroupConfig {
+                max_batch: self.batch_max.max(1),
+                max_in_flight: self.batch_in_flight.max(1),
+            },
+        }
     }
 
     pub fn relay_config(&self) -> cart_relay::RelayConfig {

@@ -57,7 +57,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let format = AmountFormat {
         scale: config.amount_scale.min(16),
     };
-    let app = app::App::new(store, catalog, format, config.max_attempts);
+    let app = app::App::new(store, catalog, format, config.tuning());
     let client = service::connect(config).await?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);

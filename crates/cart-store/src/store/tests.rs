@@ -686,3 +686,204 @@ async fn a_writer_blocked_by_the_switch_writes_into_the_new_table(pool: PgPool) 
     assert_eq!(folded.cart.lines().len(), 2);
     assert_eq!(store.projection(&k).await.unwrap(), Some(folded));
 }
+
+/// Group commit: one transaction, each command judged on its own.
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn a_batch_commits_its_winners_and_leaves_nothing_of_its_losers(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    let (fresh, stale, repeated, partial) =
+        (key("fresh"), key("stale"), key("repeated"), key("partial"));
+    // Someone else already wrote version 1 of `stale` and `partial`, and recorded cmd-r.
+    run(&store, &stale, &put("x", 1)).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    raw_insert(&mut conn, partial.stream_id(), 1).await;
+    drop(conn);
+    let ledger = |id: &str| ProcessedCommand {
+        command_id: id.into(),
+        fingerprint: vec![1],
+        content_type: "application/json".into(),
+        reply: id.as_bytes().to_vec(),
+    };
+    let (old_r, new_r, new_f) = (ledger("cmd-r"), ledger("cmd-r"), ledger("cmd-f"));
+    store
+        .append(Append {
+            key: &repeated,
+            expected: 0,
+            events: &[CartEvent::CartOpened],
+            cart: &Cart::replay(&[CartEvent::CartOpened]),
+            command: Some(&old_r),
+            metadata: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+
+    let opened = [CartEvent::CartOpened, line("a", 2)];
+    let cart = Cart::replay(&opened);
+    let two = [line("b", 1), line("c", 1)];
+    let appends = [
+        Append {
+            key: &fresh,
+            expected: 0,
+            events: &opened,
+            cart: &cart,
+            command: Some(&new_f),
+            metadata: serde_json::json!({}),
+        },
+        // Decided on version 0, but version 1 exists: the guard refuses it.
+        Append {
+            key: &stale,
+            expected: 0,
+            events: &opened,
+            cart: &cart,
+            command: None,
+            metadata: serde_json::json!({}),
+        },
+        // Right version, but its command id was recorded before: a retry.
+        Append {
+            key: &repeated,
+            expected: 1,
+            events: &two,
+            cart: &cart,
+            command: Some(&new_r),
+            metadata: serde_json::json!({}),
+        },
+        // Version 1 clashes but version 2 is free: the half that landed must go too.
+        Append {
+            key: &partial,
+            expected: 0,
+            events: &two,
+            cart: &cart,
+            command: None,
+            metadata: serde_json::json!({}),
+        },
+    ];
+    let outcomes = store.append_batch(&appends).await.unwrap();
+    assert!(
+        matches!(outcomes[0], Ok(AppendOutcome { version: 2 })),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(
+        matches!(outcomes[1], Err(StoreError::Conflict { expected: 0, .. })),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(
+        matches!(&outcomes[2], Err(StoreError::DuplicateCommand { command_id }) if command_id == "cmd-r"),
+        "{:?}",
+        outcomes[2]
+    );
+    assert!(
+        matches!(outcomes[3], Err(StoreError::Conflict { expected: 0, .. })),
+        "{:?}",
+        outcomes[3]
+    );
+
+    let versions = |k: &StreamKey| {
+        let pool = pool.clone();
+        let id = k.stream_id();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "select version from cart_events where stream_id = $1 order by version",
+            )
+            .bind(id)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(versions(&fresh).await, [1, 2]);
+    assert_eq!(
+        versions(&stale).await,
+        [1, 2],
+        "CartOpened and x, as before"
+    );
+    assert_eq!(versions(&repeated).await, [1]);
+    assert_eq!(
+        versions(&partial).await,
+        [1],
+        "version 2 of the loser is gone"
+    );
+    assert_eq!(
+        store.projection(&fresh).await.unwrap(),
+        Some(store.load(&fresh).await.unwrap())
+    );
+    assert!(store.projection(&partial).await.unwrap().is_none());
+    assert_eq!(
+        store.projection(&repeated).await.unwrap().unwrap().version,
+        1
+    );
+    assert_eq!(
+        store
+            .processed(fresh.project, &fresh.user, "cmd-f")
+            .await
+            .unwrap()
+            .unwrap()
+            .reply,
+        b"cmd-f"
+    );
+    // Nothing else was written: 2 before the batch (stale), 1 each (repeated, partial),
+    // and the winner's 2.
+    let n: i64 = sqlx::query_scalar("select count(*) from cart_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2 + 2 + 1 + 1);
+}
+
+/// Two commands of one cart in one batch, each decided on the version the other one
+/// writes: the store keeps both straight (the service never batches a cart twice, but
+/// the store does not rely on it).
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn one_cart_twice_in_a_batch_keeps_versions_and_projection_straight(pool: PgPool) {
+    let store = EventStore::new(pool);
+    let k = key("twice");
+    let first = [CartEvent::CartOpened, line("a", 1)];
+    let after_first = Cart::replay(&first);
+    let second = [line("b", 2)];
+    let after_second = Cart::replay(&[CartEvent::CartOpened, line("a", 1), line("b", 2)]);
+    let same_version = [line("c", 3)];
+    let appends = [
+        Append {
+            key: &k,
+            expected: 0,
+            events: &first,
+            cart: &after_first,
+            command: None,
+            metadata: serde_json::json!({}),
+        },
+        Append {
+            key: &k,
+            expected: 2,
+            events: &second,
+            cart: &after_second,
+            command: None,
+            metadata: serde_json::json!({}),
+        },
+        Append {
+            key: &k,
+            expected: 2,
+            events: &same_version,
+            cart: &after_second,
+            command: None,
+            metadata: serde_json::json!({}),
+        },
+    ];
+    let outcomes = store.append_batch(&appends).await.unwrap();
+    assert!(matches!(outcomes[0], Ok(AppendOutcome { version: 2 })));
+    assert!(matches!(outcomes[1], Ok(AppendOutcome { version: 3 })));
+    assert!(matches!(
+        outcomes[2],
+        Err(StoreError::Conflict { expected: 2, .. })
+    ));
+    let loaded = store.load(&k).await.unwrap();
+    assert_eq!(loaded.cart, after_second);
+    assert_eq!(store.projection(&k).await.unwrap(), Some(loaded));
+}
+
+fn line(sku: &str, quantity: u32) -> CartEvent {
+    CartEvent::ItemQuantitySet {
+        sku: Sku::parse(sku).unwrap(),
+        quantity,
+    }
+}

@@ -29,10 +29,10 @@ TEST_CMD = $(if $(shell $(CARGO) nextest --version 2>/dev/null),$(CARGO) nextest
 # cart-domain must stay free of I/O, async and wire-format crates.
 DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 
-.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed
+.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed"
+	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -53,6 +53,10 @@ run: services
 BENCH_EVENTS ?= 1000000
 bench-feed: services
 	DATABASE_URL='$(TEST_DATABASE_URL)' $(CARGO) run --release -q -p cart-bench -- feed --events $(BENCH_EVENTS)
+
+# criterion micro-benchmarks of the pure domain: the event fold and pricing.
+bench-domain:
+	$(CARGO) bench -p cart-domain --bench domain
 
 test: services
 	DATABASE_URL='$(TEST_DATABASE_URL)' $(TEST_CMD) $(TEST_ARGS)

@@ -226,7 +226,7 @@ async fn a_long_open_transaction_holds_readers_back_and_they_resume_losing_nothi
     held.commit().await.unwrap();
     assert_stream_matches_log(&w.client.nats, &w.stream(), &pool).await;
     assert_eq!(stream_contents(&w.client.nats, &w.stream()).await.len(), 8);
-    wait_for("the lag to clear", Duration::from_secs(10), async || {
+    wait_for("the lag to clear", Duration::from_secs(30), async || {
         let s = w.client.try_json("feed.status", json!({})).await.ok()?;
         (s["relay"]["lag_events"].as_i64()? == 0).then_some(())
     })
@@ -357,7 +357,7 @@ async fn of_two_relays_one_publishes_and_the_other_takes_over_when_it_dies() {
     let second = Relay::new(pool.clone(), w.client.nats.clone(), relay_config(&w));
     let (t1, t2) = (spawn(first.clone()), spawn(second.clone()));
     let (load, stop) = load(&w, 6);
-    let leader = wait_for("a leader", Duration::from_secs(10), async || {
+    let leader = wait_for("a leader", Duration::from_secs(30), async || {
         match (first.status().leader, second.status().leader) {
             (true, true) => panic!("two active relays"),
             (true, false) => Some(1),
@@ -366,12 +366,19 @@ async fn of_two_relays_one_publishes_and_the_other_takes_over_when_it_dies() {
         }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let (dead, survivor, dead_task, survivor_task) = if leader == 1 {
         (&first, &second, t1, t2)
     } else {
         (&second, &first, t2, t1)
     };
+    // Kill the leader only once it has published: the read barrier is the cluster's
+    // oldest transaction, so another test's open transaction may hold it back a while.
+    wait_for(
+        "the leader's first publish",
+        Duration::from_secs(30),
+        async || (dead.status().published > 0).then_some(()),
+    )
+    .await;
     assert!(!survivor.status().leader);
     assert_eq!(survivor.status().published, 0, "the standby published");
     // Killed mid-flight: its session closes and its lock with it.
@@ -381,10 +388,8 @@ async fn of_two_relays_one_publishes_and_the_other_takes_over_when_it_dies() {
         survivor.status().leader.then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     stop.send(true).unwrap();
     load.await.unwrap();
-    assert!(dead.status().published > 0);
     assert_stream_matches_log(&w.client.nats, &w.stream(), &pool).await;
     assert!(survivor.status().published > 0);
     survivor_task.abort();

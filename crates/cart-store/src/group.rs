@@ -1,16 +1,19 @@
 //! Group commit: appends of different carts that arrive together share one transaction,
 //! so one fsync serves many commands. Each command is still decided, guarded and
 //! answered on its own (see [`EventStore::append_batch`]); none is answered before the
-//! transaction that holds it has committed.
+//! transaction that holds it has committed. Projection reads are grouped the same way.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 
 use cart_domain::{Cart, CartEvent};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
-use crate::store::{Append, AppendOutcome, EventStore, ProcessedCommand, StoreError, StreamKey};
+use crate::store::{
+    Append, AppendOutcome, EventStore, Loaded, ProcessedCommand, StoreError, StreamKey,
+};
 
 /// An [`Append`] that owns its parts, so that it can wait in the queue.
 #[derive(Debug, Clone)]
@@ -71,7 +74,15 @@ impl GroupCommit {
     /// Starts the batch writer on the current tokio runtime.
     pub fn start(store: EventStore, config: GroupConfig) -> Self {
         let (queue, jobs) = mpsc::channel(config.max_batch.max(1) * 16);
-        tokio::spawn(write_batches(store, jobs, config));
+        // A command for a cart already in the forming batch waits for the next one: one
+        // batch holds at most one command per cart, so none can lose to a batch-mate.
+        let one_per_cart: fn(&Job) -> Uuid = |job| job.append.key.stream_id();
+        tokio::spawn(run_batches(
+            jobs,
+            config,
+            Some(one_per_cart),
+            move |batch| write_batch(store.clone(), batch),
+        ));
         Self { queue }
     }
 
@@ -92,12 +103,109 @@ impl GroupCommit {
     }
 }
 
-async fn write_batches(store: EventStore, mut jobs: mpsc::Receiver<Job>, config: GroupConfig) {
+async fn write_batch(store: EventStore, batch: Vec<Job>) {
+    let views: Vec<Append<'_>> = batch.iter().map(|j| j.append.view()).collect();
+    let result = store.append_batch(&views).await;
+    drop(views);
+    match result {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = job.reply.send(outcome);
+            }
+        }
+        Err(error) => {
+            let error = Arc::new(error);
+            for job in batch {
+                let _ = job.reply.send(Err(StoreError::Batch(error.clone())));
+            }
+        }
+    }
+}
+
+struct Read {
+    stream_id: Uuid,
+    reply: oneshot::Sender<Result<Option<Loaded>, StoreError>>,
+}
+
+/// Reads of the cart projection that arrive together go to PostgreSQL as one query, so
+/// many concurrent gets cost one round trip. Cheap to clone.
+#[derive(Clone)]
+pub struct GroupRead {
+    queue: mpsc::Sender<Read>,
+}
+
+impl GroupRead {
+    /// Starts the batch reader on the current tokio runtime.
+    pub fn start(store: EventStore, config: GroupConfig) -> Self {
+        let (queue, reads) = mpsc::channel(config.max_batch.max(1) * 16);
+        tokio::spawn(run_batches(reads, config, None, move |batch| {
+            read_batch(store.clone(), batch)
+        }));
+        Self { queue }
+    }
+
+    /// As [`EventStore::projection`], in the next batch.
+    ///
+    /// # Errors
+    /// As [`EventStore::projection`]; `Batch` when the shared query failed.
+    pub async fn projection(&self, key: &StreamKey) -> Result<Option<Loaded>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let read = Read {
+            stream_id: key.stream_id(),
+            reply,
+        };
+        self.queue
+            .send(read)
+            .await
+            .map_err(|_| StoreError::Invalid("the batch reader has stopped".to_owned()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Invalid("the batch reader dropped a read".to_owned()))?
+    }
+}
+
+async fn read_batch(store: EventStore, batch: Vec<Read>) {
+    let ids: Vec<Uuid> = batch.iter().map(|r| r.stream_id).collect();
+    match store.projections(&ids).await {
+        Ok(found) => {
+            let found: HashMap<Uuid, Result<Loaded, Arc<StoreError>>> = found
+                .into_iter()
+                .map(|(id, loaded)| (id, loaded.map_err(Arc::new)))
+                .collect();
+            for read in batch {
+                let answer = match found.get(&read.stream_id) {
+                    None => Ok(None),
+                    Some(Ok(loaded)) => Ok(Some(loaded.clone())),
+                    Some(Err(error)) => Err(StoreError::Batch(error.clone())),
+                };
+                let _ = read.reply.send(answer);
+            }
+        }
+        Err(error) => {
+            let error = Arc::new(error);
+            for read in batch {
+                let _ = read.reply.send(Err(StoreError::Batch(error.clone())));
+            }
+        }
+    }
+}
+
+/// Takes jobs off the queue in batches: whatever has queued up while the previous
+/// batches were busy, up to `max_batch`, with at most `max_in_flight` batches running.
+/// With `one_per_stream`, a job for a stream already in the forming batch starts the next.
+async fn run_batches<J, F, Fut>(
+    mut jobs: mpsc::Receiver<J>,
+    config: GroupConfig,
+    one_per_stream: Option<fn(&J) -> Uuid>,
+    run: F,
+) where
+    J: Send + 'static,
+    F: Fn(Vec<J>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let max_batch = config.max_batch.max(1);
-    // A command for a cart already in the forming batch waits for the next one: one
-    // batch holds at most one command per cart, so none of them can lose to a batch-mate.
-    let mut held: Option<Job> = None;
+    let mut held: Option<J> = None;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -109,35 +217,22 @@ async fn write_batches(store: EventStore, mut jobs: mpsc::Receiver<Job>, config:
                 None => return,
             },
         };
-        let mut streams: HashSet<Uuid> = HashSet::from([first.append.key.stream_id()]);
+        let mut streams: HashSet<Uuid> = HashSet::new();
+        if let Some(stream_of) = one_per_stream {
+            streams.insert(stream_of(&first));
+        }
         let mut batch = vec![first];
         while batch.len() < max_batch {
             let Ok(job) = jobs.try_recv() else { break };
-            if streams.insert(job.append.key.stream_id()) {
-                batch.push(job);
-            } else {
+            if one_per_stream.is_some_and(|stream_of| !streams.insert(stream_of(&job))) {
                 held = Some(job);
                 break;
             }
+            batch.push(job);
         }
-        let store = store.clone();
+        let running = run(batch);
         tokio::spawn(async move {
-            let views: Vec<Append<'_>> = batch.iter().map(|j| j.append.view()).collect();
-            let result = store.append_batch(&views).await;
-            drop(views);
-            match result {
-                Ok(outcomes) => {
-                    for (job, outcome) in batch.into_iter().zip(outcomes) {
-                        let _ = job.reply.send(outcome);
-                    }
-                }
-                Err(error) => {
-                    let error = Arc::new(error);
-                    for job in batch {
-                        let _ = job.reply.send(Err(StoreError::Batch(error.clone())));
-                    }
-                }
-            }
+            running.await;
             drop(slot);
         });
     }

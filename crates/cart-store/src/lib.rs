@@ -16,7 +16,7 @@ pub mod subscription;
 
 pub use database::{connect, ensure_database, DbConfig};
 pub use feed::{Filter, Position, RecordedEvent};
-pub use group::{GroupCommit, GroupConfig, PendingAppend};
+pub use group::{GroupCommit, GroupConfig, GroupRead, PendingAppend};
 pub use rebuild::{rebuild_projection, Progress, RebuildReport};
 pub use store::{
     Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StoreError, StreamKey,

@@ -42,8 +42,9 @@ pub enum StoreError {
     /// Another projection rebuild holds the rebuild lock.
     #[error("another projection rebuild is running")]
     RebuildRunning,
-    /// The transaction a command shared with others failed; nothing of it was written.
-    #[error("the shared append transaction failed")]
+    /// A failure shared by a batch of commands or reads (group commit): for a command,
+    /// the shared transaction failed and nothing of it was written.
+    #[error("a batch of the store failed")]
     Batch(#[source] std::sync::Arc<StoreError>),
 }
 
@@ -321,19 +322,40 @@ impl EventStore {
 
     /// The projected cart and its version, or None when the cart has no events.
     pub async fn projection(&self, key: &StreamKey) -> Result<Option<Loaded>, StoreError> {
-        let row = sqlx::query("select version, lines from cart_projection where stream_id = $1")
-            .bind(key.stream_id())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let version: i64 = row.try_get("version")?;
-        let lines: serde_json::Value = row.try_get("lines")?;
-        let cart = cart_from_lines(&lines).map_err(|source| StoreError::Decode {
-            stream_id: key.stream_id(),
-            version,
-            source,
-        })?;
-        Ok(Some(Loaded { cart, version }))
+        let stream_id = key.stream_id();
+        self.projections(&[stream_id])
+            .await?
+            .remove(&stream_id)
+            .transpose()
+    }
+
+    /// The projected carts among `stream_ids`, in one query; a cart without events is
+    /// absent. A row that cannot be decoded is that cart's error alone.
+    pub async fn projections(
+        &self,
+        stream_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Result<Loaded, StoreError>>, StoreError> {
+        let rows = sqlx::query(
+            "select stream_id, version, lines from cart_projection where stream_id = any($1)",
+        )
+        .bind(stream_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let stream_id: Uuid = row.try_get("stream_id")?;
+            let version: i64 = row.try_get("version")?;
+            let lines: serde_json::Value = row.try_get("lines")?;
+            let loaded = cart_from_lines(&lines)
+                .map(|cart| Loaded { cart, version })
+                .map_err(|source| StoreError::Decode {
+                    stream_id,
+                    version,
+                    source,
+                });
+            found.insert(stream_id, loaded);
+        }
+        Ok(found)
     }
 
     /// Reads about `limit` events after `after` in the global order (see [`crate::feed`]).

@@ -11,7 +11,7 @@ use cart_proto::request::{self, Action, Endpoint, Request};
 use cart_proto::view::{self, AmountFormat};
 use cart_proto::{encode, Encoding, ErrorReply};
 use cart_store::{
-    AsOf, EventStore, GroupCommit, GroupConfig, Loaded, PendingAppend, ProcessedCommand,
+    AsOf, EventStore, GroupCommit, GroupConfig, GroupRead, Loaded, PendingAppend, ProcessedCommand,
     StoreError, StreamKey,
 };
 use sha2::{Digest, Sha256};
@@ -90,6 +90,7 @@ pub struct App {
 struct Inner {
     store: EventStore,
     writer: GroupCommit,
+    reader: GroupRead,
     cache: Option<CartCache>,
     catalog: Catalog,
     locks: CartLocks,
@@ -140,6 +141,14 @@ impl App {
     pub fn new(store: EventStore, catalog: Catalog, format: AmountFormat, tuning: Tuning) -> Self {
         let inner = Inner {
             writer: GroupCommit::start(store.clone(), tuning.group),
+            // Reads are cheap for PostgreSQL but many: more of them may run at once.
+            reader: GroupRead::start(
+                store.clone(),
+                GroupConfig {
+                    max_in_flight: tuning.group.max_in_flight * 2,
+                    ..tuning.group
+                },
+            ),
             store,
             cache: (tuning.cache_carts > 0).then(|| CartCache::new(tuning.cache_carts)),
             catalog,
@@ -205,7 +214,14 @@ impl App {
                 }
                 loaded
             }
-            _ => store.projection(&key).await.map_err(|e| unavailable(&e))?,
+            // Gets read the projection, not this instance's cache: another instance may
+            // have changed the cart, and a get must show every acknowledged command.
+            _ => self
+                .inner
+                .reader
+                .projection(&key)
+                .await
+                .map_err(|e| unavailable(&e))?,
         };
         let cart = match loaded {
             Some(loaded) => loaded.cart,

@@ -887,3 +887,49 @@ fn line(sku: &str, quantity: u32) -> CartEvent {
         quantity,
     }
 }
+
+/// Grouped reads: every reader gets its own cart back, never a batch-mate's; a cart
+/// without events is absent; a row that cannot be decoded fails only its own reader.
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn grouped_projection_reads_answer_each_reader_with_its_own_cart(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    let keys: Vec<StreamKey> = (0..40).map(|i| key(&format!("r{i}"))).collect();
+    for (i, k) in keys.iter().enumerate().take(30) {
+        run(
+            &store,
+            k,
+            &put(&format!("sku-{i}"), i64::try_from(i).unwrap() + 1),
+        )
+        .await
+        .unwrap();
+    }
+    sqlx::query("update cart_projection set lines = '[{\"sku\": 7}]' where stream_id = $1")
+        .bind(keys[29].stream_id())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let reader = crate::GroupRead::start(
+        store.clone(),
+        crate::GroupConfig {
+            max_batch: 8,
+            max_in_flight: 2,
+        },
+    );
+    let reads = keys.iter().map(|k| {
+        let reader = reader.clone();
+        async move { reader.projection(k).await }
+    });
+    let results = futures::future::join_all(reads).await;
+    for (i, result) in results.into_iter().enumerate() {
+        match i {
+            0..=28 => {
+                let loaded = result.unwrap().unwrap();
+                let sku = Sku::parse(format!("sku-{i}")).unwrap();
+                assert_eq!(loaded.cart.lines().len(), 1);
+                assert_eq!(loaded.cart.quantity_of(&sku), u32::try_from(i).unwrap() + 1);
+            }
+            29 => assert!(result.is_err(), "the corrupt row is its reader's error"),
+            _ => assert!(result.unwrap().is_none(), "cart {i} has no events"),
+        }
+    }
+}

@@ -263,59 +263,58 @@ impl EventStore {
         &self,
         appends: &[Append<'_>],
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-        let mut outcomes: Vec<Result<AppendOutcome, StoreError>> = appends
-            .iter()
-            .map(|a| {
-                Ok(AppendOutcome {
-                    version: a.expected + i64::try_from(a.events.len()).unwrap_or(i64::MAX),
-                })
-            })
-            .collect();
         if appends.is_empty() {
-            return Ok(outcomes);
+            return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
-        // The event insert is the transaction's first write, so its xid is taken here
-        // and the global order stays close to commit order.
-        let written = insert_events(&mut tx, appends).await?;
-        let mut doomed: Vec<Uuid> = Vec::new();
-        for (i, append) in appends.iter().enumerate() {
-            let ids = &written.planned[i];
-            if ids.iter().any(|id| !written.inserted.contains(id)) {
-                outcomes[i] = Err(StoreError::Conflict {
-                    stream_id: append.key.stream_id(),
+        // Lock every stream and command id of the batch, then check versions and the
+        // ledger: under these locks nobody else can append to the streams or record the
+        // ids, so the plain inserts below cannot meet a unique violation. One that does
+        // anyway (a writer that skipped the locks) fails the whole transaction: a lost
+        // race is never turned into a silent skip.
+        lock_keys(&mut tx, appends).await?;
+        let versions = current_versions(&mut tx, appends).await?;
+        let recorded = recorded_commands(&mut tx, appends).await?;
+        let mut outcomes = Vec::with_capacity(appends.len());
+        // Appends are judged in batch order, so two of one stream in a batch chain up.
+        let mut versions = versions;
+        let mut ledger: HashSet<LedgerKey<'_>> = recorded;
+        for append in appends {
+            let stream_id = append.key.stream_id();
+            let current = versions.get(&stream_id).copied().unwrap_or(0);
+            let outcome = if current != append.expected {
+                Err(StoreError::Conflict {
+                    stream_id,
                     expected: append.expected,
-                });
-                doomed.extend(ids.iter().filter(|id| written.inserted.contains(id)));
-            }
-        }
-        let recorded = insert_commands(&mut tx, appends, &outcomes).await?;
-        for (i, append) in appends.iter().enumerate() {
-            if let (Ok(_), Some(command)) = (&outcomes[i], append.command) {
-                if !recorded.contains(&i) {
-                    outcomes[i] = Err(StoreError::DuplicateCommand {
-                        command_id: command.command_id.clone(),
-                    });
-                    doomed.extend(&written.planned[i]);
-                }
-            }
-        }
-        if !doomed.is_empty() {
-            // A losing command's events that did land (a later version than the one that
-            // clashed) go again, inside the transaction: nobody ever sees them.
-            sqlx::query("delete from cart_events where event_id = any($1)")
-                .bind(&doomed)
-                .execute(&mut *tx)
-                .await?;
+                })
+            } else if let Some(key) = ledger_key(append).filter(|k| ledger.contains(k)) {
+                Err(StoreError::DuplicateCommand {
+                    command_id: key.2.to_owned(),
+                })
+            } else {
+                let version =
+                    append.expected + i64::try_from(append.events.len()).unwrap_or(i64::MAX);
+                versions.insert(stream_id, version);
+                ledger.extend(ledger_key(append));
+                Ok(AppendOutcome { version })
+            };
+            outcomes.push(outcome);
         }
         let winners: Vec<(&Append<'_>, i64)> = appends
             .iter()
             .zip(&outcomes)
-            .filter(|(a, _)| !a.events.is_empty())
             .filter_map(|(a, o)| o.as_ref().ok().map(|o| (a, o.version)))
             .collect();
-        insert_streams(&mut tx, &winners).await?;
-        upsert_projections(&mut tx, &winners).await?;
+        // The event insert is the transaction's first write, so its xid is taken here,
+        // after the locks, and the global order stays close to commit order.
+        insert_events(&mut tx, &winners).await?;
+        insert_commands(&mut tx, &winners).await?;
+        let changed: Vec<(&Append<'_>, i64)> = winners
+            .into_iter()
+            .filter(|(a, _)| !a.events.is_empty())
+            .collect();
+        insert_streams(&mut tx, &changed).await?;
+        upsert_projections(&mut tx, &changed).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -442,47 +441,112 @@ fn project_id(project: ProjectId) -> i64 {
     i64::try_from(project.get()).unwrap_or(i64::MAX)
 }
 
-/// The event ids each append was given, and those that landed.
-struct Written {
-    planned: Vec<Vec<Uuid>>,
-    inserted: HashSet<Uuid>,
+/// A command id as the ledger keys it.
+type LedgerKey<'k> = (i64, &'k str, &'k str);
+
+fn ledger_key<'k>(append: &Append<'k>) -> Option<LedgerKey<'k>> {
+    let command = append.command?;
+    Some((
+        project_id(append.key.project),
+        append.key.user.as_str(),
+        command.command_id.as_str(),
+    ))
 }
 
-/// One statement for every event of the batch. A row whose `(stream_id, version)` is
-/// taken is skipped rather than failing the statement, so one command's lost race does
-/// not abort its batch-mates; the caller tells who lost from the ids that came back.
-async fn insert_events(
-    conn: &mut PgConnection,
-    appends: &[Append<'_>],
-) -> Result<Written, sqlx::Error> {
-    let n: usize = appends.iter().map(|a| a.events.len()).sum();
-    let mut rows = Vec::with_capacity(n);
-    let mut planned = Vec::with_capacity(appends.len());
+// Advisory lock classes (the two-integer key space, apart from the single-key locks of
+// the relay and the rebuild): a cart stream, and a command id.
+const STREAM_LOCK: i32 = 0x4341_5254;
+const COMMAND_LOCK: i32 = 0x434d_4421;
+
+/// Takes the transaction's advisory locks on the batch's streams and command ids, in
+/// key order so that two batches that share keys wait for each other instead of
+/// deadlocking. Two keys that hash alike only wait for each other needlessly.
+async fn lock_keys(conn: &mut PgConnection, appends: &[Append<'_>]) -> Result<(), sqlx::Error> {
+    let lock_id = |id: Uuid| {
+        let b = id.as_bytes();
+        i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    };
+    let mut keys: Vec<(i32, i32)> = Vec::with_capacity(appends.len() * 2);
     for append in appends {
-        let stream_id = append.key.stream_id();
-        let metadata = append.metadata.to_string();
-        let mut ids = Vec::with_capacity(append.events.len());
-        for (i, e) in append.events.iter().enumerate() {
-            let encoded = event::encode(e);
-            let id = Uuid::now_v7();
-            ids.push(id);
-            rows.push((
-                stream_id,
-                append.expected + 1 + i64::try_from(i).unwrap_or(i64::MAX),
-                id,
-                project_id(append.key.project),
-                encoded.event_type,
-                encoded.schema_version,
-                encoded.payload.to_string(),
-                metadata.clone(),
+        keys.push((STREAM_LOCK, lock_id(append.key.stream_id())));
+        if let Some((project, user, command)) = ledger_key(append) {
+            let name = format!("{project}:{}:{user}:{command}", user.len());
+            keys.push((
+                COMMAND_LOCK,
+                lock_id(Uuid::new_v5(&STREAM_NAMESPACE, name.as_bytes())),
             ));
         }
-        planned.push(ids);
     }
-    // Rows go in key order, so two batches that touch the same streams wait for each
-    // other instead of deadlocking. Within a stream, versions stay ascending, so the
-    // global order of a cart's events follows its versions.
-    rows.sort_by_key(|r| (r.0, r.1));
+    keys.sort_unstable();
+    keys.dedup();
+    // A function scan of unnest yields the rows, and so takes the locks, in array order.
+    sqlx::query(
+        "select pg_advisory_xact_lock(c, k) from unnest($1::int4[], $2::int4[]) as l(c, k)",
+    )
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The latest version of each of the batch's streams that has one.
+async fn current_versions(
+    conn: &mut PgConnection,
+    appends: &[Append<'_>],
+) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+    let mut ids: Vec<Uuid> = appends.iter().map(|a| a.key.stream_id()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "select s.id, (select max(version) from cart_events e where e.stream_id = s.id) \
+         from unnest($1::uuid[]) as s(id) \
+         where exists (select 1 from cart_events e where e.stream_id = s.id)",
+    )
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The batch's command ids that the ledger already holds.
+async fn recorded_commands<'k>(
+    conn: &mut PgConnection,
+    appends: &[Append<'k>],
+) -> Result<HashSet<LedgerKey<'k>>, sqlx::Error> {
+    let keys: Vec<LedgerKey<'k>> = appends.iter().filter_map(ledger_key).collect();
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let found: Vec<(i64, String, String)> = sqlx::query_as(
+        "select p.project_id, p.user_id, p.command_id \
+         from unnest($1::bigint[], $2::text[], $3::text[]) as k(project_id, user_id, command_id) \
+         join processed_commands p using (project_id, user_id, command_id)",
+    )
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await?;
+    Ok(keys
+        .into_iter()
+        .filter(|k| {
+            found
+                .iter()
+                .any(|(p, u, c)| (*p, u.as_str(), c.as_str()) == *k)
+        })
+        .collect())
+}
+
+/// One statement for every event of the batch's winners.
+async fn insert_events(
+    conn: &mut PgConnection,
+    winners: &[(&Append<'_>, i64)],
+) -> Result<(), sqlx::Error> {
+    let n: usize = winners.iter().map(|(a, _)| a.events.len()).sum();
+    if n == 0 {
+        return Ok(());
+    }
     let mut streams = Vec::with_capacity(n);
     let mut versions = Vec::with_capacity(n);
     let mut event_ids = Vec::with_capacity(n);
@@ -491,24 +555,25 @@ async fn insert_events(
     let mut schema_versions = Vec::with_capacity(n);
     let mut payloads = Vec::with_capacity(n);
     let mut metadata = Vec::with_capacity(n);
-    for (stream, version, id, project, ty, sv, payload, meta) in rows {
-        streams.push(stream);
-        versions.push(version);
-        event_ids.push(id);
-        projects.push(project);
-        types.push(ty);
-        schema_versions.push(sv);
-        payloads.push(payload);
-        metadata.push(meta);
+    for (append, _) in winners {
+        let meta = append.metadata.to_string();
+        for (i, e) in append.events.iter().enumerate() {
+            let encoded = event::encode(e);
+            streams.push(append.key.stream_id());
+            versions.push(append.expected + 1 + i64::try_from(i).unwrap_or(i64::MAX));
+            event_ids.push(Uuid::now_v7());
+            projects.push(project_id(append.key.project));
+            types.push(encoded.event_type);
+            schema_versions.push(encoded.schema_version);
+            payloads.push(encoded.payload.to_string());
+            metadata.push(meta.clone());
+        }
     }
-    let inserted: Vec<Uuid> = sqlx::query_scalar(
+    sqlx::query(
         "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
          select s, v, id, pr, t, sv, p::jsonb, m::jsonb \
          from unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::bigint[], $5::text[], $6::int2[], $7::text[], $8::text[]) \
-           with ordinality as e(s, v, id, pr, t, sv, p, m, n) \
-         order by n \
-         on conflict (stream_id, version) do nothing \
-         returning event_id",
+           as e(s, v, id, pr, t, sv, p, m)",
     )
     .bind(&streams)
     .bind(&versions)
@@ -518,72 +583,37 @@ async fn insert_events(
     .bind(&schema_versions)
     .bind(&payloads)
     .bind(&metadata)
-    .fetch_all(conn)
+    .execute(conn)
     .await?;
-    Ok(Written {
-        planned,
-        inserted: inserted.into_iter().collect(),
-    })
+    Ok(())
 }
 
-/// Records the ledger rows of the commands still standing; returns the indexes of those
-/// recorded. A command id recorded before (by a retry that raced this one, here or in
-/// another instance) is not recorded again.
+/// The ledger rows of the batch's winners that carry a command id.
 async fn insert_commands(
     conn: &mut PgConnection,
-    appends: &[Append<'_>],
-    outcomes: &[Result<AppendOutcome, StoreError>],
-) -> Result<HashSet<usize>, sqlx::Error> {
-    type LedgerKey<'k> = (i64, &'k str, &'k str);
-    let mut rows: Vec<(LedgerKey<'_>, usize)> = appends
+    winners: &[(&Append<'_>, i64)],
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(&Append<'_>, &ProcessedCommand)> = winners
         .iter()
-        .enumerate()
-        .filter(|(i, _)| outcomes[*i].is_ok())
-        .filter_map(|(i, a)| {
-            let command = a.command?;
-            let key = (
-                project_id(a.key.project),
-                a.key.user.as_str(),
-                command.command_id.as_str(),
-            );
-            Some((key, i))
-        })
+        .filter_map(|(a, _)| Some((*a, a.command?)))
         .collect();
-    // Key order against deadlocks; of two uses of one id in a batch the first counts.
-    rows.sort();
-    rows.dedup_by_key(|(key, _)| *key);
     if rows.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(());
     }
-    let command = |i: usize| {
-        appends[i]
-            .command
-            .unwrap_or_else(|| unreachable!("filtered on command"))
-    };
-    let returned: Vec<(i64, String, String)> = sqlx::query_as(
+    sqlx::query(
         "insert into processed_commands (project_id, user_id, command_id, fingerprint, stream_id, content_type, reply) \
-         select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::uuid[], $6::text[], $7::bytea[]) \
-         on conflict (project_id, user_id, command_id) do nothing \
-         returning project_id, user_id, command_id",
+         select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::uuid[], $6::text[], $7::bytea[])",
     )
-    .bind(rows.iter().map(|((p, ..), _)| *p).collect::<Vec<_>>())
-    .bind(rows.iter().map(|((_, u, _), _)| *u).collect::<Vec<_>>())
-    .bind(rows.iter().map(|((.., c), _)| *c).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, i)| command(*i).fingerprint.as_slice()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, i)| appends[*i].key.stream_id()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, i)| command(*i).content_type.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, i)| command(*i).reply.as_slice()).collect::<Vec<_>>())
-    .fetch_all(conn)
+    .bind(rows.iter().map(|(a, _)| project_id(a.key.project)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(a, _)| a.key.user.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, c)| c.command_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, c)| c.fingerprint.as_slice()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(a, _)| a.key.stream_id()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, c)| c.content_type.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, c)| c.reply.as_slice()).collect::<Vec<_>>())
+    .execute(conn)
     .await?;
-    let returned: HashSet<(i64, &str, &str)> = returned
-        .iter()
-        .map(|(p, u, c)| (*p, u.as_str(), c.as_str()))
-        .collect();
-    Ok(rows
-        .into_iter()
-        .filter(|(key, _)| returned.contains(key))
-        .map(|(_, i)| i)
-        .collect())
+    Ok(())
 }
 
 async fn insert_streams(

@@ -747,7 +747,7 @@ async fn a_batch_commits_its_winners_and_leaves_nothing_of_its_losers(pool: PgPo
             command: Some(&new_r),
             metadata: serde_json::json!({}),
         },
-        // Version 1 clashes but version 2 is free: the half that landed must go too.
+        // Version 1 was written by a writer outside the batch: none of the two lands.
         Append {
             key: &partial,
             expected: 0,
@@ -932,4 +932,62 @@ async fn grouped_projection_reads_answer_each_reader_with_its_own_cart(pool: PgP
             _ => assert!(result.unwrap().is_none(), "cart {i} has no events"),
         }
     }
+}
+
+/// A writer that bypasses the batch's locks and takes a version between the check and
+/// the insert makes the whole batch fail, never a silent skip that answers OK.
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn a_version_taken_behind_the_locks_fails_the_batch_and_writes_nothing(pool: PgPool) {
+    let store = EventStore::new(pool.clone());
+    let (raced, other) = (key("raced"), key("other"));
+    let mut outsider = pool.begin().await.unwrap();
+    raw_insert(&mut outsider, raced.stream_id(), 1).await;
+    let events = [CartEvent::CartOpened];
+    let cart = Cart::replay(&events);
+    let batch = {
+        let store = store.clone();
+        let (raced, other, cart) = (raced.clone(), other.clone(), cart.clone());
+        tokio::spawn(async move {
+            let append = |k| Append {
+                key: k,
+                expected: 0,
+                events: &events,
+                cart: &cart,
+                command: None,
+                metadata: serde_json::json!({}),
+            };
+            store
+                .append_batch(&[append(&other), append(&raced)])
+                .await
+                .map(|outcomes| outcomes.len())
+        })
+    };
+    // The batch saw no version 1 and now waits on the outsider's row.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity \
+             where datname = current_database() and wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch never blocked"
+        );
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    outsider.commit().await.unwrap();
+    let result = batch.await.unwrap();
+    assert!(matches!(result, Err(StoreError::Database(_))), "{result:?}");
+    assert_eq!(
+        store.load(&other).await.unwrap().version,
+        0,
+        "its batch-mate rolled back too"
+    );
+    assert_eq!(store.load(&raced).await.unwrap().version, 1);
 }

@@ -216,38 +216,37 @@ async fn fill_owners(
     Ok(())
 }
 
-/// The first position at or after which events were recorded at or after `since`, so a
-/// time-based read can start there instead of scanning from the beginning each page.
+/// Where a read of the events recorded at or after `since` starts: just before the
+/// first such event the gap-safe reader can deliver now, or, when there is none, after
+/// the last event it can deliver. Either way the position is below the read barrier
+/// (`tx_id < pg_snapshot_xmin`), so no transaction still in flight can commit an event
+/// before it, and a resume from it misses nothing.
+///
+/// A committed event past the barrier is no start: a transaction still in flight with an
+/// earlier `tx_id` would then commit behind the start and be skipped for good.
 pub async fn position_at(conn: &mut PgConnection, since: &str) -> Result<Position, StoreError> {
+    // One statement, so both branches see the same snapshot: an event that becomes
+    // visible between two statements could otherwise fall behind the "last" branch.
     let row = sqlx::query(
-        "select tx_id::text as tx_id, global_position from cart_events \
-         where recorded_at >= $1::timestamptz order by tx_id, global_position limit 1",
+        "with first_since as ( \
+             select tx_id, global_position - 1 as global_position from cart_events \
+             where tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               and recorded_at >= $1::timestamptz \
+             order by tx_id, global_position limit 1), \
+         last_visible as ( \
+             select tx_id, global_position from cart_events \
+             where tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             order by tx_id desc, global_position desc limit 1) \
+         select tx_id::text as tx_id, global_position from first_since \
+         union all \
+         select tx_id::text, global_position from last_visible \
+         where not exists (select 1 from first_since)",
     )
     .bind(since)
     .fetch_optional(&mut *conn)
     .await
     .map_err(StoreError::from_query)?;
-    let Some(row) = row else {
-        // Nothing recorded since: start at the end of what exists.
-        return last_position(conn).await;
-    };
-    let position = position_of(&row)?;
-    // Start just before it.
-    Ok(Position {
-        tx_id: position.tx_id,
-        global_position: position.global_position - 1,
-    })
-}
-
-/// The position of the last event a reader can see now.
-async fn last_position(conn: &mut PgConnection) -> Result<Position, StoreError> {
-    let row = sqlx::query(
-        "select tx_id::text as tx_id, global_position from cart_events \
-         where tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         order by tx_id desc, global_position desc limit 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
+    // An empty log: its start.
     row.map_or(Ok(Position::default()), |row| position_of(&row))
 }
 
@@ -306,7 +305,149 @@ fn recorded(row: &PgRow) -> Result<RecordedEvent, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
+    use sqlx::PgPool;
+
     use super::*;
+    use crate::export::{self, Format, Start};
+
+    /// A `CartOpened` written by hand in the caller's transaction, recorded `age` ago.
+    async fn opened(conn: &mut PgConnection, stream: Uuid, age: &str) {
+        sqlx::query(
+            "insert into cart_events (stream_id, version, event_id, project_id, event_type, \
+                 schema_version, payload, metadata, recorded_at) \
+             values ($1, 1, $2, 1, 'CartOpened', 1, '{}', '{}', now() - $3::interval)",
+        )
+        .bind(stream)
+        .bind(Uuid::now_v7())
+        .bind(age)
+        .execute(conn)
+        .await
+        .unwrap();
+    }
+
+    async fn export_after(pool: &PgPool, after: Position) -> (Vec<Uuid>, export::Exported) {
+        let mut out = Vec::new();
+        let exported = export::export(
+            pool,
+            &Start::After(after),
+            &Filter::default(),
+            Format::JsonLines,
+            &mut out,
+            |_| {},
+        )
+        .await
+        .unwrap();
+        let streams = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["stream_id"].as_str().unwrap().parse().unwrap()
+            })
+            .collect();
+        (streams, exported)
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_start_by_time_never_passes_a_transaction_still_in_flight(pool: PgPool) {
+        // A time before both transactions.
+        let since: String = sqlx::query_scalar("select now()::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        // A takes its position first and stays open; B takes a later one and commits.
+        let mut tx_a = pool.begin().await.unwrap();
+        opened(&mut tx_a, a, "0 s").await;
+        let a_tx: String = sqlx::query_scalar("select pg_current_xact_id()::text")
+            .fetch_one(&mut *tx_a)
+            .await
+            .unwrap();
+        let before_a = Position {
+            tx_id: a_tx.parse().unwrap(),
+            global_position: 0,
+        };
+        let mut tx_b = pool.begin().await.unwrap();
+        opened(&mut tx_b, b, "0 s").await;
+        tx_b.commit().await.unwrap();
+
+        // B is committed and recorded after `since`, but a start at B would leave A,
+        // still open with an earlier tx_id, behind it for good.
+        let mut conn = pool.acquire().await.unwrap();
+        let start = position_at(&mut conn, &since).await.unwrap();
+        assert!(start < before_a, "start {start} is past A ({before_a})");
+        drop(conn);
+
+        // An export by time while A is open delivers nothing past the barrier, and the
+        // position it prints to resume from is still before A.
+        let mut out = Vec::new();
+        let first = export::export(
+            &pool,
+            &Start::Since(since.clone()),
+            &Filter::default(),
+            Format::JsonLines,
+            &mut out,
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!((first.events, out.len()), (0, 0));
+        assert!(first.last < before_a, "printed {} past A", first.last);
+
+        tx_a.commit().await.unwrap();
+        // Resumed from the printed position: A and B, once each, in the global order.
+        // Another database's transaction may hold the cluster-wide barrier between A and
+        // B, so read on from each printed position until both showed.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut seen, mut last) = (Vec::new(), first.last);
+        while seen.len() < 2 && Instant::now() < deadline {
+            let (streams, exported) = export_after(&pool, last).await;
+            if streams.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            seen.extend(streams);
+            last = exported.last;
+        }
+        assert_eq!(seen, [a, b]);
+        assert_eq!(export_after(&pool, last).await.0, Vec::<Uuid>::new());
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_start_by_time_starts_before_the_first_visible_event_recorded_since(pool: PgPool) {
+        let (old, new) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut conn = pool.acquire().await.unwrap();
+        opened(&mut conn, old, "2 hours").await;
+        opened(&mut conn, new, "0 s").await;
+        let since: String = sqlx::query_scalar("select (now() - interval '1 hour')::text")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Both visible (another database's transaction may hold the barrier a while).
+        let mut all = vec![];
+        while all.len() < 2 && Instant::now() < deadline {
+            all = read_page(&mut conn, Position::default(), 10, &Filter::default())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(all.len(), 2);
+        let start = position_at(&mut conn, &since).await.unwrap();
+        assert_eq!(
+            start,
+            Position {
+                global_position: all[1].position.global_position - 1,
+                ..all[1].position
+            }
+        );
+        // Nothing recorded since: after the last visible event.
+        let start = position_at(&mut conn, "2999-01-01T00:00:00Z")
+            .await
+            .unwrap();
+        assert_eq!(start, all[1].position);
+    }
 
     #[test]
     fn positions_print_and_parse() {

@@ -215,22 +215,26 @@ async fn a_long_open_transaction_holds_readers_back_and_they_resume_losing_nothi
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(stream_contents(&w.client.nats, &w.stream()).await.len(), 2);
-    // Operators see the lag.
-    let status = wait_for("the lag to show", Duration::from_secs(10), async || {
+    // Operators see the lag: the events held back, and how long the oldest has waited
+    // (at least the 800 ms above).
+    let status = wait_for("the lag to show", Duration::from_secs(30), async || {
         let s = w.client.try_json("feed.status", json!({})).await.ok()?;
         (s["relay"]["lag_events"].as_i64()? >= 6).then_some(s)
     })
     .await;
     assert_eq!(status["stream"], w.stream());
+    let held_for = status["relay"]["lag_seconds"].as_f64().unwrap();
+    assert!(held_for >= 0.5, "lag_seconds {held_for} while held back");
 
     held.commit().await.unwrap();
     assert_stream_matches_log(&w.client.nats, &w.stream(), &pool).await;
     assert_eq!(stream_contents(&w.client.nats, &w.stream()).await.len(), 8);
-    wait_for("the lag to clear", Duration::from_secs(30), async || {
+    let status = wait_for("the lag to clear", Duration::from_secs(30), async || {
         let s = w.client.try_json("feed.status", json!({})).await.ok()?;
-        (s["relay"]["lag_events"].as_i64()? == 0).then_some(())
+        (s["relay"]["lag_events"].as_i64()? == 0).then_some(s)
     })
     .await;
+    assert_eq!(status["relay"]["lag_seconds"].as_f64(), Some(0.0), "{status}");
     pool.close().await;
     w.finish().await;
 }

@@ -233,7 +233,8 @@ impl Relay {
                 result = self.campaign() => {
                     self.update(|s| s.leader = false);
                     if let Err(e) = result {
-                        tracing::warn!(error = %error_chain(&e), retry_in = ?pause, "relay lost its PostgreSQL session");
+                        let reason = failure_reason(&e);
+                        tracing::warn!(error = %error_chain(&e), retry_in = ?pause, "{reason}");
                         self.update(|s| s.last_error = Some(error_chain(&e)));
                     }
                 }
@@ -301,17 +302,47 @@ impl Relay {
             if measured.elapsed() >= Duration::from_secs(1) {
                 measured = Instant::now();
                 let checkpoint = self.status().checkpoint;
-                let (events, seconds) = feed::lag(conn, checkpoint).await?;
-                self.update(|s| {
-                    s.lag_events = events;
-                    s.lag_seconds = seconds;
-                });
-                if events > 0 && logged.elapsed() >= Duration::from_secs(10) {
-                    logged = Instant::now();
-                    tracing::info!(lag_events = events, lag_seconds = seconds, checkpoint = %checkpoint, "relay lag");
+                match self.measure_lag(checkpoint).await {
+                    Ok((events, seconds)) => {
+                        self.update(|s| {
+                            s.lag_events = events;
+                            s.lag_seconds = seconds;
+                        });
+                        if events > 0 && logged.elapsed() >= Duration::from_secs(10) {
+                            logged = Instant::now();
+                            tracing::info!(lag_events = events, lag_seconds = seconds, checkpoint = %checkpoint, "relay lag");
+                        }
+                    }
+                    // Only a figure for operators: the relay goes on, and keeps its lock.
+                    Err(e) => {
+                        tracing::warn!(error = %error_chain(&e), "relay cannot measure its lag");
+                    }
                 }
             }
         }
+    }
+
+    /// The lag behind `checkpoint`, measured on a pooled connection rather than on the
+    /// locked session: a slow or failed measurement can never cost the relay its lock
+    /// (the count is bounded by [`feed::LAG_COUNT_CAP`] as well).
+    async fn measure_lag(&self, checkpoint: Position) -> Result<(i64, f64), RelayError> {
+        let mut conn = tokio::time::timeout(Duration::from_secs(1), self.pool.acquire())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        Ok(feed::lag(&mut conn, checkpoint).await?)
+    }
+}
+
+/// What a relay that gave up its lock after `error` says in its log.
+fn failure_reason(error: &RelayError) -> &'static str {
+    match error {
+        RelayError::Store(StoreError::Decode { .. }) => {
+            "relay stopped at an event it cannot decode; the checkpoint stays before it"
+        }
+        RelayError::Database(_) | RelayError::Store(StoreError::Database(_)) => {
+            "relay lost its PostgreSQL session"
+        }
+        _ => "relay step failed",
     }
 }
 
@@ -328,4 +359,24 @@ async fn settle(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_names_why_the_relay_gave_up_its_lock() {
+        let decode = RelayError::Store(StoreError::Decode {
+            stream_id: sqlx::types::Uuid::nil(),
+            version: 3,
+            source: cart_proto::event::decode("OrderPlaced", 1, serde_json::json!({})).unwrap_err(),
+        });
+        assert!(failure_reason(&decode).contains("cannot decode"));
+        assert!(!failure_reason(&decode).contains("session"));
+        let gone = RelayError::Database(sqlx::Error::PoolClosed);
+        assert_eq!(failure_reason(&gone), "relay lost its PostgreSQL session");
+        let gone = RelayError::Store(StoreError::Database(sqlx::Error::PoolClosed));
+        assert_eq!(failure_reason(&gone), "relay lost its PostgreSQL session");
+    }
 }

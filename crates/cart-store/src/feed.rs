@@ -250,15 +250,32 @@ pub async fn position_at(conn: &mut PgConnection, since: &str) -> Result<Positio
     row.map_or(Ok(Position::default()), |row| position_of(&row))
 }
 
+/// The most events [`lag`] counts. Counting a large backlog row by row would take
+/// longer the further a reader falls behind; a figure equal to the cap means "at least".
+pub const LAG_COUNT_CAP: i64 = 100_000;
+
 /// How far a reader at `after` is behind: events it has not read (including those not
-/// yet visible) and the age of the oldest of them in seconds.
+/// yet visible), counted up to [`LAG_COUNT_CAP`], and the age in seconds of the oldest of
+/// the events counted (0 when there are none).
 pub async fn lag(conn: &mut PgConnection, after: Position) -> Result<(i64, f64), StoreError> {
+    lag_capped(conn, after, LAG_COUNT_CAP).await
+}
+
+async fn lag_capped(
+    conn: &mut PgConnection,
+    after: Position,
+    cap: i64,
+) -> Result<(i64, f64), StoreError> {
     let row = sqlx::query(
-        "select count(*) as n, coalesce(extract(epoch from now() - min(recorded_at))::float8, 0) as age \
-         from cart_events where (tx_id, global_position) > ($1::text::xid8, $2)",
+        "select count(*) as n, \
+                coalesce(extract(epoch from now() - min(recorded_at))::float8, 0) as age \
+         from (select recorded_at from cart_events \
+               where (tx_id, global_position) > ($1::text::xid8, $2) \
+               order by tx_id, global_position limit $3) ahead",
     )
     .bind(after.tx_id.to_string())
     .bind(after.global_position)
+    .bind(cap.max(1))
     .fetch_one(&mut *conn)
     .await?;
     Ok((row.try_get("n")?, row.try_get("age")?))
@@ -447,6 +464,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(start, all[1].position);
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn the_feed_lag_counts_up_to_its_cap_and_ages_by_the_oldest(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        assert_eq!(lag(&mut conn, Position::default()).await.unwrap(), (0, 0.0));
+        opened(&mut conn, Uuid::now_v7(), "1 hour").await;
+        for _ in 0..4 {
+            opened(&mut conn, Uuid::now_v7(), "0 s").await;
+        }
+        let (events, seconds) = lag(&mut conn, Position::default()).await.unwrap();
+        assert_eq!(events, 5);
+        assert!((3599.0..3700.0).contains(&seconds), "{seconds}");
+        let (events, _) = lag_capped(&mut conn, Position::default(), 3).await.unwrap();
+        assert_eq!(events, 3, "counted past the cap");
     }
 
     #[test]

@@ -16,7 +16,7 @@ fn relay_config(w: &World) -> RelayConfig {
     RelayConfig {
         stream: w.stream(),
         subject_prefix: w.prefix.clone(),
-        max_age: Duration::ZERO,
+        max_age: TEST_STREAM_MAX_AGE,
         duplicate_window: Duration::from_secs(120),
         batch: 100,
         poll: Duration::from_millis(20),
@@ -234,7 +234,11 @@ async fn a_long_open_transaction_holds_readers_back_and_they_resume_losing_nothi
         (s["relay"]["lag_events"].as_i64()? == 0).then_some(s)
     })
     .await;
-    assert_eq!(status["relay"]["lag_seconds"].as_f64(), Some(0.0), "{status}");
+    assert_eq!(
+        status["relay"]["lag_seconds"].as_f64(),
+        Some(0.0),
+        "{status}"
+    );
     pool.close().await;
     w.finish().await;
 }
@@ -399,4 +403,47 @@ async fn of_two_relays_one_publishes_and_the_other_takes_over_when_it_dies() {
     survivor_task.abort();
     pool.close().await;
     w.finish().await;
+}
+
+#[test]
+fn a_test_that_fails_leaves_neither_its_database_nor_its_stream_behind() {
+    // A test body that panics with its world running, the relay's stream made.
+    let (names, received) = std::sync::mpsc::channel();
+    let failed = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let w = World::start_with(|c| c.relay = true).await;
+            let js = async_nats::jetstream::new(w.client.nats.clone());
+            wait_for("the relay's stream", Duration::from_secs(30), async || {
+                js.get_stream(w.stream()).await.ok()
+            })
+            .await;
+            names.send((w.db.name.clone(), w.stream())).unwrap();
+            panic!("a deliberate failure, to see the harness clean up");
+        });
+    })
+    .join();
+    assert!(failed.is_err(), "the test body failed");
+    let (database, stream) = received.recv().unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let admin = sqlx::PgPool::connect(&database_server_url()).await.unwrap();
+        let exists: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+                .bind(&database)
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+        assert!(!exists, "database {database} outlived its failed test");
+        let nats = async_nats::connect(nats_url()).await.unwrap();
+        let js = async_nats::jetstream::new(nats);
+        assert!(
+            js.get_stream(&stream).await.is_err(),
+            "stream {stream} outlived its failed test"
+        );
+    });
 }

@@ -3,6 +3,7 @@
 //! nats-servers on free ports for tests that stop one, a TCP proxy that can cut
 //! PostgreSQL off, and the real service started in-process.
 
+use std::future::Future;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -36,11 +37,38 @@ pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
-/// A database of its own for one test, dropped by [`TestDb::drop_now`].
+/// How long a test's JetStream stream keeps messages: should a test's stream outlive it
+/// (a test process killed outright), its messages go by themselves.
+pub const TEST_STREAM_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// Runs `cleanup` to completion on a runtime of its own on a fresh thread, and waits for
+/// it (30 s at most). For `Drop`: the test's runtime may be unwinding from a panic, or
+/// blocked in this very drop, so nothing may be spawned on it.
+fn clean_up_now<F>(cleanup: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let thread = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(30), cleanup).await;
+        });
+    });
+    let _ = thread.join();
+}
+
+/// A database of its own for one test, dropped by [`TestDb::drop_now`], or when the
+/// value is dropped without it (a test that failed).
 pub struct TestDb {
     pub name: String,
     pub url: String,
     admin: PgConnectOptions,
+    dropped: bool,
 }
 
 impl TestDb {
@@ -59,7 +87,12 @@ impl TestDb {
             .expect("create test database");
         conn.close().await.ok();
         let url = with_database(&database_server_url(), &name);
-        TestDb { name, url, admin }
+        TestDb {
+            name,
+            url,
+            admin,
+            dropped: false,
+        }
     }
 
     /// A URL of the same database reached through another host and port (a proxy).
@@ -85,14 +118,37 @@ impl TestDb {
         n
     }
 
-    pub async fn drop_now(self) {
-        if let Ok(mut conn) = self.admin.connect().await {
-            let _ = sqlx::query(&format!(
-                "drop database if exists {} with (force)",
-                self.name
-            ))
-            .execute(&mut conn)
-            .await;
+    pub async fn drop_now(mut self) {
+        self.drop_database().await;
+    }
+
+    async fn drop_database(&mut self) {
+        if drop_database(self.admin.clone(), self.name.clone()).await {
+            self.dropped = true;
+        }
+    }
+}
+
+/// Drops a test database, closing its sessions; whether it is gone.
+async fn drop_database(admin: PgConnectOptions, name: String) -> bool {
+    let Ok(mut conn) = admin.connect().await else {
+        return false;
+    };
+    let dropped = sqlx::query(&format!("drop database if exists {name} with (force)"))
+        .execute(&mut conn)
+        .await
+        .is_ok();
+    conn.close().await.ok();
+    dropped
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if !self.dropped {
+            let (admin, name) = (self.admin.clone(), self.name.clone());
+            clean_up_now(async move {
+                drop_database(admin, name).await;
+            });
         }
     }
 }
@@ -286,6 +342,7 @@ pub fn config(database_url: &str, nats_url: &str, prefix: &str) -> cartd::Config
     config.subject_prefix = prefix.to_owned();
     config.service_name = "cart-test".to_owned();
     config.events_stream = stream_name(prefix);
+    config.events_max_age_secs = TEST_STREAM_MAX_AGE.as_secs();
     // Tests about the feed turn these on; the others need neither.
     config.relay = false;
     config.projections = false;
@@ -360,11 +417,14 @@ pub fn unique_prefix() -> String {
 }
 
 /// One test's world: a database, the shared nats-server, one running service.
+/// [`World::finish`] stops the service and removes the stream and the database; a test
+/// that fails before it removes them when its world is dropped.
 pub struct World {
     pub db: TestDb,
     pub prefix: String,
     pub client: Client,
     pub servers: Vec<cartd::Server>,
+    finished: bool,
 }
 
 impl World {
@@ -386,6 +446,7 @@ impl World {
             prefix,
             client,
             servers: vec![server],
+            finished: false,
         }
     }
 
@@ -406,11 +467,30 @@ impl World {
     pub async fn finish(mut self) {
         self.stop_instances().await;
         delete_stream(&self.client.nats, &stream_name(&self.prefix)).await;
-        self.db.drop_now().await;
+        self.db.drop_database().await;
+        self.finished = true;
     }
 
     pub fn stream(&self) -> String {
         stream_name(&self.prefix)
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Stop the instances first (dropping them aborts their tasks, the relay among
+        // them), so that nothing creates the stream again; the database goes with `db`.
+        self.servers.clear();
+        let stream = self.stream();
+        clean_up_now(async move {
+            if let Ok(nats) = async_nats::connect(nats_url()).await {
+                delete_stream(&nats, &stream).await;
+                let _ = nats.flush().await;
+            }
+        });
     }
 }
 

@@ -111,15 +111,44 @@ async fn assert_stream_matches_log(nats: &async_nats::Client, stream: &str, pool
     }
 }
 
+/// Exports everything after `after`; the event ids written, and what the export reports.
+async fn export_ids(pool: &sqlx::PgPool, after: Position) -> (Vec<String>, export::Exported) {
+    let mut out = Vec::new();
+    let exported = export::export(
+        pool,
+        &Start::After(after),
+        &Filter::default(),
+        Format::JsonLines,
+        &mut out,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let ids = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert!(v["position"].as_str().is_some());
+            v["event_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    (ids, exported)
+}
+
 #[tokio::test]
 async fn a_late_commit_is_published_and_exported_exactly_once() {
     let w = World::start().await;
     let pool = w.db.pool().await;
-    let relay = spawn(Relay::new(
-        pool.clone(),
-        w.client.nats.clone(),
-        relay_config(&w),
-    ));
+    let relay = Relay::new(pool.clone(), w.client.nats.clone(), relay_config(&w));
+    let task = spawn(relay.clone());
+    // The relay leads and its stream exists: an empty stream below means it held back,
+    // not that it had not started.
+    let js = async_nats::jetstream::new(w.client.nats.clone());
+    wait_for("the relay to lead", Duration::from_secs(30), async || {
+        (relay.status().leader && js.get_stream(w.stream()).await.is_ok()).then_some(())
+    })
+    .await;
 
     // Transaction A takes its position first and stays open...
     let mut a = pool.begin().await.unwrap();
@@ -130,48 +159,80 @@ async fn a_late_commit_is_published_and_exported_exactly_once() {
         .await
         .unwrap();
     open_cart(&mut a, stream).await;
+    let a_tx: String = sqlx::query_scalar("select pg_current_xact_id()::text")
+        .fetch_one(&mut *a)
+        .await
+        .unwrap();
+    let before_a = Position {
+        tx_id: a_tx.parse().unwrap(),
+        global_position: 0,
+    };
     // ...while a command takes later positions and commits.
     put(&w, "early", "cup01", 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // An export now delivers nothing past the barrier, and the position it prints to
+    // resume from is still before A.
+    let (held, exported) = export_ids(&pool, Position::default()).await;
+    assert_eq!(
+        held,
+        Vec::<String>::new(),
+        "exported past an open transaction"
+    );
+    assert_eq!(exported.events, 0);
+    assert!(
+        exported.last < before_a,
+        "resume position {} past A",
+        exported.last
+    );
+    // The relay sees the command's two events waiting, and publishes none of them.
+    let status = wait_for("the relay's lag", Duration::from_secs(30), async || {
+        let s = relay.status();
+        (s.lag_events >= 2).then_some(s)
+    })
+    .await;
+    assert!(status.lag_seconds > 0.0, "{status:?}");
     assert!(
         stream_contents(&w.client.nats, &w.stream())
             .await
             .is_empty(),
         "nothing may pass an open transaction that holds an earlier position"
     );
+
     a.commit().await.unwrap();
     assert_stream_matches_log(&w.client.nats, &w.stream(), &pool).await;
     let first = &stream_contents(&w.client.nats, &w.stream()).await[0];
     assert_eq!(first.envelope["user_id"], "late");
 
-    let mut out = Vec::new();
-    let exported = export::export(
-        &pool,
-        &Start::After(Position::default()),
-        &Filter::default(),
-        Format::JsonLines,
-        &mut out,
-        |_| {},
-    )
-    .await
-    .unwrap();
-    let lines: Vec<serde_json::Value> = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let ids: Vec<String> = lines
-        .iter()
-        .map(|l| l["event_id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(ids, log_ids(&pool).await);
-    assert_eq!(exported.events, 3);
-    assert_eq!(
-        exported.last.to_string(),
-        lines[2]["position"].as_str().unwrap()
-    );
+    // The export resumed from its printed position delivers A and the command, once
+    // each, in the global order. Another test's transaction may hold the cluster-wide
+    // barrier between them: read on from each printed position until all three showed.
+    let expected = log_ids(&pool).await;
+    assert_eq!(expected.len(), 3);
+    let (mut seen, mut last) = (Vec::new(), exported.last);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < expected.len() && Instant::now() < deadline {
+        let (ids, exported) = export_ids(&pool, last).await;
+        if ids.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen.extend(ids);
+        last = exported.last;
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(export_ids(&pool, last).await.0, Vec::<String>::new());
 
-    relay.abort();
+    // Caught up, the relay's lag returns to nothing.
+    wait_for(
+        "the relay's lag to clear",
+        Duration::from_secs(30),
+        async || {
+            let s = relay.status();
+            (s.lag_events == 0 && s.lag_seconds == 0.0).then_some(())
+        },
+    )
+    .await;
+
+    task.abort();
     pool.close().await;
     w.finish().await;
 }

@@ -402,10 +402,37 @@ async fn nats_stopped_and_started_under_load_loses_and_duplicates_nothing() {
     let relay = Relay::new(pool.clone(), relay_client.clone(), relay_config(&w));
     let task = spawn(relay.clone());
     let (load, stop) = load(&w, 8);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The relay publishes before the outage (another test's open transaction may hold
+    // the read barrier a while).
+    wait_for(
+        "a publish before the outage",
+        Duration::from_secs(60),
+        async || (relay.status().published > 0).then_some(()),
+    )
+    .await;
     broker.stop();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let committed = async || -> i64 {
+        sqlx::query_scalar("select count(*) from cart_events")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let at_stop = committed().await;
+    // The outage is really hit: commands keep committing while the broker is away, and
+    // the relay's publishes of them fail (a JetStream ack times out after 5 s).
+    let error = wait_for(
+        "commands and a failed publish during the outage",
+        Duration::from_secs(60),
+        async || {
+            let error = relay.status().last_error?;
+            (committed().await > at_stop).then_some(error)
+        },
+    )
+    .await;
+    assert!(error.contains("JetStream"), "{error}");
+    let during = committed().await - at_stop;
     broker.restart().await;
+    assert!(during > 0, "no command committed while NATS was down");
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.send(true).unwrap();
     let commands = load.await.unwrap();
@@ -413,6 +440,12 @@ async fn nats_stopped_and_started_under_load_loses_and_duplicates_nothing() {
     let reader = async_nats::connect(broker.url()).await.unwrap();
     assert_stream_matches_log(&reader, &w.stream(), &pool).await;
     assert!(relay.status().published > 0);
+    wait_for(
+        "the relay to recover",
+        Duration::from_secs(30),
+        async || relay.status().last_error.is_none().then_some(()),
+    )
+    .await;
     task.abort();
     pool.close().await;
     w.finish().await;

@@ -9,6 +9,7 @@ use cart_store::export::{self, Format, Start};
 use cart_store::{subscription, Filter, Position};
 use cart_tests::*;
 use serde_json::json;
+use sqlx::Connection;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -540,4 +541,56 @@ fn a_test_that_fails_leaves_neither_its_database_nor_its_stream_behind() {
             "stream {stream} outlived its failed test"
         );
     });
+}
+
+#[tokio::test]
+async fn the_relay_lock_session_has_the_server_probe_a_dead_peer_within_seconds() {
+    let w = World::start().await;
+    let pool = w.db.pool().await;
+    let relay = Relay::new(pool.clone(), w.client.nats.clone(), relay_config(&w));
+    let task = spawn(relay.clone());
+    wait_for("the relay to lead", Duration::from_secs(30), async || {
+        relay.status().leader.then_some(())
+    })
+    .await;
+    // The session that holds the relay lock is one made by `lock_session_options`...
+    let holder: Vec<String> = sqlx::query_scalar(
+        "select a.application_name from pg_locks l \
+         join pg_stat_activity a on a.pid = l.pid \
+         where l.locktype = 'advisory' and l.granted and l.database = \
+             (select oid from pg_database where datname = current_database())",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(holder, ["cart-relay"]);
+    // ...and the server applies their keepalives to such a session (over TCP; a Unix
+    // socket would read 0), where a plain session has the system's defaults.
+    let base: sqlx::postgres::PgConnectOptions = w.db.url.parse().unwrap();
+    let show = async |options: &sqlx::postgres::PgConnectOptions| {
+        let mut conn = sqlx::PgConnection::connect_with(options).await.unwrap();
+        let mut settings = vec![];
+        for name in [
+            "tcp_keepalives_idle",
+            "tcp_keepalives_interval",
+            "tcp_keepalives_count",
+            "tcp_user_timeout",
+        ] {
+            let value: String = sqlx::query_scalar(&format!("show {name}"))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            settings.push(value);
+        }
+        conn.close().await.unwrap();
+        settings
+    };
+    assert_eq!(
+        show(&cart_relay::lock_session_options(&base)).await,
+        ["5", "2", "3", "10000"]
+    );
+    assert_ne!(show(&base).await[0], "5");
+    task.abort();
+    pool.close().await;
+    w.finish().await;
 }

@@ -4,6 +4,7 @@
 #   make test     start/reuse the services, then run the workspace tests
 #   make ci       what CI runs (.ci/run)
 #   make bench-feed  export and projection-rebuild throughput (BENCHMARKS.md)
+#   make bench    command throughput, latency and memory of a release cartd under load
 #
 # DATABASE_URL and NATS_URL can be overridden from the environment or the
 # command line; they are exported to every recipe (cartd and the tests read them).
@@ -29,10 +30,10 @@ TEST_CMD = $(if $(shell $(CARGO) nextest --version 2>/dev/null),$(CARGO) nextest
 # cart-domain must stay free of I/O, async and wire-format crates.
 DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 
-.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain
+.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain"
+	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -57,6 +58,43 @@ bench-feed: services
 # criterion micro-benchmarks of the pure domain: the event fold and pricing.
 bench-domain:
 	$(CARGO) bench -p cart-domain --bench domain
+
+# Load benchmark: a release cartd on a fresh database (BENCH_DATABASE_URL, dropped
+# first), driven over NATS by `cart-bench load`, which also measures this machine's NATS
+# and PostgreSQL limits in the same run. Figures on stdout and in $(BENCH_OUT)/load.json,
+# charts in $(BENCH_OUT)/*.svg, cartd's log in $(BENCH_OUT)/cartd.log.
+#   make bench BENCH_ARGS='--phase-secs 2 --sweep 1,16,64'   (cart-bench load --help)
+#   make bench BENCH_CARTD_ARGS='--db-max-connections 32'    (cartd --help)
+BENCH_ARGS ?=
+BENCH_CARTD_ARGS ?=
+BENCH_DATABASE_URL ?= $(shell sed -E 's#^([a-z]+://[^/?]*)(/[^?]*)?#\1/cart_bench_load#' <<< '$(DATABASE_URL)')
+# Subjects, service name and stream of the bench's own: its requests never reach another
+# cartd on the same NATS server, and its events leave JetStream after an hour.
+BENCH_PREFIX ?= cart.bench
+BENCH_SERVICE ?= cart-bench
+BENCH_BIN = $(or $(CARGO_TARGET_DIR),target)/release
+BENCH_OUT ?= $(or $(CARGO_TARGET_DIR),target)/bench
+bench: services
+	$(CARGO) build --release -p cartd -p cart-bench --bins
+	mkdir -p '$(BENCH_OUT)'
+	'$(BENCH_BIN)/cart-bench' drop-database --database-url '$(BENCH_DATABASE_URL)'
+	RUST_LOG=warn DATABASE_URL='$(BENCH_DATABASE_URL)' CART_CATALOG='$(CATALOG)' \
+	CART_SUBJECT_PREFIX='$(BENCH_PREFIX)' CART_SERVICE_NAME='$(BENCH_SERVICE)' \
+	CART_EVENTS_STREAM=CART_BENCH_EVENTS CART_EVENTS_MAX_AGE_SECS=3600 \
+		'$(BENCH_BIN)/cartd' $(BENCH_CARTD_ARGS) >'$(BENCH_OUT)/cartd.log' 2>&1 & \
+	cartd=$$!; \
+	trap 'kill $$cartd 2>/dev/null || true; \
+		(sleep 30; kill -KILL $$cartd 2>/dev/null) >/dev/null 2>&1 & \
+		wait $$cartd 2>/dev/null || true' EXIT; \
+	trap 'exit 130' INT TERM; \
+	'$(BENCH_BIN)/cart-bench' load --pid $$cartd --subject-prefix '$(BENCH_PREFIX)' \
+		--service-name '$(BENCH_SERVICE)' --catalog '$(CATALOG)' --out-dir '$(BENCH_OUT)' \
+		$(BENCH_ARGS) || { \
+		status=$$?; \
+		echo "make bench: cart-bench failed; last lines of $(BENCH_OUT)/cartd.log:" >&2; \
+		tail -n 20 '$(BENCH_OUT)/cartd.log' >&2; \
+		exit $$status; \
+	}
 
 test: services
 	DATABASE_URL='$(TEST_DATABASE_URL)' $(TEST_CMD) $(TEST_ARGS)

@@ -1,6 +1,16 @@
 //! cart-bench: figures for BENCHMARKS.md. `feed` measures, on a database seeded with a
 //! synthetic history, how fast the export reads the log and how fast a projection
 //! rebuild folds it. Each figure is the median of several runs taken in one process.
+//! `load` drives a running cartd over NATS and sets its throughput, latency and memory
+//! against this machine's NATS and PostgreSQL limits, measured in the same run.
+
+mod chart;
+mod limits;
+mod load;
+mod report;
+mod runner;
+mod stats;
+mod workload;
 
 use std::io;
 use std::time::Instant;
@@ -35,6 +45,16 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Command throughput, latency and memory of a running cartd, against the limits of
+    /// this machine's NATS and PostgreSQL measured in the same run.
+    Load(Box<load::LoadArgs>),
+    /// Drop the database named in the URL, if it exists, so a service starts on an empty
+    /// one (`make bench` runs this before starting cartd).
+    DropDatabase {
+        /// The database to drop, e.g. postgres://postgres@127.0.0.1:5432/cart_bench_load.
+        #[arg(long)]
+        database_url: String,
+    },
 }
 
 #[tokio::main]
@@ -45,16 +65,19 @@ async fn main() -> anyhow::Result<()> {
             events,
             runs,
         } => feed(&database_url, events, runs.max(1)).await,
+        Command::Load(args) => load::run(*args).await,
+        Command::DropDatabase { database_url } => drop_database(&database_url).await,
     }
 }
 
-fn bench_url(server: &str) -> String {
+/// The URL of database `name` on the server of `server` (a URL naming any database).
+pub(crate) fn database_url(server: &str, name: &str) -> String {
     let (base, query) = server.split_once('?').unwrap_or((server, ""));
     let cut = base
         .rfind('/')
         .filter(|&i| i > base.find("://").map_or(0, |s| s + 2));
     let base = cut.map_or(base, |i| &base[..i]);
-    let mut url = format!("{base}/cart_bench_feed");
+    let mut url = format!("{base}/{name}");
     if !query.is_empty() {
         url.push('?');
         url.push_str(query);
@@ -63,7 +86,7 @@ fn bench_url(server: &str) -> String {
 }
 
 async fn feed(server: &str, events: i64, runs: usize) -> anyhow::Result<()> {
-    let url = bench_url(server);
+    let url = database_url(server, "cart_bench_feed");
     cart_store::ensure_database(&url).await?;
     let pool = cart_store::connect(&DbConfig {
         url: url.clone(),
@@ -98,6 +121,34 @@ async fn feed(server: &str, events: i64, runs: usize) -> anyhow::Result<()> {
         let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
         println!("| {what} | {:.0} | {} |", median(rates), runs.join(", "));
     }
+    Ok(())
+}
+
+async fn drop_database(url: &str) -> anyhow::Result<()> {
+    use sqlx::{ConnectOptions, Connection};
+    use std::str::FromStr;
+
+    let target =
+        sqlx::postgres::PgConnectOptions::from_str(url).with_context(|| format!("parse {url}"))?;
+    let name = target
+        .get_database()
+        .map(str::to_owned)
+        .with_context(|| format!("{url} names no database"))?;
+    if name == "postgres" {
+        anyhow::bail!("refusing to drop the maintenance database `postgres`");
+    }
+    let mut admin = target
+        .database("postgres")
+        .connect()
+        .await
+        .with_context(|| format!("connect to the server of {url}"))?;
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    // WITH (FORCE): a service left running by an interrupted run must not block the drop.
+    sqlx::query(&format!("drop database if exists {quoted} with (force)"))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("drop database {name}"))?;
+    admin.close().await?;
     Ok(())
 }
 

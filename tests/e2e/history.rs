@@ -343,3 +343,266 @@ async fn the_service_keeps_sku_activity_and_analytics_replays_the_live_stream() 
     pool.close().await;
     w.finish().await;
 }
+
+/// Every committed event id in the log, in the global order.
+async fn log_ids(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar("select event_id::text from cart_events order by tx_id, global_position")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// Waits until the gap-safe reader sees all `n` events of the log: another test's open
+/// transaction may hold the cluster-wide read barrier back a while.
+async fn all_visible(pool: &sqlx::PgPool, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let everything = Start::After(Position::default());
+        let (_, e) = export_all(pool, &everything, &Filter::default(), Format::JsonLines).await;
+        if e.events == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} events visible",
+            e.events
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What `cartctl events export` printed on stderr: the count and the resume position.
+/// Stderr is not a terminal here, so it must hold that one summary line and nothing a
+/// progress bar draws.
+fn export_summary(stderr: &[u8]) -> (u64, Position) {
+    let stderr = String::from_utf8(stderr.to_vec()).unwrap();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "more than the summary: {stderr:?}"
+    );
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+        "drawn on a stderr that is no terminal: {stderr:?}"
+    );
+    let events = stderr
+        .strip_prefix("exported ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {stderr:?}"));
+    let position = |marker: &str| -> Position {
+        let (_, rest) = stderr
+            .split_once(marker)
+            .unwrap_or_else(|| panic!("{stderr:?}"));
+        let end = rest.find([' ', ')']).unwrap_or(rest.len());
+        rest[..end].trim().parse().unwrap()
+    };
+    let after = position("resume with --after ");
+    assert_eq!(position("last position "), after, "{stderr:?}");
+    (events, after)
+}
+
+fn event_ids(jsonl: &[u8]) -> Vec<String> {
+    json_lines(jsonl)
+        .iter()
+        .map(|l| l["event_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn temp_path(ext: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "cart-e2e-export-{}.{ext}",
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
+#[tokio::test]
+async fn cartctl_exports_to_stdout_or_a_file_and_resumes_from_the_position_it_prints() {
+    let w = World::start_with(|c| c.relay = true).await;
+    let pool = w.db.pool().await;
+    put(&w, "a", None, "cup01", 1).await;
+    put(&w, "b", None, "gold", 2).await;
+    let first = log_ids(&pool).await;
+    assert_eq!(first.len(), 4);
+    all_visible(&pool, 4).await;
+    let url = w.db.url.as_str();
+
+    // To standard output: the envelopes in the global order, the summary on stderr.
+    let out = cartctl(&["events", "export", "--database-url", url]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(event_ids(&out.stdout), first);
+    let (events, after) = export_summary(&out.stderr);
+    assert_eq!(events, 4);
+    let last_line = json_lines(&out.stdout).pop().unwrap();
+    assert_eq!(after.to_string(), last_line["position"].as_str().unwrap());
+
+    // To a file: the same bytes there, nothing on standard output.
+    let path = temp_path("jsonl");
+    let path_arg = path.to_str().unwrap();
+    let to_file = cartctl(&[
+        "events",
+        "export",
+        "--database-url",
+        url,
+        "--output",
+        path_arg,
+    ])
+    .await;
+    let written = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(to_file.status.success(), "{to_file:?}");
+    assert!(to_file.stdout.is_empty(), "{to_file:?}");
+    assert_eq!(written, out.stdout);
+    assert_eq!(export_summary(&to_file.stderr), (4, after));
+    // And as length-delimited protobuf.
+    let path = temp_path("bin");
+    let path_arg = path.to_str().unwrap();
+    let binary = cartctl(&[
+        "events",
+        "export",
+        "--database-url",
+        url,
+        "--format",
+        "protobuf",
+        "-o",
+        path_arg,
+    ])
+    .await;
+    let written = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(binary.status.success(), "{binary:?}");
+    let mut buf = written.as_slice();
+    let mut ids = vec![];
+    while !buf.is_empty() {
+        let envelope = cart_proto::v1::EventEnvelope::decode_length_delimited(&mut buf).unwrap();
+        ids.push(envelope.event_id);
+    }
+    assert_eq!(ids, first);
+
+    // Resuming from the printed position delivers what came later, once. Another test's
+    // transaction may hold the barrier between the two new events: resume from each
+    // printed position until both showed.
+    put(&w, "c", None, "cup01", 3).await;
+    let rest: Vec<String> = log_ids(&pool).await.split_off(4);
+    assert_eq!(rest.len(), 2);
+    let (mut seen, mut from) = (Vec::new(), after);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < rest.len() && Instant::now() < deadline {
+        let out = cartctl(&[
+            "events",
+            "export",
+            "--database-url",
+            url,
+            "--after",
+            &from.to_string(),
+        ])
+        .await;
+        assert!(out.status.success(), "{out:?}");
+        let ids = event_ids(&out.stdout);
+        let (events, next) = export_summary(&out.stderr);
+        assert_eq!(events, ids.len() as u64);
+        if ids.is_empty() {
+            assert_eq!(next, from, "an empty export prints where it started");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen.extend(ids);
+        from = next;
+    }
+    assert_eq!(seen, rest);
+    let again = cartctl(&[
+        "events",
+        "export",
+        "--database-url",
+        url,
+        "--after",
+        &from.to_string(),
+    ])
+    .await;
+    assert!(again.stdout.is_empty(), "{again:?}");
+    assert_eq!(export_summary(&again.stderr), (0, from));
+
+    // `cartctl events status`: the relay caught up, no lag.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let out = cartctl(&[
+            "--nats-url",
+            &nats_url(),
+            "--subject-prefix",
+            &w.prefix,
+            "events",
+            "status",
+        ])
+        .await;
+        assert!(out.status.success(), "{out:?}");
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if status["relay"]["lag_events"] == 0 || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["stream"], w.stream(), "{status}");
+    assert_eq!(status["relay"]["lag_events"], 0, "{status}");
+    assert_eq!(
+        status["relay"]["lag_seconds"].as_f64(),
+        Some(0.0),
+        "{status}"
+    );
+    assert_eq!(status["relay"]["checkpoint"], from.to_string(), "{status}");
+    pool.close().await;
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn cartctl_draws_its_progress_bar_on_a_terminal_only() {
+    let w = World::start().await;
+    let pool = w.db.pool().await;
+    put(&w, "a", None, "cup01", 1).await;
+    all_visible(&pool, 2).await;
+    let path = temp_path("jsonl");
+    let path_arg = path.to_str().unwrap().to_owned();
+    let args = [
+        "events",
+        "export",
+        "--database-url",
+        w.db.url.as_str(),
+        "--output",
+        &path_arg,
+    ];
+
+    // Stderr a pipe: the summary line alone (export_summary checks).
+    let piped = cartctl(&args).await;
+    assert!(piped.status.success(), "{piped:?}");
+    assert_eq!(export_summary(&piped.stderr).0, 2);
+
+    // Stderr a terminal (a pseudo-terminal of `script`, from util-linux): the bar is
+    // drawn, so the pipe's single line above is the bar left out, not a bar never made.
+    let binary = tokio::task::spawn_blocking(cartctl_binary).await.unwrap();
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let command = std::iter::once(binary.to_str().unwrap())
+        .chain(args)
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    match tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+    {
+        Ok(tty) => {
+            let shown = String::from_utf8_lossy(&tty.stdout);
+            assert!(tty.status.success(), "{tty:?}");
+            assert!(
+                shown.contains("exporting"),
+                "no bar on a terminal: {shown:?}"
+            );
+            assert!(shown.contains("exported 2 events"), "{shown:?}");
+        }
+        Err(e) => eprintln!(
+            "no `script` to give cartctl a terminal ({e}); the bar on a terminal is not checked"
+        ),
+    }
+    std::fs::remove_file(&path).ok();
+    pool.close().await;
+    w.finish().await;
+}

@@ -5,9 +5,9 @@
 
 use std::future::Future;
 use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -192,6 +192,97 @@ fn nats_binary() -> PathBuf {
         }
     }
     "nats-server".into()
+}
+
+/// The `cartctl` binary, as built from this checkout: `CARTCTL_BIN` when set, else
+/// `cartctl` next to the test binary's `deps` folder (`<target>/<profile>/cartctl`).
+///
+/// `cart-tests` does not depend on `cartctl`, so a run of this package alone does not
+/// build it: the first call of a test process runs `cargo build -p cartctl` into that
+/// folder (a no-op when it is up to date, as after `cargo nextest run --workspace`).
+/// Should that build fail, a binary already there is used, with a warning.
+pub fn cartctl_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(locate_cartctl).clone()
+}
+
+fn locate_cartctl() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CARTCTL_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in <target>/<profile>/deps");
+    let bin = profile_dir.join(format!("cartctl{}", std::env::consts::EXE_SUFFIX));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--quiet", "-p", "cartctl", "--bin", "cartctl"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if let Some(target_dir) = profile_dir.parent() {
+        build.arg("--target-dir").arg(target_dir);
+    }
+    // `debug` holds the dev and test profiles' output; other folders are named after
+    // their profile.
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            build.arg("--release");
+        }
+        Some(profile) => {
+            build.args(["--profile", profile]);
+        }
+    }
+    // What cargo sets for the test process describes the tests' package, not the build;
+    // passed on, it changes the build's fingerprints and rebuilds everything.
+    for (key, _) in std::env::vars_os() {
+        let key_str = key.to_string_lossy();
+        if key_str == "OUT_DIR"
+            || key_str == "CARGO_PRIMARY_PACKAGE"
+            || key_str == "CARGO_TARGET_TMPDIR"
+            || [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|prefix| key_str.starts_with(prefix))
+        {
+            build.env_remove(&key);
+        }
+    }
+    match build.status() {
+        Ok(status) if status.success() => {}
+        outcome => {
+            assert!(
+                bin.exists(),
+                "cannot build cartctl ({outcome:?}) and there is no {}",
+                bin.display()
+            );
+            eprintln!(
+                "warning: cannot build cartctl ({outcome:?}); testing {} as it is",
+                bin.display()
+            );
+        }
+    }
+    bin
+}
+
+/// Runs `cartctl` with `args`, its standard streams piped (so neither is a terminal);
+/// the environment's DATABASE_URL and NATS_URL are not passed on.
+pub async fn cartctl(args: &[&str]) -> std::process::Output {
+    let binary = tokio::task::spawn_blocking(cartctl_binary).await.unwrap();
+    tokio::process::Command::new(&binary)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("NATS_URL")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {}: {e}", binary.display()))
 }
 
 /// A private nats-server with JetStream on a free port, killed on drop.

@@ -59,6 +59,12 @@ pub async fn count(pool: &PgPool, start: &Start, filter: &Filter) -> Result<u64,
 /// Writes every visible event after `start` that matches `filter`, in the global order,
 /// then stops (it does not follow the live log: the JetStream stream does that).
 /// `progress` is called after each page with the number of events written so far.
+///
+/// # Errors
+/// The store or the output. Events are written a whole page at a time (pages end at
+/// transaction boundaries): an event that cannot be decoded ends the export with an
+/// error naming its stream and version after the pages before the one holding it, and
+/// nothing of that page is written.
 pub async fn export(
     pool: &PgPool,
     start: &Start,
@@ -144,4 +150,93 @@ async fn resolve(
         }
     };
     Ok((after, filter))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use sqlx::PgPool;
+
+    use super::*;
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn an_undecodable_event_stops_the_export_after_the_whole_pages_before_it(pool: PgPool) {
+        // A first transaction of exactly one page...
+        sqlx::query(
+            "insert into cart_events (stream_id, version, event_id, project_id, event_type, \
+                 schema_version, payload, metadata) \
+             select gen_random_uuid(), 1, gen_random_uuid(), 1, 'CartOpened', 1, '{}', '{}' \
+             from generate_series(1, $1)",
+        )
+        .bind(PAGE)
+        .execute(&pool)
+        .await
+        .unwrap();
+        // ...then one with a good event and, after it, one of a type this build does
+        // not know.
+        let stream = uuid::Uuid::now_v7();
+        let mut tx = pool.begin().await.unwrap();
+        for (version, event_type) in [(1, "CartOpened"), (2, "OrderPlaced")] {
+            sqlx::query(
+                "insert into cart_events (stream_id, version, event_id, project_id, \
+                     event_type, schema_version, payload, metadata) \
+                 values ($1, $2, $3, 1, $4, 1, '{}', '{}')",
+            )
+            .bind(stream)
+            .bind(version)
+            .bind(uuid::Uuid::now_v7())
+            .bind(event_type)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        // Another database's transaction may hold the cluster-wide barrier before the
+        // second transaction a while: export again until the export meets it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (out, error) = loop {
+            let mut out = Vec::new();
+            let result = export(
+                &pool,
+                &Start::After(Position::default()),
+                &Filter::default(),
+                Format::JsonLines,
+                &mut out,
+                |_| {},
+            )
+            .await;
+            match result {
+                Err(error) => break (out, error),
+                Ok(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(exported) => panic!("never met the unknown event: {exported:?}"),
+            }
+        };
+        // The error names the stream and the version.
+        assert!(
+            matches!(
+                &error,
+                ExportError::Store(StoreError::Decode { stream_id, version: 2, .. })
+                    if *stream_id == stream
+            ),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&stream.to_string()) && message.contains("version 2"),
+            "{message}"
+        );
+        // Written: the whole first page, and nothing of the page holding the unknown
+        // event, not even the good event before it in its transaction.
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), usize::try_from(PAGE).unwrap());
+        assert!(lines.iter().all(|l| l["stream_id"] != stream.to_string()));
+    }
 }

@@ -316,9 +316,12 @@ impl Relay {
                         }
                     }
                     // Only a figure for operators: the relay goes on, and keeps its lock.
-                    Err(e) => {
+                    // A busy pool fails it every second: warn at most every 10 s.
+                    Err(e) if logged.elapsed() >= Duration::from_secs(10) => {
+                        logged = Instant::now();
                         tracing::warn!(error = %error_chain(&e), "relay cannot measure its lag");
                     }
+                    Err(_) => {}
                 }
             }
         }

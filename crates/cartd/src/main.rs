@@ -1,5 +1,10 @@
 use clap::Parser;
 
+// Under load the command path allocates many small, short-lived buffers (requests,
+// replies, rows); glibc's malloc spent a sixth of the service's CPU on them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = cartd::Config::parse();

@@ -21,6 +21,7 @@ use anyhow::{bail, Context};
 use cart_proto::Encoding;
 
 use crate::chart::{self, Series};
+use crate::cpu;
 use crate::limits::{self, PgLimits};
 use crate::report::{self, HalfLoad, Memory, Phase, Ratios, Report, RunInfo, SweepStep};
 use crate::runner::{Driver, PhaseRun};
@@ -459,13 +460,21 @@ impl Bench<'_> {
     /// A closed-loop phase of `mix` at `clients`, printed as it ends.
     async fn closed_phase(&self, title: &str, mix: &Mix, clients: usize) -> (Phase, PhaseRun) {
         progress(&format!("phase: {title}, {clients} clients"));
+        let before = cpu::sample(self.args.pid);
         let done = closed(&self.driver, mix, clients, self.phase, self.budget).await;
+        let after = cpu::sample(self.args.pid);
+        let ops = done.recorder.summarize(done.elapsed);
+        let requests = ops.get("all").map_or(0, |s| s.ok);
         let phase = Phase {
             clients,
             secs: done.elapsed.as_secs_f64(),
-            ops: done.recorder.summarize(done.elapsed),
+            ops,
+            cpu: before.until(&after, requests),
         };
         report::print_ops(&format!("{title}, {clients} clients"), &phase.ops);
+        if let Some(cpu) = &phase.cpu {
+            report::print_cpu(cpu);
+        }
         (phase, done)
     }
 

@@ -5,6 +5,7 @@
 //! against this machine's NATS and PostgreSQL limits, measured in the same run.
 
 mod chart;
+mod cpu;
 mod limits;
 mod load;
 mod report;

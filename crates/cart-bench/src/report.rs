@@ -71,6 +71,8 @@ pub struct Phase {
     pub secs: f64,
     /// Per operation, plus `all` (and `commands` when gets were mixed in).
     pub ops: BTreeMap<String, Summary>,
+    /// Where the CPU went meanwhile (None when /proc could not be read).
+    pub cpu: Option<crate::cpu::CpuUse>,
 }
 
 impl Phase {
@@ -203,6 +205,33 @@ pub fn print_ops(title: &str, ops: &BTreeMap<String, Summary>) {
                 ms(l.max_ms)
             );
         }
+    }
+}
+
+/// The CPU table of a phase: who used how much, per OK request.
+pub fn print_cpu(cpu: &crate::cpu::CpuUse) {
+    println!();
+    println!(
+        "CPU meanwhile: the machine was {:.0} % busy ({} cores)",
+        cpu.machine_percent, cpu.cores
+    );
+    println!();
+    println!("| process | % of one core | CPU us per OK request |");
+    println!("|---|---|---|");
+    for name in ["cartd", "nats-server", "postgres", "cart-bench"] {
+        if let Some(percent) = cpu.percent_of_a_core.get(name) {
+            let us = cpu
+                .us_per_request
+                .get(name)
+                .map_or("-".to_owned(), |u| format!("{u:.0}"));
+            println!("| {name} | {percent:.0} | {us} |");
+        }
+    }
+    if let Some(us) = cpu.us_per_request.get("machine") {
+        println!(
+            "| whole machine | {:.0} | {us:.0} |",
+            cpu.machine_percent * cpu.cores as f64
+        );
     }
 }
 

@@ -1,0 +1,181 @@
+//! Where the CPU went during a phase: the whole machine, cartd, nats-server, PostgreSQL
+//! and the bench itself, from /proc. On a 2-core machine where all of them share the
+//! cores, this says which one a faster service would have to take time from.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Clock ticks per second of /proc's counters; 100 on every Linux this runs on.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// Cumulative CPU ticks at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    machine_busy: u64,
+    cores: usize,
+    by_process: BTreeMap<&'static str, u64>,
+    at: Option<std::time::Instant>,
+}
+
+/// CPU used over a phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuUse {
+    /// Busy share of the whole machine, in percent of all its cores.
+    pub machine_percent: f64,
+    pub cores: usize,
+    /// Per process group: percent of one core.
+    pub percent_of_a_core: BTreeMap<String, f64>,
+    /// Per process group, and `machine`: CPU microseconds per OK request.
+    pub us_per_request: BTreeMap<String, f64>,
+}
+
+/// Reads the counters; groups that cannot be read count zero.
+pub fn sample(cartd: Option<u32>) -> Sample {
+    let (machine_busy, cores) = machine_ticks().unwrap_or_default();
+    let mut by_process = BTreeMap::new();
+    by_process.insert("cart-bench", pid_ticks("self").unwrap_or(0));
+    if let Some(pid) = cartd {
+        by_process.insert("cartd", pid_ticks(&pid.to_string()).unwrap_or(0));
+    }
+    let (nats, postgres) = named_ticks();
+    by_process.insert("nats-server", nats);
+    by_process.insert("postgres", postgres);
+    Sample {
+        machine_busy,
+        cores,
+        by_process,
+        at: Some(std::time::Instant::now()),
+    }
+}
+
+impl Sample {
+    /// The use between `self` (earlier) and `later`, per `requests` OK requests.
+    /// PostgreSQL backends that ended during the phase are missed, so its figure is a
+    /// lower bound (the service and the bench keep their connections).
+    pub fn until(&self, later: &Sample, requests: u64) -> Option<CpuUse> {
+        let secs = later.at?.duration_since(self.at?).as_secs_f64();
+        if secs <= 0.0 {
+            return None;
+        }
+        let per_request = |ticks: u64| {
+            (requests > 0).then(|| ticks as f64 / TICKS_PER_SEC * 1e6 / requests as f64)
+        };
+        let mut percent_of_a_core = BTreeMap::new();
+        let mut us_per_request = BTreeMap::new();
+        for (name, after) in &later.by_process {
+            let ticks = after.saturating_sub(self.by_process.get(name).copied().unwrap_or(0));
+            percent_of_a_core.insert(
+                (*name).to_owned(),
+                ticks as f64 / TICKS_PER_SEC / secs * 100.0,
+            );
+            if let Some(us) = per_request(ticks) {
+                us_per_request.insert((*name).to_owned(), us);
+            }
+        }
+        let busy = later.machine_busy.saturating_sub(self.machine_busy);
+        if let Some(us) = per_request(busy) {
+            us_per_request.insert("machine".to_owned(), us);
+        }
+        let cores = later.cores.max(1);
+        Some(CpuUse {
+            machine_percent: busy as f64 / TICKS_PER_SEC / secs / cores as f64 * 100.0,
+            cores,
+            percent_of_a_core,
+            us_per_request,
+        })
+    }
+}
+
+/// Busy ticks of all cores (everything but idle and iowait), and the number of cores.
+fn machine_ticks() -> Option<(u64, usize)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let total = stat.lines().next()?;
+    let fields: Vec<u64> = total
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .take(8)
+        .map(|(_, v)| v)
+        .sum();
+    let cores = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    Some((busy, cores))
+}
+
+/// utime + stime of a process (`self` or a pid).
+fn pid_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_ticks(&stat)
+}
+
+fn parse_ticks(stat: &str) -> Option<u64> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5) are the 12th and 13th after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Ticks of every nats-server and every postgres process.
+fn named_ticks() -> (u64, u64) {
+    let (mut nats, mut postgres) = (0, 0);
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return (0, 0);
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+            continue;
+        };
+        let target = match comm.trim() {
+            "nats-server" => &mut nats,
+            "postgres" => &mut postgres,
+            _ => continue,
+        };
+        *target += pid_ticks(pid).unwrap_or(0);
+    }
+    (nats, postgres)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_read_after_the_command_name() {
+        let stat = "42 (tokio (rt) worker) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 4 0 1";
+        assert_eq!(parse_ticks(stat), Some(325));
+    }
+
+    #[test]
+    fn a_phase_of_this_process_is_measured() {
+        let before = sample(None);
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(200) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let used = before.until(&sample(None), 100).unwrap();
+        assert!(used.percent_of_a_core["cart-bench"] > 30.0, "{used:?}");
+        assert!(used.us_per_request["cart-bench"] > 0.0);
+        assert!(used.cores >= 1);
+    }
+}

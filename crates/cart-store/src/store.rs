@@ -269,52 +269,37 @@ impl EventStore {
         let mut tx = self.pool.begin().await?;
         // Lock every stream and command id of the batch, then check versions and the
         // ledger: under these locks nobody else can append to the streams or record the
-        // ids, so the plain inserts below cannot meet a unique violation. One that does
-        // anyway (a writer that skipped the locks) fails the whole transaction: a lost
-        // race is never turned into a silent skip.
+        // ids, so the plain event insert below cannot meet a unique violation. One that
+        // does anyway (a writer that skipped the locks) fails the whole transaction: a
+        // lost race is never turned into a silent skip.
         lock_keys(&mut tx, appends).await?;
         let versions = current_versions(&mut tx, appends).await?;
-        let recorded = recorded_commands(&mut tx, appends).await?;
-        let mut outcomes = Vec::with_capacity(appends.len());
-        // Appends are judged in batch order, so two of one stream in a batch chain up.
-        let mut versions = versions;
-        let mut ledger: HashSet<LedgerKey<'_>> = recorded;
-        for append in appends {
-            let stream_id = append.key.stream_id();
-            let current = versions.get(&stream_id).copied().unwrap_or(0);
-            let outcome = if current != append.expected {
-                Err(StoreError::Conflict {
-                    stream_id,
-                    expected: append.expected,
-                })
-            } else if let Some(key) = ledger_key(append).filter(|k| ledger.contains(k)) {
-                Err(StoreError::DuplicateCommand {
-                    command_id: key.2.to_owned(),
-                })
-            } else {
-                let version =
-                    append.expected + i64::try_from(append.events.len()).unwrap_or(i64::MAX);
-                versions.insert(stream_id, version);
-                ledger.extend(ledger_key(append));
-                Ok(AppendOutcome { version })
-            };
-            outcomes.push(outcome);
-        }
+        // The ledger rows go in first, and a command id recorded before is told by its row
+        // not going in (the primary key as the probe, under the lock: no race is hidden).
+        let hopeful = judge(appends, &versions, &HashSet::new());
+        let (recorded, duplicates) = insert_commands(&mut tx, appends, &hopeful).await?;
+        let outcomes = if duplicates.is_empty() {
+            hopeful
+        } else {
+            // A retry in the batch: judge again without it. A later append of its stream
+            // in the same batch was decided on the version it would have written.
+            let outcomes = judge(appends, &versions, &duplicates);
+            let lost: Vec<usize> = recorded
+                .into_iter()
+                .filter(|&i| outcomes[i].is_err())
+                .collect();
+            remove_commands(&mut tx, appends, &lost).await?;
+            outcomes
+        };
         let winners: Vec<(&Append<'_>, i64)> = appends
             .iter()
             .zip(&outcomes)
             .filter_map(|(a, o)| o.as_ref().ok().map(|o| (a, o.version)))
-            .collect();
-        // The event insert is the transaction's first write, so its xid is taken here,
-        // after the locks, and the global order stays close to commit order.
-        insert_events(&mut tx, &winners).await?;
-        insert_commands(&mut tx, &winners).await?;
-        let changed: Vec<(&Append<'_>, i64)> = winners
-            .into_iter()
             .filter(|(a, _)| !a.events.is_empty())
             .collect();
-        insert_streams(&mut tx, &changed).await?;
-        upsert_projections(&mut tx, &changed).await?;
+        insert_events(&mut tx, &winners).await?;
+        insert_streams(&mut tx, &winners).await?;
+        upsert_projections(&mut tx, &winners).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -509,35 +494,6 @@ async fn current_versions(
     Ok(rows.into_iter().collect())
 }
 
-/// The batch's command ids that the ledger already holds.
-async fn recorded_commands<'k>(
-    conn: &mut PgConnection,
-    appends: &[Append<'k>],
-) -> Result<HashSet<LedgerKey<'k>>, sqlx::Error> {
-    let keys: Vec<LedgerKey<'k>> = appends.iter().filter_map(ledger_key).collect();
-    if keys.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let found: Vec<(i64, String, String)> = sqlx::query_as(
-        "select p.project_id, p.user_id, p.command_id \
-         from unnest($1::bigint[], $2::text[], $3::text[]) as k(project_id, user_id, command_id) \
-         join processed_commands p using (project_id, user_id, command_id)",
-    )
-    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-    .fetch_all(conn)
-    .await?;
-    Ok(keys
-        .into_iter()
-        .filter(|k| {
-            found
-                .iter()
-                .any(|(p, u, c)| (*p, u.as_str(), c.as_str()) == *k)
-        })
-        .collect())
-}
-
 /// One statement for every event of the batch's winners.
 async fn insert_events(
     conn: &mut PgConnection,
@@ -588,29 +544,106 @@ async fn insert_events(
     Ok(())
 }
 
-/// The ledger rows of the batch's winners that carry a command id.
+/// Each append's outcome, in batch order, so that two appends of one stream chain up:
+/// the version it was decided on must be the stream's version by then, and its command
+/// id must be neither in `duplicates` nor used by an earlier append of the batch.
+fn judge(
+    appends: &[Append<'_>],
+    versions: &HashMap<Uuid, i64>,
+    duplicates: &HashSet<usize>,
+) -> Vec<Result<AppendOutcome, StoreError>> {
+    let mut versions = versions.clone();
+    let mut ids: HashSet<LedgerKey<'_>> = HashSet::new();
+    appends
+        .iter()
+        .enumerate()
+        .map(|(i, append)| {
+            let stream_id = append.key.stream_id();
+            let key = ledger_key(append);
+            if duplicates.contains(&i) || key.is_some_and(|k| ids.contains(&k)) {
+                return Err(StoreError::DuplicateCommand {
+                    command_id: key.map(|k| k.2.to_owned()).unwrap_or_default(),
+                });
+            }
+            if versions.get(&stream_id).copied().unwrap_or(0) != append.expected {
+                return Err(StoreError::Conflict {
+                    stream_id,
+                    expected: append.expected,
+                });
+            }
+            let version = append.expected + i64::try_from(append.events.len()).unwrap_or(i64::MAX);
+            versions.insert(stream_id, version);
+            ids.extend(key);
+            Ok(AppendOutcome { version })
+        })
+        .collect()
+}
+
+/// Records the ledger rows of the appends judged OK; returns the indexes recorded and
+/// those whose command id the ledger held already. Being the transaction's first
+/// write, this takes its xid, right after the locks, so the global order stays close
+/// to commit order.
 async fn insert_commands(
     conn: &mut PgConnection,
-    winners: &[(&Append<'_>, i64)],
-) -> Result<(), sqlx::Error> {
-    let rows: Vec<(&Append<'_>, &ProcessedCommand)> = winners
+    appends: &[Append<'_>],
+    outcomes: &[Result<AppendOutcome, StoreError>],
+) -> Result<(Vec<usize>, HashSet<usize>), sqlx::Error> {
+    let rows: Vec<(usize, LedgerKey<'_>, &ProcessedCommand)> = appends
         .iter()
-        .filter_map(|(a, _)| Some((*a, a.command?)))
+        .enumerate()
+        .filter(|(i, _)| outcomes[*i].is_ok())
+        .filter_map(|(i, a)| Some((i, ledger_key(a)?, a.command?)))
         .collect();
     if rows.is_empty() {
+        return Ok((Vec::new(), HashSet::new()));
+    }
+    let inserted: Vec<(i64, String, String)> = sqlx::query_as(
+        "insert into processed_commands (project_id, user_id, command_id, fingerprint, stream_id, content_type, reply) \
+         select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::uuid[], $6::text[], $7::bytea[]) \
+         on conflict (project_id, user_id, command_id) do nothing \
+         returning project_id, user_id, command_id",
+    )
+    .bind(rows.iter().map(|(_, k, _)| k.0).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, k, _)| k.1).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, k, _)| k.2).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, _, c)| c.fingerprint.as_slice()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(i, ..)| appends[*i].key.stream_id()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, _, c)| c.content_type.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, _, c)| c.reply.as_slice()).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await?;
+    let inserted: HashSet<(i64, &str, &str)> = inserted
+        .iter()
+        .map(|(p, u, c)| (*p, u.as_str(), c.as_str()))
+        .collect();
+    let (recorded, duplicates): (Vec<&(usize, LedgerKey<'_>, &ProcessedCommand)>, Vec<_>) =
+        rows.iter().partition(|(_, k, _)| inserted.contains(k));
+    Ok((
+        recorded.into_iter().map(|(i, ..)| *i).collect(),
+        duplicates.into_iter().map(|(i, ..)| *i).collect(),
+    ))
+}
+
+/// Takes back ledger rows this transaction wrote for appends that lost after all.
+async fn remove_commands(
+    conn: &mut PgConnection,
+    appends: &[Append<'_>],
+    lost: &[usize],
+) -> Result<(), sqlx::Error> {
+    let keys: Vec<LedgerKey<'_>> = lost
+        .iter()
+        .filter_map(|&i| ledger_key(&appends[i]))
+        .collect();
+    if keys.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "insert into processed_commands (project_id, user_id, command_id, fingerprint, stream_id, content_type, reply) \
-         select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::uuid[], $6::text[], $7::bytea[])",
+        "delete from processed_commands p using unnest($1::bigint[], $2::text[], $3::text[]) as k(pr, u, c) \
+         where p.project_id = k.pr and p.user_id = k.u and p.command_id = k.c",
     )
-    .bind(rows.iter().map(|(a, _)| project_id(a.key.project)).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(a, _)| a.key.user.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, c)| c.command_id.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, c)| c.fingerprint.as_slice()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(a, _)| a.key.stream_id()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, c)| c.content_type.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, c)| c.reply.as_slice()).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

@@ -4,13 +4,15 @@
 //! events after it, applies them and moves the checkpoint, so a crash anywhere leaves
 //! either the whole batch (rows and checkpoint) or none of it. Instances that run the
 //! same projection queue on the checkpoint row lock instead of applying twice. Every
-//! apply also claims `(projection, stream, version)`, so an event delivered again, or an
+//! batch also claims `(projection, stream, version)`, so an event delivered again, or an
 //! older one after a newer, is ignored even if the checkpoint were reset.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 
 use cart_domain::CartEvent;
 use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
 
 use crate::feed::{read_page, Filter, Position, RecordedEvent};
 use crate::StoreError;
@@ -20,12 +22,13 @@ pub trait Projection: Send + Sync {
     /// The stable name of the projection: its checkpoint row and version claims.
     fn name(&self) -> &str;
 
-    /// Applies one event inside the batch's transaction. Called only for events the
-    /// projection has not applied before.
+    /// Applies a batch's events, in log order, inside the batch's transaction. Called
+    /// only with events the projection has not applied before. A batch at a time, so
+    /// that a projection can write what many events did in a few statements.
     fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &RecordedEvent,
+        events: &[RecordedEvent],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -66,24 +69,54 @@ pub async fn save_checkpoint(
     Ok(())
 }
 
-/// Claims an event for a projection: true if it is newer than anything the projection
-/// applied to that stream, false if it was applied already.
-pub async fn claim(
+/// Claims a batch's events for a projection: keeps those newer than anything the
+/// projection applied to their stream (earlier events of the batch included), records
+/// the newest claimed version of each stream, and drops the rest, already applied.
+pub async fn claim<'e>(
     conn: &mut PgConnection,
     projection: &str,
-    event: &RecordedEvent,
-) -> Result<bool, StoreError> {
-    let claimed = sqlx::query(
-        "insert into projection_versions (projection, stream_id, version) values ($1, $2, $3) \
-         on conflict (projection, stream_id) do update set version = excluded.version \
-         where projection_versions.version < excluded.version",
+    events: &'e [RecordedEvent],
+) -> Result<Vec<&'e RecordedEvent>, StoreError> {
+    let mut streams: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let applied: HashMap<Uuid, i64> = sqlx::query_as(
+        "select stream_id, version from projection_versions \
+         where projection = $1 and stream_id = any($2)",
     )
     .bind(projection)
-    .bind(event.stream_id)
-    .bind(event.version)
-    .execute(&mut *conn)
-    .await?;
-    Ok(claimed.rows_affected() == 1)
+    .bind(&streams)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let mut newest = applied.clone();
+    let mut claimed = Vec::with_capacity(events.len());
+    for event in events {
+        let last = newest.entry(event.stream_id).or_insert(0);
+        if event.version > *last {
+            *last = event.version;
+            claimed.push(event);
+        }
+    }
+    let moved: Vec<(Uuid, i64)> = newest
+        .into_iter()
+        .filter(|(id, v)| applied.get(id) != Some(v))
+        .collect();
+    if !moved.is_empty() {
+        sqlx::query(
+            "insert into projection_versions (projection, stream_id, version) \
+             select $1, s, v from unnest($2::uuid[], $3::bigint[]) as c(s, v) \
+             on conflict (projection, stream_id) do update set version = excluded.version \
+             where projection_versions.version < excluded.version",
+        )
+        .bind(projection)
+        .bind(moved.iter().map(|m| m.0).collect::<Vec<_>>())
+        .bind(moved.iter().map(|m| m.1).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(claimed)
 }
 
 /// Applies the next batch of at most about `limit` events; returns how many events the
@@ -109,10 +142,13 @@ pub async fn run_batch<P: Projection>(
         tx.rollback().await?;
         return Ok(0);
     };
-    for event in &events {
-        if claim(&mut tx, projection.name(), event).await? {
-            projection.apply(&mut tx, event).await?;
-        }
+    let claimed: Vec<RecordedEvent> = claim(&mut tx, projection.name(), &events)
+        .await?
+        .into_iter()
+        .cloned()
+        .collect();
+    if !claimed.is_empty() {
+        projection.apply(&mut tx, &claimed).await?;
     }
     save_checkpoint(&mut tx, projection.name(), last).await?;
     tx.commit().await?;
@@ -136,75 +172,120 @@ impl Projection for SkuActivity {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &RecordedEvent,
+        events: &[RecordedEvent],
     ) -> Result<(), StoreError> {
-        let removed: Vec<(String, i64)> = match &event.event {
-            CartEvent::CartOpened => vec![],
-            CartEvent::ItemQuantitySet { sku, quantity } => {
-                let before: Option<i64> = sqlx::query_scalar(
-                    "select quantity from sku_activity_lines where stream_id = $1 and sku = $2",
-                )
-                .bind(event.stream_id)
-                .bind(sku.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
-                sqlx::query(
-                    "insert into sku_activity_lines (stream_id, sku, quantity) values ($1, $2, $3) \
-                     on conflict (stream_id, sku) do update set quantity = excluded.quantity",
-                )
-                .bind(event.stream_id)
-                .bind(sku.as_str())
-                .bind(i64::from(*quantity))
-                .execute(&mut *conn)
-                .await?;
-                let added = i64::from(before.is_none());
-                sqlx::query(
-                    "insert into sku_activity (project_id, sku, carts_holding, units_held, times_added) \
-                     values ($1, $2, $3, $4, $3) \
-                     on conflict (project_id, sku) do update set \
-                       carts_holding = sku_activity.carts_holding + excluded.carts_holding, \
-                       units_held = sku_activity.units_held + excluded.units_held, \
-                       times_added = sku_activity.times_added + excluded.times_added",
-                )
-                .bind(event.project_id)
-                .bind(sku.as_str())
-                .bind(added)
-                .bind(i64::from(*quantity) - before.unwrap_or(0))
-                .execute(&mut *conn)
-                .await?;
-                vec![]
+        let mut streams: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        // The lines of the batch's carts as stored, changed in memory event by event,
+        // then written back with the per-SKU totals: a few statements per batch.
+        let stored: Vec<(Uuid, String, i64)> = sqlx::query_as(
+            "select stream_id, sku, quantity from sku_activity_lines where stream_id = any($1)",
+        )
+        .bind(&streams)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut lines: HashMap<Uuid, BTreeMap<String, i64>> = HashMap::new();
+        for (stream, sku, quantity) in stored {
+            lines.entry(stream).or_default().insert(sku, quantity);
+        }
+        let mut touched: BTreeSet<(Uuid, String)> = BTreeSet::new();
+        let mut totals: BTreeMap<(i64, String), SkuTotals> = BTreeMap::new();
+        for event in events {
+            let cart = lines.entry(event.stream_id).or_default();
+            let remove = |sku: String, quantity: i64, totals: &mut BTreeMap<_, SkuTotals>| {
+                let t = totals.entry((event.project_id, sku)).or_default();
+                t.carts_holding -= 1;
+                t.units_held -= quantity;
+                t.times_removed += 1;
+            };
+            match &event.event {
+                CartEvent::CartOpened => {}
+                CartEvent::ItemQuantitySet { sku, quantity } => {
+                    let quantity = i64::from(*quantity);
+                    let before = cart.insert(sku.as_str().to_owned(), quantity);
+                    let t = totals
+                        .entry((event.project_id, sku.as_str().to_owned()))
+                        .or_default();
+                    let added = i64::from(before.is_none());
+                    t.carts_holding += added;
+                    t.times_added += added;
+                    t.units_held += quantity - before.unwrap_or(0);
+                    touched.insert((event.stream_id, sku.as_str().to_owned()));
+                }
+                CartEvent::ItemRemoved { sku } => {
+                    if let Some(quantity) = cart.remove(sku.as_str()) {
+                        remove(sku.as_str().to_owned(), quantity, &mut totals);
+                    }
+                    touched.insert((event.stream_id, sku.as_str().to_owned()));
+                }
+                CartEvent::CartCleared { .. } => {
+                    for (sku, quantity) in std::mem::take(cart) {
+                        touched.insert((event.stream_id, sku.clone()));
+                        remove(sku, quantity, &mut totals);
+                    }
+                }
             }
-            CartEvent::ItemRemoved { sku } => {
-                sqlx::query_as(
-                    "delete from sku_activity_lines where stream_id = $1 and sku = $2 returning sku, quantity",
-                )
-                .bind(event.stream_id)
-                .bind(sku.as_str())
-                .fetch_all(&mut *conn)
-                .await?
+        }
+        let (mut gone, mut kept) = (Vec::new(), Vec::new());
+        for (stream, sku) in touched {
+            match lines.get(&stream).and_then(|l| l.get(&sku)) {
+                Some(quantity) => kept.push((stream, sku, *quantity)),
+                None => gone.push((stream, sku)),
             }
-            CartEvent::CartCleared { .. } => {
-                sqlx::query_as(
-                    "delete from sku_activity_lines where stream_id = $1 returning sku, quantity",
-                )
-                .bind(event.stream_id)
-                .fetch_all(&mut *conn)
-                .await?
-            }
-        };
-        for (sku, quantity) in removed {
+        }
+        if !gone.is_empty() {
             sqlx::query(
-                "update sku_activity set carts_holding = carts_holding - 1, units_held = units_held - $3, \
-                   times_removed = times_removed + 1 where project_id = $1 and sku = $2",
+                "delete from sku_activity_lines l using unnest($1::uuid[], $2::text[]) as d(s, k) \
+                 where l.stream_id = d.s and l.sku = d.k",
             )
-            .bind(event.project_id)
-            .bind(sku)
-            .bind(quantity)
+            .bind(gone.iter().map(|g| g.0).collect::<Vec<_>>())
+            .bind(gone.iter().map(|g| g.1.as_str()).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !kept.is_empty() {
+            sqlx::query(
+                "insert into sku_activity_lines (stream_id, sku, quantity) \
+                 select * from unnest($1::uuid[], $2::text[], $3::bigint[]) \
+                 on conflict (stream_id, sku) do update set quantity = excluded.quantity",
+            )
+            .bind(kept.iter().map(|k| k.0).collect::<Vec<_>>())
+            .bind(kept.iter().map(|k| k.1.as_str()).collect::<Vec<_>>())
+            .bind(kept.iter().map(|k| k.2).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !totals.is_empty() {
+            sqlx::query(
+                "insert into sku_activity (project_id, sku, carts_holding, units_held, times_added, times_removed) \
+                 select * from unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) \
+                 on conflict (project_id, sku) do update set \
+                   carts_holding = sku_activity.carts_holding + excluded.carts_holding, \
+                   units_held = sku_activity.units_held + excluded.units_held, \
+                   times_added = sku_activity.times_added + excluded.times_added, \
+                   times_removed = sku_activity.times_removed + excluded.times_removed",
+            )
+            .bind(totals.keys().map(|k| k.0).collect::<Vec<_>>())
+            .bind(totals.keys().map(|k| k.1.as_str()).collect::<Vec<_>>())
+            .bind(totals.values().map(|t| t.carts_holding).collect::<Vec<_>>())
+            .bind(totals.values().map(|t| t.units_held).collect::<Vec<_>>())
+            .bind(totals.values().map(|t| t.times_added).collect::<Vec<_>>())
+            .bind(totals.values().map(|t| t.times_removed).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
         Ok(())
     }
+}
+
+/// What a batch changed of one SKU's row in `sku_activity`.
+#[derive(Debug, Default)]
+struct SkuTotals {
+    carts_holding: i64,
+    units_held: i64,
+    times_added: i64,
+    times_removed: i64,
 }
 
 #[cfg(test)]

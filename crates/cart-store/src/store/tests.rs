@@ -991,3 +991,79 @@ async fn a_version_taken_behind_the_locks_fails_the_batch_and_writes_nothing(poo
     );
     assert_eq!(store.load(&raced).await.unwrap().version, 1);
 }
+
+/// A retry found in the ledger takes down what the batch chained on it: the append of
+/// its cart decided on the version the retry would have written is a conflict, and its
+/// ledger row, already written, is taken back.
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn an_append_chained_on_a_retry_in_its_batch_is_a_conflict_and_leaves_no_ledger_row(
+    pool: PgPool,
+) {
+    let store = EventStore::new(pool.clone());
+    let k = key("chained");
+    let ledger = |id: &str| ProcessedCommand {
+        command_id: id.into(),
+        fingerprint: vec![2],
+        content_type: "application/json".into(),
+        reply: id.as_bytes().to_vec(),
+    };
+    let (retry, fresh) = (ledger("retry"), ledger("fresh"));
+    let opened = [CartEvent::CartOpened];
+    let cart = Cart::replay(&opened);
+    store
+        .append(Append {
+            key: &k,
+            expected: 0,
+            events: &opened,
+            cart: &cart,
+            command: Some(&retry),
+            metadata: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+    let (a, b) = ([line("a", 1)], [line("b", 1)]);
+    let appends = [
+        Append {
+            key: &k,
+            expected: 1,
+            events: &a,
+            cart: &cart,
+            command: Some(&retry),
+            metadata: serde_json::json!({}),
+        },
+        Append {
+            key: &k,
+            expected: 2,
+            events: &b,
+            cart: &cart,
+            command: Some(&fresh),
+            metadata: serde_json::json!({}),
+        },
+    ];
+    let outcomes = store.append_batch(&appends).await.unwrap();
+    assert!(
+        matches!(&outcomes[0], Err(StoreError::DuplicateCommand { command_id }) if command_id == "retry"),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(
+        matches!(outcomes[1], Err(StoreError::Conflict { expected: 2, .. })),
+        "{:?}",
+        outcomes[1]
+    );
+    assert_eq!(store.load(&k).await.unwrap().version, 1);
+    assert!(store
+        .processed(k.project, &k.user, "fresh")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store
+            .processed(k.project, &k.user, "retry")
+            .await
+            .unwrap()
+            .unwrap()
+            .reply,
+        b"retry"
+    );
+}

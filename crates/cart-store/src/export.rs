@@ -156,12 +156,11 @@ async fn resolve(
 mod tests {
     use std::time::{Duration, Instant};
 
-    use sqlx::PgPool;
-
     use super::*;
 
-    #[sqlx::test(migrator = "crate::MIGRATOR")]
-    async fn an_undecodable_event_stops_the_export_after_the_whole_pages_before_it(pool: PgPool) {
+    #[tokio::test]
+    async fn an_undecodable_event_stops_the_export_after_the_whole_pages_before_it() {
+        let (_db, pool) = crate::testing::database().await;
         // A first transaction of exactly one page...
         sqlx::query(
             "insert into cart_events (stream_id, version, event_id, project_id, event_type, \

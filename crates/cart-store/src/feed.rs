@@ -367,8 +367,9 @@ mod tests {
         (streams, exported)
     }
 
-    #[sqlx::test(migrator = "crate::MIGRATOR")]
-    async fn a_start_by_time_never_passes_a_transaction_still_in_flight(pool: PgPool) {
+    #[tokio::test]
+    async fn a_start_by_time_never_passes_a_transaction_still_in_flight() {
+        let (_db, pool) = crate::testing::database().await;
         // A time before both transactions.
         let since: String = sqlx::query_scalar("select now()::text")
             .fetch_one(&pool)
@@ -431,8 +432,9 @@ mod tests {
         assert_eq!(export_after(&pool, last).await.0, Vec::<Uuid>::new());
     }
 
-    #[sqlx::test(migrator = "crate::MIGRATOR")]
-    async fn a_start_by_time_starts_before_the_first_visible_event_recorded_since(pool: PgPool) {
+    #[tokio::test]
+    async fn a_start_by_time_starts_before_the_first_visible_event_recorded_since() {
+        let (_db, pool) = crate::testing::database().await;
         let (old, new) = (Uuid::now_v7(), Uuid::now_v7());
         let mut conn = pool.acquire().await.unwrap();
         opened(&mut conn, old, "2 hours").await;
@@ -466,8 +468,9 @@ mod tests {
         assert_eq!(start, all[1].position);
     }
 
-    #[sqlx::test(migrator = "crate::MIGRATOR")]
-    async fn the_feed_lag_counts_up_to_its_cap_and_ages_by_the_oldest(pool: PgPool) {
+    #[tokio::test]
+    async fn the_feed_lag_counts_up_to_its_cap_and_ages_by_the_oldest() {
+        let (_db, pool) = crate::testing::database().await;
         let mut conn = pool.acquire().await.unwrap();
         assert_eq!(lag(&mut conn, Position::default()).await.unwrap(), (0, 0.0));
         opened(&mut conn, Uuid::now_v7(), "1 hour").await;

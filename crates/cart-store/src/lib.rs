@@ -13,6 +13,8 @@ mod group;
 mod rebuild;
 mod store;
 pub mod subscription;
+#[cfg(test)]
+mod testing;
 
 pub use database::{connect, ensure_database, DbConfig};
 pub use feed::{Filter, Position, RecordedEvent};

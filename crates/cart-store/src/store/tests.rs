@@ -1,8 +1,7 @@
-//! The store against a real PostgreSQL, one fresh database per test (`#[sqlx::test]`
-//! reads DATABASE_URL). These are the event-sourcing pitfalls worth a test each.
+//! The store against a real PostgreSQL, one fresh database per test (`testing::database`
+//! on the server of DATABASE_URL). These are the event-sourcing pitfalls worth a test each.
 
 use cart_domain::{decide, CartCommand, Quantity, Sku};
-use sqlx::PgPool;
 
 use super::*;
 use crate::{AsOf, RebuildReport};
@@ -50,8 +49,9 @@ async fn run(
     panic!("no progress after 50 attempts")
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn append_then_load_round_trips(pool: PgPool) {
+#[tokio::test]
+async fn append_then_load_round_trips() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool);
     let k = key("c1");
     assert_eq!(
@@ -76,8 +76,9 @@ async fn append_then_load_round_trips(pool: PgPool) {
     assert_eq!(store.projection(&k).await.unwrap(), Some(loaded));
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn second_append_at_the_same_version_conflicts_and_writes_nothing(pool: PgPool) {
+#[tokio::test]
+async fn second_append_at_the_same_version_conflicts_and_writes_nothing() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let k = key("c1");
     let events = [CartEvent::CartOpened];
@@ -115,8 +116,9 @@ async fn second_append_at_the_same_version_conflicts_and_writes_nothing(pool: Pg
     assert_eq!(n, 1);
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn a_command_id_is_recorded_once_and_its_events_roll_back_with_a_duplicate(pool: PgPool) {
+#[tokio::test]
+async fn a_command_id_is_recorded_once_and_its_events_roll_back_with_a_duplicate() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let k = key("c1");
     let ledger = ProcessedCommand {
@@ -194,8 +196,9 @@ async fn a_command_id_is_recorded_once_and_its_events_roll_back_with_a_duplicate
         .is_none());
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn twenty_concurrent_writers_on_one_cart_lose_nothing(pool: PgPool) {
+#[tokio::test]
+async fn twenty_concurrent_writers_on_one_cart_lose_nothing() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool);
     let k = key("hot");
     let tasks: Vec<_> = (0..20)
@@ -260,8 +263,9 @@ async fn read_streams(store: &EventStore, after: Position) -> Vec<Uuid> {
         .collect()
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn a_late_commit_is_never_skipped_by_the_global_reader(pool: PgPool) {
+#[tokio::test]
+async fn a_late_commit_is_never_skipped_by_the_global_reader() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
     // A takes its position first and stays open; B takes a later one and commits.
@@ -301,8 +305,9 @@ async fn a_late_commit_is_never_skipped_by_the_global_reader(pool: PgPool) {
     assert_eq!(read_streams(&store, last).await, Vec::<Uuid>::new());
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn a_rolled_back_append_leaves_a_hole_the_reader_passes(pool: PgPool) {
+#[tokio::test]
+async fn a_rolled_back_append_leaves_a_hole_the_reader_passes() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
     let mut tx = pool.begin().await.unwrap();
@@ -320,8 +325,9 @@ async fn a_rolled_back_append_leaves_a_hole_the_reader_passes(pool: PgPool) {
     assert_eq!(seen, [b]);
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn the_global_position_sequence_has_cache_one(pool: PgPool) {
+#[tokio::test]
+async fn the_global_position_sequence_has_cache_one() {
+    let (_db, pool) = crate::testing::database().await;
     let cache: i64 = sqlx::query_scalar(
         "select cache_size from pg_sequences where sequencename = pg_get_serial_sequence('cart_events', 'global_position')::regclass::text \
             or schemaname || '.' || sequencename = pg_get_serial_sequence('cart_events', 'global_position')",
@@ -332,8 +338,9 @@ async fn the_global_position_sequence_has_cache_one(pool: PgPool) {
     assert_eq!(cache, 1);
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn a_corrupt_stored_event_is_an_error_not_a_panic(pool: PgPool) {
+#[tokio::test]
+async fn a_corrupt_stored_event_is_an_error_not_a_panic() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let k = key("c1");
     let mut conn = pool.acquire().await.unwrap();
@@ -352,8 +359,9 @@ async fn a_corrupt_stored_event_is_an_error_not_a_panic(pool: PgPool) {
     ));
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn the_rebuilt_projection_equals_the_live_one(pool: PgPool) {
+#[tokio::test]
+async fn the_rebuilt_projection_equals_the_live_one() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     for (i, cart) in ["c1", "c2", "c3"].into_iter().enumerate() {
         let k = key(cart);
@@ -439,8 +447,9 @@ async fn read_visible(store: &EventStore, n: usize, limit: i64) -> Vec<RecordedE
     }
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn a_page_never_ends_inside_a_command(pool: PgPool) {
+#[tokio::test]
+async fn a_page_never_ends_inside_a_command() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool);
     // CartOpened and three lines: four events of one transaction.
     run(&store, &key("c1"), &fill(&["a", "b", "c"]))
@@ -460,8 +469,9 @@ async fn a_page_never_ends_inside_a_command(pool: PgPool) {
     assert_eq!(page[0].cart_id, "c1");
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn events_stored_by_an_older_schema_version_are_upcast_on_every_read(pool: PgPool) {
+#[tokio::test]
+async fn events_stored_by_an_older_schema_version_are_upcast_on_every_read() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let k = key("c1");
     run(&store, &k, &put("a", 2)).await.unwrap();
@@ -493,8 +503,9 @@ async fn events_stored_by_an_older_schema_version_are_upcast_on_every_read(pool:
     assert_eq!((sv, payload), (2, serde_json::json!({"reason": "shopper"})));
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn an_unknown_event_type_stops_the_reader_instead_of_being_skipped(pool: PgPool) {
+#[tokio::test]
+async fn an_unknown_event_type_stops_the_reader_instead_of_being_skipped() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     run(&store, &key("c1"), &put("a", 1)).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
@@ -523,8 +534,9 @@ async fn an_unknown_event_type_stops_the_reader_instead_of_being_skipped(pool: P
     );
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn time_travel_gives_the_cart_at_a_version_or_a_time(pool: PgPool) {
+#[tokio::test]
+async fn time_travel_gives_the_cart_at_a_version_or_a_time() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let k = key("c1");
     run(&store, &k, &put("a", 1)).await.unwrap(); // versions 1, 2
@@ -574,8 +586,9 @@ async fn time_travel_gives_the_cart_at_a_version_or_a_time(pool: PgPool) {
     ));
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn a_rebuild_under_live_writes_switches_without_losing_a_write(pool: PgPool) {
+#[tokio::test]
+async fn a_rebuild_under_live_writes_switches_without_losing_a_write() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let carts: Vec<StreamKey> = (0..12).map(|i| key(&format!("live{i}"))).collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -629,8 +642,9 @@ async fn a_rebuild_under_live_writes_switches_without_losing_a_write(pool: PgPoo
     }
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn only_one_rebuild_runs_at_a_time(pool: PgPool) {
+#[tokio::test]
+async fn only_one_rebuild_runs_at_a_time() {
+    let (_db, pool) = crate::testing::database().await;
     let mut holder = pool.acquire().await.unwrap();
     sqlx::query("select pg_advisory_lock($1)")
         .bind(0x6361_7274_7265_6231_i64)
@@ -643,8 +657,9 @@ async fn only_one_rebuild_runs_at_a_time(pool: PgPool) {
     ));
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn a_writer_blocked_by_the_switch_writes_into_the_new_table(pool: PgPool) {
+#[tokio::test]
+async fn a_writer_blocked_by_the_switch_writes_into_the_new_table() {
+    let (_db, pool) = crate::testing::database().await;
     // One connection, so the writer's statements are already prepared (and planned
     // against the old table) when the switch happens.
     let single = sqlx::postgres::PgPoolOptions::new()
@@ -688,8 +703,9 @@ async fn a_writer_blocked_by_the_switch_writes_into_the_new_table(pool: PgPool) 
 }
 
 /// Group commit: one transaction, each command judged on its own.
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn a_batch_commits_its_winners_and_leaves_nothing_of_its_losers(pool: PgPool) {
+#[tokio::test]
+async fn a_batch_commits_its_winners_and_leaves_nothing_of_its_losers() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let (fresh, stale, repeated, partial) =
         (key("fresh"), key("stale"), key("repeated"), key("partial"));
@@ -834,8 +850,9 @@ async fn a_batch_commits_its_winners_and_leaves_nothing_of_its_losers(pool: PgPo
 /// Two commands of one cart in one batch, each decided on the version the other one
 /// writes: the store keeps both straight (the service never batches a cart twice, but
 /// the store does not rely on it).
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn one_cart_twice_in_a_batch_keeps_versions_and_projection_straight(pool: PgPool) {
+#[tokio::test]
+async fn one_cart_twice_in_a_batch_keeps_versions_and_projection_straight() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool);
     let k = key("twice");
     let first = [CartEvent::CartOpened, line("a", 1)];
@@ -890,8 +907,9 @@ fn line(sku: &str, quantity: u32) -> CartEvent {
 
 /// Grouped reads: every reader gets its own cart back, never a batch-mate's; a cart
 /// without events is absent; a row that cannot be decoded fails only its own reader.
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn grouped_projection_reads_answer_each_reader_with_its_own_cart(pool: PgPool) {
+#[tokio::test]
+async fn grouped_projection_reads_answer_each_reader_with_its_own_cart() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let keys: Vec<StreamKey> = (0..40).map(|i| key(&format!("r{i}"))).collect();
     for (i, k) in keys.iter().enumerate().take(30) {
@@ -936,8 +954,9 @@ async fn grouped_projection_reads_answer_each_reader_with_its_own_cart(pool: PgP
 
 /// A writer that bypasses the batch's locks and takes a version between the check and
 /// the insert makes the whole batch fail, never a silent skip that answers OK.
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn a_version_taken_behind_the_locks_fails_the_batch_and_writes_nothing(pool: PgPool) {
+#[tokio::test]
+async fn a_version_taken_behind_the_locks_fails_the_batch_and_writes_nothing() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let (raced, other) = (key("raced"), key("other"));
     let mut outsider = pool.begin().await.unwrap();
@@ -995,10 +1014,9 @@ async fn a_version_taken_behind_the_locks_fails_the_batch_and_writes_nothing(poo
 /// A retry found in the ledger takes down what the batch chained on it: the append of
 /// its cart decided on the version the retry would have written is a conflict, and its
 /// ledger row, already written, is taken back.
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn an_append_chained_on_a_retry_in_its_batch_is_a_conflict_and_leaves_no_ledger_row(
-    pool: PgPool,
-) {
+#[tokio::test]
+async fn an_append_chained_on_a_retry_in_its_batch_is_a_conflict_and_leaves_no_ledger_row() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     let k = key("chained");
     let ledger = |id: &str| ProcessedCommand {

@@ -112,8 +112,9 @@ async fn settle(pool: &PgPool) -> usize {
     total
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn a_consumer_crashing_at_random_points_handles_every_event_exactly_once(pool: PgPool) {
+#[tokio::test]
+async fn a_consumer_crashing_at_random_points_handles_every_event_exactly_once() {
+    let (_db, pool) = crate::testing::database().await;
     sqlx::query("create table handled (projection text not null, event_id uuid not null)")
         .execute(&pool)
         .await
@@ -180,8 +181,9 @@ async fn a_consumer_crashing_at_random_points_handles_every_event_exactly_once(p
     }
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
-async fn sku_activity_counts_carts_and_units_and_ignores_redelivery(pool: PgPool) {
+#[tokio::test]
+async fn sku_activity_counts_carts_and_units_and_ignores_redelivery() {
+    let (_db, pool) = crate::testing::database().await;
     let store = EventStore::new(pool.clone());
     run(&store, "c1", put("cup", 2)).await;
     run(&store, "c1", put("cup", 5)).await;

@@ -8,7 +8,8 @@ use std::hint::black_box;
 use std::str::FromStr;
 
 use cart_domain::{
-    apply, price, Cart, CartEvent, Catalog, ClearReason, Currency, Item, ItemPrice, ProjectId, Sku,
+    apply, price, Cart, CartEvent, Catalog, ClearReason, Currency, Item, ItemPrice, PricingContext,
+    ProjectId, Purchases, Sku, Timestamp,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rust_decimal::Decimal;
@@ -97,7 +98,6 @@ fn catalog_item(i: usize) -> Item {
     let usd = Decimal::from_str("0.99").expect("decimal") + Decimal::from(i % 50);
     let eur = Decimal::from_str("0.89").expect("decimal") + Decimal::from(i % 50);
     Item {
-        sku: sku(i),
         item_type: "virtual_good".into(),
         virtual_item_type: Some("non_consumable".into()),
         name: BTreeMap::from([
@@ -111,17 +111,18 @@ fn catalog_item(i: usize) -> Item {
                 currency: Currency::usd(),
                 amount: usd,
                 is_default: true,
+                country: None,
             },
             ItemPrice {
                 currency: Currency::parse("EUR").expect("currency"),
                 amount: eur,
                 is_default: false,
+                country: None,
             },
         ],
         virtual_prices: vec![],
         is_free: false,
-        groups: vec![],
-        attributes: vec![],
+        ..Item::new(sku(i), "virtual_good")
     }
 }
 
@@ -153,14 +154,24 @@ fn pricing(c: &mut Criterion) {
     let other = ProjectId::parse(2).expect("project");
     let catalog = catalog(project, other);
     let usd = Currency::usd();
+    let purchases = Purchases::default();
+    let ctx = PricingContext {
+        project,
+        catalog: &catalog,
+        currency: &usd,
+        country: None,
+        now: Timestamp::from_unix(1_700_000_000),
+        purchases: &purchases,
+        promo_code: None,
+    };
     let mut group = c.benchmark_group("price");
     for lines in [1usize, 10, 50] {
         let cart = cart_of(lines);
-        let priced = price(&cart, project, &catalog, &usd);
+        let priced = price(&cart, &ctx);
         assert_eq!(priced.lines.len(), lines);
         assert!(priced.total.is_some() && priced.lines.iter().all(|l| l.item.is_some()));
         group.bench_with_input(BenchmarkId::new("lines", lines), &cart, |b, cart| {
-            b.iter(|| price(black_box(cart), project, &catalog, &usd));
+            b.iter(|| price(black_box(cart), &ctx));
         });
     }
     group.finish();

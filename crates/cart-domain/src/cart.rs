@@ -1,5 +1,6 @@
 //! The cart aggregate: commands, events, `decide` and `apply`.
 
+use crate::availability::Unavailable;
 use crate::ids::{Quantity, Sku, MAX_LINES};
 
 /// One line of a cart. Invariant: `quantity` is never zero.
@@ -48,12 +49,30 @@ pub struct FillItem {
     pub quantity: Quantity,
     /// Whether the project's catalog lists this SKU.
     pub listed: bool,
+    /// Why a listed SKU cannot be bought in this quantity now (see
+    /// `availability::unavailable`); None when it can.
+    pub unavailable: Option<Unavailable>,
+}
+
+impl FillItem {
+    /// Why fill skips this SKU, if it does. Setting a quantity of 0 (removing the line)
+    /// is never refused for a listed SKU.
+    pub fn skip_reason(&self) -> Option<SkipReason> {
+        if !self.listed {
+            return Some(SkipReason::UnknownItem);
+        }
+        if self.quantity.is_zero() {
+            return None;
+        }
+        self.unavailable.map(SkipReason::Unavailable)
+    }
 }
 
 /// What a caller asks of a cart. Catalog facts arrive inside the command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CartCommand {
-    /// Set each listed SKU's quantity (0 removes it); unlisted SKUs are skipped. With
+    /// Set each listed SKU's quantity (0 removes it); unlisted SKUs and SKUs that cannot
+    /// be bought now are skipped (`FillItem::skip_reason`). With
     /// `replace`, lines not named in `items` are removed in the same change. When a SKU
     /// appears twice, the last one wins.
     Fill { items: Vec<FillItem>, replace: bool },
@@ -121,6 +140,8 @@ pub enum CartError {
 pub enum SkipReason {
     /// The catalog does not list the SKU (Xsolla 4001).
     UnknownItem,
+    /// Disabled, not on sale or over a purchase limit (Xsolla 1455, 1460, 1459).
+    Unavailable(Unavailable),
 }
 
 /// A SKU that fill skipped, reported to the caller as a warning.
@@ -135,11 +156,12 @@ pub struct Skipped {
 pub fn fill_warnings(items: &[FillItem]) -> Vec<Skipped> {
     items
         .iter()
-        .filter(|item| !item.listed)
-        .map(|item| Skipped {
-            sku: item.sku.clone(),
-            quantity: item.quantity,
-            reason: SkipReason::UnknownItem,
+        .filter_map(|item| {
+            Some(Skipped {
+                sku: item.sku.clone(),
+                quantity: item.quantity,
+                reason: item.skip_reason()?,
+            })
         })
         .collect()
 }
@@ -160,7 +182,7 @@ pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, Cart
             if *replace {
                 target.clear();
             }
-            for item in items.iter().filter(|item| item.listed) {
+            for item in items.iter().filter(|item| item.skip_reason().is_none()) {
                 set_line(&mut target, &item.sku, item.quantity);
             }
         }

@@ -8,18 +8,33 @@
 //! This crate is not the wire format (`cart-proto`) and does not know about storage
 //! versions (`cart-store` tracks them).
 
+mod availability;
 mod cart;
 mod catalog;
 mod ids;
 mod pricing;
+mod time;
 
+pub use availability::{
+    limits, unavailable, Availability, LineLimits, PerUserAvailability, PromoCodeUsage, Purchases,
+    RecurrentReset, SkuPurchases, Unavailable,
+};
 pub use cart::{
     apply, decide, fill_warnings, Cart, CartCommand, CartError, CartEvent, ClearReason, FillItem,
     Line, SkipReason, Skipped,
 };
-pub use catalog::{Attribute, AttributeValue, Catalog, Group, Item, ItemPrice, VirtualPrice};
+pub use catalog::{
+    Attribute, AttributeValue, Catalog, CompareOp, Consumable, DateWindow, Discount,
+    ExpirationPeriod, Group, InventoryOptions, Item, ItemLimits, ItemPrice, PerUserLimit,
+    PeriodUnit, PriceCondition, PromoCode, Promotion, PromotionId, PromotionKind, SalesPeriod,
+    VirtualPrice, VpReward,
+};
 pub use ids::{
     CartId, Currency, InvalidInput, Locale, ProjectId, Quantity, Sku, UserId, MAX_LINES,
     MAX_QUANTITY,
 };
-pub use pricing::{price, Money, PricedCart, PricedLine};
+pub use pricing::{
+    check_promo_code, discounted, price, rewards, AppliedCode, AppliedPromotion, Money, PricedCart,
+    PricedLine, PricingContext, PromoCodeOutcome, PromoCodeRejection, PromotionSource, Rewards,
+};
+pub use time::{days_in_month, Civil, Interval, RecurrentSchedule, Timestamp};

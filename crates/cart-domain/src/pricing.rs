@@ -1,10 +1,36 @@
-//! Prices a cart against a catalog snapshot, in a requested currency.
+//! Prices a cart against a catalog snapshot: unit prices in the requested currency,
+//! item promotions, the cart's promo code, bonus lines, limits and totals.
+//!
+//! Rules (Xsolla's, see docs/protocol.md and the reference):
+//! * The unit price is the item's price in the requested currency for the buyer's
+//!   country, else in that currency for everywhere, else the item's default price.
+//! * Discounts apply to the unit price, in this order: the item's discount promotions
+//!   by ascending promotion id, then the promo code's discount on that SKU
+//!   (`discounted_items`), then the promo code's cart-wide percent. Each percent step
+//!   is rounded to 2 decimals (half away from zero); a fixed value subtracts and stops
+//!   at zero. Virtual-currency prices are never discounted.
+//! * A line's total is unit times quantity. The cart's `amount` and
+//!   `amount_without_discount` sum the priced lines (not free, not bonus, known to the
+//!   catalog, with a price); they are None for a cart without such lines or with lines
+//!   in more than one currency.
+//! * Bonus items of item promotions and of the promo code are lines of their own,
+//!   free, without a price, in neither total.
+//! * Lines that cannot be bought (disabled, not on sale, over a limit) keep their price
+//!   and count in the totals; `can_be_bought` says they cannot be paid for.
 
-use rust_decimal::Decimal;
+mod promo_code;
 
+use std::collections::BTreeMap;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+pub use promo_code::{check_promo_code, rewards, PromoCodeRejection, Rewards};
+
+use crate::availability::{self, Availability, LineLimits, Purchases, Unavailable};
 use crate::cart::Cart;
-use crate::catalog::{Catalog, Item};
-use crate::ids::{Currency, ProjectId, Sku};
+use crate::catalog::{Catalog, DateWindow, Discount, Item, PromoCode, Promotion, PromotionKind};
+use crate::ids::{Currency, Locale, ProjectId, Sku};
+use crate::time::Timestamp;
 
 /// An exact amount of a currency.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,61 +39,255 @@ pub struct Money {
     pub currency: Currency,
 }
 
-/// A cart line with its item and unit price.
+/// The promo code a cart carries, as the redeemer gave it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppliedCode {
+    pub code: String,
+    /// For selectable rewards: unit SKU -> the picked item SKU.
+    pub selected_unit_items: BTreeMap<Sku, Sku>,
+}
+
+/// Everything pricing needs besides the cart; the shell gathers it.
+#[derive(Debug, Clone, Copy)]
+pub struct PricingContext<'a> {
+    pub project: ProjectId,
+    pub catalog: &'a Catalog,
+    pub currency: &'a Currency,
+    /// The buyer's ISO 3166-1 alpha-2 country, when known.
+    pub country: Option<&'a str>,
+    pub now: Timestamp,
+    pub purchases: &'a Purchases,
+    pub promo_code: Option<&'a AppliedCode>,
+}
+
+/// Where an applied promotion comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromotionSource<'a> {
+    Promotion(&'a Promotion),
+    PromoCode(&'a PromoCode),
+}
+
+impl PromotionSource<'_> {
+    pub fn name(&self, locale: &Locale) -> &str {
+        match self {
+            PromotionSource::Promotion(p) => p.name(locale),
+            PromotionSource::PromoCode(c) => c.name(locale),
+        }
+    }
+
+    pub fn window(&self) -> DateWindow {
+        match self {
+            PromotionSource::Promotion(p) => p.window,
+            PromotionSource::PromoCode(c) => c.window,
+        }
+    }
+}
+
+/// A promotion as applied to a line or to the cart (Xsolla's `promotions[]` element).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedPromotion<'a> {
+    pub source: PromotionSource<'a>,
+    pub discount: Option<Discount>,
+    pub bonus: Vec<(Sku, u32)>,
+    /// The user's limit on getting this promotion.
+    pub per_user: Option<Availability>,
+    /// For a discount on a line: the unit amount before and after this step.
+    pub step: Option<(Decimal, Decimal)>,
+}
+
+/// A priced cart line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PricedLine<'a> {
     pub sku: Sku,
     pub quantity: u32,
-    /// None when the catalog no longer lists the SKU.
+    /// None when the catalog does not (or no longer) list the SKU.
     pub item: Option<&'a Item>,
-    /// The unit price after discounts; None for a free item or one with no price.
+    /// The unit price after discounts; None for a free, bonus, unknown or unpriced line.
     pub unit: Option<Money>,
     pub unit_without_discount: Option<Money>,
     pub is_free: bool,
+    /// Added by a promotion or the promo code.
+    pub is_bonus: bool,
+    /// False for an unknown item or when `unavailable` says why.
+    pub can_be_bought: bool,
+    pub unavailable: Option<Unavailable>,
+    pub limits: Option<LineLimits>,
+    /// Item-level promotions: the item's discount promotions and the promo code's
+    /// discount on this SKU, in the order they were applied.
+    pub promotions: Vec<AppliedPromotion<'a>>,
+}
+
+impl PricedLine<'_> {
+    /// (amount, amount_without_discount) of the whole line, when it has a price.
+    pub fn line_total(&self) -> Option<(Decimal, Decimal)> {
+        let qty = Decimal::from(self.quantity);
+        Some((
+            self.unit.as_ref()?.amount.checked_mul(qty)?,
+            self.unit_without_discount
+                .as_ref()?
+                .amount
+                .checked_mul(qty)?,
+        ))
+    }
+}
+
+/// What became of the cart's promo code in this pricing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromoCodeOutcome<'a> {
+    pub code: String,
+    /// None when the catalog has no such code.
+    pub promo_code: Option<&'a PromoCode>,
+    /// Err when the code does not apply now: it stays on the cart but gives nothing.
+    pub status: Result<(), PromoCodeRejection>,
+    /// What the code gives (as defined, whether or not it applies now).
+    pub rewards: Option<Rewards>,
+}
+
+impl PromoCodeOutcome<'_> {
+    pub fn applies(&self) -> bool {
+        self.status.is_ok()
+    }
 }
 
 /// A whole cart, priced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PricedCart<'a> {
+    /// The cart's lines in cart order, then the bonus lines.
     pub lines: Vec<PricedLine<'a>>,
-    /// (amount, amount_without_discount), both in `total_currency`. None for an empty or
-    /// all-free cart, or when the lines' prices are in more than one currency.
+    /// (amount, amount_without_discount), both in `total_currency`. None for a cart with
+    /// no priced line, or when the lines' prices are in more than one currency.
     pub total: Option<(Money, Money)>,
     /// True when the cart has lines and every one is free.
     pub is_free: bool,
+    /// Cart-level promotions: the promo code when it changes the total or gives
+    /// bonus items, and the bonus promotions that gave items.
+    pub promotions: Vec<AppliedPromotion<'a>>,
+    pub promo_code: Option<PromoCodeOutcome<'a>>,
 }
 
-/// Prices `cart` for `project` in `currency`. Lines are priced in the requested currency
-/// when the item has such a price, else in the item's default currency.
-pub fn price<'a>(
-    cart: &Cart,
-    project: ProjectId,
-    catalog: &'a Catalog,
-    currency: &Currency,
-) -> PricedCart<'a> {
-    let lines: Vec<PricedLine<'a>> = cart
+/// Applies one discount step to a unit amount.
+pub fn discounted(amount: Decimal, discount: Discount) -> Decimal {
+    match discount {
+        Discount::Percent(percent) => {
+            let percent = percent.clamp(Decimal::ZERO, Decimal::ONE_HUNDRED);
+            let off = amount
+                .checked_mul(percent)
+                .and_then(|x| x.checked_div(Decimal::ONE_HUNDRED))
+                .unwrap_or(Decimal::ZERO);
+            (amount - off)
+                .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+                .max(Decimal::ZERO)
+        }
+        Discount::Value(value) => (amount - value.max(Decimal::ZERO)).max(Decimal::ZERO),
+    }
+}
+
+fn promotion_per_user(p: &Promotion, purchases: &Purchases) -> Option<Availability> {
+    p.per_user_limit.map(|total| Availability {
+        total,
+        available: total.saturating_sub(purchases.promotion_uses(p.id)),
+    })
+}
+
+/// Whether a promotion may be given now to this user.
+fn promotion_active(p: &Promotion, ctx: &PricingContext<'_>) -> bool {
+    p.window.contains(ctx.now)
+        && promotion_per_user(p, ctx.purchases).is_none_or(|a| a.available > 0)
+}
+
+/// The active discount promotions of a SKU, by id.
+fn discount_promotions<'a>(ctx: &PricingContext<'a>, sku: &Sku) -> Vec<(&'a Promotion, Discount)> {
+    ctx.catalog
+        .promotions(ctx.project)
+        .filter(|p| p.skus.contains(sku) && promotion_active(p, ctx))
+        .filter_map(|p| match p.kind {
+            PromotionKind::Discount(d) => Some((p, d)),
+            PromotionKind::Bonus { .. } => None,
+        })
+        .collect()
+}
+
+/// Prices `cart` in the context's currency. See the module documentation for the rules.
+pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
+    // Lines with their item promotions.
+    let mut lines: Vec<PricedLine<'a>> = cart
         .lines()
         .iter()
-        .map(|line| {
-            let item = catalog.item(project, &line.sku);
-            let is_free = item.is_some_and(|i| i.is_free);
-            let unit = item
-                .filter(|i| !i.is_free)
-                .and_then(|i| i.price_in(currency))
-                .map(|p| Money {
-                    amount: p.amount,
-                    currency: p.currency.clone(),
-                });
-            PricedLine {
-                sku: line.sku.clone(),
-                quantity: line.quantity,
-                item,
-                unit_without_discount: unit.clone(),
-                unit,
-                is_free,
-            }
-        })
+        .map(|line| price_line(&line.sku, line.quantity, ctx))
         .collect();
+
+    // The promo code: first what does not depend on the cart, then what does.
+    let promo = ctx.promo_code.map(|applied| {
+        let found = ctx.catalog.promo_code(ctx.project, &applied.code);
+        let status = check_promo_code(
+            ctx.catalog,
+            ctx.project,
+            &applied.code,
+            ctx.now,
+            ctx.country,
+            ctx.purchases,
+            &applied.selected_unit_items,
+        )
+        .and_then(|code| promo_code::check_cart(code, &lines, ctx).map(|()| code));
+        (applied, found, status)
+    });
+
+    let mut cart_promotions = Vec::new();
+    if let Some((applied, _, Ok(code))) = &promo {
+        apply_code_discounts(code, &mut lines, &mut cart_promotions);
+        let mut bonus = code.bonus.clone();
+        bonus.extend(code.selectable.keys().filter_map(|unit| {
+            applied
+                .selected_unit_items
+                .get(unit)
+                .map(|picked| (picked.clone(), 1))
+        }));
+        if !bonus.is_empty() {
+            match cart_promotions.first_mut() {
+                Some(entry) => entry.bonus = bonus.clone(),
+                None => cart_promotions.push(AppliedPromotion {
+                    source: PromotionSource::PromoCode(code),
+                    discount: None,
+                    bonus: bonus.clone(),
+                    per_user: None,
+                    step: None,
+                }),
+            }
+        }
+    }
+
+    // Bonus promotions, by id, then the promo code's bonus items.
+    let mut bonus_lines = Vec::new();
+    for p in ctx.catalog.promotions(ctx.project) {
+        let PromotionKind::Bonus { items } = &p.kind else {
+            continue;
+        };
+        if !promotion_active(p, ctx) || !bonus_triggered(p, &lines) {
+            continue;
+        }
+        bonus_lines.extend(items.iter().map(|(sku, qty)| bonus_line(sku, *qty, ctx)));
+        cart_promotions.push(AppliedPromotion {
+            source: PromotionSource::Promotion(p),
+            discount: None,
+            bonus: items.clone(),
+            per_user: promotion_per_user(p, ctx.purchases),
+            step: None,
+        });
+    }
+    if let Some(entry) = cart_promotions
+        .iter()
+        .find(|e| matches!(e.source, PromotionSource::PromoCode(_)))
+    {
+        bonus_lines.extend(
+            entry
+                .bonus
+                .iter()
+                .map(|(sku, qty)| bonus_line(sku, *qty, ctx)),
+        );
+    }
+    // The promo code's entry comes after the promotions' entries.
+    cart_promotions.sort_by_key(|e| matches!(e.source, PromotionSource::PromoCode(_)));
+    lines.extend(bonus_lines);
 
     let is_free = !lines.is_empty() && lines.iter().all(|l| l.is_free);
     let total = total(&lines);
@@ -75,24 +295,160 @@ pub fn price<'a>(
         lines,
         total,
         is_free,
+        promotions: cart_promotions,
+        promo_code: promo.map(|(applied, found, status)| PromoCodeOutcome {
+            code: applied.code.clone(),
+            promo_code: found,
+            rewards: found.map(|c| rewards(c, &applied.selected_unit_items)),
+            status: status.map(|_| ()),
+        }),
     }
 }
 
+fn price_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedLine<'a> {
+    let item = ctx.catalog.item(ctx.project, sku);
+    let Some(item) = item else {
+        return PricedLine {
+            sku: sku.clone(),
+            quantity,
+            item: None,
+            unit: None,
+            unit_without_discount: None,
+            is_free: false,
+            is_bonus: false,
+            can_be_bought: false,
+            unavailable: None,
+            limits: None,
+            promotions: vec![],
+        };
+    };
+    let base = (!item.is_free)
+        .then(|| item.price_for(ctx.currency, ctx.country))
+        .flatten();
+    let mut promotions = Vec::new();
+    let unit = base.map(|p| {
+        let mut amount = p.amount;
+        for (promotion, discount) in discount_promotions(ctx, sku) {
+            let after = discounted(amount, discount);
+            promotions.push(AppliedPromotion {
+                source: PromotionSource::Promotion(promotion),
+                discount: Some(discount),
+                bonus: vec![],
+                per_user: promotion_per_user(promotion, ctx.purchases),
+                step: Some((amount, after)),
+            });
+            amount = after;
+        }
+        Money {
+            amount,
+            currency: p.currency.clone(),
+        }
+    });
+    let unavailable = availability::unavailable(item, quantity, ctx.now, ctx.purchases);
+    PricedLine {
+        sku: sku.clone(),
+        quantity,
+        item: Some(item),
+        unit_without_discount: base.map(|p| Money {
+            amount: p.amount,
+            currency: p.currency.clone(),
+        }),
+        unit,
+        is_free: item.is_free,
+        is_bonus: false,
+        can_be_bought: unavailable.is_none(),
+        unavailable,
+        limits: availability::limits(item, ctx.now, ctx.purchases),
+        promotions,
+    }
+}
+
+fn bonus_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedLine<'a> {
+    let item = ctx.catalog.item(ctx.project, sku);
+    PricedLine {
+        sku: sku.clone(),
+        quantity,
+        item,
+        unit: None,
+        unit_without_discount: None,
+        is_free: true,
+        is_bonus: true,
+        can_be_bought: item.is_some(),
+        unavailable: None,
+        limits: None,
+        promotions: vec![],
+    }
+}
+
+/// A bonus promotion gives its items when the cart has a paid line of one of its SKUs
+/// (or any paid line, when it names no SKUs).
+fn bonus_triggered(p: &Promotion, lines: &[PricedLine<'_>]) -> bool {
+    lines
+        .iter()
+        .filter(|l| !l.is_bonus && l.unit.is_some())
+        .any(|l| p.skus.is_empty() || p.skus.contains(&l.sku))
+}
+
+/// The promo code's per-item discounts, then its cart-wide percent on the lines whose
+/// price meets its item price conditions.
+fn apply_code_discounts<'a>(
+    code: &'a PromoCode,
+    lines: &mut [PricedLine<'a>],
+    cart_promotions: &mut Vec<AppliedPromotion<'a>>,
+) {
+    let mut cart_wide_used = false;
+    for line in lines.iter_mut().filter(|l| !l.is_bonus) {
+        let Some(unit) = line.unit.as_mut() else {
+            continue;
+        };
+        if let Some((_, percent)) = code.discounted_items.iter().find(|(s, _)| s == &line.sku) {
+            let discount = Discount::Percent(*percent);
+            let after = discounted(unit.amount, discount);
+            line.promotions.push(AppliedPromotion {
+                source: PromotionSource::PromoCode(code),
+                discount: Some(discount),
+                bonus: vec![],
+                per_user: None,
+                step: Some((unit.amount, after)),
+            });
+            unit.amount = after;
+        }
+        if let Some(percent) = code.discount_percent {
+            if promo_code::item_conditions_hold(code, unit.amount) {
+                unit.amount = discounted(unit.amount, Discount::Percent(percent));
+                cart_wide_used = true;
+            }
+        }
+    }
+    if cart_wide_used {
+        cart_promotions.push(AppliedPromotion {
+            source: PromotionSource::PromoCode(code),
+            discount: code.discount_percent.map(Discount::Percent),
+            bonus: vec![],
+            per_user: None,
+            step: None,
+        });
+    }
+}
+
+/// (amount, amount_without_discount) over the priced lines; None without any or when
+/// their currencies differ.
 fn total(lines: &[PricedLine<'_>]) -> Option<(Money, Money)> {
     let mut priced = lines
         .iter()
-        .filter_map(|l| Some((l, l.unit.as_ref()?, l.unit_without_discount.as_ref()?)));
-    let (first, ..) = priced.clone().next()?;
-    let currency = first.unit.as_ref()?.currency.clone();
+        .filter(|l| !l.is_bonus && !l.is_free)
+        .filter_map(|l| Some((l.unit.as_ref()?, l.unit_without_discount.as_ref()?, l)))
+        .peekable();
+    let currency = priced.peek()?.0.currency.clone();
     let mut amount = Decimal::ZERO;
     let mut without = Decimal::ZERO;
-    for (line, unit, unit_without) in &mut priced {
+    for (unit, unit_without, line) in priced {
         if unit.currency != currency || unit_without.currency != currency {
             return None;
         }
-        let qty = Decimal::from(line.quantity);
-        amount = amount.checked_add(unit.amount.checked_mul(qty)?)?;
-        without = without.checked_add(unit_without.amount.checked_mul(qty)?)?;
+        let (a, w) = line.line_total()?;
+        amount = amount.checked_add(a)?;
+        without = without.checked_add(w)?;
     }
     Some((
         Money {
@@ -107,118 +463,7 @@ fn total(lines: &[PricedLine<'_>]) -> Option<(Money, Money)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-    use std::str::FromStr;
+mod tests;
 
-    use super::*;
-    use crate::cart::{apply, CartEvent};
-    use crate::catalog::ItemPrice;
-
-    fn item(sku: &str, prices: &[(&str, &str, bool)], is_free: bool) -> Item {
-        Item {
-            sku: Sku::parse(sku).unwrap(),
-            item_type: "virtual_good".into(),
-            virtual_item_type: None,
-            name: BTreeMap::from([("en".into(), format!("{sku} name"))]),
-            description: BTreeMap::new(),
-            image_url: String::new(),
-            prices: prices
-                .iter()
-                .map(|(c, a, d)| ItemPrice {
-                    currency: Currency::parse(c).unwrap(),
-                    amount: Decimal::from_str(a).unwrap(),
-                    is_default: *d,
-                })
-                .collect(),
-            virtual_prices: vec![],
-            is_free,
-            groups: vec![],
-            attributes: vec![],
-        }
-    }
-
-    fn cart(lines: &[(&str, u32)]) -> Cart {
-        lines.iter().fold(Cart::default(), |c, (s, q)| {
-            apply(
-                c,
-                &CartEvent::ItemQuantitySet {
-                    sku: Sku::parse(*s).unwrap(),
-                    quantity: *q,
-                },
-            )
-        })
-    }
-
-    fn catalog() -> (ProjectId, Catalog) {
-        let p = ProjectId::parse(1).unwrap();
-        let mut c = Catalog::default();
-        c.insert(
-            p,
-            item(
-                "cup",
-                &[("USD", "5.99", true), ("EUR", "5.49", false)],
-                false,
-            ),
-        );
-        c.insert(p, item("shirt", &[("USD", "3.99", true)], false));
-        c.insert(p, item("gift", &[], true));
-        (p, c)
-    }
-
-    fn usd() -> Currency {
-        Currency::usd()
-    }
-
-    #[test]
-    fn totals_are_exact_sums_of_unit_times_quantity() {
-        let (p, c) = catalog();
-        let priced = price(&cart(&[("cup", 2), ("shirt", 1)]), p, &c, &usd());
-        let (amount, without) = priced.total.unwrap();
-        assert_eq!(amount.amount.to_string(), "15.97");
-        assert_eq!(without.amount.to_string(), "15.97");
-        assert_eq!(amount.currency.as_str(), "USD");
-        assert!(!priced.is_free);
-    }
-
-    #[test]
-    fn requested_currency_is_used_when_the_item_has_it() {
-        let (p, c) = catalog();
-        let eur = Currency::parse("EUR").unwrap();
-        let priced = price(&cart(&[("cup", 3)]), p, &c, &eur);
-        assert_eq!(priced.total.unwrap().0.amount.to_string(), "16.47");
-    }
-
-    #[test]
-    fn mixed_currencies_leave_the_total_null() {
-        let (p, c) = catalog();
-        let eur = Currency::parse("EUR").unwrap();
-        // cup has EUR, shirt falls back to its USD default.
-        let priced = price(&cart(&[("cup", 1), ("shirt", 1)]), p, &c, &eur);
-        assert_eq!(
-            priced.lines[1].unit.as_ref().unwrap().currency.as_str(),
-            "USD"
-        );
-        assert!(priced.total.is_none());
-    }
-
-    #[test]
-    fn free_and_empty_carts() {
-        let (p, c) = catalog();
-        let empty = price(&Cart::default(), p, &c, &usd());
-        assert!(empty.total.is_none() && !empty.is_free);
-        let free = price(&cart(&[("gift", 1)]), p, &c, &usd());
-        assert!(free.is_free && free.total.is_none() && free.lines[0].unit.is_none());
-        let mixed = price(&cart(&[("gift", 1), ("cup", 1)]), p, &c, &usd());
-        assert!(!mixed.is_free);
-        assert_eq!(mixed.total.unwrap().0.amount.to_string(), "5.99");
-    }
-
-    #[test]
-    fn a_line_the_catalog_dropped_has_no_item_and_no_price() {
-        let (p, c) = catalog();
-        let priced = price(&cart(&[("gone", 1), ("cup", 1)]), p, &c, &usd());
-        assert!(priced.lines[0].item.is_none() && priced.lines[0].unit.is_none());
-        assert_eq!(priced.total.unwrap().0.amount.to_string(), "5.99");
-    }
-}
+#[cfg(test)]
+mod proptests;

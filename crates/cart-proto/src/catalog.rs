@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use cart_domain::{
-    Attribute, AttributeValue, Catalog, Currency, Group, Item, ItemPrice, ProjectId, Sku,
-    VirtualPrice,
+    Attribute, AttributeValue, Catalog, Currency, Group, Item, ItemLimits, ItemPrice, PerUserLimit,
+    ProjectId, Sku, VirtualPrice, VpReward,
 };
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -67,6 +67,41 @@ struct FileItem {
     groups: Vec<FileGroup>,
     #[serde(default)]
     attributes: Vec<FileAttribute>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    vp_rewards: Vec<FileVpReward>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Totals only; recurrent schedules, sales periods, promotions and promo codes come
+/// with the catalog admin commands.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    #[serde(default)]
+    per_user: Option<u32>,
+    #[serde(default)]
+    per_item: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileVpReward {
+    item_id: i64,
+    sku: String,
+    amount: i64,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    image_url: String,
+    #[serde(default)]
+    is_clan: bool,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +112,9 @@ struct FilePrice {
     amount: String,
     #[serde(default)]
     is_default: bool,
+    /// ISO 3166-1 alpha-2, for a country-specific price.
+    #[serde(default)]
+    country: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -172,10 +210,21 @@ fn convert(item: FileItem, names: &Names) -> Result<Item, String> {
             if amount.is_sign_negative() {
                 return Err(format!("price {} is negative", p.amount));
             }
+            let country = match p.country {
+                Some(c) if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_alphabetic()) => {
+                    Some(c.to_ascii_uppercase())
+                }
+                Some(c) => return Err(format!("country {c} is not an ISO 3166-1 alpha-2 code")),
+                None => None,
+            };
+            if p.is_default && country.is_some() {
+                return Err("the default price cannot have a country".to_owned());
+            }
             Ok(ItemPrice {
                 currency: Currency::parse(&p.currency).map_err(|e| e.to_string())?,
                 amount,
                 is_default: p.is_default,
+                country,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -201,9 +250,28 @@ fn convert(item: FileItem, names: &Names) -> Result<Item, String> {
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let mut converted = Item::new(sku, item.item_type);
+    converted.enabled = item.enabled;
+    converted.limits = ItemLimits {
+        per_user: item.limits.per_user.map(|total| PerUserLimit {
+            total,
+            recurrent_schedule: None,
+        }),
+        per_item: item.limits.per_item,
+    };
+    converted.vp_rewards = item
+        .vp_rewards
+        .into_iter()
+        .map(|r| VpReward {
+            item_id: r.item_id,
+            sku: r.sku,
+            amount: r.amount,
+            name: r.name,
+            image_url: r.image_url,
+            is_clan: r.is_clan,
+        })
+        .collect();
     Ok(Item {
-        sku,
-        item_type: item.item_type,
         virtual_item_type: item.virtual_item_type,
         name: item.name,
         description: item.description,
@@ -235,6 +303,7 @@ fn convert(item: FileItem, names: &Names) -> Result<Item, String> {
                     .collect(),
             })
             .collect(),
+        ..converted
     })
 }
 

@@ -1,6 +1,8 @@
 //! The cart as a reply: a priced cart rendered in the Xsolla cart shape.
 
-use cart_domain::{Locale, Money, PricedCart, PricedLine, ProjectId, SkipReason, Skipped};
+use cart_domain::{
+    Locale, Money, PricedCart, PricedLine, ProjectId, SkipReason, Skipped, Unavailable,
+};
 use rust_decimal::Decimal;
 
 use crate::error::unknown_item_text;
@@ -56,8 +58,34 @@ pub fn warnings(project: ProjectId, skipped: &[Skipped]) -> Vec<v1::Warning> {
     skipped
         .iter()
         .map(|s| {
+            let sku = &s.sku;
             let (code, text) = match s.reason {
-                SkipReason::UnknownItem => (4001, unknown_item_text(project, &s.sku)),
+                SkipReason::UnknownItem => (4001, unknown_item_text(project, sku)),
+                SkipReason::Unavailable(Unavailable::Disabled) => (
+                    1455,
+                    format!("Item with Project Id = {project} and Sku = {sku} is unavailable"),
+                ),
+                SkipReason::Unavailable(Unavailable::NotOnSale) => (
+                    1455,
+                    format!("Item with Project Id = {project} and Sku = {sku} is not on sale now"),
+                ),
+                SkipReason::Unavailable(
+                    Unavailable::PerUserLimit { available: 0 }
+                    | Unavailable::PerItemLimit { available: 0 },
+                ) => (
+                    1460,
+                    format!("Purchase limit exceeded for item with Sku = {sku}"),
+                ),
+                SkipReason::Unavailable(
+                    Unavailable::PerUserLimit { available }
+                    | Unavailable::PerItemLimit { available },
+                ) => (
+                    1459,
+                    format!(
+                        "Quantity of item with Sku = {sku} exceeds the purchase limit: \
+                         {available} left"
+                    ),
+                ),
             };
             v1::Warning {
                 sku: s.sku.to_string(),
@@ -172,6 +200,8 @@ mod tests {
             lines: vec![],
             total: None,
             is_free: false,
+            promotions: vec![],
+            promo_code: None,
         };
         let json =
             serde_json::to_value(cart("c1", &priced, &Locale::en(), AmountFormat::default()))

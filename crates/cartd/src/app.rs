@@ -243,11 +243,19 @@ impl App {
         encoding: Encoding,
     ) -> Vec<u8> {
         let view_options = &request.view;
+        // Purchases, country and the cart's promo code are not wired yet (issue 3).
+        let purchases = cart_domain::Purchases::default();
         let priced = cart_domain::price(
             cart,
-            key.project,
-            &self.inner.catalog,
-            &view_options.currency,
+            &cart_domain::PricingContext {
+                project: key.project,
+                catalog: &self.inner.catalog,
+                currency: &view_options.currency,
+                country: None,
+                now: now(),
+                purchases: &purchases,
+                promo_code: None,
+            },
         );
         let mut reply = view::cart(
             key.cart.as_str(),
@@ -264,6 +272,12 @@ impl App {
     fn command_for(&self, request: &Request) -> Option<CartCommand> {
         let project = request.scope.project;
         let listed = |sku| self.inner.catalog.is_listed(project, sku);
+        let now = now();
+        let purchases = cart_domain::Purchases::default();
+        let unavailable = |sku, quantity: cart_domain::Quantity| {
+            let item = self.inner.catalog.item(project, sku)?;
+            cart_domain::unavailable(item, quantity.get(), now, &purchases)
+        };
         Some(match &request.action {
             Action::Fill { items, replace } => CartCommand::Fill {
                 items: items
@@ -272,6 +286,7 @@ impl App {
                         sku: sku.clone(),
                         quantity: *quantity,
                         listed: listed(sku),
+                        unavailable: unavailable(sku, *quantity),
                     })
                     .collect(),
                 replace: *replace,
@@ -445,4 +460,12 @@ fn endpoint_of(action: &Action) -> Endpoint {
 fn backoff(attempt: u32) -> Duration {
     let jitter = u64::from(Uuid::new_v4().as_bytes()[0] % 8);
     Duration::from_millis(u64::from(attempt.min(8)) * 2 + jitter)
+}
+
+/// The wall clock, for pricing and availability (the domain has none).
+fn now() -> cart_domain::Timestamp {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    cart_domain::Timestamp::from_unix(secs)
 }

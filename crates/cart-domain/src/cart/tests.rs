@@ -19,6 +19,7 @@ fn listed(s: &str, n: i64) -> FillItem {
         sku: sku(s),
         quantity: qty(n),
         listed: true,
+        unavailable: None,
     }
 }
 fn put(s: &str, n: i64) -> CartCommand {
@@ -129,6 +130,7 @@ fn fill_upserts_named_lines_keeps_others_and_skips_unlisted() {
             sku: sku("ghost"),
             quantity: qty(1),
             listed: false,
+            unavailable: None,
         },
         listed("c", 2),
     ];
@@ -148,6 +150,74 @@ fn fill_upserts_named_lines_keeps_others_and_skips_unlisted() {
             quantity: qty(1),
             reason: SkipReason::UnknownItem
         }]
+    );
+}
+
+#[test]
+fn fill_skips_and_reports_every_sku_that_cannot_be_bought() {
+    use crate::availability::Unavailable;
+    let blocked = |s: &str, n: i64, why: Unavailable| FillItem {
+        unavailable: Some(why),
+        ..listed(s, n)
+    };
+    let history = [CartEvent::CartOpened, set("off", 1)];
+    let items = vec![
+        FillItem {
+            listed: false,
+            ..listed("ghost", 1)
+        },
+        blocked("off", 2, Unavailable::Disabled),
+        blocked("later", 1, Unavailable::NotOnSale),
+        blocked("capped", 3, Unavailable::PerUserLimit { available: 2 }),
+        blocked("stock", 1, Unavailable::PerItemLimit { available: 0 }),
+        listed("ok", 1),
+    ];
+    let reasons: Vec<_> = fill_warnings(&items)
+        .into_iter()
+        .map(|w| (w.sku.to_string(), w.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("ghost".to_owned(), SkipReason::UnknownItem),
+            (
+                "off".to_owned(),
+                SkipReason::Unavailable(Unavailable::Disabled)
+            ),
+            (
+                "later".to_owned(),
+                SkipReason::Unavailable(Unavailable::NotOnSale)
+            ),
+            (
+                "capped".to_owned(),
+                SkipReason::Unavailable(Unavailable::PerUserLimit { available: 2 })
+            ),
+            (
+                "stock".to_owned(),
+                SkipReason::Unavailable(Unavailable::PerItemLimit { available: 0 })
+            ),
+        ]
+    );
+    check(
+        &history,
+        CartCommand::Fill {
+            items,
+            replace: false,
+        },
+        Ok(vec![set("ok", 1)]),
+    );
+    // Removing an unavailable line (quantity 0) is not refused.
+    let remove = vec![blocked("off", 0, Unavailable::Disabled)];
+    assert!(fill_warnings(&remove).is_empty());
+    check(
+        &history,
+        CartCommand::Fill {
+            items: remove,
+            replace: false,
+        },
+        Ok(vec![CartEvent::CartCleared {
+            reason: ClearReason::Shopper,
+        }]),
     );
 }
 

@@ -429,6 +429,7 @@ fn fill(skus: &[&str]) -> CartCommand {
                 sku: Sku::parse(*s).unwrap(),
                 quantity: Quantity::parse(1).unwrap(),
                 listed: true,
+                unavailable: None,
             })
             .collect(),
         replace: false,

@@ -400,6 +400,12 @@ async fn the_service_answers_the_micro_discovery_subjects() {
         .collect();
     subjects.sort();
     let p = &w.prefix;
+    // The catalog admin endpoints (tests/e2e/catalog.rs), then the cart's own.
+    let admin_prefix = format!("{p}.admin.catalog.");
+    let (admin, subjects): (Vec<String>, Vec<String>) = subjects
+        .into_iter()
+        .partition(|s| s.starts_with(&admin_prefix));
+    assert_eq!(admin.len(), 13, "{admin:?}");
     assert_eq!(
         subjects,
         [

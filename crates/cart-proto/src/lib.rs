@@ -3,6 +3,7 @@
 //!
 //! Decoding is an IO edge: it returns errors, never panics. Encoding cannot fail.
 
+pub mod admin;
 pub mod catalog;
 mod error;
 pub mod event;

@@ -6,6 +6,7 @@
 //! at all. Commands of different carts share a transaction (group commit, `group`), each
 //! still all or nothing on its own.
 
+pub mod catalog;
 mod database;
 pub mod export;
 pub mod feed;

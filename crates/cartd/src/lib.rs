@@ -4,6 +4,7 @@
 //! Layout: `config` (flags), `app` (command and query paths), `service` (NATS micro
 //! endpoints, headers, error replies), `telemetry` (the subscriber).
 
+mod admin;
 mod app;
 mod config;
 mod feed;
@@ -53,6 +54,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     tracing::info!(path = %config.catalog.display(), items = catalog.len(), "catalog loaded");
 
     let pool = connect_postgres(config).await?;
+    // The catalog in PostgreSQL: the file seeds the projects that have none yet. The
+    // carts are still priced from the file's catalog above (issue 3, next step).
+    let admin = admin::Admin::new(cart_store::catalog::CatalogStore::new(pool.clone()));
+    match admin.seed(&bytes).await {
+        Ok(seeded) if !seeded.is_empty() => {
+            tracing::info!(projects = ?seeded, "catalog file imported into PostgreSQL");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "catalog file not imported into PostgreSQL")
+        }
+    }
     let store = EventStore::new(pool.clone());
     let format = AmountFormat {
         scale: config.amount_scale.min(16),
@@ -85,7 +98,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         checkpoint_name: relay_config.checkpoint_name(),
         stream: relay_config.stream,
     };
-    let service = service::start(config, app, client, status).await?;
+    let service = service::start(config, app, client, status, admin).await?;
     Ok(Server {
         service,
         stop,

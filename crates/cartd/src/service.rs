@@ -72,6 +72,7 @@ pub(crate) async fn start(
     app: App,
     client: async_nats::Client,
     feed: FeedStatus,
+    admin: crate::admin::Admin,
 ) -> anyhow::Result<Running> {
     let error_stats: ErrorStats = Arc::default();
     let stats_for_handler = error_stats.clone();
@@ -140,6 +141,7 @@ pub(crate) async fn start(
             let _ = request.respond(reply).await;
         }
     });
+    admin.serve(&group, &mut tasks).await?;
     // The server handles one connection's messages in order, so once it answers our own
     // ping it has processed our subscriptions: a caller that saw `start` return can send
     // requests without meeting "no responders".
@@ -156,7 +158,7 @@ pub(crate) async fn start(
     tracing::info!(
         prefix = %config.subject_prefix,
         service = %config.service_name,
-        "serving cart endpoints: fill, item.put, item.delete, clear, get; feed.status"
+        "serving cart endpoints: fill, item.put, item.delete, clear, get; feed.status; admin.catalog.*"
     );
     Ok(Running {
         service,

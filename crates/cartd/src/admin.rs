@@ -1,0 +1,796 @@
+//! Catalog admin commands over NATS: `<prefix>.admin.catalog.*`, JSON request/reply.
+//!
+//! Every change is checked in full before anything is written: the entity alone (field
+//! errors name the field under `item.`, `promotion.` or `promo_code.`), then the
+//! project's whole catalog with the change applied (duplicates, references between
+//! items, promotions and promo codes). The write then goes to PostgreSQL with the version
+//! the check was made against (optimistic concurrency), so a concurrent change makes it
+//! check again instead of storing a catalog that was never validated as a whole.
+//! docs/catalog.md describes the format and docs/protocol.md lists the endpoints.
+
+use std::collections::BTreeMap;
+
+use async_nats::service;
+use async_nats::HeaderMap;
+use cart_proto::admin::{
+    self, CatalogDocument, DecodeError, Item, ProjectCatalog, PromoCode, Promotion, ValidationError,
+};
+use cart_proto::{Encoding, ErrorReply};
+use cart_store::catalog::{
+    Action, Applied, CatalogAt, CatalogError, CatalogSnapshot, CatalogStore, Change, EntityKind,
+    ProjectChanges,
+};
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+/// The largest admin request body: a whole catalog (the NATS server's default limit).
+pub const MAX_ADMIN_PAYLOAD: usize = 1024 * 1024;
+/// How often a change is checked again when the catalog moved on meanwhile.
+const MAX_ATTEMPTS: usize = 5;
+
+/// The admin endpoints, relative to `<prefix>.admin.catalog.`.
+pub const ENDPOINTS: [&str; 13] = [
+    "item.create",
+    "item.update",
+    "item.delete",
+    "promotion.create",
+    "promotion.update",
+    "promotion.delete",
+    "promocode.create",
+    "promocode.update",
+    "promocode.delete",
+    "import",
+    "export",
+    "get",
+    "changes",
+];
+
+#[derive(Clone)]
+pub(crate) struct Admin {
+    store: CatalogStore,
+}
+
+impl Admin {
+    pub(crate) fn new(store: CatalogStore) -> Self {
+        Self { store }
+    }
+
+    /// Imports a catalog file into the projects that have no catalog yet (version 0);
+    /// projects with a catalog are left alone. Returns the projects imported.
+    pub(crate) async fn seed(&self, bytes: &[u8]) -> Result<Vec<u64>, anyhow::Error> {
+        let doc = admin::parse_document(bytes)?;
+        let mut imported = Vec::new();
+        for project in doc.projects {
+            let id = project.project_id;
+            if self.store.version(pid(id)?).await? != 0 {
+                continue;
+            }
+            let batch = ProjectChanges {
+                project_id: pid(id)?,
+                expected_version: Some(0),
+                changes: changes_of(&project)?,
+                replace: false,
+            };
+            match self.store.apply_many(vec![batch]).await {
+                Ok(_) => imported.push(id),
+                // Another instance seeded it first.
+                Err(CatalogError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(imported)
+    }
+
+    /// Subscribes the admin endpoints on `group` and serves them on `tasks`.
+    pub(crate) async fn serve(
+        &self,
+        group: &service::Group,
+        tasks: &mut JoinSet<()>,
+    ) -> anyhow::Result<()> {
+        for endpoint in ENDPOINTS {
+            let subject = format!("admin.catalog.{endpoint}");
+            let mut requests = group
+                .endpoint_builder()
+                .name(format!("admin-catalog-{}", endpoint.replace('.', "-")))
+                .add(subject.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("add endpoint {subject}: {e}"))?;
+            let admin = self.clone();
+            tasks.spawn(async move {
+                while let Some(request) = requests.next().await {
+                    admin.respond(endpoint, request).await;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn respond(&self, endpoint: &'static str, request: service::Request) {
+        let res = if request.message.payload.len() > MAX_ADMIN_PAYLOAD {
+            Err(ErrorReply::new(
+                413,
+                1102,
+                format!("Payload Too Large. An admin request may hold at most {MAX_ADMIN_PAYLOAD} bytes"),
+            ))
+        } else {
+            self.handle(endpoint, &request.message.payload).await
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", Encoding::JSON_CONTENT_TYPE);
+        let body = match res {
+            Ok(value) => serde_json::to_vec(&value).unwrap_or_default(),
+            Err(error) => {
+                headers.insert(service::NATS_SERVICE_ERROR, error.message().as_str());
+                headers.insert(
+                    service::NATS_SERVICE_ERROR_CODE,
+                    error.status.to_string().as_str(),
+                );
+                headers.insert("Cart-Error-Code", error.code.to_string().as_str());
+                if error.status >= 500 {
+                    tracing::warn!(endpoint, status = error.status, error = %error.message(), "admin request failed");
+                } else {
+                    tracing::info!(endpoint, status = error.status, error = %error.message(), "admin request refused");
+                }
+                error.body()
+            }
+        };
+        if let Err(e) = request.respond_with_headers(Ok(body.into()), headers).await {
+            tracing::warn!(endpoint, error = %e, "could not send the admin reply");
+        }
+    }
+
+    async fn handle(&self, endpoint: &str, body: &[u8]) -> Result<Value, ErrorReply> {
+        let (entity, verb) = endpoint.split_once('.').unwrap_or((endpoint, ""));
+        match (entity, verb) {
+            ("item", "create" | "update") => {
+                let r: ItemRequest = decode(body)?;
+                let item = r.item;
+                item.validate().map_err(|e| invalid(&e.under("item")))?;
+                self.change(r.project_id, r.expected_version, |c| {
+                    put(
+                        &mut c.items,
+                        |i| i.sku == item.sku,
+                        item.clone(),
+                        verb,
+                        EntityKind::Item,
+                        &item.sku,
+                    )
+                })
+                .await
+            }
+            ("promotion", "create" | "update") => {
+                let r: PromotionRequest = decode(body)?;
+                let p = r.promotion;
+                p.validate().map_err(|e| invalid(&e.under("promotion")))?;
+                self.change(r.project_id, r.expected_version, |c| {
+                    put(
+                        &mut c.promotions,
+                        |x| x.id == p.id,
+                        p.clone(),
+                        verb,
+                        EntityKind::Promotion,
+                        &p.id,
+                    )
+                })
+                .await
+            }
+            ("promocode", "create" | "update") => {
+                let r: PromoCodeRequest = decode(body)?;
+                let code = r.promo_code;
+                code.validate()
+                    .map_err(|e| invalid(&e.under("promo_code")))?;
+                self.change(r.project_id, r.expected_version, |c| {
+                    put(
+                        &mut c.promo_codes,
+                        |x| x.code == code.code,
+                        code.clone(),
+                        verb,
+                        EntityKind::PromoCode,
+                        &code.code,
+                    )
+                })
+                .await
+            }
+            ("item", "delete") => {
+                let r: ItemKey = decode(body)?;
+                let sku = r.sku;
+                self.change(r.project_id, r.expected_version, |c| {
+                    remove(&mut c.items, |i| i.sku == sku, EntityKind::Item, &sku)
+                })
+                .await
+            }
+            ("promotion", "delete") => {
+                let r: PromotionKey = decode(body)?;
+                let id = r.id;
+                self.change(r.project_id, r.expected_version, |c| {
+                    remove(
+                        &mut c.promotions,
+                        |p| p.id == id,
+                        EntityKind::Promotion,
+                        &id,
+                    )
+                })
+                .await
+            }
+            ("promocode", "delete") => {
+                let r: PromoCodeKey = decode(body)?;
+                let code = r.code;
+                self.change(r.project_id, r.expected_version, |c| {
+                    remove(
+                        &mut c.promo_codes,
+                        |p| p.code == code,
+                        EntityKind::PromoCode,
+                        &code,
+                    )
+                })
+                .await
+            }
+            ("import", _) => self.import(body).await,
+            ("export", _) => self.export(body).await,
+            ("get", _) => self.get(body).await,
+            ("changes", _) => self.changes(body).await,
+            _ => Err(ErrorReply::new(
+                404,
+                1102,
+                format!("Unknown admin endpoint {endpoint}"),
+            )),
+        }
+    }
+
+    /// Applies `edit` to the project's catalog, checks the result as a whole and writes
+    /// the one change it made, against the version it was checked on.
+    async fn change(
+        &self,
+        project_id: u64,
+        expected_version: Option<i64>,
+        edit: impl Fn(&mut ProjectCatalog) -> Result<Change, ErrorReply>,
+    ) -> Result<Value, ErrorReply> {
+        let id = pid(project_id).map_err(|e| invalid(&e))?;
+        for _ in 0..MAX_ATTEMPTS {
+            let snapshot = self.store.current(id).await.map_err(store_error)?;
+            if let Some(expected) = expected_version {
+                if expected != snapshot.version {
+                    return Err(conflict(project_id, expected, snapshot.version));
+                }
+            }
+            let mut catalog = project_of(project_id, &snapshot)?;
+            let change = edit(&mut catalog)?;
+            if let Err(e) = catalog.validate() {
+                return Err(invalid(&entity_path(e, &catalog, &change)));
+            }
+            match self
+                .store
+                .apply(id, Some(snapshot.version), vec![change])
+                .await
+            {
+                Ok(applied) => return Ok(applied_reply(&applied)),
+                // Someone else changed the catalog meanwhile: check again on theirs,
+                // unless the caller asked for a version.
+                Err(CatalogError::Conflict { actual, .. }) if expected_version.is_none() => {
+                    tracing::debug!(
+                        project_id,
+                        actual,
+                        "catalog changed concurrently; checking again"
+                    );
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(ErrorReply::new(
+            503,
+            1102,
+            "The catalog is changing too often to apply the change; try again",
+        ))
+    }
+
+    async fn import(&self, body: &[u8]) -> Result<Value, ErrorReply> {
+        let r: ImportRequest = decode(body)?;
+        r.catalog
+            .validate()
+            .map_err(|e| invalid(&e.under("catalog")))?;
+        let replace = match r.mode.as_deref() {
+            None | Some("merge") => false,
+            Some("replace") => true,
+            Some(other) => {
+                return Err(invalid(&ValidationError::Invalid {
+                    field: "mode".to_owned(),
+                    reason: format!("{other:?} is neither \"merge\" nor \"replace\""),
+                }))
+            }
+        };
+        let mut batches = Vec::new();
+        for project in &r.catalog.projects {
+            let project_id = pid(project.project_id).map_err(|e| invalid(&e))?;
+            if !replace {
+                // A merge keeps what the file does not name, so the result must be
+                // checked as a whole: references to kept entities, and kept entities
+                // referring to replaced ones.
+                let stored = self.store.current(project_id).await.map_err(store_error)?;
+                let mut merged = project_of(project.project_id, &stored)?;
+                merge(&mut merged, project);
+                merged.validate().map_err(|e| {
+                    invalid(&e.under(&format!("merged catalog of project {}", project.project_id)))
+                })?;
+            }
+            batches.push(ProjectChanges {
+                project_id,
+                expected_version: r.expected_version,
+                changes: changes_of(project).map_err(|e| invalid(&e))?,
+                replace,
+            });
+        }
+        let applied = self.store.apply_many(batches).await.map_err(store_error)?;
+        Ok(json!({
+            "mode": if replace { "replace" } else { "merge" },
+            "projects": applied.iter().map(applied_reply).collect::<Vec<_>>(),
+        }))
+    }
+
+    async fn export(&self, body: &[u8]) -> Result<Value, ErrorReply> {
+        let r: ExportRequest = decode_or_default(body)?;
+        let projects = match r.project_id {
+            Some(p) => vec![pid(p).map_err(|e| invalid(&e))?],
+            None => self.store.projects().await.map_err(store_error)?,
+        };
+        let mut doc = CatalogDocument::default();
+        for id in projects {
+            let snapshot = self.store.current(id).await.map_err(store_error)?;
+            doc.projects.push(project_of(id.unsigned_abs(), &snapshot)?);
+        }
+        serde_json::to_value(doc).map_err(|e| internal(&e))
+    }
+
+    async fn get(&self, body: &[u8]) -> Result<Value, ErrorReply> {
+        let r: GetRequest = decode(body)?;
+        let id = pid(r.project_id).map_err(|e| invalid(&e))?;
+        let at = match (r.at_version, r.at_time) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(&ValidationError::Invalid {
+                    field: "at_time".to_owned(),
+                    reason: "give `at_version` or `at_time`, not both".to_owned(),
+                }))
+            }
+            (Some(v), None) => Some(CatalogAt::Version(v)),
+            (None, Some(t)) => {
+                admin::parse_date("at_time", &t).map_err(|e| invalid(&e))?;
+                Some(CatalogAt::Time(t))
+            }
+            (None, None) => None,
+        };
+        let snapshot = match &at {
+            Some(at) => self.store.catalog_at(id, at).await,
+            None => self.store.current(id).await,
+        }
+        .map_err(store_error)?;
+        let catalog = project_of(r.project_id, &snapshot)?;
+        match (r.kind.as_deref(), r.key) {
+            (None, None) => Ok(json!({
+                "project_id": r.project_id,
+                "version": snapshot.version,
+                "catalog": catalog,
+            })),
+            (Some(kind), Some(key)) => {
+                let Some(kind) = EntityKind::parse(kind) else {
+                    return Err(invalid(&ValidationError::Invalid {
+                        field: "kind".to_owned(),
+                        reason: format!(
+                            "{kind:?} is not one of \"item\", \"promotion\", \"promo_code\""
+                        ),
+                    }));
+                };
+                let document = match kind {
+                    EntityKind::Item => catalog
+                        .items
+                        .iter()
+                        .find(|i| i.sku == key)
+                        .map(serde_json::to_value),
+                    EntityKind::Promotion => catalog
+                        .promotions
+                        .iter()
+                        .find(|p| p.id == key)
+                        .map(serde_json::to_value),
+                    EntityKind::PromoCode => catalog
+                        .promo_codes
+                        .iter()
+                        .find(|c| c.code == key)
+                        .map(serde_json::to_value),
+                };
+                match document {
+                    Some(doc) => Ok(json!({
+                        "project_id": r.project_id,
+                        "version": snapshot.version,
+                        "kind": kind.as_str(),
+                        "key": key,
+                        "document": doc.map_err(|e| internal(&e))?,
+                    })),
+                    None => Err(not_found(r.project_id, kind, &key)),
+                }
+            }
+            _ => Err(ErrorReply::new(
+                422,
+                1102,
+                "Unprocessable Entity. Give both `kind` and `key`, or neither",
+            )),
+        }
+    }
+
+    async fn changes(&self, body: &[u8]) -> Result<Value, ErrorReply> {
+        let r: ChangesRequest = decode(body)?;
+        let id = pid(r.project_id).map_err(|e| invalid(&e))?;
+        let limit = r.limit.unwrap_or(1000).clamp(1, 10_000);
+        let changes = self
+            .store
+            .changes(id, r.after_version.unwrap_or(0), limit)
+            .await
+            .map_err(store_error)?;
+        Ok(json!({
+            "project_id": r.project_id,
+            "changes": changes.iter().map(|c| json!({
+                "version": c.version,
+                "kind": c.kind.as_str(),
+                "key": c.key,
+                "operation": c.operation.as_str(),
+                "document": c.document,
+                "recorded_at": c.recorded_at,
+            })).collect::<Vec<_>>(),
+        }))
+    }
+}
+
+// ---- requests ---------------------------------------------------------------------
+
+/// Declares a request of `project_id`, an optional `expected_version` and one field.
+macro_rules! request {
+    ($name:ident, $field:ident: $ty:ty) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            project_id: u64,
+            #[serde(default)]
+            expected_version: Option<i64>,
+            $field: $ty,
+        }
+    };
+}
+
+request!(ItemRequest, item: Item);
+request!(PromotionRequest, promotion: Promotion);
+request!(PromoCodeRequest, promo_code: PromoCode);
+request!(ItemKey, sku: String);
+request!(PromotionKey, id: String);
+request!(PromoCodeKey, code: String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRequest {
+    catalog: CatalogDocument,
+    #[serde(default)]
+    mode: Option<String>,
+    /// Applies to every project of the document.
+    #[serde(default)]
+    expected_version: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ExportRequest {
+    #[serde(default)]
+    project_id: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetRequest {
+    project_id: u64,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    at_version: Option<i64>,
+    #[serde(default)]
+    at_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangesRequest {
+    project_id: u64,
+    #[serde(default)]
+    after_version: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+// ---- helpers ----------------------------------------------------------------------
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ErrorReply> {
+    admin::decode(body).map_err(|e| decode_error(&e))
+}
+
+fn decode_or_default<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ErrorReply> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    decode(body)
+}
+
+fn decode_error(e: &DecodeError) -> ErrorReply {
+    match e {
+        DecodeError::Syntax(e) => ErrorReply::malformed(e),
+        DecodeError::Shape(e) => ErrorReply::new(422, 1102, format!("Unprocessable Entity. {e}")),
+        DecodeError::Invalid(e) => invalid(e),
+    }
+}
+
+fn invalid(e: &ValidationError) -> ErrorReply {
+    ErrorReply::new(422, 1102, format!("Unprocessable Entity. {e}"))
+}
+
+fn internal(e: &dyn std::fmt::Display) -> ErrorReply {
+    tracing::warn!(error = %e, "catalog admin failure");
+    ErrorReply::new(500, 1102, "Internal error while handling the catalog")
+}
+
+fn conflict(project_id: u64, expected: i64, actual: i64) -> ErrorReply {
+    ErrorReply::new(
+        409,
+        1102,
+        format!("Conflict. The catalog of project {project_id} is at version {actual}, not the expected {expected}"),
+    )
+}
+
+fn not_found(project_id: u64, kind: EntityKind, key: &str) -> ErrorReply {
+    match kind {
+        EntityKind::Item => ErrorReply::new(
+            404,
+            4001,
+            format!("Item with Project Id = {project_id} and Sku = {key} not found"),
+        ),
+        EntityKind::Promotion => ErrorReply::new(
+            404,
+            4001,
+            format!("Promotion with Project Id = {project_id} and Id = {key} not found"),
+        ),
+        EntityKind::PromoCode => ErrorReply::new(
+            404,
+            9802,
+            format!("Promo code {key} of project {project_id} not found"),
+        ),
+    }
+}
+
+fn already_exists(kind: EntityKind, key: &str) -> ErrorReply {
+    match kind {
+        EntityKind::Item => ErrorReply::new(
+            409,
+            1102,
+            format!("Conflict. Item with Sku = {key} already exists"),
+        ),
+        EntityKind::Promotion => ErrorReply::new(
+            409,
+            1102,
+            format!("Conflict. Promotion with Id = {key} already exists"),
+        ),
+        EntityKind::PromoCode => {
+            ErrorReply::new(409, 9803, format!("Promo code {key} already exists"))
+        }
+    }
+}
+
+fn store_error(e: CatalogError) -> ErrorReply {
+    match e {
+        CatalogError::Conflict {
+            project_id,
+            expected,
+            actual,
+        } => conflict(project_id.unsigned_abs(), expected, actual),
+        CatalogError::AlreadyExists { kind, key } => already_exists(kind, &key),
+        CatalogError::NotFound { kind, key } => {
+            ErrorReply::new(404, 4001, format!("{kind} {key} not found"))
+        }
+        CatalogError::Invalid(text) => {
+            ErrorReply::new(422, 1102, format!("Unprocessable Entity. {text}"))
+        }
+        CatalogError::Database(e) => {
+            tracing::warn!(error = %cart_store::error_chain(&e), "catalog store failure");
+            ErrorReply::new(503, 1102, "The catalog store cannot be reached; try again")
+        }
+    }
+}
+
+fn pid(project_id: u64) -> Result<i64, ValidationError> {
+    i64::try_from(project_id)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ValidationError::Invalid {
+            field: "project_id".to_owned(),
+            reason: "must be a positive 64-bit integer".to_owned(),
+        })
+}
+
+/// The stored documents as a project catalog.
+fn project_of(project_id: u64, s: &CatalogSnapshot) -> Result<ProjectCatalog, ErrorReply> {
+    fn docs<T: DeserializeOwned>(values: &[Value]) -> Result<Vec<T>, ErrorReply> {
+        values
+            .iter()
+            .map(|v| serde_json::from_value(v.clone()).map_err(|e| internal(&e)))
+            .collect()
+    }
+    Ok(ProjectCatalog {
+        project_id,
+        items: docs(&s.items)?,
+        promotions: docs(&s.promotions)?,
+        promo_codes: docs(&s.promo_codes)?,
+    })
+}
+
+fn document<T: Serialize>(value: &T) -> Result<Value, ValidationError> {
+    serde_json::to_value(value).map_err(|e| ValidationError::Invalid {
+        field: String::new(),
+        reason: e.to_string(),
+    })
+}
+
+/// Every entity of `project` as a put.
+fn changes_of(project: &ProjectCatalog) -> Result<Vec<Change>, ValidationError> {
+    let mut out = Vec::new();
+    for i in &project.items {
+        out.push(Change {
+            kind: EntityKind::Item,
+            key: i.sku.clone(),
+            action: Action::Put(document(i)?),
+        });
+    }
+    for p in &project.promotions {
+        out.push(Change {
+            kind: EntityKind::Promotion,
+            key: p.id.clone(),
+            action: Action::Put(document(p)?),
+        });
+    }
+    for c in &project.promo_codes {
+        out.push(Change {
+            kind: EntityKind::PromoCode,
+            key: c.code.clone(),
+            action: Action::Put(document(c)?),
+        });
+    }
+    Ok(out)
+}
+
+/// `merged` with the entities of `file` put over it (merge import).
+fn merge(merged: &mut ProjectCatalog, file: &ProjectCatalog) {
+    fn over<T: Clone>(into: &mut Vec<T>, from: &[T], key: impl Fn(&T) -> &str) {
+        let mut at: BTreeMap<String, usize> = into
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (key(x).to_owned(), i))
+            .collect();
+        for x in from {
+            match at.get(key(x)) {
+                Some(&i) => into[i] = x.clone(),
+                None => {
+                    at.insert(key(x).to_owned(), into.len());
+                    into.push(x.clone());
+                }
+            }
+        }
+    }
+    over(&mut merged.items, &file.items, |i| &i.sku);
+    over(&mut merged.promotions, &file.promotions, |p| &p.id);
+    over(&mut merged.promo_codes, &file.promo_codes, |c| &c.code);
+}
+
+/// Creates or updates `value` in `list` (by `same`), as the verb says.
+fn put<T: Serialize>(
+    list: &mut Vec<T>,
+    same: impl Fn(&T) -> bool,
+    value: T,
+    verb: &str,
+    kind: EntityKind,
+    key: &str,
+) -> Result<Change, ErrorReply> {
+    let doc = document(&value).map_err(|e| internal(&e))?;
+    let position = list.iter().position(same);
+    let action = match (verb, position) {
+        ("create", Some(_)) => return Err(already_exists(kind, key)),
+        ("create", None) => {
+            list.push(value);
+            Action::Create(doc.clone())
+        }
+        (_, None) => return Err(not_found_any(kind, key)),
+        (_, Some(i)) => {
+            list[i] = value;
+            Action::Update(doc)
+        }
+    };
+    Ok(Change {
+        kind,
+        key: key.to_owned(),
+        action,
+    })
+}
+
+fn remove<T>(
+    list: &mut Vec<T>,
+    same: impl Fn(&T) -> bool,
+    kind: EntityKind,
+    key: &str,
+) -> Result<Change, ErrorReply> {
+    let Some(i) = list.iter().position(same) else {
+        return Err(not_found_any(kind, key));
+    };
+    list.remove(i);
+    Ok(Change {
+        kind,
+        key: key.to_owned(),
+        action: Action::Delete,
+    })
+}
+
+/// `not_found` without the project id at hand (filled in by the caller's wording).
+fn not_found_any(kind: EntityKind, key: &str) -> ErrorReply {
+    match kind {
+        EntityKind::Item => ErrorReply::new(404, 4001, format!("Item with Sku = {key} not found")),
+        EntityKind::Promotion => {
+            ErrorReply::new(404, 4001, format!("Promotion with Id = {key} not found"))
+        }
+        EntityKind::PromoCode => ErrorReply::new(404, 9802, format!("Promo code {key} not found")),
+    }
+}
+
+/// A whole-catalog error about the changed entity itself is named from the entity
+/// (`item.virtual_prices[0].sku`), not from its place in the project's lists.
+fn entity_path(e: ValidationError, catalog: &ProjectCatalog, change: &Change) -> ValidationError {
+    let position = match change.kind {
+        EntityKind::Item => catalog.items.iter().position(|i| i.sku == change.key),
+        EntityKind::Promotion => catalog.promotions.iter().position(|p| p.id == change.key),
+        EntityKind::PromoCode => catalog
+            .promo_codes
+            .iter()
+            .position(|c| c.code == change.key),
+    };
+    let (list, name) = match change.kind {
+        EntityKind::Item => ("items", "item"),
+        EntityKind::Promotion => ("promotions", "promotion"),
+        EntityKind::PromoCode => ("promo_codes", "promo_code"),
+    };
+    let prefix = position.map(|i| format!("{list}[{i}]."));
+    match prefix.as_deref().and_then(|p| e.field().strip_prefix(p)) {
+        Some(rest) => {
+            let field = format!("{name}.{rest}");
+            e.with_field(field)
+        }
+        // Another entity refers to the changed one: say which, from the project.
+        None => e.under("catalog"),
+    }
+}
+
+fn applied_reply(a: &Applied) -> Value {
+    json!({
+        "project_id": a.project_id,
+        "version": a.version,
+        "changes": a.changes.iter().map(|(kind, key, op)| json!({
+            "kind": kind.as_str(),
+            "key": key,
+            "operation": op.as_str(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_names_are_valid_nats_service_names() {
+        for e in ENDPOINTS {
+            let name = format!("admin-catalog-{}", e.replace('.', "-"));
+            assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        }
+    }
+}

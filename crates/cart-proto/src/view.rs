@@ -1,7 +1,8 @@
 //! The cart as a reply: a priced cart rendered in the Xsolla cart shape.
 
 use cart_domain::{
-    Locale, Money, PricedCart, PricedLine, ProjectId, SkipReason, Skipped, Unavailable,
+    AppliedPromotion, Discount, LineLimits, Locale, Money, PricedCart, PricedLine, ProjectId,
+    SkipReason, Skipped, Timestamp, Unavailable,
 };
 use rust_decimal::Decimal;
 
@@ -46,10 +47,92 @@ pub fn cart(
         items: priced
             .lines
             .iter()
-            .map(|line| item(line, locale, format))
+            .map(|line| item(line, priced, locale, format))
             .collect(),
-        promotions: vec![],
+        promotions: priced
+            .promotions
+            .iter()
+            .map(|p| promotion(p, priced, locale, format))
+            .collect(),
         warnings: vec![],
+    }
+}
+
+/// An instant as Xsolla writes dates: RFC 3339, here always in UTC.
+pub fn date(at: Timestamp) -> String {
+    at.civil().to_string()
+}
+
+/// Percents have two decimals, as in Xsolla's examples (`"10.00"`).
+fn percent(p: Decimal) -> String {
+    AmountFormat { scale: 2 }.format(p)
+}
+
+fn promotion(
+    p: &AppliedPromotion<'_>,
+    priced: &PricedCart<'_>,
+    locale: &Locale,
+    format: AmountFormat,
+) -> v1::Promotion {
+    let window = p.source.window();
+    v1::Promotion {
+        name: p.source.name(locale).to_owned(),
+        date_start: window.start.map(date),
+        date_end: window.end.map(date),
+        discount: p.discount.map(|d| match d {
+            Discount::Percent(x) => v1::Discount {
+                percent: Some(percent(x)),
+                value: None,
+            },
+            Discount::Value(x) => v1::Discount {
+                percent: None,
+                value: Some(format.format(x)),
+            },
+        }),
+        bonus: p
+            .bonus
+            .iter()
+            .map(|(sku, quantity)| {
+                // The bonus lines carry the bonus items' catalog entries.
+                let item = priced
+                    .lines
+                    .iter()
+                    .filter(|l| l.is_bonus && &l.sku == sku)
+                    .find_map(|l| l.item);
+                v1::Bonus {
+                    sku: sku.to_string(),
+                    quantity: *quantity,
+                    r#type: item.map(|i| i.item_type.clone()).unwrap_or_default(),
+                    name: item.map(|i| i.name(locale).to_owned()).unwrap_or_default(),
+                    image_url: item.map(|i| i.image_url.clone()).unwrap_or_default(),
+                    bundle_type: None,
+                }
+            })
+            .collect(),
+        limits: p.per_user.map(|a| v1::PromotionLimits {
+            per_user: Some(v1::PerUserLimit {
+                total: a.total,
+                available: a.available,
+                recurrent_schedule: None,
+            }),
+        }),
+    }
+}
+
+fn limits(l: &LineLimits) -> v1::Limits {
+    v1::Limits {
+        per_user: l.per_user.map(|u| v1::PerUserLimit {
+            total: u.total,
+            available: u.available,
+            recurrent_schedule: u.recurrent_schedule.map(|r| v1::RecurrentSchedule {
+                interval_type: r.interval.name().to_owned(),
+                reset_next_date: r.reset_next_date.unix(),
+            }),
+        }),
+        per_item: l.per_item.map(|i| v1::PerItemLimit {
+            total: i.total,
+            available: i.available,
+        }),
     }
 }
 
@@ -105,7 +188,12 @@ fn price(amount: &Money, without: &Money, format: AmountFormat) -> v1::Price {
     }
 }
 
-fn item(line: &PricedLine<'_>, locale: &Locale, format: AmountFormat) -> v1::CartItem {
+fn item(
+    line: &PricedLine<'_>,
+    priced: &PricedCart<'_>,
+    locale: &Locale,
+    format: AmountFormat,
+) -> v1::CartItem {
     let price = match (&line.unit, &line.unit_without_discount) {
         (Some(unit), Some(without)) => Some(price(unit, without, format)),
         _ => None,
@@ -117,6 +205,8 @@ fn item(line: &PricedLine<'_>, locale: &Locale, format: AmountFormat) -> v1::Car
             sku: line.sku.to_string(),
             name: line.sku.to_string(),
             quantity: line.quantity,
+            is_free: line.is_free,
+            is_bonus: line.is_bonus,
             can_be_bought: false,
             ..Default::default()
         };
@@ -131,11 +221,22 @@ fn item(line: &PricedLine<'_>, locale: &Locale, format: AmountFormat) -> v1::Car
         quantity: line.quantity,
         price,
         is_free: line.is_free,
-        is_bonus: false,
-        promotions: vec![],
-        can_be_bought: true,
-        limits: None,
-        periods: vec![],
+        is_bonus: line.is_bonus,
+        promotions: line
+            .promotions
+            .iter()
+            .map(|p| promotion(p, priced, locale, format))
+            .collect(),
+        can_be_bought: line.can_be_bought,
+        limits: line.limits.as_ref().map(limits),
+        periods: item
+            .periods
+            .iter()
+            .map(|p| v1::Period {
+                date_from: date(p.from),
+                date_until: p.until.map(date),
+            })
+            .collect(),
         groups: item
             .groups
             .iter()
@@ -174,7 +275,18 @@ fn item(line: &PricedLine<'_>, locale: &Locale, format: AmountFormat) -> v1::Car
                 description: vp.description.clone(),
             })
             .collect(),
-        vp_rewards: vec![],
+        vp_rewards: item
+            .vp_rewards
+            .iter()
+            .map(|r| v1::VpReward {
+                item_id: r.item_id,
+                sku: r.sku.clone(),
+                amount: r.amount,
+                name: r.name.clone(),
+                image_url: r.image_url.clone(),
+                is_clan: r.is_clan,
+            })
+            .collect(),
     }
 }
 
@@ -192,6 +304,149 @@ mod tests {
         assert_eq!(f.format(Decimal::from_str("0.125").unwrap()), "0.12");
         let sixteen = AmountFormat { scale: 16 };
         assert_eq!(sixteen.format(Decimal::from(50)), "50.0000000000000000");
+    }
+
+    #[test]
+    fn the_redeem_example_renders_discounts_bonus_lines_and_limits() {
+        use cart_domain::{
+            apply, AppliedCode, Cart, CartEvent, Catalog, Currency, Item, ItemPrice, PerUserLimit,
+            PricingContext, PromoCode, Purchases, Sku,
+        };
+        let sku = |s: &str| Sku::parse(s).unwrap();
+        let project = ProjectId::parse(44056).unwrap();
+        let mut catalog = Catalog::default();
+        for (s, amount) in [
+            ("com.xsolla.booster_mega_1", 100),
+            ("com.xsolla.swords_1", 3),
+        ] {
+            let mut item = Item::new(sku(s), "virtual_good");
+            item.prices.push(ItemPrice {
+                currency: Currency::usd(),
+                amount: Decimal::from(amount),
+                is_default: true,
+                country: None,
+            });
+            item.limits.per_user = Some(PerUserLimit {
+                total: 200,
+                recurrent_schedule: None,
+            });
+            catalog.insert(project, item);
+        }
+        let mut code = PromoCode::new("WINTER2021");
+        code.discounted_items = vec![(sku("com.xsolla.booster_mega_1"), Decimal::from(50))];
+        code.bonus = vec![(sku("com.xsolla.swords_1"), 1)];
+        catalog.insert_promo_code(project, code);
+        let cart = apply(
+            Cart::default(),
+            &CartEvent::ItemQuantitySet {
+                sku: sku("com.xsolla.booster_mega_1"),
+                quantity: 123,
+            },
+        );
+        let applied = AppliedCode {
+            code: "WINTER2021".into(),
+            ..Default::default()
+        };
+        let purchases = Purchases::default();
+        let usd = Currency::usd();
+        let priced = cart_domain::price(
+            &cart,
+            &PricingContext {
+                project,
+                catalog: &catalog,
+                currency: &usd,
+                country: None,
+                now: Timestamp::from_unix(1_700_000_000),
+                purchases: &purchases,
+                promo_code: Some(&applied),
+            },
+        );
+        let json = serde_json::to_value(super::cart(
+            "c1",
+            &priced,
+            &Locale::en(),
+            AmountFormat { scale: 16 },
+        ))
+        .unwrap();
+        assert_eq!(
+            json["price"],
+            serde_json::json!({
+                "amount": "6150.0000000000000000",
+                "amount_without_discount": "12300.0000000000000000",
+                "currency": "USD"
+            })
+        );
+        let booster = &json["items"][0];
+        assert_eq!(booster["price"]["amount"], "50.0000000000000000");
+        assert_eq!(booster["promotions"][0]["discount"]["percent"], "50.00");
+        assert_eq!(booster["limits"]["per_user"]["available"], 200);
+        let bonus = &json["items"][1];
+        assert_eq!(bonus["sku"], "com.xsolla.swords_1");
+        assert_eq!(bonus["is_bonus"], true);
+        assert_eq!(bonus["is_free"], true);
+        assert!(bonus.get("price").is_none_or(serde_json::Value::is_null));
+        assert_eq!(
+            json["promotions"][0]["bonus"][0]["sku"],
+            "com.xsolla.swords_1"
+        );
+        assert_eq!(json["promotions"][0]["bonus"][0]["type"], "virtual_good");
+    }
+
+    #[test]
+    fn fill_warnings_have_xsolla_codes_and_messages() {
+        use cart_domain::{Quantity, Sku};
+        let project = ProjectId::parse(44056).unwrap();
+        let skipped = |s: &str, reason| Skipped {
+            sku: Sku::parse(s).unwrap(),
+            quantity: Quantity::parse(2).unwrap(),
+            reason,
+        };
+        let rendered = warnings(
+            project,
+            &[
+                skipped("hat01", SkipReason::UnknownItem),
+                skipped("off", SkipReason::Unavailable(Unavailable::Disabled)),
+                skipped("later", SkipReason::Unavailable(Unavailable::NotOnSale)),
+                skipped(
+                    "none",
+                    SkipReason::Unavailable(Unavailable::PerItemLimit { available: 0 }),
+                ),
+                skipped(
+                    "one",
+                    SkipReason::Unavailable(Unavailable::PerUserLimit { available: 1 }),
+                ),
+            ],
+        );
+        let got: Vec<_> = rendered
+            .iter()
+            .map(|w| (w.error_code, w.error_message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    4001,
+                    "[0401-4001]: Item with Project Id = 44056 and Sku = hat01 not found"
+                ),
+                (
+                    1455,
+                    "[0401-1455]: Item with Project Id = 44056 and Sku = off is unavailable"
+                ),
+                (
+                    1455,
+                    "[0401-1455]: Item with Project Id = 44056 and Sku = later is not on sale now"
+                ),
+                (
+                    1460,
+                    "[0401-1460]: Purchase limit exceeded for item with Sku = none"
+                ),
+                (
+                    1459,
+                    "[0401-1459]: Quantity of item with Sku = one exceeds the purchase limit: 1 left"
+                ),
+            ]
+        );
+        assert_eq!(rendered[0].quantity, 2);
     }
 
     #[test]

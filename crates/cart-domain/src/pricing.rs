@@ -235,13 +235,7 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
     let mut cart_promotions = Vec::new();
     if let Some((applied, _, Ok(code))) = &promo {
         apply_code_discounts(code, &mut lines, &mut cart_promotions);
-        let mut bonus = code.bonus.clone();
-        bonus.extend(code.selectable.keys().filter_map(|unit| {
-            applied
-                .selected_unit_items
-                .get(unit)
-                .map(|picked| (picked.clone(), 1))
-        }));
+        let bonus = rewards(code, &applied.selected_unit_items).bonus;
         if !bonus.is_empty() {
             match cart_promotions.first_mut() {
                 Some(entry) => entry.bonus = bonus.clone(),

@@ -2,6 +2,7 @@
 //! One binary, a module per feature.
 
 mod bad_input;
+mod catalog;
 mod commands;
 mod concurrency;
 mod faults;

@@ -1005,20 +1005,62 @@ impl ProjectCatalog {
     /// # Errors
     /// The first offending field.
     pub fn validate(&self) -> Check {
+        self.validate_entities()?;
+        self.validate_references()
+    }
+
+    /// Every entity on its own, and duplicate keys; not the references between them
+    /// (a merge import checks those on the merged catalog).
+    ///
+    /// # Errors
+    /// The first offending field.
+    pub fn validate_entities(&self) -> Check {
         if self.project_id == 0 || self.project_id > i64::MAX as u64 {
             return Err(invalid("project_id", "must be a positive 64-bit integer"));
         }
-        let mut items: BTreeMap<&str, &Item> = BTreeMap::new();
+        let mut skus = BTreeSet::new();
         for (i, item) in self.items.iter().enumerate() {
             let at = format!("items[{i}]");
             item.validate().map_err(|e| e.under(&at))?;
-            if items.insert(item.sku.as_str(), item).is_some() {
+            if !skus.insert(item.sku.as_str()) {
                 return Err(ValidationError::Duplicate {
                     field: format!("{at}.sku"),
                     value: item.sku.clone(),
                 });
             }
         }
+        let mut ids = BTreeSet::new();
+        for (i, p) in self.promotions.iter().enumerate() {
+            let at = format!("promotions[{i}]");
+            p.validate().map_err(|e| e.under(&at))?;
+            if !ids.insert(p.id.as_str()) {
+                return Err(ValidationError::Duplicate {
+                    field: format!("{at}.id"),
+                    value: p.id.clone(),
+                });
+            }
+        }
+        let mut codes = BTreeSet::new();
+        for (i, c) in self.promo_codes.iter().enumerate() {
+            let at = format!("promo_codes[{i}]");
+            c.validate().map_err(|e| e.under(&at))?;
+            if !codes.insert(c.code.as_str()) {
+                return Err(ValidationError::Duplicate {
+                    field: format!("{at}.code"),
+                    value: c.code.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// References: virtual prices name `virtual_currency` items; promotions and promo
+    /// codes name items of the catalog; excluded promotions exist.
+    ///
+    /// # Errors
+    /// The first dangling reference.
+    pub fn validate_references(&self) -> Check {
+        let items: BTreeMap<&str, &Item> = self.items.iter().map(|i| (i.sku.as_str(), i)).collect();
         let item_ref = |field: String, sku: &str| -> Check {
             if items.contains_key(sku) {
                 Ok(())
@@ -1045,16 +1087,9 @@ impl ProjectCatalog {
                 }
             }
         }
-        let mut promotions = BTreeSet::new();
+        let promotions: BTreeSet<&str> = self.promotions.iter().map(|p| p.id.as_str()).collect();
         for (i, p) in self.promotions.iter().enumerate() {
             let at = format!("promotions[{i}]");
-            p.validate().map_err(|e| e.under(&at))?;
-            if !promotions.insert(p.id.as_str()) {
-                return Err(ValidationError::Duplicate {
-                    field: format!("{at}.id"),
-                    value: p.id.clone(),
-                });
-            }
             for (j, sku) in p.skus.iter().enumerate() {
                 item_ref(format!("{at}.skus[{j}]"), sku)?;
             }
@@ -1062,16 +1097,8 @@ impl ProjectCatalog {
                 item_ref(format!("{at}.bonus[{j}].sku"), &b.sku)?;
             }
         }
-        let mut codes = BTreeSet::new();
         for (i, c) in self.promo_codes.iter().enumerate() {
             let at = format!("promo_codes[{i}]");
-            c.validate().map_err(|e| e.under(&at))?;
-            if !codes.insert(c.code.as_str()) {
-                return Err(ValidationError::Duplicate {
-                    field: format!("{at}.code"),
-                    value: c.code.clone(),
-                });
-            }
             for (j, d) in c.discounted_items.iter().enumerate() {
                 item_ref(format!("{at}.discounted_items[{j}].sku"), &d.sku)?;
             }
@@ -1101,10 +1128,22 @@ impl CatalogDocument {
     /// # Errors
     /// The first offending field, e.g. `projects[0].items[3].sku`.
     pub fn validate(&self) -> Check {
+        self.check(ProjectCatalog::validate)
+    }
+
+    /// As [`ProjectCatalog::validate_entities`], per project.
+    ///
+    /// # Errors
+    /// The first offending field.
+    pub fn validate_entities(&self) -> Check {
+        self.check(ProjectCatalog::validate_entities)
+    }
+
+    fn check(&self, project_check: fn(&ProjectCatalog) -> Check) -> Check {
         let mut seen = BTreeSet::new();
         for (i, p) in self.projects.iter().enumerate() {
             let at = format!("projects[{i}]");
-            p.validate().map_err(|e| e.under(&at))?;
+            project_check(p).map_err(|e| e.under(&at))?;
             if !seen.insert(p.project_id) {
                 return Err(ValidationError::Duplicate {
                     field: format!("{at}.project_id"),

@@ -1,6 +1,7 @@
 //! cartctl: fill and read carts from the command line over NATS; export the event
 //! history and rebuild projections from PostgreSQL.
 
+mod catalog;
 mod feed;
 
 use std::time::Duration;
@@ -103,6 +104,9 @@ enum Command {
     /// The service's projections.
     #[command(subcommand)]
     Projections(feed::ProjectionsCommand),
+    /// The catalog in PostgreSQL: import, export, read and its change log.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -232,7 +236,7 @@ fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
                 },
             ),
         ),
-        Command::Info | Command::Events(_) | Command::Projections(_) => {
+        Command::Info | Command::Events(_) | Command::Projections(_) | Command::Catalog(_) => {
             bail!("not a cart request")
         }
     })
@@ -243,6 +247,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Events(command) => return feed::events(g, command).await,
         Command::Projections(command) => return feed::projections(command).await,
+        Command::Catalog(command) => return catalog::run(g, command).await,
         _ => {}
     }
     let client = async_nats::ConnectOptions::new()

@@ -288,9 +288,6 @@ impl Admin {
 
     async fn import(&self, body: &[u8]) -> Result<Value, ErrorReply> {
         let r: ImportRequest = decode(body)?;
-        r.catalog
-            .validate()
-            .map_err(|e| invalid(&e.under("catalog")))?;
         let replace = match r.mode.as_deref() {
             None | Some("merge") => false,
             Some("replace") => true,
@@ -301,8 +298,15 @@ impl Admin {
                 }))
             }
         };
+        // A replace stands alone; a merge may refer to what is stored (checked below).
+        if replace {
+            r.catalog.validate()
+        } else {
+            r.catalog.validate_entities()
+        }
+        .map_err(|e| invalid(&e.under("catalog")))?;
         let mut batches = Vec::new();
-        for project in &r.catalog.projects {
+        for (i, project) in r.catalog.projects.iter().enumerate() {
             let project_id = pid(project.project_id).map_err(|e| invalid(&e))?;
             if !replace {
                 // A merge keeps what the file does not name, so the result must be
@@ -311,9 +315,9 @@ impl Admin {
                 let stored = self.store.current(project_id).await.map_err(store_error)?;
                 let mut merged = project_of(project.project_id, &stored)?;
                 merge(&mut merged, project);
-                merged.validate().map_err(|e| {
-                    invalid(&e.under(&format!("merged catalog of project {}", project.project_id)))
-                })?;
+                merged
+                    .validate_references()
+                    .map_err(|e| invalid(&merge_path(e, &merged, project, i)))?;
             }
             batches.push(ProjectChanges {
                 project_id,
@@ -767,6 +771,49 @@ fn entity_path(e: ValidationError, catalog: &ProjectCatalog, change: &Change) ->
         }
         // Another entity refers to the changed one: say which, from the project.
         None => e.under("catalog"),
+    }
+}
+
+/// A reference error of a merged catalog, named from the document when the entity
+/// comes from it (`catalog.projects[0].promotions[1].skus[0]`), else as stored
+/// (`stored catalog of project N.promo_codes[0].bonus[0].sku`).
+fn merge_path(
+    e: ValidationError,
+    merged: &ProjectCatalog,
+    file: &ProjectCatalog,
+    project_index: usize,
+) -> ValidationError {
+    let field = e.field().to_owned();
+    let Some((head, rest)) = field.split_once('.') else {
+        return e;
+    };
+    let Some((list, index)) = head
+        .strip_suffix(']')
+        .and_then(|h| h.split_once('['))
+        .and_then(|(l, i)| Some((l, i.parse::<usize>().ok()?)))
+    else {
+        return e;
+    };
+    let in_file = match list {
+        "items" => merged
+            .items
+            .get(index)
+            .and_then(|x| file.items.iter().position(|f| f.sku == x.sku)),
+        "promotions" => merged
+            .promotions
+            .get(index)
+            .and_then(|x| file.promotions.iter().position(|f| f.id == x.id)),
+        "promo_codes" => merged
+            .promo_codes
+            .get(index)
+            .and_then(|x| file.promo_codes.iter().position(|f| f.code == x.code)),
+        _ => None,
+    };
+    match in_file {
+        Some(j) => e.with_field(format!(
+            "catalog.projects[{project_index}].{list}[{j}].{rest}"
+        )),
+        None => e.under(&format!("stored catalog of project {}", file.project_id)),
     }
 }
 

@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(files, [root])?;
 
     let mut config = prost_build::Config::new();
+    // Maps keep their keys in order, so an event's JSON payload is stable.
+    config.btree_map([".cart.v1"]);
     // One set of generated types serves both encodings: serde gives the JSON form.
     config.message_attribute(
         ".cart.v1",

@@ -77,7 +77,8 @@ impl Report {
             return Outcome::Unknown;
         };
         match event {
-            Event::CartOpened(_) => {}
+            // Promo codes do not change the lines this report follows.
+            Event::CartOpened(_) | Event::PromoCodeRedeemed(_) | Event::PromoCodeRemoved(_) => {}
             Event::ItemQuantitySet(set) if set.quantity == 0 => {
                 // The contract promises > 0; a line of 0 would count as held.
                 let reason = format!("quantity 0 for SKU {:?}", set.sku);

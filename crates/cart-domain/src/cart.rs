@@ -1,7 +1,10 @@
 //! The cart aggregate: commands, events, `decide` and `apply`.
 
+use std::collections::BTreeMap;
+
 use crate::availability::Unavailable;
 use crate::ids::{Quantity, Sku, MAX_LINES};
+use crate::pricing::{AppliedCode, PromoCodeRejection};
 
 /// One line of a cart. Invariant: `quantity` is never zero.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +20,9 @@ pub struct Cart {
     // Invariant: at most one line per SKU, none with quantity zero, in the order the lines
     // were first added (the order a shopper sees).
     lines: Vec<Line>,
+    // At most one promo code per cart (Xsolla's rule); it stays attached until removed
+    // or replaced, also through a clear, and pricing decides whether it gives anything.
+    promo_code: Option<AppliedCode>,
 }
 
 impl Cart {
@@ -32,6 +38,11 @@ impl Cart {
 
     pub fn lines(&self) -> &[Line] {
         &self.lines
+    }
+
+    /// The promo code attached to the cart, if any.
+    pub fn promo_code(&self) -> Option<&AppliedCode> {
+        self.promo_code.as_ref()
     }
 
     pub fn quantity_of(&self, sku: &Sku) -> u32 {
@@ -84,8 +95,18 @@ pub enum CartCommand {
     },
     /// Remove one SKU's line; removing an absent line is not an error.
     DeleteItem { sku: Sku, listed: bool },
-    /// Remove every line.
+    /// Remove every line. The promo code stays attached.
     Clear,
+    /// Attach a promo code, replacing the current one (one code per cart). The shell
+    /// runs `check_promo_code` and passes its verdict in `check`; a refused code
+    /// changes nothing.
+    RedeemPromoCode {
+        code: String,
+        selected_unit_items: BTreeMap<Sku, Sku>,
+        check: Result<(), PromoCodeRejection>,
+    },
+    /// Detach the promo code; nothing happens when the cart has none.
+    RemovePromoCode,
 }
 
 /// What happened to a cart. Past tense, facts only.
@@ -105,6 +126,13 @@ pub enum CartEvent {
     CartCleared {
         reason: ClearReason,
     },
+    /// A promo code was attached, replacing any previous one.
+    PromoCodeRedeemed {
+        code: String,
+        selected_unit_items: BTreeMap<Sku, Sku>,
+    },
+    /// The promo code was detached.
+    PromoCodeRemoved,
 }
 
 /// Why a cart was cleared: analysts tell an abandoned cart from a bought one by it.
@@ -122,6 +150,8 @@ impl CartEvent {
             CartEvent::ItemQuantitySet { .. } => "ItemQuantitySet",
             CartEvent::ItemRemoved { .. } => "ItemRemoved",
             CartEvent::CartCleared { .. } => "CartCleared",
+            CartEvent::PromoCodeRedeemed { .. } => "PromoCodeRedeemed",
+            CartEvent::PromoCodeRemoved => "PromoCodeRemoved",
         }
     }
 }
@@ -133,6 +163,8 @@ pub enum CartError {
     UnknownItem { sku: Sku },
     #[error("a cart holds at most {max} lines")]
     TooManyLines { max: usize },
+    #[error("{0}")]
+    PromoCode(PromoCodeRejection),
 }
 
 /// Why fill skipped a requested SKU.
@@ -176,6 +208,35 @@ pub fn fill_warnings(items: &[FillItem]) -> Vec<Skipped> {
 /// `UnknownItem` for an item put or delete of a SKU the catalog does not list, and
 /// `TooManyLines` when the cart would hold more than [`MAX_LINES`] lines.
 pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, CartError> {
+    match command {
+        CartCommand::RedeemPromoCode {
+            code,
+            selected_unit_items,
+            check,
+        } => {
+            check.clone().map_err(CartError::PromoCode)?;
+            let applied = AppliedCode {
+                code: code.clone(),
+                selected_unit_items: selected_unit_items.clone(),
+            };
+            let mut events = opened(cart);
+            if cart.promo_code.as_ref() != Some(&applied) {
+                events.push(CartEvent::PromoCodeRedeemed {
+                    code: applied.code,
+                    selected_unit_items: applied.selected_unit_items,
+                });
+            }
+            return Ok(events);
+        }
+        CartCommand::RemovePromoCode => {
+            let mut events = opened(cart);
+            if cart.promo_code.is_some() {
+                events.push(CartEvent::PromoCodeRemoved);
+            }
+            return Ok(events);
+        }
+        _ => {}
+    }
     let mut target = cart.lines.clone();
     match command {
         CartCommand::Fill { items, replace } => {
@@ -203,18 +264,25 @@ pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, Cart
             target.retain(|line| &line.sku != sku);
         }
         CartCommand::Clear => target.clear(),
+        CartCommand::RedeemPromoCode { .. } | CartCommand::RemovePromoCode => {}
     }
     // Lines already present may stay even if over the limit; only growth is refused.
     if target.len() > MAX_LINES && target.len() > cart.lines.len() {
         return Err(CartError::TooManyLines { max: MAX_LINES });
     }
 
-    let mut events = Vec::new();
-    if !cart.opened {
-        events.push(CartEvent::CartOpened);
-    }
+    let mut events = opened(cart);
     events.extend(diff(&cart.lines, &target));
     Ok(events)
+}
+
+/// `CartOpened` for the first accepted command of a new cart.
+fn opened(cart: &Cart) -> Vec<CartEvent> {
+    if cart.opened {
+        vec![]
+    } else {
+        vec![CartEvent::CartOpened]
+    }
 }
 
 fn set_line(lines: &mut Vec<Line>, sku: &Sku, quantity: Quantity) {
@@ -277,7 +345,19 @@ pub fn apply(mut cart: Cart, event: &CartEvent) -> Cart {
             }
         }
         CartEvent::ItemRemoved { sku } => cart.lines.retain(|line| &line.sku != sku),
+        // A clear keeps the promo code: the shopper removes it with RemovePromoCode.
         CartEvent::CartCleared { .. } => cart.lines.clear(),
+        CartEvent::PromoCodeRedeemed {
+            code,
+            selected_unit_items,
+        } => {
+            cart.opened = true;
+            cart.promo_code = Some(AppliedCode {
+                code: code.clone(),
+                selected_unit_items: selected_unit_items.clone(),
+            });
+        }
+        CartEvent::PromoCodeRemoved => cart.promo_code = None,
     }
     cart
 }

@@ -1,6 +1,6 @@
 //! Error replies in Xsolla's form: `{statusCode, errorCode, errorMessage: "[0401-NNNN]: ..."}`.
 
-use cart_domain::{CartError, InvalidInput, ProjectId, Sku, UserId};
+use cart_domain::{CartError, InvalidInput, ProjectId, PromoCodeRejection, Sku, UserId};
 
 use crate::v1;
 
@@ -66,6 +66,23 @@ impl ErrorReply {
                     capitalized(&error.to_string())
                 ),
             ),
+            CartError::PromoCode(rejection) => Self::promo_code(rejection),
+        }
+    }
+
+    /// A promo code that does not apply, as redeem and the rewards query answer it:
+    /// 404 for an invalid code (9807), 422 for the others (`error_code`).
+    pub fn promo_code(rejection: &PromoCodeRejection) -> Self {
+        let code = rejection.error_code();
+        let status = if code == 9807 { 404 } else { 422 };
+        Self::new(status, code, rejection.to_string())
+    }
+
+    /// As verify answers: an unknown code is 404/9811 "Code not found.".
+    pub fn promo_code_verify(rejection: &PromoCodeRejection) -> Self {
+        match rejection {
+            PromoCodeRejection::NotFound => Self::new(404, 9811, "Code not found."),
+            other => Self::promo_code(other),
         }
     }
 

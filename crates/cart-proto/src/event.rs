@@ -43,7 +43,8 @@ pub struct Encoded {
 /// [`decode`]. None for a type this build does not know.
 pub fn current_schema_version(event_type: &str) -> Option<i16> {
     match event_type {
-        "CartOpened" | "ItemQuantitySet" | "ItemRemoved" => Some(1),
+        "CartOpened" | "ItemQuantitySet" | "ItemRemoved" | "PromoCodeRedeemed"
+        | "PromoCodeRemoved" => Some(1),
         "CartCleared" => Some(2),
         _ => None,
     }
@@ -56,6 +57,8 @@ pub fn encode(event: &CartEvent) -> Encoded {
         EnvelopeEvent::ItemQuantitySet(m) => to_json(&m),
         EnvelopeEvent::ItemRemoved(m) => to_json(&m),
         EnvelopeEvent::CartCleared(m) => to_json(&m),
+        EnvelopeEvent::PromoCodeRedeemed(m) => to_json(&m),
+        EnvelopeEvent::PromoCodeRemoved(m) => to_json(&m),
     };
     let event_type = event.event_type();
     Encoded {
@@ -81,6 +84,17 @@ pub fn envelope_event(event: &CartEvent) -> EnvelopeEvent {
         CartEvent::CartCleared { reason } => EnvelopeEvent::CartCleared(v1::CartCleared {
             reason: reason_name(*reason).to_owned(),
         }),
+        CartEvent::PromoCodeRedeemed {
+            code,
+            selected_unit_items,
+        } => EnvelopeEvent::PromoCodeRedeemed(v1::PromoCodeRedeemed {
+            code: code.clone(),
+            selected_unit_items: selected_unit_items
+                .iter()
+                .map(|(unit, picked)| (unit.to_string(), picked.to_string()))
+                .collect(),
+        }),
+        CartEvent::PromoCodeRemoved => EnvelopeEvent::PromoCodeRemoved(v1::PromoCodeRemoved {}),
     }
 }
 
@@ -94,7 +108,10 @@ fn reason_name(reason: ClearReason) -> &'static str {
 pub fn sku_of(event: &CartEvent) -> Option<&Sku> {
     match event {
         CartEvent::ItemQuantitySet { sku, .. } | CartEvent::ItemRemoved { sku } => Some(sku),
-        CartEvent::CartOpened | CartEvent::CartCleared { .. } => None,
+        CartEvent::CartOpened
+        | CartEvent::CartCleared { .. }
+        | CartEvent::PromoCodeRedeemed { .. }
+        | CartEvent::PromoCodeRemoved => None,
     }
 }
 
@@ -154,6 +171,24 @@ pub fn decode(
                 reason: ClearReason::Shopper,
             }
         }
+        ("PromoCodeRedeemed", 1) => {
+            let m: v1::PromoCodeRedeemed = from_json(event_type, payload)?;
+            if m.code.is_empty() {
+                return Err(DecodeError::Invalid {
+                    event_type: event_type.to_owned(),
+                    source: cart_domain::InvalidInput::Missing("code"),
+                });
+            }
+            CartEvent::PromoCodeRedeemed {
+                code: m.code,
+                selected_unit_items: m
+                    .selected_unit_items
+                    .into_iter()
+                    .map(|(unit, picked)| Ok((sku(unit)?, sku(picked)?)))
+                    .collect::<Result<_, DecodeError>>()?,
+            }
+        }
+        ("PromoCodeRemoved", 1) => CartEvent::PromoCodeRemoved,
         _ => {
             return Err(DecodeError::UnknownType {
                 event_type: event_type.to_owned(),
@@ -198,6 +233,20 @@ mod tests {
                 2,
                 r#"{"reason":"shopper"}"#,
             ),
+            (
+                CartEvent::PromoCodeRedeemed {
+                    code: "WINTER2026".into(),
+                    selected_unit_items: [(
+                        Sku::parse("game_1").unwrap(),
+                        Sku::parse("game_1_steam").unwrap(),
+                    )]
+                    .into_iter()
+                    .collect(),
+                },
+                1,
+                r#"{"code":"WINTER2026","selected_unit_items":{"game_1":"game_1_steam"}}"#,
+            ),
+            (CartEvent::PromoCodeRemoved, 1, r#"{}"#),
         ];
         for (event, version, json) in cases {
             let encoded = encode(&event);

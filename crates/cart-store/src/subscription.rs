@@ -200,7 +200,10 @@ impl Projection for SkuActivity {
                 t.times_removed += 1;
             };
             match &event.event {
-                CartEvent::CartOpened => {}
+                // Promo codes do not change which SKUs a cart holds.
+                CartEvent::CartOpened
+                | CartEvent::PromoCodeRedeemed { .. }
+                | CartEvent::PromoCodeRemoved => {}
                 CartEvent::ItemQuantitySet { sku, quantity } => {
                     let quantity = i64::from(*quantity);
                     let before = cart.insert(sku.as_str().to_owned(), quantity);

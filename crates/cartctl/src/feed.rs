@@ -113,7 +113,7 @@ fn filter(args: &ExportArgs) -> anyhow::Result<Filter> {
     for t in &args.event_types {
         if cart_proto::event::current_schema_version(t).is_none() {
             anyhow::bail!(
-                "unknown event type {t:?}: CartOpened, ItemQuantitySet, ItemRemoved, CartCleared"
+                "unknown event type {t:?}: CartOpened, ItemQuantitySet, ItemRemoved, CartCleared, PromoCodeRedeemed, PromoCodeRemoved"
             );
         }
     }

@@ -10,6 +10,8 @@ fn envelope(cart: &str, version: i64, at: &str, event: Option<Event>) -> EventEn
         Some(Event::ItemQuantitySet(_)) => "ItemQuantitySet",
         Some(Event::ItemRemoved(_)) => "ItemRemoved",
         Some(Event::CartCleared(_)) => "CartCleared",
+        Some(Event::PromoCodeRedeemed(_)) => "PromoCodeRedeemed",
+        Some(Event::PromoCodeRemoved(_)) => "PromoCodeRemoved",
         None => "OrderPlaced",
     };
     EventEnvelope {

@@ -313,3 +313,122 @@ fn replay_of_decided_events_matches_the_intended_lines() {
         assert_eq!(lines_after(&history), want, "after {command:?}");
     }
 }
+
+// ---- promo codes ----------------------------------------------------------------
+
+fn redeem(code: &str) -> CartCommand {
+    CartCommand::RedeemPromoCode {
+        code: code.to_owned(),
+        selected_unit_items: BTreeMap::new(),
+        check: Ok(()),
+    }
+}
+fn redeemed(code: &str) -> CartEvent {
+    CartEvent::PromoCodeRedeemed {
+        code: code.to_owned(),
+        selected_unit_items: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn redeeming_a_code_on_a_new_cart_opens_it_and_attaches_the_code() {
+    check(
+        &[],
+        redeem("WINTER"),
+        Ok(vec![CartEvent::CartOpened, redeemed("WINTER")]),
+    );
+    let cart = Cart::replay(&[CartEvent::CartOpened, redeemed("WINTER")]);
+    assert_eq!(cart.promo_code().unwrap().code, "WINTER");
+}
+
+#[test]
+fn a_second_code_replaces_the_first_and_the_same_code_changes_nothing() {
+    let history = [CartEvent::CartOpened, set("a", 1), redeemed("ONE")];
+    check(&history, redeem("TWO"), Ok(vec![redeemed("TWO")]));
+    check(&history, redeem("ONE"), Ok(vec![]));
+    let mut picks = BTreeMap::new();
+    picks.insert(sku("game"), sku("game_steam"));
+    let with_picks = CartCommand::RedeemPromoCode {
+        code: "ONE".into(),
+        selected_unit_items: picks.clone(),
+        check: Ok(()),
+    };
+    check(
+        &history,
+        with_picks,
+        Ok(vec![CartEvent::PromoCodeRedeemed {
+            code: "ONE".into(),
+            selected_unit_items: picks.clone(),
+        }]),
+    );
+    let mut replaced = history.to_vec();
+    replaced.push(redeemed("TWO"));
+    let cart = Cart::replay(&replaced);
+    assert_eq!(cart.promo_code().unwrap().code, "TWO");
+    assert_eq!(cart.lines().len(), 1);
+}
+
+#[test]
+fn a_refused_code_changes_nothing() {
+    let history = [CartEvent::CartOpened, redeemed("ONE")];
+    for rejection in [
+        PromoCodeRejection::NotFound,
+        PromoCodeRejection::Expired,
+        PromoCodeRejection::Region,
+        PromoCodeRejection::UserLimitReached,
+    ] {
+        let command = CartCommand::RedeemPromoCode {
+            code: "BAD".into(),
+            selected_unit_items: BTreeMap::new(),
+            check: Err(rejection.clone()),
+        };
+        check(
+            &history,
+            command.clone(),
+            Err(CartError::PromoCode(rejection)),
+        );
+        // Not even CartOpened on a new cart.
+        assert!(decide(&Cart::default(), &command).is_err());
+    }
+}
+
+#[test]
+fn removing_detaches_the_code_and_is_a_no_op_without_one() {
+    let history = [CartEvent::CartOpened, set("a", 1), redeemed("ONE")];
+    check(
+        &history,
+        CartCommand::RemovePromoCode,
+        Ok(vec![CartEvent::PromoCodeRemoved]),
+    );
+    check(
+        &[CartEvent::CartOpened, set("a", 1)],
+        CartCommand::RemovePromoCode,
+        Ok(vec![]),
+    );
+    let mut removed = history.to_vec();
+    removed.push(CartEvent::PromoCodeRemoved);
+    let cart = Cart::replay(&removed);
+    assert_eq!(cart.promo_code(), None);
+    assert_eq!(cart.quantity_of(&sku("a")), 1);
+}
+
+#[test]
+fn clearing_the_cart_keeps_the_code_and_item_changes_keep_it_too() {
+    let history = [CartEvent::CartOpened, set("a", 1), redeemed("ONE")];
+    check(
+        &history,
+        CartCommand::Clear,
+        Ok(vec![CartEvent::CartCleared {
+            reason: ClearReason::Shopper,
+        }]),
+    );
+    let mut after = history.to_vec();
+    after.push(CartEvent::CartCleared {
+        reason: ClearReason::Shopper,
+    });
+    after.push(set("b", 2));
+    after.push(CartEvent::ItemRemoved { sku: sku("b") });
+    let cart = Cart::replay(&after);
+    assert_eq!(cart.promo_code().unwrap().code, "ONE");
+    assert!(cart.lines().is_empty());
+}

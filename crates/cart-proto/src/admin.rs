@@ -1261,5 +1261,9 @@ fn rfc3339_seconds(s: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
 }
 
+mod convert;
+
+pub use convert::{domain_catalog, project_into, promotion_id};
+
 #[cfg(test)]
 mod tests;

@@ -249,6 +249,19 @@ impl CatalogStore {
         Ok(v.unwrap_or(0))
     }
 
+    /// Every project's current catalog version, by project ascending: one cheap query,
+    /// so that a cache can poll it to notice another instance's change.
+    ///
+    /// # Errors
+    /// The database.
+    pub async fn versions(&self) -> Result<Vec<(i64, i64)>, CatalogError> {
+        Ok(sqlx::query_as(
+            "select project_id, version from catalog_versions order by project_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The projects that have a catalog row, ascending.
     ///
     /// # Errors

@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
+use crate::catalog::CatalogCache;
+
 /// The largest admin request body: a whole catalog (the NATS server's default limit).
 pub const MAX_ADMIN_PAYLOAD: usize = 1024 * 1024;
 /// How often a change is checked again when the catalog moved on meanwhile.
@@ -51,11 +53,13 @@ pub const ENDPOINTS: [&str; 13] = [
 #[derive(Clone)]
 pub(crate) struct Admin {
     store: CatalogStore,
+    /// Refreshed after every change, before the reply.
+    cache: CatalogCache,
 }
 
 impl Admin {
-    pub(crate) fn new(store: CatalogStore) -> Self {
-        Self { store }
+    pub(crate) fn new(store: CatalogStore, cache: CatalogCache) -> Self {
+        Self { store, cache }
     }
 
     /// Imports a catalog file into the projects that have no catalog yet (version 0);
@@ -118,6 +122,10 @@ impl Admin {
         } else {
             self.handle(endpoint, &request.message.payload).await
         };
+        if res.is_ok() && !matches!(endpoint, "export" | "get" | "changes") {
+            // This instance prices against the change before the caller hears of it.
+            self.cache.changed().await;
+        }
         let mut headers = HeaderMap::new();
         headers.insert("Content-Type", Encoding::JSON_CONTENT_TYPE);
         let body = match res {

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cart_domain::{
-    decide, fill_warnings, CartCommand, CartId, Catalog, FillItem, InvalidInput, ProjectId, UserId,
+    decide, fill_warnings, CartCommand, CartId, FillItem, InvalidInput, ProjectId, UserId,
 };
 use cart_proto::request::{self, Action, Endpoint, Request};
 use cart_proto::view::{self, AmountFormat};
 use cart_proto::{encode, Encoding, ErrorReply};
+
+use crate::catalog::CatalogCache;
 use cart_store::{
     AsOf, EventStore, GroupCommit, GroupConfig, GroupRead, Loaded, PendingAppend, ProcessedCommand,
     StoreError, StreamKey,
@@ -92,7 +94,8 @@ struct Inner {
     writer: GroupCommit,
     reader: GroupRead,
     cache: Option<CartCache>,
-    catalog: Catalog,
+    /// The current catalog: take one `snapshot()` per request.
+    catalog: CatalogCache,
     locks: CartLocks,
     format: AmountFormat,
     max_attempts: u32,
@@ -138,7 +141,12 @@ pub(crate) use cart_store::error_chain;
 
 impl App {
     /// Starts the group-commit writer, so it must be called inside a tokio runtime.
-    pub fn new(store: EventStore, catalog: Catalog, format: AmountFormat, tuning: Tuning) -> Self {
+    pub fn new(
+        store: EventStore,
+        catalog: CatalogCache,
+        format: AmountFormat,
+        tuning: Tuning,
+    ) -> Self {
         let inner = Inner {
             writer: GroupCommit::start(store.clone(), tuning.group),
             // Reads are cheap for PostgreSQL but many: more of them may run at once.
@@ -245,11 +253,12 @@ impl App {
         let view_options = &request.view;
         // Purchases, country and the cart's promo code are not wired yet (issue 3).
         let purchases = cart_domain::Purchases::default();
+        let catalog = self.inner.catalog.snapshot();
         let priced = cart_domain::price(
             cart,
             &cart_domain::PricingContext {
                 project: key.project,
-                catalog: &self.inner.catalog,
+                catalog: &catalog,
                 currency: &view_options.currency,
                 country: None,
                 now: now(),
@@ -271,11 +280,12 @@ impl App {
     /// None for a query.
     fn command_for(&self, request: &Request) -> Option<CartCommand> {
         let project = request.scope.project;
-        let listed = |sku| self.inner.catalog.is_listed(project, sku);
+        let catalog = self.inner.catalog.snapshot();
+        let listed = |sku| catalog.is_listed(project, sku);
         let now = now();
         let purchases = cart_domain::Purchases::default();
         let unavailable = |sku, quantity: cart_domain::Quantity| {
-            let item = self.inner.catalog.item(project, sku)?;
+            let item = catalog.item(project, sku)?;
             cart_domain::unavailable(item, quantity.get(), now, &purchases)
         };
         Some(match &request.action {

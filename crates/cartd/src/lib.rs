@@ -6,6 +6,7 @@
 
 mod admin;
 mod app;
+mod catalog;
 mod config;
 mod feed;
 mod service;
@@ -47,16 +48,19 @@ impl Server {
 /// # Errors
 /// An unreadable catalog, or a NATS URL that cannot be used.
 pub async fn start(config: &Config) -> anyhow::Result<Server> {
+    // The file is in the admin format (docs/catalog.md); a file that does not pass the
+    // admin checks stops the start.
     let bytes = std::fs::read(&config.catalog)
         .with_context(|| format!("read catalog {}", config.catalog.display()))?;
-    let catalog = cart_proto::catalog::parse(&bytes)
+    cart_proto::admin::parse_document(&bytes)
         .with_context(|| format!("load catalog {}", config.catalog.display()))?;
-    tracing::info!(path = %config.catalog.display(), items = catalog.len(), "catalog loaded");
 
     let pool = connect_postgres(config).await?;
-    // The catalog in PostgreSQL: the file seeds the projects that have none yet. The
-    // carts are still priced from the file's catalog above (issue 3, next step).
-    let admin = admin::Admin::new(cart_store::catalog::CatalogStore::new(pool.clone()));
+    // The catalog lives in PostgreSQL: the file seeds the projects that have none yet,
+    // and carts are priced from the stored catalog through the cache (catalog.rs).
+    let catalog_store = cart_store::catalog::CatalogStore::new(pool.clone());
+    let catalog = catalog::CatalogCache::new(catalog_store.clone());
+    let admin = admin::Admin::new(catalog_store, catalog.clone());
     match admin.seed(&bytes).await {
         Ok(seeded) if !seeded.is_empty() => {
             tracing::info!(projects = ?seeded, "catalog file imported into PostgreSQL");
@@ -66,15 +70,26 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
             tracing::warn!(error = %format!("{e:#}"), "catalog file not imported into PostgreSQL")
         }
     }
+    catalog
+        .refresh()
+        .await
+        .context("load the catalog from PostgreSQL")?;
+    tracing::info!(
+        path = %config.catalog.display(),
+        items = catalog.snapshot().len(),
+        versions = ?catalog.versions().await,
+        "catalog loaded from PostgreSQL"
+    );
     let store = EventStore::new(pool.clone());
     let format = AmountFormat {
         scale: config.amount_scale.min(16),
     };
-    let app = app::App::new(store, catalog, format, config.tuning());
+    let app = app::App::new(store, catalog.clone(), format, config.tuning());
     let client = service::connect(config).await?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut background = tokio::task::JoinSet::new();
+    background.spawn(catalog.clone().poll(stopped.clone()));
     let relay_config = config.relay_config();
     let relay = config
         .relay

@@ -74,10 +74,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         .refresh()
         .await
         .context("load the catalog from PostgreSQL")?;
+    let versions = catalog.versions().await;
     tracing::info!(
         path = %config.catalog.display(),
         items = catalog.snapshot().len(),
-        versions = ?catalog.versions().await,
+        ?versions,
         "catalog loaded from PostgreSQL"
     );
     let store = EventStore::new(pool.clone());

@@ -255,11 +255,11 @@ impl CatalogStore {
     /// # Errors
     /// The database.
     pub async fn versions(&self) -> Result<Vec<(i64, i64)>, CatalogError> {
-        Ok(sqlx::query_as(
-            "select project_id, version from catalog_versions order by project_id",
+        Ok(
+            sqlx::query_as("select project_id, version from catalog_versions order by project_id")
+                .fetch_all(&self.pool)
+                .await?,
         )
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     /// The projects that have a catalog row, ascending.

@@ -39,6 +39,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".cart.v1.Cart.warnings",
         "#[serde(skip_serializing_if = \"Vec::is_empty\")]",
     );
+    // The promo code fields appear only when there is something to say.
+    for field in ["Cart.promo_code", "Cart.rewards"] {
+        config.field_attribute(
+            format!(".cart.v1.{field}"),
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        );
+    }
+    // Xsolla sends null rather than [] for a code without discounted items.
+    config.field_attribute(
+        ".cart.v1.Rewards.discounted_items",
+        "#[serde(with = \"crate::null_if_empty\")]",
+    );
+    config.field_attribute(
+        ".cart.v1.RewardItem.unit_items",
+        "#[serde(skip_serializing_if = \"Vec::is_empty\")]",
+    );
     config.compile_fds(descriptors)?;
     Ok(())
 }

@@ -414,7 +414,11 @@ async fn the_service_answers_the_micro_discovery_subjects() {
             format!("{p}.fill"),
             format!("{p}.get"),
             format!("{p}.item.delete"),
-            format!("{p}.item.put")
+            format!("{p}.item.put"),
+            format!("{p}.promocode.redeem"),
+            format!("{p}.promocode.remove"),
+            format!("{p}.promocode.rewards"),
+            format!("{p}.promocode.verify")
         ]
     );
     assert!(info["endpoints"]

@@ -11,6 +11,8 @@ mod history;
 mod idempotency;
 mod load;
 mod ownership;
+mod pricing;
+mod promocode;
 
 use serde_json::{json, Value};
 

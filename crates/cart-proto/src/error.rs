@@ -131,3 +131,27 @@ impl std::fmt::Display for ErrorReply {
 }
 
 impl std::error::Error for ErrorReply {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn promo_code_rejections_have_xsollas_status_and_code() {
+        let e = ErrorReply::promo_code(&PromoCodeRejection::NotFound);
+        assert_eq!((e.status, e.code), (404, 9807));
+        assert_eq!(e.message(), "[0401-9807]: Enter a valid promo code.");
+        let e = ErrorReply::promo_code_verify(&PromoCodeRejection::NotFound);
+        assert_eq!((e.status, e.code), (404, 9811));
+        for (rejection, code) in [
+            (PromoCodeRejection::UserLimitReached, 9804),
+            (PromoCodeRejection::TotalLimitReached, 9804),
+            (PromoCodeRejection::Region, 9808),
+            (PromoCodeRejection::Expired, 9810),
+            (PromoCodeRejection::NotStarted, 9810),
+        ] {
+            let e = ErrorReply::promo_code(&rejection);
+            assert_eq!((e.status, e.code), (422, code), "{rejection:?}");
+        }
+    }
+}

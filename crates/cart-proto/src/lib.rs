@@ -59,3 +59,22 @@ pub fn encode<M: prost::Message + serde::Serialize>(message: &M, encoding: Encod
         Encoding::Json => serde_json::to_vec(message).unwrap_or_default(),
     }
 }
+
+/// Serde for a repeated field that Xsolla writes as null when empty.
+pub(crate) mod null_if_empty {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+        if v.is_empty() {
+            s.serialize_none()
+        } else {
+            v.serialize(s)
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+    }
+}

@@ -1,5 +1,7 @@
 //! Decoding of cart requests from JSON or protobuf into checked domain values.
 
+use std::collections::BTreeMap;
+
 use cart_domain::{
     CartId, Currency, InvalidInput, Locale, ProjectId, Quantity, Sku, UserId, MAX_LINES,
 };
@@ -16,9 +18,21 @@ pub enum Endpoint {
     DeleteItem,
     Clear,
     Get,
+    RedeemPromoCode,
+    RemovePromoCode,
+    PromoCodeRewards,
+    VerifyPromoCode,
 }
 
 impl Endpoint {
+    /// Whether the endpoint only reads (its Cart-Command-Id header is ignored).
+    pub fn is_query(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Get | Endpoint::PromoCodeRewards | Endpoint::VerifyPromoCode
+        )
+    }
+
     /// The subject suffix after the service prefix, e.g. `item.put`.
     pub fn subject(self) -> &'static str {
         match self {
@@ -27,6 +41,10 @@ impl Endpoint {
             Endpoint::DeleteItem => "item.delete",
             Endpoint::Clear => "clear",
             Endpoint::Get => "get",
+            Endpoint::RedeemPromoCode => "promocode.redeem",
+            Endpoint::RemovePromoCode => "promocode.remove",
+            Endpoint::PromoCodeRewards => "promocode.rewards",
+            Endpoint::VerifyPromoCode => "promocode.verify",
         }
     }
 
@@ -38,15 +56,23 @@ impl Endpoint {
             Endpoint::DeleteItem => "item-delete",
             Endpoint::Clear => "clear",
             Endpoint::Get => "get",
+            Endpoint::RedeemPromoCode => "promocode-redeem",
+            Endpoint::RemovePromoCode => "promocode-remove",
+            Endpoint::PromoCodeRewards => "promocode-rewards",
+            Endpoint::VerifyPromoCode => "promocode-verify",
         }
     }
 
-    pub const ALL: [Endpoint; 5] = [
+    pub const ALL: [Endpoint; 9] = [
         Endpoint::Fill,
         Endpoint::PutItem,
         Endpoint::DeleteItem,
         Endpoint::Clear,
         Endpoint::Get,
+        Endpoint::RedeemPromoCode,
+        Endpoint::RemovePromoCode,
+        Endpoint::PromoCodeRewards,
+        Endpoint::VerifyPromoCode,
     ];
 }
 
@@ -64,6 +90,9 @@ pub struct Scope {
 pub struct ViewOptions {
     pub currency: Currency,
     pub locale: Locale,
+    /// The buyer's ISO 3166-1 alpha-2 country (upper case), when given: country prices
+    /// and region-limited promo codes.
+    pub country: Option<String>,
 }
 
 /// What a request asks for.
@@ -85,7 +114,24 @@ pub enum Action {
     Get {
         as_of: Option<AsOf>,
     },
+    /// Attach a promo code (replacing the cart's current one).
+    RedeemPromoCode {
+        code: String,
+        selected_unit_items: BTreeMap<Sku, Sku>,
+    },
+    RemovePromoCode,
+    /// What a code gives (a query; the cart is not read).
+    PromoCodeRewards {
+        code: String,
+    },
+    /// Whether the user can apply a code now (a query; the cart is not read).
+    VerifyPromoCode {
+        code: String,
+    },
 }
+
+/// The longest promo code accepted (Xsolla: 1 to 128 characters).
+pub const MAX_CODE_LEN: usize = 128;
 
 /// A point in a cart's past (time travel).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +177,12 @@ struct RawRequest {
     quantity: Option<RawQuantity>,
     at_version: Option<i64>,
     at_time: String,
+    country: String,
+    /// coupon_code of redeem, code of rewards and verify.
+    code: String,
+    selected_unit_items: BTreeMap<String, String>,
+    /// Xsolla's `cart: {id}`; "current" or empty is the current cart.
+    cart_ref: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +215,17 @@ struct JsonRequest {
     quantity: Option<serde_json::Number>,
     at_version: Option<i64>,
     at_time: Option<String>,
+    country: Option<String>,
+    coupon_code: Option<String>,
+    code: Option<String>,
+    selected_unit_items: Option<BTreeMap<String, String>>,
+    cart: Option<JsonCartRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonCartRef {
+    id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -213,6 +276,40 @@ impl RawRequest {
         if json.at_time.is_some() && endpoint != Endpoint::Get {
             return Err(not_here("at_time"));
         }
+        let redeem = endpoint == Endpoint::RedeemPromoCode;
+        let by_code = matches!(
+            endpoint,
+            Endpoint::PromoCodeRewards | Endpoint::VerifyPromoCode
+        );
+        let on_cart = matches!(
+            endpoint,
+            Endpoint::RedeemPromoCode | Endpoint::RemovePromoCode
+        );
+        if json.coupon_code.is_some() && !redeem {
+            return Err(not_here("coupon_code"));
+        }
+        if json.selected_unit_items.is_some() && !redeem {
+            return Err(not_here("selected_unit_items"));
+        }
+        if json.code.is_some() && !by_code {
+            return Err(not_here("code"));
+        }
+        if json.cart.is_some() && !on_cart {
+            return Err(not_here("cart"));
+        }
+        if by_code && json.cart_id.is_some() {
+            return Err(not_here("cart_id"));
+        }
+        if json.cart.is_some() && json.cart_id.is_some() {
+            return Err(ErrorReply::invalid(&InvalidInput::OneOf("cart_id", "cart")));
+        }
+        let cart_ref = match json.cart {
+            None => None,
+            Some(JsonCartRef { id: Some(id) }) => Some(id),
+            Some(JsonCartRef { id: None }) => {
+                return Err(ErrorReply::invalid(&InvalidInput::Missing("id")))
+            }
+        };
         let items = json
             .items
             .unwrap_or_default()
@@ -241,6 +338,10 @@ impl RawRequest {
             quantity: json.quantity.as_ref().map(json_quantity),
             at_version: json.at_version,
             at_time: json.at_time.unwrap_or_default(),
+            country: json.country.unwrap_or_default(),
+            code: json.coupon_code.or(json.code).unwrap_or_default(),
+            selected_unit_items: json.selected_unit_items.unwrap_or_default(),
+            cart_ref,
         })
     }
 
@@ -294,6 +395,52 @@ impl RawRequest {
                     ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
                 }
             }
+            Endpoint::RedeemPromoCode => {
+                let m = v1::RedeemPromoCodeRequest::decode(body).map_err(malformed)?;
+                Self {
+                    code: m.coupon_code,
+                    selected_unit_items: m.selected_unit_items,
+                    country: m.country,
+                    cart_ref: m.cart.map(|c| c.id),
+                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                }
+            }
+            Endpoint::RemovePromoCode => {
+                let m = v1::RemovePromoCodeRequest::decode(body).map_err(malformed)?;
+                Self {
+                    country: m.country,
+                    cart_ref: m.cart.map(|c| c.id),
+                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                }
+            }
+            Endpoint::PromoCodeRewards => {
+                let m = v1::PromoCodeRewardsRequest::decode(body).map_err(malformed)?;
+                Self {
+                    code: m.code,
+                    country: m.country,
+                    ..scope(
+                        m.project_id,
+                        m.user_id,
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    )
+                }
+            }
+            Endpoint::VerifyPromoCode => {
+                let m = v1::VerifyPromoCodeRequest::decode(body).map_err(malformed)?;
+                Self {
+                    code: m.code,
+                    country: m.country,
+                    ..scope(
+                        m.project_id,
+                        m.user_id,
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    )
+                }
+            }
         })
     }
 
@@ -303,9 +450,42 @@ impl RawRequest {
             Some(id) => ProjectId::parse(id)?,
         };
         let user = UserId::parse(self.user_id)?;
-        let cart = match self.cart_id.as_str() {
+        if !self.cart_id.is_empty() && self.cart_ref.is_some() {
+            return Err(InvalidInput::OneOf("cart_id", "cart"));
+        }
+        let cart_id = match self.cart_ref {
+            Some(id) if id == "current" => String::new(),
+            Some(id) if id.is_empty() => return Err(InvalidInput::Missing("id")),
+            Some(id) => id,
+            None => self.cart_id,
+        };
+        let cart = match cart_id.as_str() {
             "" => None,
-            _ => Some(CartId::parse(self.cart_id)?),
+            _ => Some(CartId::parse(cart_id)?),
+        };
+        let country = match self.country.as_str() {
+            "" => None,
+            c if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                Some(c.to_ascii_uppercase())
+            }
+            _ => {
+                return Err(InvalidInput::BadCharacters {
+                    property: "country",
+                    allowed: "a two-letter ISO 3166-1 alpha-2 code",
+                })
+            }
+        };
+        let code = |property: &'static str| {
+            if self.code.is_empty() {
+                Err(InvalidInput::Missing(property))
+            } else if self.code.chars().count() > MAX_CODE_LEN {
+                Err(InvalidInput::TooLong {
+                    property,
+                    max: MAX_CODE_LEN,
+                })
+            } else {
+                Ok(self.code.clone())
+            }
         };
         let currency = match self.currency.as_str() {
             "" => Currency::usd(),
@@ -352,6 +532,21 @@ impl RawRequest {
                     (Some(_), _) => return Err(InvalidInput::OneOf("at_version", "at_time")),
                 },
             },
+            Endpoint::RedeemPromoCode => Action::RedeemPromoCode {
+                code: code("coupon_code")?,
+                selected_unit_items: self
+                    .selected_unit_items
+                    .iter()
+                    .map(|(unit, picked)| Ok((Sku::parse(unit)?, Sku::parse(picked)?)))
+                    .collect::<Result<_, InvalidInput>>()?,
+            },
+            Endpoint::RemovePromoCode => Action::RemovePromoCode,
+            Endpoint::PromoCodeRewards => Action::PromoCodeRewards {
+                code: code("code")?,
+            },
+            Endpoint::VerifyPromoCode => Action::VerifyPromoCode {
+                code: code("code")?,
+            },
         };
         Ok(Request {
             scope: Scope {
@@ -359,7 +554,11 @@ impl RawRequest {
                 user,
                 cart,
             },
-            view: ViewOptions { currency, locale },
+            view: ViewOptions {
+                currency,
+                locale,
+                country,
+            },
             action,
         })
     }
@@ -466,6 +665,74 @@ mod tests {
         );
         let e = json(Endpoint::Fill, &body).unwrap_err();
         assert_eq!((e.status, e.code), (422, 1102));
+    }
+
+    #[test]
+    fn promo_code_requests_decode_with_xsollas_cart_object() {
+        let req = json(
+            Endpoint::RedeemPromoCode,
+            r#"{"project_id":1,"user_id":"u","coupon_code":"WINTER2026","cart":{"id":"current"},"selected_unit_items":{"game_1":"game_1_steam"},"country":"de"}"#,
+        )
+        .unwrap();
+        assert_eq!(req.scope.cart, None);
+        assert_eq!(req.view.country.as_deref(), Some("DE"));
+        let Action::RedeemPromoCode {
+            code,
+            selected_unit_items,
+        } = req.action
+        else {
+            panic!("not a redeem")
+        };
+        assert_eq!(code, "WINTER2026");
+        assert_eq!(selected_unit_items.len(), 1);
+        let req = json(
+            Endpoint::RemovePromoCode,
+            r#"{"project_id":1,"user_id":"u","cart":{"id":"c-1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(req.scope.cart.unwrap().as_str(), "c-1");
+        let (status, code, text) = code_and_text(json(
+            Endpoint::RedeemPromoCode,
+            r#"{"project_id":1,"user_id":"u"}"#,
+        ));
+        assert_eq!((status, code), (422, 1102));
+        assert!(
+            text.contains("The property `coupon_code` is required"),
+            "{text}"
+        );
+        let (_, code, text) = code_and_text(json(
+            Endpoint::RedeemPromoCode,
+            r#"{"project_id":1,"user_id":"u","coupon_code":"A","cart_id":"a","cart":{"id":"b"}}"#,
+        ));
+        assert_eq!(code, 1102);
+        assert!(text.contains("at most one"), "{text}");
+        let (_, _, text) = code_and_text(json(
+            Endpoint::Get,
+            r#"{"project_id":1,"user_id":"u","coupon_code":"A"}"#,
+        ));
+        assert!(text.contains("not accepted by get"), "{text}");
+        let req = json(
+            Endpoint::VerifyPromoCode,
+            r#"{"project_id":1,"user_id":"u","code":"X"}"#,
+        )
+        .unwrap();
+        assert_eq!(req.action, Action::VerifyPromoCode { code: "X".into() });
+        assert!(Endpoint::VerifyPromoCode.is_query());
+        assert!(!Endpoint::RedeemPromoCode.is_query());
+        let m = v1::RedeemPromoCodeRequest {
+            project_id: 1,
+            user_id: "u".into(),
+            coupon_code: "C".into(),
+            cart: Some(v1::CartRef { id: "c-2".into() }),
+            ..Default::default()
+        };
+        let req = decode(
+            Endpoint::RedeemPromoCode,
+            Encoding::Protobuf,
+            &m.encode_to_vec(),
+        )
+        .unwrap();
+        assert_eq!(req.scope.cart.unwrap().as_str(), "c-2");
     }
 
     #[test]

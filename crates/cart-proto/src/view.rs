@@ -1,8 +1,8 @@
 //! The cart as a reply: a priced cart rendered in the Xsolla cart shape.
 
 use cart_domain::{
-    AppliedPromotion, Discount, LineLimits, Locale, Money, PricedCart, PricedLine, ProjectId,
-    SkipReason, Skipped, Timestamp, Unavailable,
+    AppliedPromotion, Catalog, Discount, LineLimits, Locale, Money, PricedCart, PricedLine,
+    ProjectId, Rewards, SkipReason, Skipped, Sku, Timestamp, Unavailable,
 };
 use rust_decimal::Decimal;
 
@@ -55,6 +55,96 @@ pub fn cart(
             .map(|p| promotion(p, priced, locale, format))
             .collect(),
         warnings: vec![],
+        promo_code: priced
+            .promo_code
+            .as_ref()
+            .map(|outcome| v1::PromoCodeStatus {
+                code: outcome.code.clone(),
+                applies: outcome.applies(),
+                reason: outcome
+                    .status
+                    .as_ref()
+                    .err()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                error_code: outcome
+                    .status
+                    .as_ref()
+                    .err()
+                    .map_or(0, |r| i32::try_from(r.error_code()).unwrap_or(0)),
+            }),
+        rewards: None,
+    }
+}
+
+/// Renders what a promo code gives in Xsolla's `rewards` shape, with the bonus items'
+/// catalog entries. A selectable unit the redeemer did not pick is listed with the
+/// items to pick from.
+pub fn rewards(
+    project: ProjectId,
+    catalog: &Catalog,
+    rewards: &Rewards,
+    selected: &std::collections::BTreeMap<Sku, Sku>,
+    locale: &Locale,
+) -> v1::Rewards {
+    let reward_item = |sku: &Sku| {
+        let item = catalog.item(project, sku);
+        v1::RewardItem {
+            sku: sku.to_string(),
+            name: item.map(|i| i.name(locale).to_owned()).unwrap_or_default(),
+            r#type: item.map(|i| i.item_type.clone()).unwrap_or_default(),
+            description: item
+                .map(|i| i.description(locale).to_owned())
+                .unwrap_or_default(),
+            image_url: item.map(|i| i.image_url.clone()).unwrap_or_default(),
+            unit_items: vec![],
+        }
+    };
+    let mut bonus: Vec<v1::RewardBonus> = rewards
+        .bonus
+        .iter()
+        .map(|(sku, quantity)| v1::RewardBonus {
+            item: Some(reward_item(sku)),
+            quantity: *quantity,
+        })
+        .collect();
+    for (unit, items) in &rewards.selectable {
+        if selected.contains_key(unit) {
+            continue;
+        }
+        let mut entry = reward_item(unit);
+        entry.unit_items = items
+            .iter()
+            .map(|sku| {
+                let item = reward_item(sku);
+                v1::RewardUnitItem {
+                    sku: item.sku,
+                    r#type: item.r#type,
+                    name: item.name,
+                }
+            })
+            .collect();
+        bonus.push(v1::RewardBonus {
+            item: Some(entry),
+            quantity: 1,
+        });
+    }
+    v1::Rewards {
+        bonus,
+        discount: rewards.discount_percent.map(|p| v1::PercentOnly {
+            percent: percent(p),
+        }),
+        discounted_items: rewards
+            .discounted_items
+            .iter()
+            .map(|(sku, p)| v1::DiscountedItem {
+                sku: sku.to_string(),
+                discount: Some(v1::PercentOnly {
+                    percent: percent(*p),
+                }),
+            })
+            .collect(),
+        is_selectable: rewards.is_selectable,
     }
 }
 

@@ -715,18 +715,34 @@ async fn upsert_projections(
     Ok(())
 }
 
+/// The projected cart: its lines `{sku, quantity}`, then, when the cart has a promo code,
+/// one element `{"promo_code": {code, selected_unit_items}}` (the payload of
+/// `PromoCodeRedeemed`). Rows written before promo codes existed have no such element,
+/// which reads as a cart without a code, as it was.
 pub(crate) fn lines_json(cart: &Cart) -> serde_json::Value {
-    cart.lines()
+    let lines = cart
+        .lines()
         .iter()
-        .map(|l| serde_json::json!({"sku": l.sku.as_str(), "quantity": l.quantity}))
-        .collect()
+        .map(|l| serde_json::json!({"sku": l.sku.as_str(), "quantity": l.quantity}));
+    let promo_code = cart.promo_code().map(|applied| {
+        let redeemed = CartEvent::PromoCodeRedeemed {
+            code: applied.code.clone(),
+            selected_unit_items: applied.selected_unit_items.clone(),
+        };
+        serde_json::json!({ "promo_code": event::encode(&redeemed).payload })
+    });
+    lines.chain(promo_code).collect()
 }
 
 fn cart_from_lines(lines: &serde_json::Value) -> Result<Cart, DecodeError> {
-    // The projection stores what ItemQuantitySet events would rebuild, so it is read back
-    // by replaying exactly those.
+    // The projection stores what ItemQuantitySet and PromoCodeRedeemed events would
+    // rebuild, so it is read back by replaying exactly those.
     let mut events = vec![CartEvent::CartOpened];
     for line in lines.as_array().into_iter().flatten() {
+        if let Some(payload) = line.get("promo_code") {
+            events.push(event::decode("PromoCodeRedeemed", 1, payload.clone())?);
+            continue;
+        }
         let payload = serde_json::json!({"sku": line.get("sku"), "quantity": line.get("quantity")});
         events.push(event::decode("ItemQuantitySet", 1, payload)?);
     }

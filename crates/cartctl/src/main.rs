@@ -3,6 +3,7 @@
 
 mod catalog;
 mod feed;
+mod promocode;
 
 use std::time::Duration;
 
@@ -107,6 +108,9 @@ enum Command {
     /// The catalog in PostgreSQL: import, export, read and its change log.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
+    /// Promo codes: redeem and remove on the cart, rewards and verify of a code.
+    #[command(subcommand)]
+    Promocode(promocode::PromoCodeCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -236,6 +240,7 @@ fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
                 },
             ),
         ),
+        Command::Promocode(command) => promocode::body(command, scope(&cli.global), pb)?,
         Command::Info | Command::Events(_) | Command::Projections(_) | Command::Catalog(_) => {
             bail!("not a cart request")
         }
@@ -274,7 +279,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if g.protobuf {
         headers.insert("Content-Type", cart_proto::Encoding::PROTOBUF_CONTENT_TYPE);
     }
-    if !matches!(cli.command, Command::Get { .. }) {
+    let query = match &cli.command {
+        Command::Promocode(command) => command.is_query(),
+        command => matches!(command, Command::Get { .. }),
+    };
+    if !query {
         let id = g
             .command_id
             .clone()
@@ -299,7 +308,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         return Ok(1);
     }
-    let cart = if g.protobuf {
+    let cart = if let (true, Command::Promocode(command)) = (g.protobuf, &cli.command) {
+        promocode::decode_reply(command, reply.payload.as_ref())?
+    } else if g.protobuf {
         serde_json::to_value(
             v1::Cart::decode(reply.payload.as_ref()).context("decode protobuf reply")?,
         )?

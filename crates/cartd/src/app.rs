@@ -186,6 +186,11 @@ impl App {
         command_id: Option<String>,
         fingerprint: Vec<u8>,
     ) -> Result<Vec<u8>, ErrorReply> {
+        if let Action::PromoCodeRewards { code } | Action::VerifyPromoCode { code } =
+            &request.action
+        {
+            return self.promo_code_query(&request, code, encoding);
+        }
         match self.command_for(&request) {
             None => self.query(&request, encoding).await,
             Some(command) => {
@@ -242,6 +247,56 @@ impl App {
         Ok(self.render(&key, &cart, request, &[], encoding))
     }
 
+    /// The rewards and verify queries: they read the catalog, not the cart. The user's
+    /// redemptions are taken as none: a redemption counts only when an order is paid,
+    /// which this service does not know yet.
+    fn promo_code_query(
+        &self,
+        request: &Request,
+        code: &str,
+        encoding: Encoding,
+    ) -> Result<Vec<u8>, ErrorReply> {
+        let project = request.scope.project;
+        let purchases = cart_domain::Purchases::default();
+        let verify = matches!(request.action, Action::VerifyPromoCode { .. });
+        let catalog = self.inner.catalog.snapshot();
+        let found = cart_domain::check_promo_code(
+            &catalog,
+            project,
+            code,
+            now(),
+            request.view.country.as_deref(),
+            &purchases,
+            &Default::default(),
+        )
+        .map_err(|rejection| {
+            if verify {
+                ErrorReply::promo_code_verify(&rejection)
+            } else {
+                ErrorReply::promo_code(&rejection)
+            }
+        })?;
+        let rewards = view::rewards(
+            project,
+            &catalog,
+            &cart_domain::rewards(found, &Default::default()),
+            &Default::default(),
+            &request.view.locale,
+        );
+        Ok(if verify {
+            encode(
+                &cart_proto::v1::PromoCodeVerification {
+                    r#type: "promocode".to_owned(),
+                    code: found.code.clone(),
+                    rewards: Some(rewards),
+                },
+                encoding,
+            )
+        } else {
+            encode(&rewards, encoding)
+        })
+    }
+
     fn render(
         &self,
         key: &StreamKey,
@@ -251,7 +306,8 @@ impl App {
         encoding: Encoding,
     ) -> Vec<u8> {
         let view_options = &request.view;
-        // Purchases, country and the cart's promo code are not wired yet (issue 3).
+        // Purchases are not wired yet: every user has bought nothing and redeemed no
+        // promo code (a redemption counts only when an order is paid, a later issue).
         let purchases = cart_domain::Purchases::default();
         let catalog = self.inner.catalog.snapshot();
         let priced = cart_domain::price(
@@ -260,10 +316,10 @@ impl App {
                 project: key.project,
                 catalog: &catalog,
                 currency: &view_options.currency,
-                country: None,
+                country: view_options.country.as_deref(),
                 now: now(),
                 purchases: &purchases,
-                promo_code: None,
+                promo_code: cart.promo_code(),
             },
         );
         let mut reply = view::cart(
@@ -273,6 +329,23 @@ impl App {
             self.inner.format,
         );
         reply.warnings = view::warnings(key.project, warnings);
+        if let (Action::RedeemPromoCode { .. }, Some(outcome)) =
+            (&request.action, &priced.promo_code)
+        {
+            reply.rewards = outcome.rewards.as_ref().map(|rewards| {
+                let selected = cart
+                    .promo_code()
+                    .map(|c| c.selected_unit_items.clone())
+                    .unwrap_or_default();
+                view::rewards(
+                    key.project,
+                    &catalog,
+                    rewards,
+                    &selected,
+                    &view_options.locale,
+                )
+            });
+        }
         encode(&reply, encoding)
     }
 
@@ -311,7 +384,29 @@ impl App {
                 listed: listed(sku),
             },
             Action::Clear => CartCommand::Clear,
-            Action::Get { .. } => return None,
+            Action::RedeemPromoCode {
+                code,
+                selected_unit_items,
+            } => CartCommand::RedeemPromoCode {
+                code: code.clone(),
+                selected_unit_items: selected_unit_items.clone(),
+                // Whether the cart meets the code's conditions is not a refusal: the
+                // code is attached and the priced cart says whether it applies.
+                check: cart_domain::check_promo_code(
+                    &catalog,
+                    project,
+                    code,
+                    now,
+                    request.view.country.as_deref(),
+                    &purchases,
+                    selected_unit_items,
+                )
+                .map(|_| ()),
+            },
+            Action::RemovePromoCode => CartCommand::RemovePromoCode,
+            Action::Get { .. }
+            | Action::PromoCodeRewards { .. }
+            | Action::VerifyPromoCode { .. } => return None,
         })
     }
 
@@ -371,6 +466,18 @@ impl App {
                     .await
                     .map_err(|e| unavailable(&e))?,
             };
+            // Promo codes go on an existing cart; only the current cart always exists.
+            // (Another user's cart id is a stream of this user's that was never opened.)
+            let promo_code_command = matches!(
+                command,
+                CartCommand::RedeemPromoCode { .. } | CartCommand::RemovePromoCode
+            );
+            if promo_code_command
+                && !loaded.cart.is_opened()
+                && key.cart != current_cart_id(key.project, &key.user)
+            {
+                return Err(ErrorReply::cart_not_found(&key.user));
+            }
             let events = match decide(&loaded.cart, &command) {
                 Ok(events) => events,
                 Err(e) => {
@@ -462,6 +569,10 @@ fn endpoint_of(action: &Action) -> Endpoint {
         Action::DeleteItem { .. } => Endpoint::DeleteItem,
         Action::Clear => Endpoint::Clear,
         Action::Get { .. } => Endpoint::Get,
+        Action::RedeemPromoCode { .. } => Endpoint::RedeemPromoCode,
+        Action::RemovePromoCode => Endpoint::RemovePromoCode,
+        Action::PromoCodeRewards { .. } => Endpoint::PromoCodeRewards,
+        Action::VerifyPromoCode { .. } => Endpoint::VerifyPromoCode,
     }
 }
 

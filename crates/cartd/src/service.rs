@@ -215,7 +215,7 @@ async fn handle(
             ));
         }
         // Queries change nothing, so their idempotency key is ignored rather than checked.
-        let command_id = if endpoint == Endpoint::Get {
+        let command_id = if endpoint.is_query() {
             None
         } else {
             command_id(headers)?

@@ -398,12 +398,19 @@ async fn a_cart_never_holds_more_lines_than_the_limit() {
                         "prices": [{"currency": "USD", "amount": "1", "is_default": true}]})
         })
         .collect();
+    let document = json!({"projects": [{"project_id": 44056, "items": items}]});
     let catalog = dir.join("catalog.json");
-    std::fs::write(
-        &catalog,
-        json!({"projects": [{"project_id": 44056, "items": items}]}).to_string(),
-    )
-    .unwrap();
+    std::fs::write(&catalog, document.to_string()).unwrap();
+    // The database already holds the demo catalog, which a file only seeds into projects
+    // without one: replace it through the admin endpoint.
+    w.client
+        .json(
+            "admin.catalog.import",
+            None,
+            json!({"catalog": document, "mode": "replace"}),
+        )
+        .await
+        .unwrap();
     let prefix = cart_tests::unique_prefix();
     let mut config = cart_tests::config(&w.db.url, &cart_tests::nats_url(), &prefix);
     config.catalog = catalog;

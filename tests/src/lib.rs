@@ -425,7 +425,8 @@ impl Drop for Proxy {
 
 /// The configuration of a service instance for a test: its own database and subjects.
 pub fn config(database_url: &str, nats_url: &str, prefix: &str) -> cartd::Config {
-    let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/catalog.json");
+    // The demo items without the demo promotions, so that prices are the list prices.
+    let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/catalog.json");
     let mut config = cartd::Config::from_env();
     config.database_url = database_url.to_owned();
     config.nats_url = nats_url.to_owned();

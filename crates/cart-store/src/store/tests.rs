@@ -1086,3 +1086,27 @@ async fn an_append_chained_on_a_retry_in_its_batch_is_a_conflict_and_leaves_no_l
         b"retry"
     );
 }
+
+#[test]
+fn the_projection_keeps_the_promo_code_and_old_rows_read_without_one() {
+    let sku = |s: &str| cart_domain::Sku::parse(s).unwrap();
+    let events = [
+        CartEvent::CartOpened,
+        CartEvent::ItemQuantitySet {
+            sku: sku("cup01"),
+            quantity: 2,
+        },
+        CartEvent::PromoCodeRedeemed {
+            code: "BOOSTER50".into(),
+            selected_unit_items: [(sku("game_1"), sku("game_1_steam"))].into_iter().collect(),
+        },
+    ];
+    let cart = Cart::replay(&events);
+    let stored = super::lines_json(&cart);
+    assert_eq!(super::cart_from_lines(&stored).unwrap(), cart);
+    // A row written before promo codes existed: lines only.
+    let old = serde_json::json!([{"sku": "cup01", "quantity": 2}]);
+    let read = super::cart_from_lines(&old).unwrap();
+    assert_eq!(read.promo_code(), None);
+    assert_eq!(read.lines(), cart.lines());
+}

@@ -46,17 +46,11 @@ services-stop:
 build:
 	$(CARGO) build --workspace --bins
 
-# cartd imports $(CATALOG) into PostgreSQL at start for projects without a catalog;
-# the demo promotions and promo codes ($(PROMOTIONS)) are imported (merged) once it answers.
-PROMOTIONS ?= deploy/promotions.json
+# cartd imports $(CATALOG) (items, promotions and promo codes) into PostgreSQL at start
+# for the projects without a catalog, and prices carts from the stored catalog.
 run: services
 	$(CARGO) build -q -p cartd -p cartctl --bins
 	@echo "make: cartd starts below; in another terminal try: cargo run -q -p cartctl -- --help"
-	@( for _ in $$(seq 60); do \
-		sleep 1; \
-		if $(CARGO) run -q -p cartctl -- catalog import $(PROMOTIONS) >/dev/null 2>&1; then \
-			echo "make: imported $(PROMOTIONS)"; exit 0; fi; \
-	done; echo "make: could not import $(PROMOTIONS); try: cargo run -q -p cartctl -- catalog import $(PROMOTIONS)" ) &
 	$(CARGO) run -q -p cartd --bin cartd -- --catalog $(CATALOG)
 
 # Seeds database cart_bench_feed with BENCH_EVENTS events (once) and prints medians.

@@ -389,7 +389,8 @@ fn document(bytes: &[u8]) -> CatalogDocument {
 #[tokio::test]
 async fn the_demo_catalog_is_imported_at_start_and_import_export_round_trip() {
     let w = World::start().await;
-    let demo = document(include_bytes!("../../deploy/catalog.json"));
+    // The harness seeds the demo items (tests/fixtures/catalog.json).
+    let demo = document(include_bytes!("../fixtures/catalog.json"));
     // Imported at start, as one version.
     let exported: CatalogDocument =
         serde_json::from_value(admin(&w, "export", json!({"project_id": 44056})).await).unwrap();
@@ -401,9 +402,9 @@ async fn the_demo_catalog_is_imported_at_start_and_import_export_round_trip() {
         1
     );
 
-    // The demo promotions and promo codes merge in.
+    // The demo catalog merges in its promotions and promo codes (its items are the same).
     let promotions: Value =
-        serde_json::from_slice(include_bytes!("../../deploy/promotions.json")).unwrap();
+        serde_json::from_slice(include_bytes!("../../deploy/catalog.json")).unwrap();
     let merged = admin(&w, "import", json!({"catalog": promotions})).await;
     assert_eq!(merged["projects"][0]["version"], 2);
     assert_eq!(

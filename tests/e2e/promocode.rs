@@ -59,6 +59,17 @@ async fn start() -> PromoWorld {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("catalog.json");
     std::fs::write(&path, catalog().to_string()).unwrap();
+    // The file only seeds projects without a catalog, and the world's service seeded
+    // the demo items: replace them (every instance prices the stored catalog).
+    world
+        .client
+        .json(
+            "admin.catalog.import",
+            None,
+            serde_json::json!({"catalog": catalog(), "mode": "replace"}),
+        )
+        .await
+        .unwrap();
     let prefix = cart_tests::unique_prefix();
     let mut config = cart_tests::config(&world.db.url, &cart_tests::nats_url(), &prefix);
     config.catalog = path;

@@ -377,6 +377,19 @@ fn item(
                 is_clan: r.is_clan,
             })
             .collect(),
+        inventory_options: Some(inventory_options(&item.inventory_options)),
+    }
+}
+
+fn inventory_options(options: &cart_domain::InventoryOptions) -> v1::InventoryOptions {
+    v1::InventoryOptions {
+        consumable: options.consumable.map(|c| v1::Consumable {
+            usages_count: c.usages_count,
+        }),
+        expiration_period: options.expiration_period.map(|e| v1::ExpirationPeriod {
+            r#type: e.unit.name().to_owned(),
+            value: e.value,
+        }),
     }
 }
 
@@ -420,6 +433,15 @@ mod tests {
                 total: 200,
                 recurrent_schedule: None,
             });
+            if s == "com.xsolla.booster_mega_1" {
+                item.inventory_options = cart_domain::InventoryOptions {
+                    consumable: Some(cart_domain::Consumable { usages_count: 1 }),
+                    expiration_period: Some(cart_domain::ExpirationPeriod {
+                        unit: cart_domain::PeriodUnit::Hour,
+                        value: 1,
+                    }),
+                };
+            }
             catalog.insert(project, item);
         }
         let mut code = PromoCode::new("WINTER2021");
@@ -470,6 +492,10 @@ mod tests {
         assert_eq!(booster["price"]["amount"], "50.0000000000000000");
         assert_eq!(booster["promotions"][0]["discount"]["percent"], "50.00");
         assert_eq!(booster["limits"]["per_user"]["available"], 200);
+        assert_eq!(
+            booster["inventory_options"],
+            serde_json::json!({"consumable": {"usages_count": 1}, "expiration_period": {"type": "hour", "value": 1}})
+        );
         let bonus = &json["items"][1];
         assert_eq!(bonus["sku"], "com.xsolla.swords_1");
         assert_eq!(bonus["is_bonus"], true);

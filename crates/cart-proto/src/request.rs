@@ -365,6 +365,7 @@ impl RawRequest {
                         .map(|i| (i.sku, RawQuantity::Integer(i.quantity)))
                         .collect(),
                     replace: m.replace,
+                    country: m.country,
                     ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
                 }
             }
@@ -373,6 +374,7 @@ impl RawRequest {
                 Self {
                     sku: m.sku,
                     quantity: Some(RawQuantity::Integer(m.quantity)),
+                    country: m.country,
                     ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
                 }
             }
@@ -380,18 +382,23 @@ impl RawRequest {
                 let m = v1::DeleteItemRequest::decode(body).map_err(malformed)?;
                 Self {
                     sku: m.sku,
+                    country: m.country,
                     ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
                 }
             }
             Endpoint::Clear => {
                 let m = v1::ClearRequest::decode(body).map_err(malformed)?;
-                scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                Self {
+                    country: m.country,
+                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                }
             }
             Endpoint::Get => {
                 let m = v1::GetCartRequest::decode(body).map_err(malformed)?;
                 Self {
                     at_version: m.at_version,
                     at_time: m.at_time,
+                    country: m.country,
                     ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
                 }
             }
@@ -745,10 +752,12 @@ mod tests {
             locale: "de".into(),
             sku: "a".into(),
             quantity: 3,
+            country: "de".into(),
         };
         let req = decode(Endpoint::PutItem, Encoding::Protobuf, &m.encode_to_vec()).unwrap();
         assert_eq!(req.scope.cart.unwrap().as_str(), "c-1");
         assert_eq!(req.view.currency.as_str(), "EUR");
+        assert_eq!(req.view.country.as_deref(), Some("DE"));
         assert!(matches!(req.action, Action::PutItem { quantity, .. } if quantity.get() == 3));
         let m = v1::PutItemRequest { quantity: -2, ..m };
         let e = decode(Endpoint::PutItem, Encoding::Protobuf, &m.encode_to_vec()).unwrap_err();

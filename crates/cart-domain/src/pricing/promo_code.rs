@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use super::{bonus_triggered, promotion_active, PricedLine, PricingContext, PromotionSource};
 use crate::availability::Purchases;
 use crate::catalog::{Catalog, PromoCode, PromotionId, PromotionKind};
-use crate::ids::{ProjectId, Sku};
+use crate::ids::{Locale, ProjectId, Sku};
 use crate::time::Timestamp;
 
 /// Why a promo code does not apply.
@@ -43,8 +43,9 @@ pub enum PromoCodeRejection {
     PriceConditions,
     #[error("No item in the cart meets the promo code's item price conditions.")]
     ItemPriceConditions,
-    #[error("The promo code cannot be combined with promotion {0} in the cart.")]
-    ExcludedPromotion(PromotionId),
+    /// Named by the promotion's name: its id is internal (a hash for string ids).
+    #[error("The promo code cannot be combined with the promotion \"{name}\" in the cart.")]
+    ExcludedPromotion { id: PromotionId, name: String },
 }
 
 impl PromoCodeRejection {
@@ -55,7 +56,7 @@ impl PromoCodeRejection {
             PromoCodeRejection::NotFound
             | PromoCodeRejection::PriceConditions
             | PromoCodeRejection::ItemPriceConditions
-            | PromoCodeRejection::ExcludedPromotion(_) => 9807,
+            | PromoCodeRejection::ExcludedPromotion { .. } => 9807,
             PromoCodeRejection::NotStarted | PromoCodeRejection::Expired => 9810,
             PromoCodeRejection::TotalLimitReached
             | PromoCodeRejection::UserLimitReached
@@ -164,20 +165,22 @@ pub(super) fn check_cart(
         .iter()
         .flat_map(|l| &l.promotions)
         .filter_map(|p| match p.source {
-            PromotionSource::Promotion(p) => Some(p.id),
+            PromotionSource::Promotion(p) => Some(p),
             PromotionSource::PromoCode(_) => None,
         });
     let bonus = ctx
         .catalog
         .promotions(ctx.project)
         .filter(|p| matches!(p.kind, PromotionKind::Bonus { .. }))
-        .filter(|p| promotion_active(p, ctx) && bonus_triggered(p, lines))
-        .map(|p| p.id);
-    if let Some(id) = on_lines
+        .filter(|p| promotion_active(p, ctx) && bonus_triggered(p, lines));
+    if let Some(p) = on_lines
         .chain(bonus)
-        .find(|id| code.excluded_promotions.contains(id))
+        .find(|p| code.excluded_promotions.contains(&p.id))
     {
-        return Err(PromoCodeRejection::ExcludedPromotion(id));
+        return Err(PromoCodeRejection::ExcludedPromotion {
+            id: p.id,
+            name: p.name(&Locale::en()).to_owned(),
+        });
     }
     if !code.price_conditions.is_empty() {
         let total = super::total(lines).map(|(amount, _)| amount.amount);

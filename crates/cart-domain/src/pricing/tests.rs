@@ -584,7 +584,10 @@ fn promo_code_validity_reasons() {
     let priced = ctx.price(&cart(&[("cup", 1), ("shirt", 1)]));
     assert_eq!(
         priced.promo_code.as_ref().unwrap().status,
-        Err(PromoCodeRejection::ExcludedPromotion(3))
+        Err(PromoCodeRejection::ExcludedPromotion {
+            id: 3,
+            name: "promotion 3".into()
+        })
     );
     // It gives nothing: only the promotion's discount on the shirt (3.99 -> 3.59).
     assert_eq!(amounts(&priced), ("9.58".into(), "9.98".into()));

@@ -729,7 +729,10 @@ pub(crate) fn lines_json(cart: &Cart) -> serde_json::Value {
             code: applied.code.clone(),
             selected_unit_items: applied.selected_unit_items.clone(),
         };
-        serde_json::json!({ "promo_code": event::encode(&redeemed).payload })
+        // With its schema version, so that a row written before a later version of
+        // the event is still read (upcast) as what it was.
+        let encoded = event::encode(&redeemed);
+        serde_json::json!({ "promo_code": encoded.payload, "schema_version": encoded.schema_version })
     });
     lines.chain(promo_code).collect()
 }
@@ -740,7 +743,16 @@ fn cart_from_lines(lines: &serde_json::Value) -> Result<Cart, DecodeError> {
     let mut events = vec![CartEvent::CartOpened];
     for line in lines.as_array().into_iter().flatten() {
         if let Some(payload) = line.get("promo_code") {
-            events.push(event::decode("PromoCodeRedeemed", 1, payload.clone())?);
+            let version = line
+                .get("schema_version")
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|v| i16::try_from(v).ok())
+                .unwrap_or(1);
+            events.push(event::decode(
+                "PromoCodeRedeemed",
+                version,
+                payload.clone(),
+            )?);
             continue;
         }
         let payload = serde_json::json!({"sku": line.get("sku"), "quantity": line.get("quantity")});

@@ -1104,6 +1104,14 @@ fn the_projection_keeps_the_promo_code_and_old_rows_read_without_one() {
     let cart = Cart::replay(&events);
     let stored = super::lines_json(&cart);
     assert_eq!(super::cart_from_lines(&stored).unwrap(), cart);
+    // The code is kept with the schema version it was written in, so that a later
+    // version of PromoCodeRedeemed still reads (upcasts) rows written by this one.
+    assert_eq!(stored[1]["schema_version"], 1);
+    let unknown = serde_json::json!([{"promo_code": {"code": "X"}, "schema_version": 99}]);
+    assert!(
+        super::cart_from_lines(&unknown).is_err(),
+        "an unknown version is an error, not a guess"
+    );
     // A row written before promo codes existed: lines only.
     let old = serde_json::json!([{"sku": "cup01", "quantity": 2}]);
     let read = super::cart_from_lines(&old).unwrap();

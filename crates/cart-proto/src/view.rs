@@ -24,7 +24,12 @@ impl Default for AmountFormat {
 
 impl AmountFormat {
     pub fn format(self, amount: Decimal) -> String {
-        let mut rounded = amount.round_dp(self.scale);
+        // Half away from zero, as pricing rounds its discount steps: a price shown with
+        // fewer decimals than it has rounds the same way the discounts did.
+        let mut rounded = amount.round_dp_with_strategy(
+            self.scale,
+            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+        );
         rounded.rescale(self.scale);
         rounded.to_string()
     }
@@ -404,7 +409,9 @@ mod tests {
         let f = AmountFormat::default();
         assert_eq!(f.format(Decimal::from_str("5.99").unwrap()), "5.99");
         assert_eq!(f.format(Decimal::from(6150)), "6150.00");
-        assert_eq!(f.format(Decimal::from_str("0.125").unwrap()), "0.12");
+        assert_eq!(f.format(Decimal::from_str("0.125").unwrap()), "0.13");
+        assert_eq!(f.format(Decimal::from_str("2.345").unwrap()), "2.35");
+        assert_eq!(f.format(Decimal::from_str("-0.125").unwrap()), "-0.13");
         let sixteen = AmountFormat { scale: 16 };
         assert_eq!(sixteen.format(Decimal::from(50)), "50.0000000000000000");
     }

@@ -655,6 +655,11 @@ fn check_limit(field: &str, value: Option<i64>) -> Check {
         Some(n) if n < 1 => Err(ValidationError::Limit {
             field: field.to_owned(),
         }),
+        // Stored as `u32` in the domain catalog: a larger limit would not convert.
+        Some(n) if n > i64::from(u32::MAX) => Err(invalid(
+            field,
+            format!("{n} is more than the maximum {}", u32::MAX),
+        )),
         _ => Ok(()),
     }
 }
@@ -849,7 +854,8 @@ impl Item {
             check_sku(&format!("vp_rewards[{i}].sku"), &r.sku)?;
             check_limit(&format!("vp_rewards[{i}].amount"), Some(r.amount))?;
         }
-        Ok(())
+        // A document that validates must convert (what pricing reads).
+        cart_domain::Item::try_from(self).map(drop)
     }
 }
 
@@ -914,7 +920,7 @@ impl Promotion {
         if let Some(l) = &self.limits {
             check_limit("limits.per_user", l.per_user)?;
         }
-        Ok(())
+        cart_domain::Promotion::try_from(self).map(drop)
     }
 }
 
@@ -992,7 +998,7 @@ impl PromoCode {
         for (i, r) in self.regions.iter().enumerate() {
             check_country(&format!("regions[{i}]"), r)?;
         }
-        Ok(())
+        cart_domain::PromoCode::try_from(self).map(drop)
     }
 }
 
@@ -1006,7 +1012,9 @@ impl ProjectCatalog {
     /// The first offending field.
     pub fn validate(&self) -> Check {
         self.validate_entities()?;
-        self.validate_references()
+        self.validate_references()?;
+        // A document that validates must convert (what the catalog cache reads).
+        project_into(&mut cart_domain::Catalog::default(), self)
     }
 
     /// Every entity on its own, and duplicate keys; not the references between them

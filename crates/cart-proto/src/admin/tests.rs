@@ -298,3 +298,32 @@ fn rfc3339_dates() {
         assert_eq!(rfc3339_seconds(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn limits_above_u32_are_refused_and_a_valid_document_converts() {
+    let big = i64::from(u32::MAX) + 1;
+    let e = check(with(json!({"limits": {"per_user": big}}))).unwrap_err();
+    assert!(e.contains("`limits.per_user`"), "{e}");
+    let e = check(with(json!({"limits": {"per_item": big}}))).unwrap_err();
+    assert!(e.contains("`limits.per_item`"), "{e}");
+    check(with(json!({"limits": {"per_item": i64::from(u32::MAX)}}))).unwrap();
+    let p: Promotion = serde_json::from_value(json!({
+        "id": "p1", "name": "Sale", "date_start": "2026-01-01T00:00:00Z",
+        "skus": ["a"], "bonus": [{"sku": "b", "quantity": big}]
+    }))
+    .unwrap();
+    assert_eq!(p.validate().unwrap_err().field(), "bonus[0].quantity");
+    for field in [
+        "redeem_total_limit",
+        "redeem_user_limit",
+        "redeem_code_limit",
+    ] {
+        let mut v = json!({"code": "X", "discount": {"percent": "10"}});
+        v[field] = json!(big);
+        let code: PromoCode = serde_json::from_value(v).unwrap();
+        assert_eq!(code.validate().unwrap_err().field(), field);
+    }
+    let bytes = include_bytes!("../../../../deploy/catalog.json");
+    let doc = parse_document(bytes).unwrap();
+    cart_domain::Catalog::try_from(&doc).unwrap();
+}

@@ -374,12 +374,21 @@ fn bonus_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedL
     }
 }
 
-/// A bonus promotion gives its items when the cart has a paid line of one of its SKUs
-/// (or any paid line, when it names no SKUs).
+/// Whether a line counts toward conditions and triggers (bonus promotions, the promo
+/// code's price and item price conditions, and the code's need of a paid line): a
+/// paid line (not bonus, not free, with a price) that can be bought. A line that
+/// cannot be bought still shows and counts in the displayed totals, but it cannot
+/// earn anything: the shopper would be rewarded for a line they cannot pay for.
+fn counts_for_conditions(l: &PricedLine<'_>) -> bool {
+    !l.is_bonus && !l.is_free && l.can_be_bought && l.unit.is_some()
+}
+
+/// A bonus promotion gives its items when the cart has a paid, buyable line of one of
+/// its SKUs (or any such line, when it names no SKUs).
 fn bonus_triggered(p: &Promotion, lines: &[PricedLine<'_>]) -> bool {
     lines
         .iter()
-        .filter(|l| !l.is_bonus && l.unit.is_some())
+        .filter(|l| counts_for_conditions(l))
         .any(|l| p.skus.is_empty() || p.skus.contains(&l.sku))
 }
 

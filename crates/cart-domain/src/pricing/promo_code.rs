@@ -13,7 +13,10 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
-use super::{bonus_triggered, promotion_active, PricedLine, PricingContext, PromotionSource};
+use super::{
+    bonus_triggered, counts_for_conditions, promotion_active, PricedLine, PricingContext,
+    PromotionSource,
+};
 use crate::availability::Purchases;
 use crate::catalog::{Catalog, PromoCode, PromotionId, PromotionKind};
 use crate::ids::{Locale, ProjectId, Sku};
@@ -43,6 +46,10 @@ pub enum PromoCodeRejection {
     PriceConditions,
     #[error("No item in the cart meets the promo code's item price conditions.")]
     ItemPriceConditions,
+    /// The cart has no paid line that can be bought: the code gives nothing, not even
+    /// its bonus items, to an empty or free-only cart.
+    #[error("The promo code needs at least one paid item in the cart.")]
+    NoPaidLine,
     /// Named by the promotion's name: its id is internal (a hash for string ids).
     #[error("The promo code cannot be combined with the promotion \"{name}\" in the cart.")]
     ExcludedPromotion { id: PromotionId, name: String },
@@ -56,6 +63,7 @@ impl PromoCodeRejection {
             PromoCodeRejection::NotFound
             | PromoCodeRejection::PriceConditions
             | PromoCodeRejection::ItemPriceConditions
+            | PromoCodeRejection::NoPaidLine
             | PromoCodeRejection::ExcludedPromotion { .. } => 9807,
             PromoCodeRejection::NotStarted | PromoCodeRejection::Expired => 9810,
             PromoCodeRejection::TotalLimitReached
@@ -156,11 +164,17 @@ pub(super) fn item_conditions_hold(code: &PromoCode, unit: Decimal) -> bool {
 }
 
 /// The checks against the cart, priced with its item promotions but not the code.
+/// Only paid, buyable lines count (see `counts_for_conditions`): the code needs one
+/// (else it gives nothing, bonus items included), and the price conditions are
+/// checked on the total of those lines.
 pub(super) fn check_cart(
     code: &PromoCode,
     lines: &[PricedLine<'_>],
     ctx: &PricingContext<'_>,
 ) -> Result<(), PromoCodeRejection> {
+    if !lines.iter().any(counts_for_conditions) {
+        return Err(PromoCodeRejection::NoPaidLine);
+    }
     let on_lines = lines
         .iter()
         .flat_map(|l| &l.promotions)
@@ -183,7 +197,12 @@ pub(super) fn check_cart(
         });
     }
     if !code.price_conditions.is_empty() {
-        let total = super::total(lines).map(|(amount, _)| amount.amount);
+        let counted: Vec<_> = lines
+            .iter()
+            .filter(|l| counts_for_conditions(l))
+            .cloned()
+            .collect();
+        let total = super::total(&counted).map(|(amount, _)| amount.amount);
         let met = total.is_some_and(|t| code.price_conditions.iter().all(|c| c.holds(t)));
         if !met {
             return Err(PromoCodeRejection::PriceConditions);
@@ -192,7 +211,7 @@ pub(super) fn check_cart(
     if !code.item_price_conditions.is_empty() && code.discount_percent.is_some() {
         let any = lines
             .iter()
-            .filter(|l| !l.is_bonus)
+            .filter(|l| counts_for_conditions(l))
             .filter_map(|l| l.unit.as_ref())
             .any(|u| item_conditions_hold(code, u.amount));
         if !any {

@@ -644,3 +644,97 @@ fn check_promo_code_needs_no_cart() {
     );
     assert_eq!(e, Err(PromoCodeRejection::NotFound));
 }
+
+#[test]
+fn a_bonus_only_code_gives_nothing_to_an_empty_or_free_only_cart() {
+    let mut code = PromoCode::new("GIFTS");
+    code.bonus = vec![(sku("shirt"), 1)];
+    let ctx = code_ctx(code);
+    // An empty cart (a clear keeps the code): no bonus line, not free.
+    let priced = ctx.price(&cart(&[]));
+    assert!(priced.lines.is_empty());
+    assert!(!priced.is_free);
+    assert!(priced.promotions.is_empty());
+    let outcome = priced.promo_code.unwrap();
+    assert_eq!(outcome.status, Err(PromoCodeRejection::NoPaidLine));
+    assert_eq!(outcome.status.unwrap_err().error_code(), 9807);
+    // A free line is not a paid line.
+    let priced = ctx.price(&cart(&[("gift", 1)]));
+    assert_eq!(priced.lines.len(), 1);
+    assert_eq!(
+        priced.promo_code.unwrap().status,
+        Err(PromoCodeRejection::NoPaidLine)
+    );
+    // With a paid line the bonus is given.
+    let priced = ctx.price(&cart(&[("cup", 1)]));
+    assert_eq!(priced.lines.len(), 2);
+    assert!(priced.promo_code.unwrap().applies());
+}
+
+#[test]
+fn lines_that_cannot_be_bought_meet_no_condition_and_trigger_nothing() {
+    let disable_shirt = |c: &mut Catalog| {
+        let mut shirt = c.item(project(), &sku("shirt")).unwrap().clone();
+        shirt.enabled = false;
+        c.insert(project(), shirt);
+    };
+    // Price conditions: the disabled shirts (7.98) do not count toward the 10.
+    let mut code = PromoCode::new("BIG");
+    code.discount_percent = Some(dec("10"));
+    code.price_conditions = vec![PriceCondition {
+        op: CompareOp::Ge,
+        value: dec("10"),
+    }];
+    let mut ctx = code_ctx(code);
+    assert_eq!(status(&ctx, &[("cup", 1), ("shirt", 2)]), Ok(()));
+    disable_shirt(&mut ctx.catalog);
+    let priced = ctx.price(&cart(&[("cup", 1), ("shirt", 2)]));
+    assert_eq!(
+        priced.promo_code.as_ref().unwrap().status,
+        Err(PromoCodeRejection::PriceConditions)
+    );
+    // They still show in the displayed totals.
+    assert_eq!(amounts(&priced), ("13.97".into(), "13.97".into()));
+    // A disabled line alone is no paid line.
+    assert_eq!(
+        status(&ctx, &[("shirt", 5)]),
+        Err(PromoCodeRejection::NoPaidLine)
+    );
+
+    // Item price conditions: only the disabled shirt is under 5.
+    let mut code = PromoCode::new("CHEAP");
+    code.discount_percent = Some(dec("10"));
+    code.item_price_conditions = vec![PriceCondition {
+        op: CompareOp::Lt,
+        value: dec("5"),
+    }];
+    let mut ctx = code_ctx(code);
+    assert_eq!(status(&ctx, &[("cup", 1), ("shirt", 1)]), Ok(()));
+    disable_shirt(&mut ctx.catalog);
+    assert_eq!(
+        status(&ctx, &[("cup", 1), ("shirt", 1)]),
+        Err(PromoCodeRejection::ItemPriceConditions)
+    );
+
+    // Bonus promotions: a disabled shirt triggers nothing.
+    let mut c = catalog();
+    c.insert_promotion(
+        project(),
+        Promotion {
+            id: 9,
+            name: BTreeMap::new(),
+            window: DateWindow::default(),
+            skus: BTreeSet::from([sku("shirt")]),
+            kind: PromotionKind::Bonus {
+                items: vec![(sku("gift"), 1)],
+            },
+            per_user_limit: None,
+        },
+    );
+    let mut ctx = Ctx::new(c);
+    assert_eq!(ctx.price(&cart(&[("shirt", 1)])).lines.len(), 2);
+    disable_shirt(&mut ctx.catalog);
+    let priced = ctx.price(&cart(&[("shirt", 1)]));
+    assert_eq!(priced.lines.len(), 1);
+    assert!(priced.promotions.is_empty());
+}

@@ -393,7 +393,7 @@ fn bonus_triggered(p: &Promotion, lines: &[PricedLine<'_>]) -> bool {
 }
 
 /// The promo code's per-item discounts, then its cart-wide percent on the lines whose
-/// price meets its item price conditions.
+/// price before the code (after the item promotions) meets its item price conditions.
 fn apply_code_discounts<'a>(
     code: &'a PromoCode,
     lines: &mut [PricedLine<'a>],
@@ -404,6 +404,9 @@ fn apply_code_discounts<'a>(
         let Some(unit) = line.unit.as_mut() else {
             continue;
         };
+        // The item price conditions are on the price before the code, as in
+        // `check_cart`: the status applies exactly when the code gives something.
+        let before_code = unit.amount;
         if let Some((_, percent)) = code.discounted_items.iter().find(|(s, _)| s == &line.sku) {
             let discount = Discount::Percent(*percent);
             let after = discounted(unit.amount, discount);
@@ -417,7 +420,7 @@ fn apply_code_discounts<'a>(
             unit.amount = after;
         }
         if let Some(percent) = code.discount_percent {
-            if promo_code::item_conditions_hold(code, unit.amount) {
+            if promo_code::item_conditions_hold(code, before_code) {
                 unit.amount = discounted(unit.amount, Discount::Percent(percent));
                 cart_wide_used = true;
             }

@@ -738,3 +738,24 @@ fn lines_that_cannot_be_bought_meet_no_condition_and_trigger_nothing() {
     assert_eq!(priced.lines.len(), 1);
     assert!(priced.promotions.is_empty());
 }
+
+#[test]
+fn item_price_conditions_are_on_the_price_before_the_code_in_check_and_discount() {
+    // The shirt is 3.99 before the code and 2.00 after its 50% on the SKU: the
+    // condition (>= 3) is met before the code, so the cart-wide 10% applies too.
+    let mut code = PromoCode::new("BOTH");
+    code.discount_percent = Some(dec("10"));
+    code.discounted_items = vec![(sku("shirt"), dec("50"))];
+    code.item_price_conditions = vec![PriceCondition {
+        op: CompareOp::Ge,
+        value: dec("3"),
+    }];
+    let ctx = code_ctx(code);
+    let priced = ctx.price(&cart(&[("shirt", 1)]));
+    assert!(priced.promo_code.as_ref().unwrap().applies());
+    assert_eq!(amounts(&priced), ("1.8".into(), "3.99".into()));
+    assert_eq!(
+        priced.promotions[0].discount,
+        Some(Discount::Percent(dec("10")))
+    );
+}

@@ -464,3 +464,54 @@ async fn the_demo_catalog_is_imported_at_start_and_import_export_round_trip() {
     assert_eq!(before, moved.projects[0]);
     w.finish().await;
 }
+
+/// A merge import checks its references against the stored version it read, and writes
+/// only if that version is still current: an item deleted meanwhile is never left
+/// referred to by the imported promotion (the import is refused, or the delete is).
+#[tokio::test]
+async fn a_merge_import_racing_an_item_delete_leaves_no_dangling_reference() {
+    const Q: u64 = 900_002;
+    let w = World::start().await;
+    for round in 0..30 {
+        let sku = format!("race_{round}");
+        admin(
+            &w,
+            "item.create",
+            json!({"project_id": Q, "item": item(&sku, "1")}),
+        )
+        .await;
+        let promotion = json!({
+            "id": format!("promo_{round}"), "name": "Sale",
+            "date_start": "2026-01-01T00:00:00Z", "skus": [sku], "discount": {"percent": "10"}
+        });
+        let import = serde_json::to_vec(&json!({"catalog": {"projects": [
+            {"project_id": Q, "promotions": [promotion]}
+        ]}}))
+        .unwrap();
+        let delete = serde_json::to_vec(&json!({"project_id": Q, "sku": sku})).unwrap();
+        let send = |endpoint: &'static str, body: Vec<u8>| {
+            let client = w.client.clone();
+            async move {
+                client
+                    .send(
+                        &format!("admin.catalog.{endpoint}"),
+                        async_nats::HeaderMap::new(),
+                        body,
+                    )
+                    .await
+                    .is_ok()
+            }
+        };
+        let (imported, deleted) = tokio::join!(send("import", import), send("item.delete", delete));
+        assert!(
+            imported != deleted,
+            "round {round}: exactly one of the import and the delete succeeds \
+             (imported {imported}, deleted {deleted})"
+        );
+        let exported: CatalogDocument =
+            serde_json::from_value(admin(&w, "export", json!({"project_id": Q})).await).unwrap();
+        exported
+            .validate()
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+}

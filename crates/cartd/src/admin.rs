@@ -313,32 +313,52 @@ impl Admin {
             r.catalog.validate_entities()
         }
         .map_err(|e| invalid(&e.under("catalog")))?;
-        let mut batches = Vec::new();
-        for (i, project) in r.catalog.projects.iter().enumerate() {
-            let project_id = pid(project.project_id).map_err(|e| invalid(&e))?;
-            if !replace {
-                // A merge keeps what the file does not name, so the result must be
-                // checked as a whole: references to kept entities, and kept entities
-                // referring to replaced ones.
-                let stored = self.store.current(project_id).await.map_err(store_error)?;
-                let mut merged = project_of(project.project_id, &stored)?;
-                merge(&mut merged, project);
-                merged
-                    .validate_references()
-                    .map_err(|e| invalid(&merge_path(e, &merged, project, i)))?;
+        // A merge is checked against the stored version it read and written only if
+        // that version is still current: a concurrent change (an item deleted that the
+        // file refers to) makes it check again, as `change` does.
+        let retry = !replace && r.expected_version.is_none();
+        for _ in 0..MAX_ATTEMPTS {
+            let mut batches = Vec::new();
+            for (i, project) in r.catalog.projects.iter().enumerate() {
+                let project_id = pid(project.project_id).map_err(|e| invalid(&e))?;
+                let expected_version = if replace {
+                    r.expected_version
+                } else {
+                    // A merge keeps what the file does not name, so the result must be
+                    // checked as a whole: references to kept entities, and kept entities
+                    // referring to replaced ones.
+                    let stored = self.store.current(project_id).await.map_err(store_error)?;
+                    check_merge(project, i, &stored)?;
+                    Some(r.expected_version.unwrap_or(stored.version))
+                };
+                batches.push(ProjectChanges {
+                    project_id,
+                    expected_version,
+                    changes: changes_of(project).map_err(|e| invalid(&e))?,
+                    replace,
+                });
             }
-            batches.push(ProjectChanges {
-                project_id,
-                expected_version: r.expected_version,
-                changes: changes_of(project).map_err(|e| invalid(&e))?,
-                replace,
-            });
+            match self.store.apply_many(batches).await {
+                Ok(applied) => {
+                    return Ok(json!({
+                        "mode": if replace { "replace" } else { "merge" },
+                        "projects": applied.iter().map(applied_reply).collect::<Vec<_>>(),
+                    }))
+                }
+                Err(CatalogError::Conflict { actual, .. }) if retry => {
+                    tracing::debug!(
+                        actual,
+                        "catalog changed during a merge import; checking again"
+                    );
+                }
+                Err(e) => return Err(store_error(e)),
+            }
         }
-        let applied = self.store.apply_many(batches).await.map_err(store_error)?;
-        Ok(json!({
-            "mode": if replace { "replace" } else { "merge" },
-            "projects": applied.iter().map(applied_reply).collect::<Vec<_>>(),
-        }))
+        Err(ErrorReply::new(
+            503,
+            1102,
+            "The catalog is changing too often to apply the import; try again",
+        ))
     }
 
     async fn export(&self, body: &[u8]) -> Result<Value, ErrorReply> {
@@ -780,6 +800,19 @@ fn entity_path(e: ValidationError, catalog: &ProjectCatalog, change: &Change) ->
         // Another entity refers to the changed one: say which, from the project.
         None => e.under("catalog"),
     }
+}
+
+/// Checks `file` (project `index` of a merge import) merged into the `stored` catalog.
+fn check_merge(
+    file: &ProjectCatalog,
+    index: usize,
+    stored: &CatalogSnapshot,
+) -> Result<(), ErrorReply> {
+    let mut merged = project_of(file.project_id, stored)?;
+    merge(&mut merged, file);
+    merged
+        .validate_references()
+        .map_err(|e| invalid(&merge_path(e, &merged, file, index)))
 }
 
 /// A reference error of a merged catalog, named from the document when the entity

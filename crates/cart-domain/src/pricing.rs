@@ -16,7 +16,13 @@
 //! * Bonus items of item promotions and of the promo code are lines of their own,
 //!   free, without a price, in neither total.
 //! * Lines that cannot be bought (disabled, not on sale, over a limit) keep their price
-//!   and count in the totals; `can_be_bought` says they cannot be paid for.
+//!   and count in the totals; `can_be_bought` says they cannot be paid for. They count
+//!   toward no condition and trigger nothing: not a bonus promotion, not the promo
+//!   code's price or item price conditions, not the code's need of a paid line.
+//! * A paid item with no price in the requested currency and no default price cannot
+//!   be bought (`no_price`) and is in neither total.
+//! * The promo code gives nothing (not even its bonus items) to a cart without a paid,
+//!   buyable line.
 
 mod promo_code;
 
@@ -108,9 +114,13 @@ pub struct PricedLine<'a> {
     pub is_free: bool,
     /// Added by a promotion or the promo code.
     pub is_bonus: bool,
-    /// False for an unknown item or when `unavailable` says why.
+    /// False for an unknown item, for an unpriced one (`no_price`) or when
+    /// `unavailable` says why.
     pub can_be_bought: bool,
     pub unavailable: Option<Unavailable>,
+    /// A paid (not free) item with no price in the requested currency and no default
+    /// price: it cannot be bought and is in neither total.
+    pub no_price: bool,
     pub limits: Option<LineLimits>,
     /// Item-level promotions: the item's discount promotions and the promo code's
     /// discount on this SKU, in the order they were applied.
@@ -312,6 +322,7 @@ fn price_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedL
             is_bonus: false,
             can_be_bought: false,
             unavailable: None,
+            no_price: false,
             limits: None,
             promotions: vec![],
         };
@@ -339,6 +350,7 @@ fn price_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedL
         }
     });
     let unavailable = availability::unavailable(item, quantity, ctx.now, ctx.purchases);
+    let no_price = !item.is_free && base.is_none();
     PricedLine {
         sku: sku.clone(),
         quantity,
@@ -350,8 +362,9 @@ fn price_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedL
         unit,
         is_free: item.is_free,
         is_bonus: false,
-        can_be_bought: unavailable.is_none(),
+        can_be_bought: unavailable.is_none() && !no_price,
         unavailable,
+        no_price,
         limits: availability::limits(item, ctx.now, ctx.purchases),
         promotions,
     }
@@ -369,6 +382,7 @@ fn bonus_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedL
         is_bonus: true,
         can_be_bought: item.is_some(),
         unavailable: None,
+        no_price: false,
         limits: None,
         promotions: vec![],
     }

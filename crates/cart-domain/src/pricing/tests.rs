@@ -759,3 +759,22 @@ fn item_price_conditions_are_on_the_price_before_the_code_in_check_and_discount(
         Some(Discount::Percent(dec("10")))
     );
 }
+
+#[test]
+fn a_paid_item_without_a_price_in_the_currency_cannot_be_bought() {
+    let mut c = catalog();
+    // Only a EUR price, not the default one.
+    c.insert(project(), item("mug", &[("EUR", "4.00", false)], false));
+    let ctx = Ctx::new(c);
+    let priced = ctx.price(&cart(&[("mug", 1), ("cup", 1)]));
+    let mug = &priced.lines[0];
+    assert_eq!(mug.unit, None);
+    assert!(mug.no_price);
+    assert!(!mug.can_be_bought);
+    assert_eq!(mug.unavailable, None);
+    assert_eq!(amounts(&priced), ("5.99".into(), "5.99".into()));
+    // A priced line and a free line are not "no price".
+    assert!(!priced.lines[1].no_price && priced.lines[1].can_be_bought);
+    let priced = ctx.price(&cart(&[("gift", 1)]));
+    assert!(!priced.lines[0].no_price && priced.lines[0].can_be_bought);
+}

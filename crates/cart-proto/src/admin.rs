@@ -864,6 +864,18 @@ impl Promotion {
     /// The first offending field.
     pub fn validate(&self) -> Check {
         check_key("id", &self.id, "promotion id", MAX_SKU_LEN)?;
+        if self.id.bytes().all(|b| b.is_ascii_digit())
+            && convert::decimal_promotion_id(&self.id).is_none()
+        {
+            return Err(invalid(
+                "id",
+                format!(
+                    "{:?}: a numeric promotion id has no leading zero and is at most {}",
+                    self.id,
+                    convert::MAX_DECIMAL_PROMOTION_ID
+                ),
+            ));
+        }
         if self.name.trim().is_empty() {
             return Err(ValidationError::Required {
                 field: "name".to_owned(),
@@ -1096,6 +1108,16 @@ impl ProjectCatalog {
             }
         }
         let promotions: BTreeSet<&str> = self.promotions.iter().map(|p| p.id.as_str()).collect();
+        // Pricing knows promotions by their domain id: two ids must not share one.
+        let mut domain_ids = BTreeMap::new();
+        for (i, p) in self.promotions.iter().enumerate() {
+            if let Some(other) = domain_ids.insert(promotion_id(&p.id), p.id.as_str()) {
+                return Err(ValidationError::Duplicate {
+                    field: format!("promotions[{i}].id"),
+                    value: format!("{} (the same internal id as {other:?})", p.id),
+                });
+            }
+        }
         for (i, p) in self.promotions.iter().enumerate() {
             let at = format!("promotions[{i}]");
             for (j, sku) in p.skus.iter().enumerate() {

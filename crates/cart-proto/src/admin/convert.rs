@@ -49,10 +49,26 @@ fn english(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([("en".to_owned(), name.to_owned())])
 }
 
-/// The domain id of a promotion: a decimal id is its own number, any other id the
-/// FNV-1a hash of its bytes, cut to 53 bits so that it survives a JSON number.
+/// The largest decimal promotion id that is its own domain id: ids are at most 53 bits,
+/// so that they survive a JSON number.
+pub const MAX_DECIMAL_PROMOTION_ID: u64 = (1 << 53) - 1;
+
+/// A promotion id of decimal digits without a leading zero, below 2^53: its own number.
+pub(super) fn decimal_promotion_id(id: &str) -> Option<u64> {
+    let canonical = !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && (id == "0" || !id.starts_with('0'));
+    id.parse::<u64>()
+        .ok()
+        .filter(|n| canonical && *n <= MAX_DECIMAL_PROMOTION_ID)
+}
+
+/// The domain id of a promotion: a decimal id (no leading zero, below 2^53) is its own
+/// number, any other id the FNV-1a hash of its bytes, cut to 53 bits so that it
+/// survives a JSON number. Validation refuses decimal-looking ids that are not
+/// canonical, and two promotions of a project with one domain id.
 pub fn promotion_id(id: &str) -> d::PromotionId {
-    if let Ok(n) = id.parse::<u64>() {
+    if let Some(n) = decimal_promotion_id(id) {
         return n;
     }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

@@ -327,3 +327,41 @@ fn limits_above_u32_are_refused_and_a_valid_document_converts() {
     let doc = parse_document(bytes).unwrap();
     cart_domain::Catalog::try_from(&doc).unwrap();
 }
+
+#[test]
+fn promotion_ids_map_to_distinct_domain_ids() {
+    let promotion = |id: &str| {
+        json!({
+            "id": id, "name": "Sale", "date_start": "2026-01-01T00:00:00Z",
+            "skus": ["sword_1"], "discount": {"percent": "10"}
+        })
+    };
+    let check_promotion = |id: &str| {
+        serde_json::from_value::<Promotion>(promotion(id))
+            .unwrap()
+            .validate()
+    };
+    check_promotion("7").unwrap();
+    check_promotion("0").unwrap();
+    check_promotion("summer_7").unwrap();
+    check_promotion(&((1_u64 << 53) - 1).to_string()).unwrap();
+    for bad in ["07", "007", "9007199254740992", "99999999999999999999"] {
+        assert_eq!(check_promotion(bad).unwrap_err().field(), "id", "{bad}");
+    }
+    assert_eq!(promotion_id("7"), 7);
+    assert_ne!(promotion_id("07"), 7);
+    assert!(promotion_id("9007199254740993") < 1 << 53);
+
+    // Two ids of one project with the same domain id: a hash equal to a number.
+    let hashed = promotion_id("summer_sale");
+    let bytes = serde_json::to_vec(&json!({"projects": [{
+        "project_id": 1, "items": [item()],
+        "promotions": [promotion("summer_sale"), promotion(&hashed.to_string())]
+    }]}))
+    .unwrap();
+    let e = parse_document(&bytes).unwrap_err().to_string();
+    assert!(
+        e.contains("`projects[0].promotions[1].id`: duplicate"),
+        "{e}"
+    );
+}

@@ -38,6 +38,9 @@ pub const MAX_SKU_LEN: usize = 255;
 pub const MAX_CODE_LEN: usize = 128;
 /// Most decimals of an amount and of a percent.
 pub const AMOUNT_DECIMALS: u32 = 4;
+/// The largest money amount or discount value (10^12): pricing multiplies and sums
+/// amounts, which must not overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 pub const PERCENT_DECIMALS: u32 = 2;
 
 /// Why a catalog document was refused. `field` is the path of the offending value in
@@ -624,6 +627,8 @@ fn check_country(field: &str, value: &str) -> Check {
 fn check_amount(field: &str, value: Dec) -> Check {
     let reason = if value.0.is_sign_negative() && !value.0.is_zero() {
         "is negative"
+    } else if value.0 > Decimal::from(MAX_AMOUNT) {
+        "is more than 1000000000000"
     } else if value.0.normalize().scale() > AMOUNT_DECIMALS {
         "has more than 4 decimals"
     } else {

@@ -165,6 +165,36 @@ fn project_catalog(s: &CatalogSnapshot) -> Result<ProjectCatalog, String> {
         promotions: docs(&s.promotions)?,
         promo_codes: docs(&s.promo_codes)?,
     };
-    admin::project_into(&mut Catalog::default(), &project).map_err(|e| e.to_string())?;
+    // Validated as an admin change is (a hand-edited document must not reach pricing);
+    // validation includes the conversion.
+    project.validate().map_err(|e| e.to_string())?;
     Ok(project)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn snapshot(amount: &str) -> CatalogSnapshot {
+        CatalogSnapshot {
+            project_id: 7,
+            version: 1,
+            items: vec![json!({
+                "sku": "sword_1", "type": "virtual_good", "name": {"en": "Sword"},
+                "prices": [{"currency": "USD", "amount": amount, "is_default": true}]
+            })],
+            promotions: vec![],
+            promo_codes: vec![],
+        }
+    }
+
+    #[test]
+    fn stored_documents_are_validated_before_they_reach_pricing() {
+        project_catalog(&snapshot("1.99")).unwrap();
+        for bad in ["-1", "100000000000000000000", "1.23456"] {
+            let e = project_catalog(&snapshot(bad)).unwrap_err();
+            assert!(e.contains("prices[0].amount"), "{bad}: {e}");
+        }
+    }
 }

@@ -365,3 +365,39 @@ fn promotion_ids_map_to_distinct_domain_ids() {
         "{e}"
     );
 }
+
+#[test]
+fn amounts_and_discount_values_are_capped() {
+    let price =
+        |a: &str| with(json!({"prices": [{"currency": "USD", "amount": a, "is_default": true}]}));
+    check(price("1000000000000")).unwrap();
+    let e = check(price("1000000000000.0001")).unwrap_err();
+    assert!(
+        e.contains("`prices[0].amount`") && e.contains("more than"),
+        "{e}"
+    );
+    let promotion = |v: &str| {
+        serde_json::from_value::<Promotion>(json!({
+            "id": "p1", "name": "Sale", "date_start": "2026-01-01T00:00:00Z",
+            "skus": ["sword_1"], "discount": {"value": v}
+        }))
+        .unwrap()
+    };
+    promotion("1000000000000").validate().unwrap();
+    assert_eq!(
+        promotion("79000000000000000000000000000")
+            .validate()
+            .unwrap_err()
+            .field(),
+        "discount.value"
+    );
+    let code: PromoCode = serde_json::from_value(json!({
+        "code": "X", "discount": {"percent": "10"},
+        "price_conditions": [{"operator": "ge", "value": "1000000000001"}]
+    }))
+    .unwrap();
+    assert_eq!(
+        code.validate().unwrap_err().field(),
+        "price_conditions[0].value"
+    );
+}

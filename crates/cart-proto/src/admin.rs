@@ -779,6 +779,16 @@ impl Item {
                     field: "prices".to_owned(),
                 });
             }
+            if !defaults[0].is_enabled {
+                // Disabled prices are dropped for pricing: the item would have no default.
+                return Err(invalid("prices", "the default price must be enabled"));
+            }
+        }
+        if !self.is_free && self.prices.is_empty() && self.virtual_prices.is_empty() {
+            return Err(invalid(
+                "prices",
+                "an item that is not free needs at least one price or virtual price",
+            ));
         }
         for (i, vp) in self.virtual_prices.iter().enumerate() {
             check_sku(&format!("virtual_prices[{i}].sku"), &vp.sku)?;

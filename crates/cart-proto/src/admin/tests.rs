@@ -151,7 +151,7 @@ fn bad_items_are_refused_naming_the_field() {
 #[test]
 fn whole_numbers_and_full_item_shape_are_accepted() {
     check(with(json!({
-        "prices": [{"currency": "USD", "amount": 5, "is_default": true, "is_enabled": false}],
+        "prices": [{"currency": "USD", "amount": 5, "is_default": true, "is_enabled": true}],
         "virtual_item_type": "non_renewing_subscription",
         "inventory_options": {"consumable": {"usages_count": 1}, "expiration_period": {"type": "day", "value": 30}},
         "limits": {"per_user": 5, "per_item": 1000,
@@ -400,4 +400,25 @@ fn amounts_and_discount_values_are_capped() {
         code.validate().unwrap_err().field(),
         "price_conditions[0].value"
     );
+}
+
+#[test]
+fn the_default_price_is_enabled_and_a_paid_item_has_a_price() {
+    let e = check(with(json!({"prices": [
+        {"currency": "USD", "amount": "1", "is_default": true, "is_enabled": false},
+        {"currency": "EUR", "amount": "1"}
+    ]})))
+    .unwrap_err();
+    assert!(
+        e.contains("`prices`: the default price must be enabled"),
+        "{e}"
+    );
+    let e = check(with(json!({"prices": []}))).unwrap_err();
+    assert!(e.contains("`prices`: an item that is not free"), "{e}");
+    check(with(json!({"prices": [], "is_free": true}))).unwrap();
+    check(with(json!({"prices": [
+        {"currency": "USD", "amount": "1", "is_default": true},
+        {"currency": "EUR", "amount": "1", "is_enabled": false}
+    ]})))
+    .unwrap();
 }

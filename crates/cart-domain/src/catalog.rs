@@ -217,6 +217,15 @@ impl Item {
         localized(&self.description, locale).unwrap_or("")
     }
 
+    /// The currency of the item's default price; fixed-value discounts and price
+    /// conditions are in it (see `pricing`).
+    pub fn default_currency(&self) -> Option<&Currency> {
+        self.prices
+            .iter()
+            .find(|p| p.is_default)
+            .map(|p| &p.currency)
+    }
+
     /// The price in `currency` for buyers anywhere, else the default price.
     pub fn price_in(&self, currency: &Currency) -> Option<&ItemPrice> {
         self.price_for(currency, None)

@@ -9,6 +9,14 @@
 //!   (`discounted_items`), then the promo code's cart-wide percent. Each percent step
 //!   is rounded to 2 decimals (half away from zero); a fixed value subtracts and stops
 //!   at zero. Virtual-currency prices are never discounted.
+//! * Currencies: a fixed value (`Discount::Value`) and the promo code's price and item
+//!   price conditions are plain numbers, meant in the item's default currency (the
+//!   currency of its default price). A value discount applies only to a line priced
+//!   in its item's default currency, else it is skipped (not listed on the line). The
+//!   price conditions are checked only when every counted line is priced in its
+//!   item's default currency, and the item price conditions only on such lines; else
+//!   the code does not apply and its status says so (`ConditionCurrency`). A shopper
+//!   cannot meet a condition by switching currency.
 //! * A line's total is unit times quantity. The cart's `amount` and
 //!   `amount_without_discount` sum the priced lines (not free, not bonus, known to the
 //!   catalog, with a price); they are None for a cart without such lines or with lines
@@ -334,6 +342,11 @@ fn price_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedL
     let unit = base.map(|p| {
         let mut amount = p.amount;
         for (promotion, discount) in discount_promotions(ctx, sku) {
+            if matches!(discount, Discount::Value(_))
+                && item.default_currency() != Some(&p.currency)
+            {
+                continue;
+            }
             let after = discounted(amount, discount);
             promotions.push(AppliedPromotion {
                 source: PromotionSource::Promotion(promotion),
@@ -397,6 +410,15 @@ fn counts_for_conditions(l: &PricedLine<'_>) -> bool {
     !l.is_bonus && !l.is_free && l.can_be_bought && l.unit.is_some()
 }
 
+/// Whether the line is priced in its item's default currency, the currency of fixed
+/// values and price conditions.
+fn in_default_currency(l: &PricedLine<'_>) -> bool {
+    match (l.item, &l.unit) {
+        (Some(item), Some(unit)) => item.default_currency() == Some(&unit.currency),
+        _ => false,
+    }
+}
+
 /// A bonus promotion gives its items when the cart has a paid, buyable line of one of
 /// its SKUs (or any such line, when it names no SKUs).
 fn bonus_triggered(p: &Promotion, lines: &[PricedLine<'_>]) -> bool {
@@ -415,6 +437,7 @@ fn apply_code_discounts<'a>(
 ) {
     let mut cart_wide_used = false;
     for line in lines.iter_mut().filter(|l| !l.is_bonus) {
+        let default_currency = in_default_currency(line);
         let Some(unit) = line.unit.as_mut() else {
             continue;
         };
@@ -434,7 +457,9 @@ fn apply_code_discounts<'a>(
             unit.amount = after;
         }
         if let Some(percent) = code.discount_percent {
-            if promo_code::item_conditions_hold(code, before_code) {
+            let conditions_met = code.item_price_conditions.is_empty()
+                || (default_currency && promo_code::item_conditions_hold(code, before_code));
+            if conditions_met {
                 unit.amount = discounted(unit.amount, Discount::Percent(percent));
                 cart_wide_used = true;
             }

@@ -33,7 +33,8 @@ impl DateWindow {
 pub enum Discount {
     /// Percent off (0..=100); the result is rounded to 2 decimals.
     Percent(Decimal),
-    /// A fixed amount off the unit price, in the price's currency; never below zero.
+    /// A fixed amount off the unit price, in the item's default currency: it applies
+    /// only to a price in that currency; never below zero.
     Value(Decimal),
 }
 

@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use super::{
-    bonus_triggered, counts_for_conditions, promotion_active, PricedLine, PricingContext,
-    PromotionSource,
+    bonus_triggered, counts_for_conditions, in_default_currency, promotion_active, PricedLine,
+    PricingContext, PromotionSource,
 };
 use crate::availability::Purchases;
 use crate::catalog::{Catalog, PromoCode, PromotionId, PromotionKind};
-use crate::ids::{Locale, ProjectId, Sku};
+use crate::ids::{Currency, Locale, ProjectId, Sku};
 use crate::time::Timestamp;
 
 /// Why a promo code does not apply.
@@ -50,6 +50,10 @@ pub enum PromoCodeRejection {
     /// its bonus items, to an empty or free-only cart.
     #[error("The promo code needs at least one paid item in the cart.")]
     NoPaidLine,
+    /// The code's price conditions are in the items' default currency and a line is
+    /// priced in another one.
+    #[error("The promo code's price conditions only apply to prices in the items' default currency, not {currency}.")]
+    ConditionCurrency { currency: Currency },
     /// Named by the promotion's name: its id is internal (a hash for string ids).
     #[error("The promo code cannot be combined with the promotion \"{name}\" in the cart.")]
     ExcludedPromotion { id: PromotionId, name: String },
@@ -64,6 +68,7 @@ impl PromoCodeRejection {
             | PromoCodeRejection::PriceConditions
             | PromoCodeRejection::ItemPriceConditions
             | PromoCodeRejection::NoPaidLine
+            | PromoCodeRejection::ConditionCurrency { .. }
             | PromoCodeRejection::ExcludedPromotion { .. } => 9807,
             PromoCodeRejection::NotStarted | PromoCodeRejection::Expired => 9810,
             PromoCodeRejection::TotalLimitReached
@@ -196,12 +201,21 @@ pub(super) fn check_cart(
             name: p.name(&Locale::en()).to_owned(),
         });
     }
+    // A counted line priced in another currency than its item's default one.
+    let foreign = |l: &PricedLine<'_>| {
+        (!in_default_currency(l))
+            .then(|| l.unit.as_ref().map(|u| u.currency.clone()))
+            .flatten()
+    };
     if !code.price_conditions.is_empty() {
         let counted: Vec<_> = lines
             .iter()
             .filter(|l| counts_for_conditions(l))
             .cloned()
             .collect();
+        if let Some(currency) = counted.iter().find_map(foreign) {
+            return Err(PromoCodeRejection::ConditionCurrency { currency });
+        }
         let total = super::total(&counted).map(|(amount, _)| amount.amount);
         let met = total.is_some_and(|t| code.price_conditions.iter().all(|c| c.holds(t)));
         if !met {
@@ -209,12 +223,15 @@ pub(super) fn check_cart(
         }
     }
     if !code.item_price_conditions.is_empty() && code.discount_percent.is_some() {
-        let any = lines
-            .iter()
-            .filter(|l| counts_for_conditions(l))
+        let counted = || lines.iter().filter(|l| counts_for_conditions(l));
+        let any = counted()
+            .filter(|l| in_default_currency(l))
             .filter_map(|l| l.unit.as_ref())
             .any(|u| item_conditions_hold(code, u.amount));
         if !any {
+            if let Some(currency) = counted().find_map(foreign) {
+                return Err(PromoCodeRejection::ConditionCurrency { currency });
+            }
             return Err(PromoCodeRejection::ItemPriceConditions);
         }
     }

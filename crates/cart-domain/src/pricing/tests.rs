@@ -778,3 +778,57 @@ fn a_paid_item_without_a_price_in_the_currency_cannot_be_bought() {
     let priced = ctx.price(&cart(&[("gift", 1)]));
     assert!(!priced.lines[0].no_price && priced.lines[0].can_be_bought);
 }
+
+#[test]
+fn value_discounts_and_price_conditions_are_in_the_default_currency_only() {
+    let eur = || Currency::parse("EUR").unwrap();
+    // The cup is 5.99 USD (default) and 5.49 EUR.
+    let mut c = catalog();
+    c.insert_promotion(
+        project(),
+        discount_promotion(7, &["cup"], Discount::Value(dec("1"))),
+    );
+    let mut ctx = Ctx::new(c);
+    let priced = ctx.price(&cart(&[("cup", 1)]));
+    assert_eq!(amounts(&priced), ("4.99".into(), "5.99".into()));
+    ctx.currency = eur();
+    let priced = ctx.price(&cart(&[("cup", 1)]));
+    assert_eq!(amounts(&priced), ("5.49".into(), "5.49".into()));
+    assert!(priced.lines[0].promotions.is_empty());
+
+    // A price condition cannot be met by switching currency.
+    let under = vec![PriceCondition {
+        op: CompareOp::Le,
+        value: dec("5.5"),
+    }];
+    let mut code = PromoCode::new("SMALL");
+    code.discount_percent = Some(dec("10"));
+    code.price_conditions = under.clone();
+    let mut ctx = code_ctx(code);
+    assert_eq!(
+        status(&ctx, &[("cup", 1)]),
+        Err(PromoCodeRejection::PriceConditions)
+    );
+    ctx.currency = eur();
+    let priced = ctx.price(&cart(&[("cup", 1)]));
+    assert_eq!(
+        priced.promo_code.as_ref().unwrap().status,
+        Err(PromoCodeRejection::ConditionCurrency { currency: eur() })
+    );
+    assert_eq!(amounts(&priced), ("5.49".into(), "5.49".into()));
+    // The shirt has no EUR price: it is priced in its default USD, and counts.
+    assert_eq!(status(&ctx, &[("shirt", 1)]), Ok(()));
+
+    // Item price conditions likewise.
+    let mut code = PromoCode::new("CHEAP");
+    code.discount_percent = Some(dec("10"));
+    code.item_price_conditions = under;
+    let mut ctx = code_ctx(code);
+    ctx.currency = eur();
+    let priced = ctx.price(&cart(&[("cup", 1)]));
+    assert_eq!(
+        priced.promo_code.as_ref().unwrap().status,
+        Err(PromoCodeRejection::ConditionCurrency { currency: eur() })
+    );
+    assert_eq!(amounts(&priced), ("5.49".into(), "5.49".into()));
+}

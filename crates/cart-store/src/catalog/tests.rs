@@ -132,6 +132,18 @@ async fn refused_changes_write_nothing() {
         .execute(&pool)
         .await;
     assert!(e.is_err());
+    for statement in [
+        "truncate catalog_changes",
+        "update catalog_changes set version = version",
+    ] {
+        let e = sqlx::query(statement).execute(&pool).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{statement}: {e}");
+    }
+    let n: i64 = sqlx::query_scalar("select count(*) from catalog_changes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
 }
 
 #[tokio::test]

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use cart_proto::ErrorReply;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -119,16 +118,7 @@ pub(crate) async fn run(g: &Global, command: &CatalogCommand) -> anyhow::Result<
         .request(subject.clone(), serde_json::to_vec(&body)?.into())
         .await
         .with_context(|| format!("request {subject} (is cartd running? try `make run`)"))?;
-    let is_error = reply
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(async_nats::service::NATS_SERVICE_ERROR_CODE))
-        .is_some();
-    if is_error {
-        match ErrorReply::from_body(&reply.payload) {
-            Some(e) => eprintln!("error {}: {}", e.status, e.message()),
-            None => eprintln!("error: {}", String::from_utf8_lossy(&reply.payload)),
-        }
+    if crate::print_refusal(&reply) {
         return Ok(1);
     }
     let value: Value = serde_json::from_slice(&reply.payload).context("decode JSON reply")?;

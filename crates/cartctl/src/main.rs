@@ -252,6 +252,23 @@ fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
     })
 }
 
+/// Prints an error reply (any reply with the service error header) on stderr; true if
+/// it was one.
+pub(crate) fn print_refusal(reply: &async_nats::Message) -> bool {
+    let is_error = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::service::NATS_SERVICE_ERROR_CODE))
+        .is_some();
+    if is_error {
+        match ErrorReply::from_body(&reply.payload) {
+            Some(e) => eprintln!("error {}: {}", e.status, e.message()),
+            None => eprintln!("error: {}", String::from_utf8_lossy(&reply.payload)),
+        }
+    }
+    is_error
+}
+
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
     match &cli.command {
@@ -301,16 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("request {subject} (is cartd running? try `make run`)"))?;
 
-    let is_error = reply
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(async_nats::service::NATS_SERVICE_ERROR_CODE))
-        .is_some();
-    if is_error {
-        match ErrorReply::from_body(&reply.payload) {
-            Some(e) => eprintln!("error {}: {}", e.status, e.message()),
-            None => eprintln!("error: {}", String::from_utf8_lossy(&reply.payload)),
-        }
+    if print_refusal(&reply) {
         return Ok(1);
     }
     let cart = if let (true, Command::Promocode(command)) = (g.protobuf, &cli.command) {

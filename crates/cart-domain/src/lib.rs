@@ -12,6 +12,7 @@ mod availability;
 mod cart;
 mod catalog;
 mod ids;
+mod order;
 mod pricing;
 mod time;
 
@@ -32,6 +33,11 @@ pub use catalog::{
 pub use ids::{
     CartId, Currency, InvalidInput, Locale, ProjectId, Quantity, Sku, UserId, MAX_LINES,
     MAX_QUANTITY,
+};
+pub use order::{
+    apply as apply_order, check_limits, decide as decide_order, LinePrice, LineProblem, NewOrder,
+    Order, OrderCommand, OrderDetails, OrderError, OrderEvent, OrderId, OrderLine, OrderPromotion,
+    OrderSnapshot, OrderStatus, OrderTotal, Payment, PaymentMode, PromotionRef,
 };
 pub use pricing::{
     check_promo_code, discounted, price, rewards, AppliedCode, AppliedPromotion, Money, PricedCart,

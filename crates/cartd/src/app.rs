@@ -186,21 +186,30 @@ impl App {
         command_id: Option<String>,
         fingerprint: Vec<u8>,
     ) -> Result<Vec<u8>, ErrorReply> {
+        let at = Moment {
+            catalog: self.inner.catalog.snapshot(),
+            now: now(),
+        };
         if let Action::PromoCodeRewards { code } | Action::VerifyPromoCode { code } =
             &request.action
         {
-            return self.promo_code_query(&request, code, encoding);
+            return self.promo_code_query(&at, &request, code, encoding);
         }
-        match self.command_for(&request) {
-            None => self.query(&request, encoding).await,
+        match self.command_for(&at, &request) {
+            None => self.query(&at, &request, encoding).await,
             Some(command) => {
-                self.command(&request, command, encoding, command_id, fingerprint)
+                self.command(&at, &request, command, encoding, command_id, fingerprint)
                     .await
             }
         }
     }
 
-    async fn query(&self, request: &Request, encoding: Encoding) -> Result<Vec<u8>, ErrorReply> {
+    async fn query(
+        &self,
+        at: &Moment,
+        request: &Request,
+        encoding: Encoding,
+    ) -> Result<Vec<u8>, ErrorReply> {
         let key = Self::key(request);
         let store = &self.inner.store;
         let loaded = match &request.action {
@@ -244,7 +253,7 @@ impl App {
             None if key.cart == current_cart_id(key.project, &key.user) => Default::default(),
             None => return Err(ErrorReply::cart_not_found(&key.user)),
         };
-        Ok(self.render(&key, &cart, request, &[], encoding))
+        Ok(self.render(at, &key, &cart, request, &[], encoding))
     }
 
     /// The rewards and verify queries: they read the catalog, not the cart. The user's
@@ -252,6 +261,7 @@ impl App {
     /// which this service does not know yet.
     fn promo_code_query(
         &self,
+        at: &Moment,
         request: &Request,
         code: &str,
         encoding: Encoding,
@@ -259,12 +269,12 @@ impl App {
         let project = request.scope.project;
         let purchases = cart_domain::Purchases::default();
         let verify = matches!(request.action, Action::VerifyPromoCode { .. });
-        let catalog = self.inner.catalog.snapshot();
+        let catalog = &at.catalog;
         let found = cart_domain::check_promo_code(
-            &catalog,
+            catalog,
             project,
             code,
-            now(),
+            at.now,
             request.view.country.as_deref(),
             &purchases,
             &Default::default(),
@@ -278,7 +288,7 @@ impl App {
         })?;
         let rewards = view::rewards(
             project,
-            &catalog,
+            catalog,
             &cart_domain::rewards(found, &Default::default()),
             &Default::default(),
             &request.view.locale,
@@ -299,6 +309,7 @@ impl App {
 
     fn render(
         &self,
+        at: &Moment,
         key: &StreamKey,
         cart: &cart_domain::Cart,
         request: &Request,
@@ -309,15 +320,15 @@ impl App {
         // Purchases are not wired yet: every user has bought nothing and redeemed no
         // promo code (a redemption counts only when an order is paid, a later issue).
         let purchases = cart_domain::Purchases::default();
-        let catalog = self.inner.catalog.snapshot();
+        let catalog = &at.catalog;
         let priced = cart_domain::price(
             cart,
             &cart_domain::PricingContext {
                 project: key.project,
-                catalog: &catalog,
+                catalog,
                 currency: &view_options.currency,
                 country: view_options.country.as_deref(),
-                now: now(),
+                now: at.now,
                 purchases: &purchases,
                 promo_code: cart.promo_code(),
             },
@@ -339,7 +350,7 @@ impl App {
                     .unwrap_or_default();
                 view::rewards(
                     key.project,
-                    &catalog,
+                    catalog,
                     rewards,
                     &selected,
                     &view_options.locale,
@@ -351,11 +362,11 @@ impl App {
 
     /// Turns a request into a domain command, with what the catalog says about its SKUs;
     /// None for a query.
-    fn command_for(&self, request: &Request) -> Option<CartCommand> {
+    fn command_for(&self, at: &Moment, request: &Request) -> Option<CartCommand> {
         let project = request.scope.project;
-        let catalog = self.inner.catalog.snapshot();
+        let catalog = &at.catalog;
         let listed = |sku| catalog.is_listed(project, sku);
-        let now = now();
+        let now = at.now;
         let purchases = cart_domain::Purchases::default();
         let unavailable = |sku, quantity: cart_domain::Quantity| {
             let item = catalog.item(project, sku)?;
@@ -393,7 +404,7 @@ impl App {
                 // Whether the cart meets the code's conditions is not a refusal: the
                 // code is attached and the priced cart says whether it applies.
                 check: cart_domain::check_promo_code(
-                    &catalog,
+                    catalog,
                     project,
                     code,
                     now,
@@ -438,6 +449,7 @@ impl App {
 
     async fn command(
         &self,
+        at: &Moment,
         request: &Request,
         command: CartCommand,
         encoding: Encoding,
@@ -492,7 +504,7 @@ impl App {
                 }
             };
             let cart = events.iter().fold(loaded.cart, cart_domain::apply);
-            let body = self.render(&key, &cart, request, &warnings, encoding);
+            let body = self.render(at, &key, &cart, request, &warnings, encoding);
             if events.is_empty() && command_id.is_none() {
                 // Nothing changed and nothing needs remembering.
                 return Ok(body);
@@ -581,6 +593,14 @@ fn endpoint_of(action: &Action) -> Endpoint {
 fn backoff(attempt: u32) -> Duration {
     let jitter = u64::from(Uuid::new_v4().as_bytes()[0] % 8);
     Duration::from_millis(u64::from(attempt.min(8)) * 2 + jitter)
+}
+
+/// What one request is decided and priced against: one catalog snapshot and one reading
+/// of the clock, so that a command's facts and its reply's prices never come from two
+/// different catalogs.
+struct Moment {
+    catalog: Arc<cart_domain::Catalog>,
+    now: cart_domain::Timestamp,
 }
 
 /// The wall clock, for pricing and availability (the domain has none).

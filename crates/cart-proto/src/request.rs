@@ -347,12 +347,13 @@ impl RawRequest {
 
     fn from_protobuf(endpoint: Endpoint, body: &[u8]) -> Result<Self, ErrorReply> {
         let malformed = ErrorReply::malformed;
-        let scope = |project_id: u64, user_id, cart_id, currency, locale| Self {
+        let scope = |project_id: u64, user_id, cart_id, currency, locale, country| Self {
             project_id: Some(project_id),
             user_id,
             cart_id,
             currency,
             locale,
+            country,
             ..Self::default()
         };
         Ok(match endpoint {
@@ -365,8 +366,14 @@ impl RawRequest {
                         .map(|i| (i.sku, RawQuantity::Integer(i.quantity)))
                         .collect(),
                     replace: m.replace,
-                    country: m.country,
-                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                    ..scope(
+                        m.project_id,
+                        m.user_id,
+                        m.cart_id,
+                        m.currency,
+                        m.locale,
+                        m.country,
+                    )
                 }
             }
             Endpoint::PutItem => {
@@ -374,32 +381,54 @@ impl RawRequest {
                 Self {
                     sku: m.sku,
                     quantity: Some(RawQuantity::Integer(m.quantity)),
-                    country: m.country,
-                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                    ..scope(
+                        m.project_id,
+                        m.user_id,
+                        m.cart_id,
+                        m.currency,
+                        m.locale,
+                        m.country,
+                    )
                 }
             }
             Endpoint::DeleteItem => {
                 let m = v1::DeleteItemRequest::decode(body).map_err(malformed)?;
                 Self {
                     sku: m.sku,
-                    country: m.country,
-                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                    ..scope(
+                        m.project_id,
+                        m.user_id,
+                        m.cart_id,
+                        m.currency,
+                        m.locale,
+                        m.country,
+                    )
                 }
             }
             Endpoint::Clear => {
                 let m = v1::ClearRequest::decode(body).map_err(malformed)?;
-                Self {
-                    country: m.country,
-                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
-                }
+                scope(
+                    m.project_id,
+                    m.user_id,
+                    m.cart_id,
+                    m.currency,
+                    m.locale,
+                    m.country,
+                )
             }
             Endpoint::Get => {
                 let m = v1::GetCartRequest::decode(body).map_err(malformed)?;
                 Self {
                     at_version: m.at_version,
                     at_time: m.at_time,
-                    country: m.country,
-                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                    ..scope(
+                        m.project_id,
+                        m.user_id,
+                        m.cart_id,
+                        m.currency,
+                        m.locale,
+                        m.country,
+                    )
                 }
             }
             Endpoint::RedeemPromoCode => {
@@ -407,30 +436,42 @@ impl RawRequest {
                 Self {
                     code: m.coupon_code,
                     selected_unit_items: m.selected_unit_items,
-                    country: m.country,
                     cart_ref: m.cart.map(|c| c.id),
-                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                    ..scope(
+                        m.project_id,
+                        m.user_id,
+                        m.cart_id,
+                        m.currency,
+                        m.locale,
+                        m.country,
+                    )
                 }
             }
             Endpoint::RemovePromoCode => {
                 let m = v1::RemovePromoCodeRequest::decode(body).map_err(malformed)?;
                 Self {
-                    country: m.country,
                     cart_ref: m.cart.map(|c| c.id),
-                    ..scope(m.project_id, m.user_id, m.cart_id, m.currency, m.locale)
+                    ..scope(
+                        m.project_id,
+                        m.user_id,
+                        m.cart_id,
+                        m.currency,
+                        m.locale,
+                        m.country,
+                    )
                 }
             }
             Endpoint::PromoCodeRewards => {
                 let m = v1::PromoCodeRewardsRequest::decode(body).map_err(malformed)?;
                 Self {
                     code: m.code,
-                    country: m.country,
                     ..scope(
                         m.project_id,
                         m.user_id,
                         String::new(),
                         String::new(),
                         String::new(),
+                        m.country,
                     )
                 }
             }
@@ -438,13 +479,13 @@ impl RawRequest {
                 let m = v1::VerifyPromoCodeRequest::decode(body).map_err(malformed)?;
                 Self {
                     code: m.code,
-                    country: m.country,
                     ..scope(
                         m.project_id,
                         m.user_id,
                         String::new(),
                         String::new(),
                         String::new(),
+                        m.country,
                     )
                 }
             }

@@ -1,0 +1,86 @@
+//! The worker's configuration: flags, each with an environment variable and a default
+//! (the database, NATS and prefix defaults are cartd's).
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::schedule::{self, RetrySchedule};
+
+/// Webhook fulfilment worker: sends order_paid and order_canceled to each project's URL.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cart-webhook", version)]
+pub struct Config {
+    /// PostgreSQL URL. The database is created when missing and migrated at start.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/cart"
+    )]
+    pub database_url: String,
+
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// Subject prefix: order events on `<prefix>.orders.>`, settings on
+    /// `<prefix>.admin.webhook.{set,get}`, dead letters on `<prefix>.webhooks.dead.>`.
+    #[arg(long, env = "CART_SUBJECT_PREFIX", default_value = "cart.v1")]
+    pub prefix: String,
+
+    /// The JetStream stream of order events (created by the order relay, not here).
+    #[arg(long, env = "CART_ORDERS_STREAM", default_value = "CART_ORDERS")]
+    pub orders_stream: String,
+
+    /// The durable pull consumer shared by every worker instance.
+    #[arg(long, env = "CART_WEBHOOK_CONSUMER", default_value = "cart-webhook")]
+    pub consumer: String,
+
+    /// The dead-letter stream (subjects `<prefix>.webhooks.dead.>`), created if missing.
+    #[arg(
+        long,
+        env = "CART_WEBHOOK_DEAD_STREAM",
+        default_value = "CART_WEBHOOK_DEAD"
+    )]
+    pub dead_stream: String,
+
+    /// How long a receiver has to answer an attempt (e.g. 10s, 500ms).
+    #[arg(long, env = "CART_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Delays between retries: COUNTxDURATION groups (Xsolla's 2x5m,7x15m,10x60m).
+    #[arg(
+        long,
+        env = "CART_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "2x5m,7x15m,10x60m"
+    )]
+    pub retry_schedule: RetrySchedule,
+
+    /// How often an idle delivery loop looks for due deliveries.
+    #[arg(long, env = "CART_WEBHOOK_POLL", default_value = "1s", value_parser = parse_duration)]
+    pub poll: Duration,
+
+    /// Delivery loops in this instance (deliveries in flight at once).
+    #[arg(long, env = "CART_WEBHOOK_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// When a project has no webhook settings, or they are disabled, its deliveries stay
+    /// pending and are looked at again after this long.
+    #[arg(long, env = "CART_WEBHOOK_UNCONFIGURED_DELAY", default_value = "60s", value_parser = parse_duration)]
+    pub unconfigured_delay: Duration,
+
+    /// How long an order_canceled waits for its order's order_paid to be recorded.
+    #[arg(long, env = "CART_WEBHOOK_CANCEL_GRACE", default_value = "60s", value_parser = parse_duration)]
+    pub cancel_grace: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    schedule::duration(text).ok_or_else(|| format!("{text:?} is not a duration like 10s or 500ms"))
+}
+
+impl Config {
+    /// The defaults, with the environment applied.
+    pub fn from_env() -> Self {
+        Self::parse_from(["cart-webhook"])
+    }
+}

@@ -1,0 +1,327 @@
+//! Delivery: claim a due delivery (its row locked by a transaction held during the HTTP
+//! call), POST it, record the attempt and the outcome in that transaction, commit.
+//!
+//! A worker that dies mid-call rolls its transaction back: the delivery is pending again
+//! and another worker sends it once more, with the same idempotency key. That is at most
+//! one repeat per crash, and the reason receivers must be idempotent (Xsolla asks it).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_nats::jetstream::{self, stream};
+use cart_proto::order::OrderEventEnvelope;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::http::{self, HttpError};
+use crate::payload;
+use crate::store::{self, Attempt, Claimed, FollowUp, Next};
+use crate::{Config, MarkDelivered, MarkError, WebhookError};
+
+/// Xsolla's codes that mean "do not retry".
+const PERMANENT: [u16; 8] = [400, 401, 402, 403, 404, 409, 415, 422];
+const SUCCESS: [u16; 3] = [200, 201, 204];
+
+/// The dead-letter stream: failed deliveries, one message each, on
+/// `<prefix>.webhooks.dead.<project>.<order_id>` (message id `<event_id>`, so a
+/// re-publish after a crash is dropped as a duplicate).
+#[derive(Clone)]
+pub struct DeadLetters {
+    jetstream: jetstream::Context,
+    prefix: String,
+}
+
+impl DeadLetters {
+    /// Creates the stream when missing.
+    ///
+    /// # Errors
+    /// JetStream refuses (e.g. another stream already holds the subjects).
+    pub async fn prepare(
+        jetstream: &jetstream::Context,
+        config: &Config,
+    ) -> Result<Self, WebhookError> {
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: config.dead_stream.clone(),
+                subjects: vec![format!("{}.webhooks.dead.>", config.prefix)],
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                WebhookError::JetStream(format!("dead-letter stream {:?}: {e}", config.dead_stream))
+            })?;
+        Ok(Self {
+            jetstream: jetstream.clone(),
+            prefix: config.prefix.clone(),
+        })
+    }
+
+    pub fn subject(prefix: &str, project_id: u64, order_id: u64) -> String {
+        format!("{prefix}.webhooks.dead.{project_id}.{order_id}")
+    }
+
+    async fn publish(
+        &self,
+        event_id: uuid::Uuid,
+        project_id: u64,
+        order_id: u64,
+        body: Vec<u8>,
+    ) -> Result<(), String> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event_id.to_string().as_str());
+        headers.insert("Content-Type", "application/json");
+        self.jetstream
+            .publish_with_headers(
+                Self::subject(&self.prefix, project_id, order_id),
+                headers,
+                body.into(),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// What one step of a loop did.
+enum Step {
+    Idle,
+    Worked,
+}
+
+pub struct Worker {
+    config: Config,
+    pool: PgPool,
+    dead: DeadLetters,
+    mark: MarkDelivered,
+}
+
+impl Worker {
+    pub fn new(config: Config, pool: PgPool, dead: DeadLetters, mark: MarkDelivered) -> Self {
+        Self {
+            config,
+            pool,
+            dead,
+            mark,
+        }
+    }
+
+    /// A delivery loop: steps until idle, then waits `poll` (or `stop`).
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<(), WebhookError> {
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let idle = match self.deliver_one().await {
+                Ok(Step::Worked) => false,
+                Ok(Step::Idle) => true,
+                Err(e) => {
+                    tracing::warn!(error = %cart_store::error_chain(&e), "delivery step failed");
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    _ = stop.changed() => return Ok(()),
+                    () = tokio::time::sleep(self.config.poll) => {}
+                }
+            }
+        }
+    }
+
+    /// The follow-up loop: orders to mark done, dead letters to publish.
+    pub async fn follow_ups(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), WebhookError> {
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let idle = match self.follow_up_one().await {
+                Ok(Step::Worked) => false,
+                Ok(Step::Idle) => true,
+                Err(e) => {
+                    tracing::warn!(error = %cart_store::error_chain(&e), "follow-up step failed");
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    _ = stop.changed() => return Ok(()),
+                    () = tokio::time::sleep(self.config.poll) => {}
+                }
+            }
+        }
+    }
+
+    async fn deliver_one(&self) -> Result<Step, store::StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(claimed) = store::claim(&mut tx, self.config.cancel_grace).await? else {
+            tx.commit().await?;
+            return Ok(Step::Idle);
+        };
+        let settings = store::settings(&self.pool, claimed.project_id).await?;
+        let Some(settings) = settings.filter(|s| s.enabled) else {
+            // No webhook (yet), or switched off: keep the notification for when the
+            // project turns its webhook on, rather than dropping what it would need.
+            store::postpone(&mut tx, claimed.event_id, self.config.unconfigured_delay).await?;
+            tx.commit().await?;
+            tracing::debug!(
+                project = claimed.project_id,
+                order = claimed.order_id,
+                "no enabled webhook; delivery postponed"
+            );
+            return Ok(Step::Worked);
+        };
+        let (attempt, next) = self.attempt(&claimed, &settings).await;
+        store::finish_attempt(&mut tx, claimed.event_id, &attempt, next).await?;
+        tx.commit().await?;
+        tracing::info!(
+            project = claimed.project_id,
+            order = claimed.order_id,
+            kind = claimed.kind.as_str(),
+            attempt = attempt.attempt,
+            status = attempt.status_code,
+            outcome = attempt.outcome,
+            latency_ms = u64::try_from(attempt.latency.as_millis()).unwrap_or(u64::MAX),
+            ?next,
+            "webhook attempt"
+        );
+        Ok(Step::Worked)
+    }
+
+    /// One HTTP attempt and what it leaves the delivery as.
+    async fn attempt(&self, claimed: &Claimed, settings: &store::Settings) -> (Attempt, Next) {
+        let number = claimed.attempts.saturating_add(1);
+        let started_at = SystemTime::now();
+        let start = Instant::now();
+        let result = match serde_json::from_value::<OrderEventEnvelope>(claimed.envelope.clone()) {
+            Ok(envelope) => {
+                let body = payload::body(claimed.kind, &envelope, settings.version);
+                let headers = [
+                    (
+                        "authorization",
+                        format!("Signature {}", payload::signature(&body, &settings.secret)),
+                    ),
+                    (
+                        "idempotency-key",
+                        payload::idempotency_key(
+                            claimed.project_id,
+                            claimed.order_id,
+                            claimed.kind,
+                        ),
+                    ),
+                    ("x-webhook-attempt", number.to_string()),
+                ];
+                http::post(&settings.url, &headers, body, self.config.timeout).await
+            }
+            Err(e) => Err(HttpError::BadUrl {
+                url: String::new(),
+                reason: format!("stored envelope unreadable: {e}"),
+            }),
+        };
+        let latency = start.elapsed();
+        let (status_code, outcome, error) = match result {
+            Ok(code) if SUCCESS.contains(&code) => (Some(code), "success", None),
+            Ok(code) if PERMANENT.contains(&code) => (Some(code), "permanent", None),
+            Ok(code) => (Some(code), "retry", None),
+            Err(e @ HttpError::Timeout(_)) => (None, "timeout", Some(e.to_string())),
+            Err(e) => (None, "error", Some(cart_store::error_chain(&e))),
+        };
+        let next = match outcome {
+            "success" => Next::Delivered,
+            "permanent" => Next::Failed,
+            // Attempt n failed: the next one is retry n, if the schedule has it.
+            _ => match usize::try_from(number)
+                .ok()
+                .and_then(|n| self.config.retry_schedule.delay_before_retry(n))
+            {
+                Some(delay) => Next::RetryAfter(delay),
+                None => Next::Failed,
+            },
+        };
+        let attempt = Attempt {
+            attempt: number,
+            started_at,
+            status_code,
+            latency,
+            outcome,
+            error,
+        };
+        (attempt, next)
+    }
+
+    /// Marks a delivered order_paid's order done, or publishes a failed delivery's dead
+    /// letter, under the row's lock; a failure is retried after `poll` (at least 1 s).
+    async fn follow_up_one(&self) -> Result<Step, store::StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(work) = store::claim_follow_up(&mut tx).await? else {
+            tx.commit().await?;
+            return Ok(Step::Idle);
+        };
+        let (event_id, result) = match work {
+            FollowUp::MarkDone {
+                event_id,
+                project_id,
+                order_id,
+            } => match (self.mark)(project_id, order_id).await {
+                Ok(()) => (event_id, Ok(())),
+                // Retrying a refusal cannot help: give up, loudly, and keep the reason.
+                Err(MarkError::Refused(text)) => {
+                    tracing::error!(%event_id, project_id, order_id, reason = %text, "the order store refused to mark the order done");
+                    store::follow_up_done(&mut tx, event_id, None, Duration::ZERO).await?;
+                    store::note_follow_up_error(&mut tx, event_id, &text).await?;
+                    tx.commit().await?;
+                    return Ok(Step::Worked);
+                }
+                Err(MarkError::Failed(text)) => (event_id, Err(text)),
+            },
+            FollowUp::DeadLetter {
+                event_id,
+                project_id,
+                order_id,
+                kind,
+                attempts,
+                envelope,
+                last_status_code,
+                last_outcome,
+                last_error,
+            } => {
+                let reason = if last_outcome.as_deref() == Some("permanent") {
+                    "permanent"
+                } else {
+                    "retries_exhausted"
+                };
+                let body = serde_json::json!({
+                    "event_id": event_id.to_string(),
+                    "project_id": project_id,
+                    "order_id": order_id,
+                    "notification_type": kind,
+                    "reason": reason,
+                    "attempts": attempts,
+                    "last_status_code": last_status_code,
+                    "last_error": last_error,
+                    "envelope": envelope,
+                });
+                let body = serde_json::to_vec(&body).unwrap_or_default();
+                (
+                    event_id,
+                    self.dead
+                        .publish(event_id, project_id, order_id, body)
+                        .await,
+                )
+            }
+        };
+        if let Err(e) = &result {
+            tracing::warn!(%event_id, error = %e, "follow-up failed; will retry");
+        }
+        let retry_after = self.config.poll.max(Duration::from_secs(1));
+        store::follow_up_done(&mut tx, event_id, result.err().as_deref(), retry_after).await?;
+        tx.commit().await?;
+        Ok(Step::Worked)
+    }
+}

@@ -1,0 +1,178 @@
+//! The webhook fulfilment worker: order_paid and order_canceled notifications, in
+//! Xsolla's shape, to each project's webhook URL (docs/webhooks.md).
+//!
+//! `intake` turns order events from JetStream into rows of the `webhook_deliveries`
+//! outbox; `deliver` claims due rows and POSTs them, retrying on Xsolla's schedule;
+//! `admin` serves the settings over NATS. Any number of instances may run at once.
+
+pub mod admin;
+mod config;
+pub mod deliver;
+pub mod http;
+pub mod intake;
+pub mod payload;
+pub mod schedule;
+pub mod store;
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrate: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("prepare the database: {0}")]
+    Prepare(#[from] cart_store::StoreError),
+    #[error("connect to NATS at {url}: {source}")]
+    Nats {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    #[error("admin endpoints: {0}")]
+    Admin(String),
+}
+
+/// Marks an order done after its order_paid was delivered: `(project_id, order_id)`.
+/// Idempotent. The worker uses the order store; tests may pass their own.
+pub type MarkDelivered =
+    Arc<dyn Fn(u64, u64) -> BoxFuture<'static, Result<(), MarkError>> + Send + Sync>;
+
+/// Why an order could not be marked done.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MarkError {
+    /// The order store refused (no such order, or not paid): retrying cannot help.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Anything else (the database): retried.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The order store's `mark_delivered`, which appends OrderDone.
+pub fn order_store_marker(pool: PgPool) -> MarkDelivered {
+    Arc::new(move |project_id, order_id| {
+        let orders = cart_store::orders::OrderStore::new(pool.clone());
+        Box::pin(async move {
+            orders
+                .mark_delivered(project_id, order_id)
+                .await
+                .map_err(|e| match e {
+                    cart_store::orders::OrderStoreError::Store(
+                        cart_store::StoreError::Invalid(text),
+                    ) => MarkError::Refused(text),
+                    other => MarkError::Failed(cart_store::error_chain(&other)),
+                })
+        })
+    })
+}
+
+/// Opens the worker's pool: the database is created and migrated as cartd does, and
+/// sessions may stay in a transaction for the whole HTTP call (a delivery's row lock is
+/// held during it), so their idle-in-transaction limit is above the request timeout.
+pub async fn connect(config: &Config) -> Result<PgPool, WebhookError> {
+    cart_store::ensure_database(&config.database_url).await?;
+    let idle = config.timeout + std::time::Duration::from_secs(30);
+    let options = PgConnectOptions::from_str(&config.database_url)?.options([
+        ("synchronous_commit", "on".to_owned()),
+        (
+            "idle_in_transaction_session_timeout",
+            format!("{}ms", idle.as_millis()),
+        ),
+        ("statement_timeout", "10s".to_owned()),
+    ]);
+    let pool = PgPoolOptions::new()
+        // One connection per delivery loop, one for intake, one for admin and follow-ups.
+        .max_connections(
+            u32::try_from(config.concurrency)
+                .unwrap_or(16)
+                .saturating_add(3),
+        )
+        .connect_with(options)
+        .await?;
+    cart_store::MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+/// Runs the worker until `shutdown` completes: intake, `concurrency` delivery loops and
+/// the admin endpoints. Marks orders done through the order store.
+///
+/// # Errors
+/// PostgreSQL or NATS cannot be reached or prepared at start, or a part fails for good.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WebhookError> {
+    let pool = connect(&config).await?;
+    let mark = order_store_marker(pool.clone());
+    run_with(config, pool, mark, shutdown).await
+}
+
+/// `run`, with the pool and the order marker given.
+///
+/// # Errors
+/// As `run`.
+pub async fn run_with(
+    config: Config,
+    pool: PgPool,
+    mark: MarkDelivered,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WebhookError> {
+    let client = async_nats::ConnectOptions::new()
+        .name("cart-webhook")
+        .connect(config.nats_url.as_str())
+        .await
+        .map_err(|source| WebhookError::Nats {
+            url: config.nats_url.clone(),
+            source,
+        })?;
+    let jetstream = async_nats::jetstream::new(client.clone());
+    let consumer = intake::consumer(&jetstream, &config).await?;
+    let dead = deliver::DeadLetters::prepare(&jetstream, &config).await?;
+    let service = admin::start(&client, &config, pool.clone()).await?;
+
+    let (stop_tx, stop) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(intake::run(consumer, pool.clone(), stop.clone()));
+    let worker = Arc::new(deliver::Worker::new(
+        config.clone(),
+        pool.clone(),
+        dead,
+        mark,
+    ));
+    for _ in 0..config.concurrency.max(1) {
+        tasks.spawn(worker.clone().run(stop.clone()));
+    }
+    tasks.spawn(worker.clone().follow_ups(stop.clone()));
+    tracing::info!(prefix = %config.prefix, stream = %config.orders_stream, consumer = %config.consumer, "cart-webhook running");
+
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        Some(ended) = tasks.join_next() => match ended {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(WebhookError::JetStream(format!("a worker task ended: {e}"))),
+        },
+    };
+    // Loops finish their current step (a delivery in flight is completed or, past the
+    // timeout, rolled back) before the worker returns.
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    let _ = service.stop().await;
+    let _ = client.flush().await;
+    result
+}

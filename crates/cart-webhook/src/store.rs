@@ -1,0 +1,351 @@
+//! The webhook tables (migration 0006): settings, the delivery outbox and attempts.
+//! The only module of this crate that writes SQL.
+
+use std::time::Duration;
+
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use crate::payload::NotificationType;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("stored delivery {event_id} is unreadable: {reason}")]
+    Corrupt { event_id: String, reason: String },
+}
+
+/// A project's webhook settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub project_id: u64,
+    pub url: String,
+    pub secret: String,
+    pub enabled: bool,
+    pub version: i16,
+}
+
+fn pid(project_id: u64) -> i64 {
+    // Project and order ids are positive and below 2^63 (they come from bigint columns).
+    i64::try_from(project_id).unwrap_or(i64::MAX)
+}
+
+pub async fn settings(pool: &PgPool, project_id: u64) -> Result<Option<Settings>, StoreError> {
+    let row = sqlx::query(
+        "select url, secret, enabled, version from webhook_settings where project_id = $1",
+    )
+    .bind(pid(project_id))
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| Settings {
+        project_id,
+        url: r.get("url"),
+        secret: r.get("secret"),
+        enabled: r.get("enabled"),
+        version: r.get("version"),
+    }))
+}
+
+pub async fn put_settings(pool: &PgPool, s: &Settings) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into webhook_settings (project_id, url, secret, enabled, version, updated_at)
+         values ($1, $2, $3, $4, $5, now())
+         on conflict (project_id) do update set url = excluded.url, secret = excluded.secret,
+           enabled = excluded.enabled, version = excluded.version, updated_at = now()",
+    )
+    .bind(pid(s.project_id))
+    .bind(&s.url)
+    .bind(&s.secret)
+    .bind(s.enabled)
+    .bind(s.version)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A delivery to record from an order event.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub event_id: uuid::Uuid,
+    pub project_id: u64,
+    pub order_id: u64,
+    pub version: i64,
+    pub kind: NotificationType,
+    pub envelope: serde_json::Value,
+}
+
+/// Records a delivery; false when it was there already (a redelivered message, or the
+/// same notification of the order under another event id).
+pub async fn insert_delivery(pool: &PgPool, d: &NewDelivery) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "insert into webhook_deliveries
+           (event_id, project_id, order_id, version, notification_type, envelope)
+         values ($1, $2, $3, $4, $5, $6)
+         on conflict do nothing",
+    )
+    .bind(d.event_id)
+    .bind(pid(d.project_id))
+    .bind(pid(d.order_id))
+    .bind(d.version)
+    .bind(d.kind.as_str())
+    .bind(&d.envelope)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A claimed delivery, locked by the transaction it was claimed in.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub event_id: uuid::Uuid,
+    pub project_id: u64,
+    pub order_id: u64,
+    pub kind: NotificationType,
+    pub envelope: serde_json::Value,
+    /// Attempts made before this one.
+    pub attempts: i32,
+}
+
+/// Claims one due pending delivery and locks it for the transaction. A delivery is
+/// claimable only when no earlier pending delivery of the same order exists (the
+/// earlier one may be locked by another worker: `skip locked` then skips it and this
+/// condition keeps the later one back), so an order is never delivered by two workers
+/// at once and its notifications go out in event order. An order_canceled also waits
+/// up to `cancel_grace` for its order_paid to be recorded, because intake instances
+/// may record an order's two events in either order.
+pub async fn claim(
+    tx: &mut Transaction<'_, Postgres>,
+    cancel_grace: Duration,
+) -> Result<Option<Claimed>, StoreError> {
+    let row = sqlx::query(
+        "select d.event_id, d.project_id, d.order_id, d.notification_type, d.envelope, d.attempts
+         from webhook_deliveries d
+         where d.status = 'pending' and d.next_attempt_at <= now()
+           and not exists (
+             select 1 from webhook_deliveries e
+             where e.project_id = d.project_id and e.order_id = d.order_id
+               and e.status = 'pending' and e.version < d.version)
+           and (d.notification_type = 'order_paid'
+             or exists (
+               select 1 from webhook_deliveries p
+               where p.project_id = d.project_id and p.order_id = d.order_id
+                 and p.notification_type = 'order_paid')
+             or d.created_at < now() - make_interval(secs => $1))
+         order by d.next_attempt_at, d.id
+         limit 1
+         for update of d skip locked",
+    )
+    .bind(cancel_grace.as_secs_f64())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let event_id: uuid::Uuid = r.get("event_id");
+    let kind_text: String = r.get("notification_type");
+    let kind = NotificationType::parse(&kind_text).ok_or_else(|| StoreError::Corrupt {
+        event_id: event_id.to_string(),
+        reason: format!("notification type {kind_text:?}"),
+    })?;
+    Ok(Some(Claimed {
+        event_id,
+        project_id: u64::try_from(r.get::<i64, _>("project_id")).unwrap_or_default(),
+        order_id: u64::try_from(r.get::<i64, _>("order_id")).unwrap_or_default(),
+        kind,
+        envelope: r.get("envelope"),
+        attempts: r.get("attempts"),
+    }))
+}
+
+/// Leaves a claimed delivery pending, without counting an attempt, until `after`.
+pub async fn postpone(
+    tx: &mut Transaction<'_, Postgres>,
+    event_id: uuid::Uuid,
+    after: Duration,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update webhook_deliveries set next_attempt_at = now() + make_interval(secs => $2)
+         where event_id = $1",
+    )
+    .bind(event_id)
+    .bind(after.as_secs_f64())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// One attempt's record.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub attempt: i32,
+    pub started_at: std::time::SystemTime,
+    pub status_code: Option<u16>,
+    pub latency: Duration,
+    pub outcome: &'static str,
+    pub error: Option<String>,
+}
+
+/// What an attempt leaves the delivery as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Delivered,
+    Failed,
+    RetryAfter(Duration),
+}
+
+/// Records an attempt and the delivery's new state, in the claiming transaction.
+pub async fn finish_attempt(
+    tx: &mut Transaction<'_, Postgres>,
+    event_id: uuid::Uuid,
+    attempt: &Attempt,
+    next: Next,
+) -> Result<(), StoreError> {
+    let started: f64 = attempt
+        .started_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    sqlx::query(
+        "insert into webhook_attempts
+           (event_id, attempt, started_at, status_code, latency_ms, outcome, error)
+         values ($1, $2, to_timestamp($3), $4, $5, $6, $7)",
+    )
+    .bind(event_id)
+    .bind(attempt.attempt)
+    .bind(started)
+    .bind(
+        attempt
+            .status_code
+            .map(|c| i16::try_from(c).unwrap_or(i16::MAX)),
+    )
+    .bind(i32::try_from(attempt.latency.as_millis()).unwrap_or(i32::MAX))
+    .bind(attempt.outcome)
+    .bind(attempt.error.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    let (status, delay, finished) = match next {
+        Next::Delivered => ("delivered", 0.0, true),
+        Next::Failed => ("failed", 0.0, true),
+        Next::RetryAfter(d) => ("pending", d.as_secs_f64(), false),
+    };
+    sqlx::query(
+        "update webhook_deliveries set status = $2, attempts = $3,
+           next_attempt_at = now() + make_interval(secs => $4),
+           finished_at = case when $5 then now() end,
+           -- A delivered order_canceled leaves nothing to follow up.
+           followed_up_at = case when $2 = 'delivered' and notification_type = 'order_canceled'
+                            then now() end
+         where event_id = $1",
+    )
+    .bind(event_id)
+    .bind(status)
+    .bind(attempt.attempt)
+    .bind(delay)
+    .bind(finished)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Work left after a delivery finished: marking a delivered order_paid's order done,
+/// and publishing a failed delivery's dead letter.
+#[derive(Debug, Clone)]
+pub enum FollowUp {
+    MarkDone {
+        event_id: uuid::Uuid,
+        project_id: u64,
+        order_id: u64,
+    },
+    DeadLetter {
+        event_id: uuid::Uuid,
+        project_id: u64,
+        order_id: u64,
+        kind: String,
+        attempts: i32,
+        envelope: serde_json::Value,
+        last_status_code: Option<i16>,
+        last_outcome: Option<String>,
+        last_error: Option<String>,
+    },
+}
+
+/// Claims one follow-up (locked for the transaction): the caller does it, then calls
+/// `follow_up_done` in the same transaction.
+pub async fn claim_follow_up(
+    tx: &mut Transaction<'_, Postgres>,
+) -> Result<Option<FollowUp>, StoreError> {
+    let row = sqlx::query(
+        "select d.event_id, d.project_id, d.order_id, d.notification_type, d.status,
+                d.attempts, d.envelope, a.status_code, a.outcome, a.error
+         from webhook_deliveries d
+         left join webhook_attempts a on a.event_id = d.event_id and a.attempt = d.attempts
+         where d.followed_up_at is null and d.finished_at is not null
+           and d.next_attempt_at <= now()
+           and ((d.status = 'delivered' and d.notification_type = 'order_paid')
+             or d.status = 'failed')
+         order by d.finished_at
+         limit 1
+         for update of d skip locked",
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let event_id: uuid::Uuid = r.get("event_id");
+    let project_id = u64::try_from(r.get::<i64, _>("project_id")).unwrap_or_default();
+    let order_id = u64::try_from(r.get::<i64, _>("order_id")).unwrap_or_default();
+    let status: String = r.get("status");
+    Ok(Some(if status == "delivered" {
+        FollowUp::MarkDone {
+            event_id,
+            project_id,
+            order_id,
+        }
+    } else {
+        FollowUp::DeadLetter {
+            event_id,
+            project_id,
+            order_id,
+            kind: r.get("notification_type"),
+            attempts: r.get("attempts"),
+            envelope: r.get("envelope"),
+            last_status_code: r.get("status_code"),
+            last_outcome: r.get("outcome"),
+            last_error: r.get("error"),
+        }
+    }))
+}
+
+/// Ends a follow-up (`error` None) or spaces out its next try (`error` Some).
+pub async fn follow_up_done(
+    tx: &mut Transaction<'_, Postgres>,
+    event_id: uuid::Uuid,
+    error: Option<&str>,
+    retry_after: Duration,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update webhook_deliveries set
+           followed_up_at = case when $2::text is null then now() end,
+           follow_up_error = $2,
+           next_attempt_at = case when $2::text is null then next_attempt_at
+                             else now() + make_interval(secs => $3) end
+         where event_id = $1",
+    )
+    .bind(event_id)
+    .bind(error)
+    .bind(retry_after.as_secs_f64())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Keeps the reason a follow-up was given up.
+pub async fn note_follow_up_error(
+    tx: &mut Transaction<'_, Postgres>,
+    event_id: uuid::Uuid,
+    error: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("update webhook_deliveries set follow_up_error = $2 where event_id = $1")
+        .bind(event_id)
+        .bind(error)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,460 @@
+//! The test harness: a database per test, a JetStream stream and prefix per test, a
+//! scriptable local webhook receiver, and a worker started in-process.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use cart_proto::order::{
+    OrderContent, OrderEventEnvelope, OrderItemView, OrderView, PriceView, PromotionStepView,
+};
+use cart_webhook::{Config, MarkDelivered, MarkError};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+/// A database of the test's own, dropped at the end (as cart-store's test helper does).
+pub struct TestDb {
+    pub url: String,
+    name: String,
+    admin: PgConnectOptions,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let base = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let admin = PgConnectOptions::from_str(&base)
+            .unwrap()
+            .database("postgres");
+        let name = format!("cart_webhook_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = admin.connect().await.expect("connect to PostgreSQL");
+        sqlx::query(&format!("create database {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.ok();
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        let url = match base.rsplit_once('/') {
+            Some((server, _)) if base.starts_with("postgres") => format!("{server}/{name}"),
+            _ => url,
+        };
+        Self { url, name, admin }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (name, admin) = (self.name.clone(), self.admin.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                if let Ok(mut conn) = admin.connect().await {
+                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    Status(u16),
+    /// Sleep, then answer.
+    After(Duration, u16),
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Call {
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+    pub fn key(&self) -> String {
+        self.header("idempotency-key")
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Mutex<Vec<Call>>,
+    script: Mutex<VecDeque<Answer>>,
+    in_flight: Mutex<HashMap<String, usize>>,
+    max_in_flight_per_order: AtomicUsize,
+}
+
+/// A local webhook receiver: answers from its script (then 204), records every call
+/// and the most requests in flight at once for one order.
+#[derive(Clone)]
+pub struct Receiver {
+    inner: Arc<Inner>,
+    pub url: String,
+}
+
+impl Receiver {
+    pub async fn start(script: Vec<Answer>) -> Self {
+        let inner = Arc::new(Inner::default());
+        inner.script.lock().unwrap().extend(script);
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { inner, url }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.calls.lock().unwrap().clone()
+    }
+
+    pub fn max_in_flight_per_order(&self) -> usize {
+        self.inner.max_in_flight_per_order.load(Ordering::SeqCst)
+    }
+
+    pub async fn wait_calls(&self, n: usize) -> Vec<Call> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let calls = self.calls();
+            if calls.len() >= n {
+                return calls;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited for {n} calls, got {}",
+                calls.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn hook(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let call = Call {
+        headers,
+        body,
+        at: Instant::now(),
+    };
+    let key = call.key();
+    let order = key
+        .rsplit_once(':')
+        .map(|(o, _)| o.to_owned())
+        .unwrap_or_default();
+    inner.calls.lock().unwrap().push(call);
+    {
+        let mut in_flight = inner.in_flight.lock().unwrap();
+        let n = in_flight.entry(order.clone()).or_default();
+        *n += 1;
+        inner
+            .max_in_flight_per_order
+            .fetch_max(*n, Ordering::SeqCst);
+    }
+    let answer = inner
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(Answer::Status(204));
+    let status = match answer {
+        Answer::Status(s) => s,
+        Answer::After(d, s) => {
+            tokio::time::sleep(d).await;
+            s
+        }
+    };
+    *inner.in_flight.lock().unwrap().entry(order).or_default() -= 1;
+    StatusCode::from_u16(status).unwrap()
+}
+
+/// Names unique to one test: prefix, streams, consumer.
+pub struct World {
+    pub db: TestDb,
+    pub pool: PgPool,
+    pub config: Config,
+    pub client: async_nats::Client,
+    pub jetstream: jetstream::Context,
+    pub marked: Arc<Mutex<Vec<(u64, u64)>>>,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        let db = TestDb::new().await;
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let mut config = Config::from_env();
+        config.database_url = db.url.clone();
+        config.prefix = format!("whtest_{tag}");
+        config.orders_stream = format!("WHTEST_ORDERS_{tag}");
+        config.dead_stream = format!("WHTEST_DEAD_{tag}");
+        config.consumer = format!("whtest-{tag}");
+        config.poll = Duration::from_millis(50);
+        config.timeout = Duration::from_secs(2);
+        config.retry_schedule = "5x100ms".parse().unwrap();
+        config.cancel_grace = Duration::from_secs(5);
+        let client = async_nats::connect(&config.nats_url).await.unwrap();
+        let jetstream = jetstream::new(client.clone());
+        // The order relay's stream, as the relay would create it.
+        jetstream
+            .create_stream(stream::Config {
+                name: config.orders_stream.clone(),
+                subjects: vec![format!("{}.orders.>", config.prefix)],
+                storage: stream::StorageType::Memory,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let pool = cart_webhook::connect(&config).await.unwrap();
+        Self {
+            db,
+            pool,
+            config,
+            client,
+            jetstream,
+            marked: Arc::default(),
+        }
+    }
+
+    pub fn marker(&self) -> MarkDelivered {
+        let marked = self.marked.clone();
+        Arc::new(move |project, order| {
+            marked.lock().unwrap().push((project, order));
+            Box::pin(async { Ok::<(), MarkError>(()) })
+        })
+    }
+
+    /// Starts a worker on its own pool (so that aborting it closes its connections, as
+    /// a dead process would).
+    pub fn start_worker(&self) -> tokio::task::JoinHandle<()> {
+        self.start_worker_with(self.config.clone())
+    }
+
+    pub fn start_worker_with(&self, config: Config) -> tokio::task::JoinHandle<()> {
+        let mark = self.marker();
+        tokio::spawn(async move {
+            let pool = cart_webhook::connect(&config).await.unwrap();
+            cart_webhook::run_with(config, pool, mark, std::future::pending())
+                .await
+                .unwrap();
+        })
+    }
+
+    /// Sets a project's webhook through the admin endpoint; returns the reply.
+    pub async fn admin(&self, verb: &str, body: serde_json::Value) -> async_nats::Message {
+        let subject = format!("{}.admin.webhook.{verb}", self.config.prefix);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self
+                .client
+                .request(subject.clone(), serde_json::to_vec(&body).unwrap().into())
+                .await
+            {
+                Ok(reply) => return reply,
+                // The worker's endpoints may not be up yet.
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("admin {verb}: {e}"),
+            }
+        }
+    }
+
+    pub async fn set_webhook(&self, project: u64, url: &str, secret: &str, version: i16) {
+        let reply = self
+            .admin(
+                "set",
+                serde_json::json!({"project_id": project, "url": url, "secret": secret, "enabled": true, "version": version}),
+            )
+            .await;
+        assert!(reply
+            .headers
+            .is_none_or(|h| h.get("Nats-Service-Error-Code").is_none()));
+    }
+
+    pub async fn publish(&self, envelope: &OrderEventEnvelope) {
+        let subject = format!(
+            "{}.orders.{}.{}.{}",
+            self.config.prefix, envelope.project_id, envelope.order_id, envelope.status
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", envelope.event_id.as_str());
+        self.jetstream
+            .publish_with_headers(
+                subject,
+                headers,
+                serde_json::to_vec(envelope).unwrap().into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the delivery of `(order, type)` has `status`.
+    pub async fn wait_status(&self, order: u64, kind: &str, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now: Option<String> = sqlx::query_scalar(
+                "select status from webhook_deliveries where order_id = $1 and notification_type = $2",
+            )
+            .bind(i64::try_from(order).unwrap())
+            .bind(kind)
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap();
+            if now.as_deref() == Some(status) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "order {order} {kind}: {now:?}, not {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The attempts of a delivery: (attempt, status code, outcome).
+    pub async fn attempts(&self, order: u64, kind: &str) -> Vec<(i32, Option<i16>, String)> {
+        sqlx::query_as(
+            "select a.attempt, a.status_code, a.outcome from webhook_attempts a
+             join webhook_deliveries d using (event_id)
+             where d.order_id = $1 and d.notification_type = $2 order by a.attempt",
+        )
+        .bind(i64::try_from(order).unwrap())
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let (js, names) = (
+            self.jetstream.clone(),
+            [
+                self.config.orders_stream.clone(),
+                self.config.dead_stream.clone(),
+            ],
+        );
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                for name in names {
+                    let _ = js.delete_stream(name).await;
+                }
+            });
+        }
+    }
+}
+
+/// An order event as the relay publishes it: a paid or canceled order of two lines,
+/// one discounted and one bonus, with a promo code and custom parameters.
+pub fn envelope(
+    project: u64,
+    order: u64,
+    event_type: &str,
+    status: &str,
+    version: i64,
+) -> OrderEventEnvelope {
+    OrderEventEnvelope {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        position: "1:1".into(),
+        project_id: project,
+        order_id: order,
+        user_id: "user-1".into(),
+        version,
+        event_type: event_type.into(),
+        status: status.into(),
+        recorded_at: "2026-12-04T10:00:00Z".into(),
+        order: OrderView {
+            order_id: order,
+            project_id: project,
+            status: status.into(),
+            user_id: "user-1".into(),
+            cart_id: None,
+            date_created: "2026-12-04T09:59:00Z".into(),
+            mode: Some("sandbox".into()),
+            invoice_id: Some("inv-1".into()),
+            is_free: false,
+            promo_code: Some("WINTER".into()),
+            expired_by: None,
+            cancel_reason: None,
+            custom_parameters: Some(serde_json::json!({"a": 1})),
+            content: OrderContent {
+                price: Some(PriceView {
+                    amount: "18.00".into(),
+                    amount_without_discount: "20.00".into(),
+                    currency: "USD".into(),
+                }),
+                is_free: false,
+                items: vec![
+                    OrderItemView {
+                        sku: "big_rocket".into(),
+                        item_type: Some("virtual_good".into()),
+                        quantity: 2,
+                        is_free: false,
+                        is_bonus: false,
+                        is_bundle_content: false,
+                        price: Some(PriceView {
+                            amount: "9.00".into(),
+                            amount_without_discount: "10.00".into(),
+                            currency: "USD".into(),
+                        }),
+                        amount: Some("18.00".into()),
+                        promotions: vec![PromotionStepView {
+                            amount_without_discount: "10.00".into(),
+                            amount_with_discount: "9.00".into(),
+                            sequence: 1,
+                        }],
+                    },
+                    OrderItemView {
+                        sku: "bonus_gem".into(),
+                        item_type: Some("virtual_currency".into()),
+                        quantity: 1,
+                        is_free: true,
+                        is_bonus: true,
+                        is_bundle_content: false,
+                        price: None,
+                        amount: None,
+                        promotions: vec![],
+                    },
+                ],
+            },
+        },
+    }
+}
+
+pub fn paid(project: u64, order: u64) -> OrderEventEnvelope {
+    envelope(project, order, "OrderPaid", "paid", 2)
+}
+
+pub fn canceled(project: u64, order: u64) -> OrderEventEnvelope {
+    envelope(project, order, "OrderCanceled", "canceled", 3)
+}

@@ -1,0 +1,344 @@
+//! The worker against real NATS, PostgreSQL and a local receiver.
+
+mod common;
+
+use std::time::Duration;
+
+use cart_webhook::payload;
+use common::{canceled, envelope, paid, Answer, Receiver, World};
+
+const V1_PAID: &str = r#"{"notification_type":"order_paid","items":[{"sku":"big_rocket","type":"virtual_good","quantity":2,"amount":"18.00","promotions":[{"amount_without_discount":"10.00","amount_with_discount":"9.00","sequence":1}],"is_pre_order":false,"custom_attributes":{}},{"sku":"bonus_gem","type":"virtual_currency","quantity":1,"amount":"0","promotions":[],"is_pre_order":false,"custom_attributes":{}}],"order":{"id":11,"mode":"sandbox","currency_type":"real","currency":"USD","amount":"18.00","status":"paid","platform":"xsolla","comment":null,"invoice_id":"inv-1","promotions":[],"promocodes":[{"code":"WINTER","external_id":"WINTER"}]},"user":{"external_id":"user-1","email":null},"custom_parameters":{"a":1}}"#;
+
+const V2_CANCELED: &str = r#"{"notification_type":"order_canceled","items":[{"sku":"big_rocket","type":"virtual_good","quantity":2,"amount":"18.00","promotions":[{"amount_without_discount":"10.00","amount_with_discount":"9.00","sequence":1}],"is_pre_order":false,"custom_attributes":{},"is_free":false,"is_bonus":false,"is_bundle_content":false},{"sku":"bonus_gem","type":"virtual_currency","quantity":1,"amount":"0","promotions":[],"is_pre_order":false,"custom_attributes":{},"is_free":true,"is_bonus":true,"is_bundle_content":false}],"order":{"id":12,"mode":"sandbox","currency_type":"real","currency":"USD","amount":"18.00","status":"canceled","platform":"xsolla","comment":null,"invoice_id":"inv-1","promotions":[],"promocodes":[{"code":"WINTER","external_id":"WINTER"}]},"user":{"external_id":"user-1","email":null},"custom_parameters":{"a":1}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exact_payloads_v1_and_v2_are_signed_and_sent_once() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![]).await;
+    let worker = w.start_worker();
+    w.set_webhook(1, &receiver.url, "secret-1", 1).await;
+    w.set_webhook(2, &receiver.url, "secret-2", 2).await;
+
+    let paid_event = paid(1, 11);
+    w.publish(&paid_event).await;
+    // The same event again under another message id (a re-relay): one delivery.
+    let mut again = paid_event.clone();
+    again.event_id = uuid::Uuid::new_v4().to_string();
+    w.publish(&again).await;
+    // Events that cause no webhook.
+    w.publish(&envelope(1, 11, "OrderCreated", "new", 1)).await;
+    w.publish(&envelope(1, 11, "OrderDone", "done", 3)).await;
+    // Project 2's order is paid, then canceled (version 2 payloads).
+    w.publish(&paid(2, 12)).await;
+    w.publish(&canceled(2, 12)).await;
+
+    w.wait_status(11, "order_paid", "delivered").await;
+    w.wait_status(12, "order_canceled", "delivered").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = receiver.calls();
+    assert_eq!(calls.len(), 3, "one call per paid/canceled notification");
+
+    let v1 = calls.iter().find(|c| c.key() == "1:11:order_paid").unwrap();
+    assert_eq!(std::str::from_utf8(&v1.body).unwrap(), V1_PAID);
+    assert_eq!(
+        v1.header("authorization"),
+        format!(
+            "Signature {}",
+            payload::signature(V1_PAID.as_bytes(), "secret-1")
+        )
+    );
+    assert_eq!(v1.header("content-type"), "application/json");
+    assert_eq!(v1.header("x-webhook-attempt"), "1");
+
+    let v2 = calls
+        .iter()
+        .find(|c| c.key() == "2:12:order_canceled")
+        .unwrap();
+    assert_eq!(std::str::from_utf8(&v2.body).unwrap(), V2_CANCELED);
+    assert!(payload::verify(
+        Some(&v2.header("authorization")),
+        &v2.body,
+        "secret-2"
+    ));
+    assert!(!payload::verify(
+        Some(&v2.header("authorization")),
+        &v2.body,
+        "secret-1"
+    ));
+    let paid2 = calls
+        .iter()
+        .position(|c| c.key() == "2:12:order_paid")
+        .unwrap();
+    let canceled2 = calls
+        .iter()
+        .position(|c| c.key() == "2:12:order_canceled")
+        .unwrap();
+    assert!(paid2 < canceled2, "order_paid goes before order_canceled");
+
+    // Both delivered order_paid orders were marked done.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut marked = w.marked.lock().unwrap().clone();
+    marked.sort_unstable();
+    assert_eq!(marked, vec![(1, 11), (2, 12)]);
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settings_admin_validates_and_never_shows_the_secret() {
+    let w = World::new().await;
+    let worker = w.start_worker();
+    w.set_webhook(5, "http://127.0.0.1:1/hook", "s3cr3t", 2)
+        .await;
+    let reply = w.admin("get", serde_json::json!({"project_id": 5})).await;
+    let got: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({"project_id": 5, "url": "http://127.0.0.1:1/hook", "enabled": true, "version": 2, "secret_set": true})
+    );
+    assert!(!String::from_utf8_lossy(&reply.payload).contains("s3cr3t"));
+
+    let reply = w
+        .admin("set", serde_json::json!({"project_id": 5, "url": "ftp://x", "secret": "s", "enabled": true, "version": 1}))
+        .await;
+    let headers = reply.headers.clone().unwrap();
+    assert_eq!(
+        headers.get("Nats-Service-Error-Code").unwrap().as_str(),
+        "422"
+    );
+    let error: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(error["statusCode"], 422);
+    assert_eq!(error["errorCode"], 1102);
+    assert!(error["errorMessage"].as_str().unwrap().contains("url"));
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_permanent_refusal_fails_once_and_is_dead_lettered() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![Answer::Status(422)]).await;
+    let worker = w.start_worker();
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    let event = paid(1, 21);
+    w.publish(&event).await;
+    w.wait_status(21, "order_paid", "failed").await;
+    assert_eq!(
+        w.attempts(21, "order_paid").await,
+        vec![(1, Some(422), "permanent".into())]
+    );
+
+    let stream = w.jetstream.get_stream(&w.config.dead_stream).await.unwrap();
+    let subject = format!("{}.webhooks.dead.1.21", w.config.prefix);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let message = loop {
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => break m,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "no dead letter: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let dead: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(dead["reason"], "permanent");
+    assert_eq!(dead["event_id"], event.event_id);
+    assert_eq!(dead["last_status_code"], 422);
+    assert_eq!(receiver.calls().len(), 1);
+    assert!(
+        w.marked.lock().unwrap().is_empty(),
+        "a failed order_paid marks nothing"
+    );
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_errors_are_retried_on_the_schedule_until_success() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![Answer::Status(500), Answer::Status(503)]).await;
+    let worker = w.start_worker();
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    w.publish(&paid(1, 31)).await;
+    w.wait_status(31, "order_paid", "delivered").await;
+    assert_eq!(
+        w.attempts(31, "order_paid").await,
+        vec![
+            (1, Some(500), "retry".into()),
+            (2, Some(503), "retry".into()),
+            (3, Some(204), "success".into())
+        ]
+    );
+    let calls = receiver.calls();
+    assert!(
+        calls.iter().all(|c| c.key() == "1:31:order_paid"),
+        "one key on every attempt"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| c.header("x-webhook-attempt"))
+            .collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
+    assert!(
+        calls[1].at - calls[0].at >= Duration::from_millis(100),
+        "the schedule's delay"
+    );
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exhausted_retries_fail_and_dead_letter() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![Answer::Status(500); 10]).await;
+    let mut config = w.config.clone();
+    config.retry_schedule = "2x50ms".parse().unwrap();
+    let worker = w.start_worker_with(config);
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    w.publish(&paid(1, 35)).await;
+    w.wait_status(35, "order_paid", "failed").await;
+    assert_eq!(
+        w.attempts(35, "order_paid").await.len(),
+        3,
+        "the first try and two retries"
+    );
+    let stream = w.jetstream.get_stream(&w.config.dead_stream).await.unwrap();
+    let subject = format!("{}.webhooks.dead.1.35", w.config.prefix);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(m) = stream.get_last_raw_message_by_subject(&subject).await {
+            let dead: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            assert_eq!(dead["reason"], "retries_exhausted");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_that_hangs_times_out_and_is_retried() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![Answer::After(Duration::from_secs(5), 204)]).await;
+    let mut config = w.config.clone();
+    config.timeout = Duration::from_millis(400);
+    let worker = w.start_worker_with(config);
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    w.publish(&paid(1, 41)).await;
+    w.wait_status(41, "order_paid", "delivered").await;
+    let attempts = w.attempts(41, "order_paid").await;
+    assert_eq!(
+        attempts,
+        vec![
+            (1, None, "timeout".into()),
+            (2, Some(204), "success".into())
+        ]
+    );
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_delivery_is_replaced_and_the_repeat_has_the_same_key() {
+    let w = World::new().await;
+    // The first request is held long past the kill; the repeat is answered at once.
+    let receiver = Receiver::start(vec![Answer::After(Duration::from_secs(30), 204)]).await;
+    let mut config = w.config.clone();
+    config.timeout = Duration::from_secs(20);
+    let first = w.start_worker_with(config.clone());
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    w.publish(&paid(1, 51)).await;
+    receiver.wait_calls(1).await;
+    first.abort();
+    let _ = first.await;
+
+    let second = w.start_worker_with(config);
+    w.wait_status(51, "order_paid", "delivered").await;
+    let calls = receiver.wait_calls(2).await;
+    assert_eq!(calls.len(), 2, "one repeat");
+    assert_eq!(calls[0].key(), "1:51:order_paid");
+    assert_eq!(calls[1].key(), calls[0].key());
+    assert_eq!(calls[0].body, calls[1].body);
+    let delivered: i64 = sqlx::query_scalar(
+        "select count(*) from webhook_deliveries where order_id = 51 and status = 'delivered'",
+    )
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!(delivered, 1);
+    // The killed attempt rolled back with its transaction; the repeat is attempt 1.
+    assert_eq!(
+        w.attempts(51, "order_paid").await,
+        vec![(1, Some(204), "success".into())]
+    );
+    second.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_never_deliver_one_order_at_once() {
+    let w = World::new().await;
+    let slow = Answer::After(Duration::from_millis(150), 204);
+    let receiver = Receiver::start(vec![slow; 40]).await;
+    let a = w.start_worker();
+    let b = w.start_worker();
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    for order in 60..70 {
+        w.publish(&paid(1, order)).await;
+        w.publish(&canceled(1, order)).await;
+    }
+    for order in 60..70 {
+        w.wait_status(order, "order_canceled", "delivered").await;
+    }
+    let calls = receiver.calls();
+    assert_eq!(calls.len(), 20);
+    assert_eq!(
+        receiver.max_in_flight_per_order(),
+        1,
+        "one request per order at a time"
+    );
+    for order in 60..70 {
+        let at = |kind: &str| {
+            calls
+                .iter()
+                .position(|c| c.key() == format!("1:{order}:{kind}"))
+                .unwrap()
+        };
+        assert!(at("order_paid") < at("order_canceled"), "order {order}");
+    }
+    a.abort();
+    b.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_order_store_refusing_an_unknown_order_is_given_up_not_retried() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![]).await;
+    let config = w.config.clone();
+    let worker = tokio::spawn(async move {
+        let pool = cart_webhook::connect(&config).await.unwrap();
+        let mark = cart_webhook::order_store_marker(pool.clone());
+        cart_webhook::run_with(config, pool, mark, std::future::pending())
+            .await
+            .unwrap();
+    });
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    w.publish(&paid(1, 81)).await;
+    w.wait_status(81, "order_paid", "delivered").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let row: (Option<String>, Option<String>) = sqlx::query_as(
+            "select followed_up_at::text, follow_up_error from webhook_deliveries where order_id = 81",
+        )
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+        if row.0.is_some() {
+            assert!(row.1.is_some(), "the refusal is kept");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not followed up: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.abort();
+}

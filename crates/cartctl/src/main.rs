@@ -4,6 +4,7 @@
 mod catalog;
 mod feed;
 mod promocode;
+mod webhook;
 
 use std::time::Duration;
 
@@ -111,6 +112,9 @@ enum Command {
     /// Promo codes: redeem and remove on the cart, rewards and verify of a code.
     #[command(subcommand)]
     Promocode(promocode::PromoCodeCommand),
+    /// Webhooks: a project's settings (served by cart-webhook) and a local receiver.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -246,7 +250,11 @@ fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
             ),
         ),
         Command::Promocode(command) => promocode::body(command, scope(&cli.global), pb)?,
-        Command::Info | Command::Events(_) | Command::Projections(_) | Command::Catalog(_) => {
+        Command::Info
+        | Command::Events(_)
+        | Command::Projections(_)
+        | Command::Catalog(_)
+        | Command::Webhook(_) => {
             bail!("not a cart request")
         }
     })
@@ -275,6 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Events(command) => return feed::events(g, command).await,
         Command::Projections(command) => return feed::projections(command).await,
         Command::Catalog(command) => return catalog::run(g, command).await,
+        Command::Webhook(command) => return webhook::run(g, command).await,
         _ => {}
     }
     let client = async_nats::ConnectOptions::new()

@@ -107,6 +107,9 @@ pub enum CartCommand {
     },
     /// Detach the promo code; nothing happens when the cart has none.
     RemovePromoCode,
+    /// An order made from this cart was paid: every line goes and the promo code is
+    /// detached (it was redeemed by the order), keeping the cart id.
+    Purchased,
 }
 
 /// What happened to a cart. Past tense, facts only.
@@ -140,6 +143,8 @@ pub enum CartEvent {
 pub enum ClearReason {
     /// The shopper emptied the cart (clear, or a replacing fill that kept nothing).
     Shopper,
+    /// An order made from the cart was paid.
+    Purchased,
 }
 
 impl CartEvent {
@@ -235,6 +240,19 @@ pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, Cart
             }
             return Ok(events);
         }
+        CartCommand::Purchased => {
+            // Only a cart that exists can have been bought from: no CartOpened here.
+            let mut events = Vec::new();
+            if !cart.lines.is_empty() {
+                events.push(CartEvent::CartCleared {
+                    reason: ClearReason::Purchased,
+                });
+            }
+            if cart.promo_code.is_some() {
+                events.push(CartEvent::PromoCodeRemoved);
+            }
+            return Ok(events);
+        }
         _ => {}
     }
     let mut target = cart.lines.clone();
@@ -264,7 +282,9 @@ pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, Cart
             target.retain(|line| &line.sku != sku);
         }
         CartCommand::Clear => target.clear(),
-        CartCommand::RedeemPromoCode { .. } | CartCommand::RemovePromoCode => {}
+        CartCommand::RedeemPromoCode { .. }
+        | CartCommand::RemovePromoCode
+        | CartCommand::Purchased => {}
     }
     // Lines already present may stay even if over the limit; only growth is refused.
     if target.len() > MAX_LINES && target.len() > cart.lines.len() {

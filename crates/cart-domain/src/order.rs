@@ -258,6 +258,9 @@ pub struct NewOrder {
     /// The catalog version the cart was priced against.
     pub catalog_version: u64,
     pub now: Timestamp,
+    /// The caller's `custom_parameters` object as JSON text, opaque to the domain; it
+    /// comes back in the webhooks.
+    pub custom_parameters: Option<String>,
     /// The verdict of [`check_limits`] on the snapshot's lines, taken by the shell
     /// under the lock that serializes purchases of limited items.
     pub limits: Result<(), OrderError>,
@@ -303,6 +306,7 @@ pub enum OrderEvent {
         snapshot: OrderSnapshot,
         catalog_version: u64,
         created_at: Timestamp,
+        custom_parameters: Option<String>,
     },
     OrderPaid {
         invoice_id: String,
@@ -421,6 +425,7 @@ pub struct OrderDetails {
     pub snapshot: OrderSnapshot,
     pub catalog_version: u64,
     pub created_at: Timestamp,
+    pub custom_parameters: Option<String>,
 }
 
 /// The payment that paid an order.
@@ -639,6 +644,7 @@ fn checkout(
         snapshot: new.snapshot,
         catalog_version: new.catalog_version,
         created_at: new.now,
+        custom_parameters: new.custom_parameters,
     }];
     if free {
         events.push(OrderEvent::OrderDone);
@@ -658,6 +664,7 @@ pub fn apply(mut order: Order, event: &OrderEvent) -> Order {
             snapshot,
             catalog_version,
             created_at,
+            custom_parameters,
         } => {
             order.details = Some(OrderDetails {
                 order_id: *order_id,
@@ -668,6 +675,7 @@ pub fn apply(mut order: Order, event: &OrderEvent) -> Order {
                 snapshot: snapshot.clone(),
                 catalog_version: *catalog_version,
                 created_at: *created_at,
+                custom_parameters: custom_parameters.clone(),
             });
             order.status = Some(OrderStatus::New);
         }

@@ -101,6 +101,7 @@ pub fn envelope_event(event: &CartEvent) -> EnvelopeEvent {
 fn reason_name(reason: ClearReason) -> &'static str {
     match reason {
         ClearReason::Shopper => "shopper",
+        ClearReason::Purchased => "purchased",
     }
 }
 
@@ -165,11 +166,12 @@ pub fn decode(
         },
         ("CartCleared", 2) => {
             let m: v1::CartCleared = from_json(event_type, payload)?;
-            // A reason added by a later version is still a clear.
-            let _ = m.reason;
-            CartEvent::CartCleared {
-                reason: ClearReason::Shopper,
-            }
+            // A reason added by a later version is still a clear, read as the shopper's.
+            let reason = match m.reason.as_str() {
+                "purchased" => ClearReason::Purchased,
+                _ => ClearReason::Shopper,
+            };
+            CartEvent::CartCleared { reason }
         }
         ("PromoCodeRedeemed", 1) => {
             let m: v1::PromoCodeRedeemed = from_json(event_type, payload)?;
@@ -232,6 +234,13 @@ mod tests {
                 },
                 2,
                 r#"{"reason":"shopper"}"#,
+            ),
+            (
+                CartEvent::CartCleared {
+                    reason: ClearReason::Purchased,
+                },
+                2,
+                r#"{"reason":"purchased"}"#,
             ),
             (
                 CartEvent::PromoCodeRedeemed {

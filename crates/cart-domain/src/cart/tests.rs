@@ -432,3 +432,26 @@ fn clearing_the_cart_keeps_the_code_and_item_changes_keep_it_too() {
     assert_eq!(cart.promo_code().unwrap().code, "ONE");
     assert!(cart.lines().is_empty());
 }
+
+#[test]
+fn a_purchase_empties_the_cart_and_detaches_the_code_and_a_second_one_does_nothing() {
+    let history = [CartEvent::CartOpened, set("a", 1), redeemed("ONE")];
+    check(
+        &history,
+        CartCommand::Purchased,
+        Ok(vec![
+            CartEvent::CartCleared {
+                reason: ClearReason::Purchased,
+            },
+            CartEvent::PromoCodeRemoved,
+        ]),
+    );
+    let mut after = history.to_vec();
+    after.push(CartEvent::CartCleared {
+        reason: ClearReason::Purchased,
+    });
+    after.push(CartEvent::PromoCodeRemoved);
+    check(&after, CartCommand::Purchased, Ok(vec![]));
+    // A cart that never existed is not opened by a purchase.
+    check(&[], CartCommand::Purchased, Ok(vec![]));
+}

@@ -77,6 +77,7 @@ fn new_order(snapshot: OrderSnapshot) -> NewOrder {
         snapshot,
         catalog_version: 7,
         now: now(),
+        custom_parameters: None,
         limits: Ok(()),
     }
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod catalog;
 mod error;
 pub mod event;
+pub mod order;
 pub mod request;
 pub mod subject;
 pub mod view;

@@ -1,4 +1,5 @@
-//! The event feed: every cart event from the PostgreSQL log onto a JetStream stream.
+//! The event feed: every cart event (or, for an order relay, every order event) from the
+//! PostgreSQL log onto a JetStream stream.
 //!
 //! - Reads the log in its gap-safe global order ([`cart_store::feed`]), so a late
 //!   commit is never skipped and a rolled-back append is never waited for.
@@ -21,8 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
+use cart_proto::order as order_wire;
 use cart_proto::subject;
 use cart_store::feed::{self, Filter, Position, RecordedEvent};
+use cart_store::orders::{self, OrderStoreError, RecordedOrderEvent};
 use cart_store::subscription;
 use cart_store::{error_chain, StoreError};
 use sqlx::postgres::PgConnectOptions;
@@ -43,6 +46,106 @@ pub struct RelayConfig {
     pub batch: i64,
     /// Pause when caught up, and the first pause after a failure.
     pub poll: Duration,
+    /// Which log this relay publishes.
+    pub log: Log,
+}
+
+/// The logs a relay can publish; each has its own stream, checkpoint and lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Log {
+    /// `cart_events`, on `<prefix>.events.<project>.<user>.<cart>.<type>.<sku>`.
+    #[default]
+    Carts,
+    /// `order_events`, on `<prefix>.orders.<project>.<order_id>.<status>`, each event with
+    /// the order as it was right after it; money at `amount_scale` decimals.
+    Orders { amount_scale: u32 },
+}
+
+/// One message ready to publish, and the stream (cart or order) it keeps in order.
+struct Outgoing {
+    stream_id: sqlx::types::Uuid,
+    subject: String,
+    message: PublishMessage,
+}
+
+fn cart_outgoing(prefix: &str, event: &RecordedEvent) -> Outgoing {
+    let envelope = event.envelope();
+    let subject = subject::event_subject(
+        prefix,
+        event.project_id,
+        &event.user_id,
+        &event.cart_id,
+        &envelope.event_type,
+        cart_proto::event::sku_of(&event.event).map(|s| s.as_str()),
+    );
+    // Serializing a generated message cannot fail.
+    let body = serde_json::to_vec(&envelope).unwrap_or_default();
+    let message = PublishMessage::build()
+        .payload(body.into())
+        .message_id(&envelope.event_id)
+        .header("Content-Type", "application/json")
+        .header("Cart-Event-Type", envelope.event_type.as_str())
+        .header("Cart-Position", envelope.position.as_str())
+        .header("Cart-Stream-Id", envelope.stream_id.as_str())
+        .header("Cart-Version", event.version.to_string().as_str());
+    Outgoing {
+        stream_id: event.stream_id,
+        subject,
+        message,
+    }
+}
+
+fn order_outgoing(prefix: &str, amount_scale: u32, event: &RecordedOrderEvent) -> Outgoing {
+    let status = order_wire::status_after(&event.event);
+    let format = cart_proto::view::AmountFormat {
+        scale: amount_scale,
+    };
+    let envelope = order_wire::OrderEventEnvelope {
+        event_id: event.event_id.to_string(),
+        position: event.position.to_string(),
+        project_id: event.project_id,
+        order_id: event.order_id,
+        user_id: event.user_id.clone(),
+        version: event.version,
+        event_type: event.event.event_type().to_owned(),
+        status: status.name().to_owned(),
+        recorded_at: event.recorded_at.clone(),
+        // Every stored order starts with OrderCreated, so the view exists.
+        order: order_wire::view(&event.order, format).unwrap_or_else(|| order_wire::OrderView {
+            order_id: event.order_id,
+            project_id: event.project_id,
+            status: status.name().to_owned(),
+            user_id: event.user_id.clone(),
+            cart_id: None,
+            date_created: event.recorded_at.clone(),
+            mode: None,
+            invoice_id: None,
+            is_free: false,
+            promo_code: None,
+            expired_by: None,
+            cancel_reason: None,
+            custom_parameters: None,
+            content: order_wire::OrderContent {
+                price: None,
+                is_free: false,
+                items: Vec::new(),
+            },
+        }),
+    };
+    let subject = order_wire::order_subject(prefix, event.project_id, event.order_id, status);
+    let body = serde_json::to_vec(&envelope).unwrap_or_default();
+    let message = PublishMessage::build()
+        .payload(body.into())
+        .message_id(&envelope.event_id)
+        .header("Content-Type", "application/json")
+        .header("Order-Event-Type", envelope.event_type.as_str())
+        .header("Order-Position", envelope.position.as_str())
+        .header("Order-Version", event.version.to_string().as_str());
+    Outgoing {
+        stream_id: event.stream_id,
+        subject,
+        message,
+    }
 }
 
 impl RelayConfig {
@@ -57,6 +160,8 @@ impl RelayConfig {
 pub enum RelayError {
     #[error("event store")]
     Store(#[from] StoreError),
+    #[error("order store")]
+    Orders(#[from] OrderStoreError),
     #[error("database")]
     Database(#[from] sqlx::Error),
     #[error("publish to JetStream: {0}")]
@@ -132,7 +237,10 @@ impl Relay {
     pub async fn ensure_stream(&self) -> Result<(), RelayError> {
         let config = stream::Config {
             name: self.config.stream.clone(),
-            subjects: vec![subject::events_wildcard(&self.config.subject_prefix)],
+            subjects: vec![match self.config.log {
+                Log::Carts => subject::events_wildcard(&self.config.subject_prefix),
+                Log::Orders { .. } => order_wire::orders_wildcard(&self.config.subject_prefix),
+            }],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             discard: stream::DiscardPolicy::Old,
@@ -157,37 +265,26 @@ impl Relay {
     /// The first failed publish or acknowledgement. Some events may have been stored;
     /// publishing them again is harmless (their ids are known to JetStream).
     pub async fn publish(&self, events: &[RecordedEvent]) -> Result<Published, RelayError> {
+        let outgoing: Vec<Outgoing> = events
+            .iter()
+            .map(|e| cart_outgoing(&self.config.subject_prefix, e))
+            .collect();
+        self.publish_all(outgoing).await
+    }
+
+    async fn publish_all(&self, outgoing: Vec<Outgoing>) -> Result<Published, RelayError> {
         let mut outcome = Published::default();
         let mut pending = Vec::new();
         let mut in_flight = HashSet::new();
-        for event in events {
-            if !in_flight.insert(event.stream_id) {
+        for out in outgoing {
+            if !in_flight.insert(out.stream_id) {
                 settle(&mut pending, &mut outcome).await?;
                 in_flight.clear();
-                in_flight.insert(event.stream_id);
+                in_flight.insert(out.stream_id);
             }
-            let envelope = event.envelope();
-            let subject = subject::event_subject(
-                &self.config.subject_prefix,
-                event.project_id,
-                &event.user_id,
-                &event.cart_id,
-                &envelope.event_type,
-                cart_proto::event::sku_of(&event.event).map(|s| s.as_str()),
-            );
-            // Serializing a generated message cannot fail.
-            let body = serde_json::to_vec(&envelope).unwrap_or_default();
-            let message = PublishMessage::build()
-                .payload(body.into())
-                .message_id(&envelope.event_id)
-                .header("Content-Type", "application/json")
-                .header("Cart-Event-Type", envelope.event_type.as_str())
-                .header("Cart-Position", envelope.position.as_str())
-                .header("Cart-Stream-Id", envelope.stream_id.as_str())
-                .header("Cart-Version", event.version.to_string().as_str());
             let ack = self
                 .js
-                .send_publish(subject, message)
+                .send_publish(out.subject, out.message)
                 .await
                 .map_err(|e| RelayError::Publish(e.to_string()))?;
             pending.push(ack);
@@ -201,12 +298,36 @@ impl Relay {
     pub async fn step(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
         let name = self.config.checkpoint_name();
         let after = subscription::checkpoint(conn, &name).await?;
-        let events = feed::read_page(conn, after, self.config.batch, &Filter::default()).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
+        let prefix = &self.config.subject_prefix;
+        let (outgoing, last) = match self.config.log {
+            Log::Carts => {
+                let events =
+                    feed::read_page(conn, after, self.config.batch, &Filter::default()).await?;
+                let last = events.last().map(|e| e.position);
+                (
+                    events
+                        .iter()
+                        .map(|e| cart_outgoing(prefix, e))
+                        .collect::<Vec<_>>(),
+                    last,
+                )
+            }
+            Log::Orders { amount_scale } => {
+                let events = orders::read_page(conn, after, self.config.batch).await?;
+                let last = events.last().map(|e| e.position);
+                let outgoing = events
+                    .iter()
+                    .map(|e| order_outgoing(prefix, amount_scale, e))
+                    .collect::<Vec<_>>();
+                (outgoing, last)
+            }
+        };
+        let Some(last) = last else {
             self.update(|s| s.checkpoint = after);
             return Ok(0);
         };
-        let published = self.publish(&events).await?;
+        let n = outgoing.len();
+        let published = self.publish_all(outgoing).await?;
         // Only now: every event up to `last` is in the stream.
         subscription::save_checkpoint(conn, &name, last).await?;
         self.update(|s| {
@@ -221,7 +342,7 @@ impl Relay {
                 "JetStream dropped re-published events"
             );
         }
-        Ok(events.len())
+        Ok(n)
     }
 
     /// Campaigns for the relay lock and relays while holding it, until `stop` resolves.
@@ -331,6 +452,10 @@ impl Relay {
     /// locked session: a slow or failed measurement can never cost the relay its lock
     /// (the count is bounded by [`feed::LAG_COUNT_CAP`] as well).
     async fn measure_lag(&self, checkpoint: Position) -> Result<(i64, f64), RelayError> {
+        if self.config.log != Log::Carts {
+            // Orders are few; their lag is not measured.
+            return Ok((0, 0.0));
+        }
         let mut conn = tokio::time::timeout(Duration::from_secs(1), self.pool.acquire())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)??;

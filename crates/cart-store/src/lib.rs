@@ -11,6 +11,7 @@ mod database;
 pub mod export;
 pub mod feed;
 mod group;
+pub mod orders;
 mod rebuild;
 mod store;
 pub mod subscription;

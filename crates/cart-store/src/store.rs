@@ -125,7 +125,7 @@ pub struct Loaded {
 }
 
 /// A command's ledger entry, to be written with its events.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessedCommand {
     pub command_id: String,
     /// A digest of what was asked (endpoint, encoding, body); the same id with another
@@ -170,22 +170,8 @@ impl EventStore {
     /// version 0.
     #[tracing::instrument(skip_all, fields(stream_id = %key.stream_id()))]
     pub async fn load(&self, key: &StreamKey) -> Result<Loaded, StoreError> {
-        let stream_id = key.stream_id();
-        let rows = sqlx::query(
-            "select version, event_type, schema_version, payload from cart_events \
-             where stream_id = $1 order by version",
-        )
-        .bind(stream_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut cart = Cart::default();
-        let mut version = 0;
-        for row in rows {
-            version = row.try_get("version")?;
-            let decoded = decode_row(&row, stream_id, version)?;
-            cart = cart_domain::apply(cart, &decoded);
-        }
-        Ok(Loaded { cart, version })
+        let mut conn = self.pool.acquire().await?;
+        load_in(&mut conn, key).await
     }
 
     /// The ledger entry of a command id, if that command was answered OK before.
@@ -267,39 +253,7 @@ impl EventStore {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
-        // Lock every stream and command id of the batch, then check versions and the
-        // ledger: under these locks nobody else can append to the streams or record the
-        // ids, so the plain event insert below cannot meet a unique violation. One that
-        // does anyway (a writer that skipped the locks) fails the whole transaction: a
-        // lost race is never turned into a silent skip.
-        lock_keys(&mut tx, appends).await?;
-        let versions = current_versions(&mut tx, appends).await?;
-        // The ledger rows go in first, and a command id recorded before is told by its row
-        // not going in (the primary key as the probe, under the lock: no race is hidden).
-        let hopeful = judge(appends, &versions, &HashSet::new());
-        let (recorded, duplicates) = insert_commands(&mut tx, appends, &hopeful).await?;
-        let outcomes = if duplicates.is_empty() {
-            hopeful
-        } else {
-            // A retry in the batch: judge again without it. A later append of its stream
-            // in the same batch was decided on the version it would have written.
-            let outcomes = judge(appends, &versions, &duplicates);
-            let lost: Vec<usize> = recorded
-                .into_iter()
-                .filter(|&i| outcomes[i].is_err())
-                .collect();
-            remove_commands(&mut tx, appends, &lost).await?;
-            outcomes
-        };
-        let winners: Vec<(&Append<'_>, i64)> = appends
-            .iter()
-            .zip(&outcomes)
-            .filter_map(|(a, o)| o.as_ref().ok().map(|o| (a, o.version)))
-            .filter(|(a, _)| !a.events.is_empty())
-            .collect();
-        insert_events(&mut tx, &winners).await?;
-        insert_streams(&mut tx, &winners).await?;
-        upsert_projections(&mut tx, &winners).await?;
+        let outcomes = append_in(&mut tx, appends).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -391,6 +345,72 @@ impl EventStore {
         }
         Ok(Some(Loaded { cart, version }))
     }
+}
+
+/// [`EventStore::load`] on the caller's connection or transaction.
+pub async fn load_in(conn: &mut PgConnection, key: &StreamKey) -> Result<Loaded, StoreError> {
+    let stream_id = key.stream_id();
+    let rows = sqlx::query(
+        "select version, event_type, schema_version, payload from cart_events \
+         where stream_id = $1 order by version",
+    )
+    .bind(stream_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut cart = Cart::default();
+    let mut version = 0;
+    for row in rows {
+        version = row.try_get("version")?;
+        let decoded = decode_row(&row, stream_id, version)?;
+        cart = cart_domain::apply(cart, &decoded);
+    }
+    Ok(Loaded { cart, version })
+}
+
+/// [`EventStore::append_batch`] inside a transaction the caller owns (the order store
+/// clears a bought cart in the payment's transaction). Takes the same locks; the caller
+/// commits.
+///
+/// # Errors
+/// As [`EventStore::append_batch`], without the deadlock retry.
+pub async fn append_in(
+    conn: &mut PgConnection,
+    appends: &[Append<'_>],
+) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+    // Lock every stream and command id of the batch, then check versions and the
+    // ledger: under these locks nobody else can append to the streams or record the
+    // ids, so the plain event insert below cannot meet a unique violation. One that
+    // does anyway (a writer that skipped the locks) fails the whole transaction: a
+    // lost race is never turned into a silent skip.
+    lock_keys(&mut *conn, appends).await?;
+    let versions = current_versions(&mut *conn, appends).await?;
+    // The ledger rows go in first, and a command id recorded before is told by its row
+    // not going in (the primary key as the probe, under the lock: no race is hidden).
+    let hopeful = judge(appends, &versions, &HashSet::new());
+    let (recorded, duplicates) = insert_commands(&mut *conn, appends, &hopeful).await?;
+    let outcomes = if duplicates.is_empty() {
+        hopeful
+    } else {
+        // A retry in the batch: judge again without it. A later append of its stream
+        // in the same batch was decided on the version it would have written.
+        let outcomes = judge(appends, &versions, &duplicates);
+        let lost: Vec<usize> = recorded
+            .into_iter()
+            .filter(|&i| outcomes[i].is_err())
+            .collect();
+        remove_commands(&mut *conn, appends, &lost).await?;
+        outcomes
+    };
+    let winners: Vec<(&Append<'_>, i64)> = appends
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(a, o)| o.as_ref().ok().map(|o| (a, o.version)))
+        .filter(|(a, _)| !a.events.is_empty())
+        .collect();
+    insert_events(&mut *conn, &winners).await?;
+    insert_streams(&mut *conn, &winners).await?;
+    upsert_projections(&mut *conn, &winners).await?;
+    Ok(outcomes)
 }
 
 /// A point in a cart's past.

@@ -21,6 +21,7 @@ fn relay_config(w: &World) -> RelayConfig {
         duplicate_window: Duration::from_secs(120),
         batch: 100,
         poll: Duration::from_millis(20),
+        log: cart_relay::Log::Carts,
     }
 }
 

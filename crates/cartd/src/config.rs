@@ -85,6 +85,16 @@ pub struct Config {
     #[arg(long, env = "CART_EVENTS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
     pub events_duplicate_window_secs: u64,
 
+    /// The JetStream stream order events are published to, subjects `<prefix>.orders.>`
+    /// (by the order relay, which runs with the event relay).
+    #[arg(long, env = "CART_ORDERS_STREAM", default_value = "CART_ORDERS")]
+    pub orders_stream: String,
+
+    /// Seconds an unpaid order holds its units of an item with a global (`per_item`)
+    /// limit against other users' checkouts.
+    #[arg(long, env = "CART_ORDER_HOLD_SECS", default_value_t = 900)]
+    pub order_hold_secs: u64,
+
     /// Run the asynchronous projections (sku_activity). Instances running them take turns.
     #[arg(long, env = "CART_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub projections: bool,
@@ -129,6 +139,20 @@ impl Config {
             duplicate_window: Duration::from_secs(self.events_duplicate_window_secs.max(1)),
             batch: 1000,
             poll: Duration::from_millis(100),
+            log: cart_relay::Log::Carts,
+        }
+    }
+
+    /// The order relay: order events onto their own stream, with their own checkpoint
+    /// and lock (both named after the stream).
+    pub fn orders_relay_config(&self) -> cart_relay::RelayConfig {
+        cart_relay::RelayConfig {
+            stream: self.orders_stream.clone(),
+            batch: 200,
+            log: cart_relay::Log::Orders {
+                amount_scale: self.amount_scale.min(16),
+            },
+            ..self.relay_config()
         }
     }
 }

@@ -9,6 +9,7 @@ mod app;
 mod catalog;
 mod config;
 mod feed;
+mod orders;
 mod service;
 pub mod telemetry;
 
@@ -85,6 +86,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let format = AmountFormat {
         scale: config.amount_scale.min(16),
     };
+    let orders = orders::Orders::new(
+        store.clone(),
+        cart_store::orders::OrderStore::new(pool.clone()),
+        catalog.clone(),
+        format,
+        Duration::from_secs(config.order_hold_secs),
+    );
     let app = app::App::new(store, catalog.clone(), format, config.tuning());
     let client = service::connect(config).await?;
 
@@ -105,6 +113,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
                 .await;
         });
     }
+    if config.relay {
+        let relay =
+            cart_relay::Relay::new(pool.clone(), client.clone(), config.orders_relay_config());
+        let mut stopped = stopped.clone();
+        background.spawn(async move {
+            relay
+                .run(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+    }
     if config.projections {
         background.spawn(feed::run_projections(pool.clone(), stopped));
     }
@@ -114,7 +134,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         checkpoint_name: relay_config.checkpoint_name(),
         stream: relay_config.stream,
     };
-    let service = service::start(config, app, client, status, admin).await?;
+    let service = service::start(config, app, client, status, admin, orders).await?;
     Ok(Server {
         service,
         stop,

@@ -73,6 +73,7 @@ pub(crate) async fn start(
     client: async_nats::Client,
     feed: FeedStatus,
     admin: crate::admin::Admin,
+    orders: crate::orders::Orders,
 ) -> anyhow::Result<Running> {
     let error_stats: ErrorStats = Arc::default();
     let stats_for_handler = error_stats.clone();
@@ -142,6 +143,7 @@ pub(crate) async fn start(
         }
     });
     admin.serve(&group, &mut tasks).await?;
+    orders.serve(&group, &mut tasks).await?;
     // The server handles one connection's messages in order, so once it answers our own
     // ping it has processed our subscriptions: a caller that saw `start` return can send
     // requests without meeting "no responders".
@@ -158,7 +160,7 @@ pub(crate) async fn start(
     tracing::info!(
         prefix = %config.subject_prefix,
         service = %config.service_name,
-        "serving cart endpoints: fill, item.put, item.delete, clear, get; feed.status; admin.catalog.*"
+        "serving cart endpoints: fill, item.put, item.delete, clear, get; feed.status; admin.catalog.*; order.*, payment.*"
     );
     Ok(Running {
         service,

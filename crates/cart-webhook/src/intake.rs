@@ -45,12 +45,27 @@ pub async fn consumer(
         .map_err(|e| WebhookError::JetStream(format!("consumer {:?}: {e}", config.consumer)))
 }
 
-/// Consumes until `stop`.
+/// Consumes until `stop`. The orders stream may not exist yet (the order relay creates
+/// it on its first step, and the worker may start first): until it does, this waits,
+/// warning, rather than failing the worker.
 pub async fn run(
-    consumer: PullConsumer,
+    jetstream: jetstream::Context,
+    config: Config,
     pool: PgPool,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), WebhookError> {
+    let consumer = loop {
+        match consumer(&jetstream, &config).await {
+            Ok(consumer) => break consumer,
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for the orders stream");
+                tokio::select! {
+                    _ = stop.changed() => return Ok(()),
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    };
     let mut messages = consumer
         .messages()
         .await

@@ -141,13 +141,17 @@ pub async fn run_with(
             source,
         })?;
     let jetstream = async_nats::jetstream::new(client.clone());
-    let consumer = intake::consumer(&jetstream, &config).await?;
     let dead = deliver::DeadLetters::prepare(&jetstream, &config).await?;
     let service = admin::start(&client, &config, pool.clone()).await?;
 
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    tasks.spawn(intake::run(consumer, pool.clone(), stop.clone()));
+    tasks.spawn(intake::run(
+        jetstream.clone(),
+        config.clone(),
+        pool.clone(),
+        stop.clone(),
+    ));
     let worker = Arc::new(deliver::Worker::new(
         config.clone(),
         pool.clone(),

@@ -206,6 +206,22 @@ pub struct World {
 
 impl World {
     pub async fn new() -> Self {
+        let w = Self::new_without_orders_stream().await;
+        // The order relay's stream, as the relay would create it.
+        w.jetstream
+            .create_stream(stream::Config {
+                name: w.config.orders_stream.clone(),
+                subjects: vec![format!("{}.orders.>", w.config.prefix)],
+                storage: stream::StorageType::Memory,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        w
+    }
+
+    /// A world whose orders stream is left to the real order relay.
+    pub async fn new_without_orders_stream() -> Self {
         let db = TestDb::new().await;
         let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let mut config = Config::from_env();
@@ -220,16 +236,6 @@ impl World {
         config.cancel_grace = Duration::from_secs(5);
         let client = async_nats::connect(&config.nats_url).await.unwrap();
         let jetstream = jetstream::new(client.clone());
-        // The order relay's stream, as the relay would create it.
-        jetstream
-            .create_stream(stream::Config {
-                name: config.orders_stream.clone(),
-                subjects: vec![format!("{}.orders.>", config.prefix)],
-                storage: stream::StorageType::Memory,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
         let pool = cart_webhook::connect(&config).await.unwrap();
         Self {
             db,

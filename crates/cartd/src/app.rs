@@ -99,6 +99,8 @@ struct Inner {
     locks: CartLocks,
     format: AmountFormat,
     max_attempts: u32,
+    /// Purchases and promo-code redemptions, for limits and `available`.
+    orders: cart_store::orders::OrderStore,
 }
 
 /// The id of a user's current cart. Derived, so that every instance agrees without a
@@ -143,6 +145,7 @@ impl App {
     /// Starts the group-commit writer, so it must be called inside a tokio runtime.
     pub fn new(
         store: EventStore,
+        orders: cart_store::orders::OrderStore,
         catalog: CatalogCache,
         format: AmountFormat,
         tuning: Tuning,
@@ -163,6 +166,7 @@ impl App {
             locks: CartLocks::new(4096),
             format,
             max_attempts: tuning.max_attempts.max(1),
+            orders,
         };
         Self {
             inner: Arc::new(inner),
@@ -186,10 +190,15 @@ impl App {
         command_id: Option<String>,
         fingerprint: Vec<u8>,
     ) -> Result<Vec<u8>, ErrorReply> {
-        let at = Moment {
+        let mut at = Moment {
             catalog: self.inner.catalog.snapshot(),
             now: now(),
+            purchases: cart_domain::Purchases::default(),
         };
+        let (skus, code) = request_items(&request.action);
+        at.purchases = self
+            .purchases(&at, &request.scope, &skus, code.as_deref())
+            .await?;
         if let Action::PromoCodeRewards { code } | Action::VerifyPromoCode { code } =
             &request.action
         {
@@ -253,7 +262,8 @@ impl App {
             None if key.cart == current_cart_id(key.project, &key.user) => Default::default(),
             None => return Err(ErrorReply::cart_not_found(&key.user)),
         };
-        Ok(self.render(at, &key, &cart, request, &[], encoding))
+        let purchases = self.cart_purchases(at, request, &cart).await?;
+        Ok(self.render(at, &key, &cart, &purchases, request, &[], encoding))
     }
 
     /// The rewards and verify queries: they read the catalog, not the cart. The user's
@@ -267,7 +277,7 @@ impl App {
         encoding: Encoding,
     ) -> Result<Vec<u8>, ErrorReply> {
         let project = request.scope.project;
-        let purchases = cart_domain::Purchases::default();
+        let purchases = &at.purchases;
         let verify = matches!(request.action, Action::VerifyPromoCode { .. });
         let catalog = &at.catalog;
         let found = cart_domain::check_promo_code(
@@ -276,7 +286,7 @@ impl App {
             code,
             at.now,
             request.view.country.as_deref(),
-            &purchases,
+            purchases,
             &Default::default(),
         )
         .map_err(|rejection| {
@@ -307,19 +317,58 @@ impl App {
         })
     }
 
+    /// The user's purchases of the limited ones among `skus` and redemptions of `code`
+    /// (no query when nothing is limited: the common case costs nothing).
+    async fn purchases(
+        &self,
+        at: &Moment,
+        scope: &request::Scope,
+        skus: &[cart_domain::Sku],
+        code: Option<&str>,
+    ) -> Result<cart_domain::Purchases, ErrorReply> {
+        crate::orders::purchases(
+            &self.inner.orders,
+            scope.project,
+            &scope.user,
+            &at.catalog,
+            skus,
+            code,
+            at.now,
+        )
+        .await
+        .map_err(|e| {
+            unavailable(&match e {
+                cart_store::orders::OrderStoreError::Store(e) => e,
+                cart_store::orders::OrderStoreError::Database(e) => StoreError::Database(e),
+                other => StoreError::Invalid(error_chain(&other)),
+            })
+        })
+    }
+
+    /// Purchases for pricing `cart`: its lines and its code.
+    async fn cart_purchases(
+        &self,
+        at: &Moment,
+        request: &Request,
+        cart: &cart_domain::Cart,
+    ) -> Result<cart_domain::Purchases, ErrorReply> {
+        let skus: Vec<cart_domain::Sku> = cart.lines().iter().map(|l| l.sku.clone()).collect();
+        let code = cart.promo_code().map(|c| c.code.as_str());
+        self.purchases(at, &request.scope, &skus, code).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn render(
         &self,
         at: &Moment,
         key: &StreamKey,
         cart: &cart_domain::Cart,
+        purchases: &cart_domain::Purchases,
         request: &Request,
         warnings: &[cart_domain::Skipped],
         encoding: Encoding,
     ) -> Vec<u8> {
         let view_options = &request.view;
-        // Purchases are not wired yet: every user has bought nothing and redeemed no
-        // promo code (a redemption counts only when an order is paid, a later issue).
-        let purchases = cart_domain::Purchases::default();
         let catalog = &at.catalog;
         let priced = cart_domain::price(
             cart,
@@ -329,7 +378,7 @@ impl App {
                 currency: &view_options.currency,
                 country: view_options.country.as_deref(),
                 now: at.now,
-                purchases: &purchases,
+                purchases,
                 promo_code: cart.promo_code(),
             },
         );
@@ -367,10 +416,10 @@ impl App {
         let catalog = &at.catalog;
         let listed = |sku| catalog.is_listed(project, sku);
         let now = at.now;
-        let purchases = cart_domain::Purchases::default();
+        let purchases = &at.purchases;
         let unavailable = |sku, quantity: cart_domain::Quantity| {
             let item = catalog.item(project, sku)?;
-            cart_domain::unavailable(item, quantity.get(), now, &purchases)
+            cart_domain::unavailable(item, quantity.get(), now, purchases)
         };
         Some(match &request.action {
             Action::Fill { items, replace } => CartCommand::Fill {
@@ -409,7 +458,7 @@ impl App {
                     code,
                     now,
                     request.view.country.as_deref(),
-                    &purchases,
+                    purchases,
                     selected_unit_items,
                 )
                 .map(|_| ()),
@@ -469,6 +518,7 @@ impl App {
         // the original reply goes back (one round trip fewer for every fresh command).
         let mut cached = self.inner.cache.as_ref().and_then(|c| c.get(stream_id));
         for attempt in 1..=self.inner.max_attempts {
+            let from_cache = cached.is_some();
             let loaded = match cached.take() {
                 Some(loaded) => loaded,
                 None => self
@@ -503,8 +553,15 @@ impl App {
                     return Err(ErrorReply::rejected(project, &e));
                 }
             };
+            if events.is_empty() && from_cache {
+                // A no-op appends nothing, so no version guard would catch a stale cached
+                // state (another instance, or a paid order clearing the cart, wrote
+                // since): decide it again on the log before answering.
+                continue;
+            }
             let cart = events.iter().fold(loaded.cart, cart_domain::apply);
-            let body = self.render(at, &key, &cart, request, &warnings, encoding);
+            let purchases = self.cart_purchases(at, request, &cart).await?;
+            let body = self.render(at, &key, &cart, &purchases, request, &warnings, encoding);
             if events.is_empty() && command_id.is_none() {
                 // Nothing changed and nothing needs remembering.
                 return Ok(body);
@@ -601,6 +658,20 @@ fn backoff(attempt: u32) -> Duration {
 struct Moment {
     catalog: Arc<cart_domain::Catalog>,
     now: cart_domain::Timestamp,
+    /// The user's purchases of the request's limited SKUs and redemptions of its code.
+    purchases: cart_domain::Purchases,
+}
+
+/// The SKUs and the promo code a request names (what its decision may need purchases of).
+fn request_items(action: &Action) -> (Vec<cart_domain::Sku>, Option<String>) {
+    match action {
+        Action::Fill { items, .. } => (items.iter().map(|(sku, _)| sku.clone()).collect(), None),
+        Action::PutItem { sku, .. } => (vec![sku.clone()], None),
+        Action::RedeemPromoCode { code, .. }
+        | Action::PromoCodeRewards { code }
+        | Action::VerifyPromoCode { code } => (vec![], Some(code.clone())),
+        _ => (vec![], None),
+    }
 }
 
 /// The wall clock, for pricing and availability (the domain has none).

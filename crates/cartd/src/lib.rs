@@ -93,7 +93,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         format,
         Duration::from_secs(config.order_hold_secs),
     );
-    let app = app::App::new(store, catalog.clone(), format, config.tuning());
+    let app = app::App::new(
+        store,
+        cart_store::orders::OrderStore::new(pool.clone()),
+        catalog.clone(),
+        format,
+        config.tuning(),
+    );
     let client = service::connect(config).await?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);

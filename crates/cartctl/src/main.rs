@@ -3,6 +3,7 @@
 
 mod catalog;
 mod feed;
+mod order;
 mod promocode;
 mod webhook;
 
@@ -44,23 +45,23 @@ pub(crate) struct Global {
     pub(crate) subject_prefix: String,
     /// Project id (44056 is the demo catalog's project).
     #[arg(long, env = "CART_PROJECT", default_value_t = 44056, global = true)]
-    project: u64,
+    pub(crate) project: u64,
     /// The user whose cart to use.
     #[arg(long, env = "CART_USER", default_value = "demo-user", global = true)]
-    user: String,
+    pub(crate) user: String,
     /// A cart id; without it, the user's current cart.
     #[arg(long, global = true)]
-    cart: Option<String>,
+    pub(crate) cart: Option<String>,
     /// Currency of the prices in the reply (ISO 4217).
     #[arg(long, global = true)]
-    currency: Option<String>,
+    pub(crate) currency: Option<String>,
     /// Language of names and descriptions in the reply (ISO 639-1).
     #[arg(long, global = true)]
     locale: Option<String>,
     /// Idempotency key of a command; a fresh one is made when absent, so resending the
     /// same command with the same key never applies it twice.
     #[arg(long, global = true)]
-    command_id: Option<String>,
+    pub(crate) command_id: Option<String>,
     /// Send and receive protobuf instead of JSON (the reply is still printed as JSON).
     #[arg(long, global = true)]
     protobuf: bool,
@@ -112,6 +113,15 @@ enum Command {
     /// Promo codes: redeem and remove on the cart, rewards and verify of a code.
     #[command(subcommand)]
     Promocode(promocode::PromoCodeCommand),
+    /// Turn the cart (or, with --item, one item) into an order; prints its id and token.
+    Checkout(order::CheckoutArgs),
+    /// Confirm an order's payment, as a payment provider would.
+    Pay(order::PayArgs),
+    /// Refund a paid order (paid or done -> canceled).
+    Cancel(order::CancelArgs),
+    /// The user's orders: get one, search.
+    #[command(subcommand)]
+    Order(order::OrderCommand),
     /// Webhooks: a project's settings (served by cart-webhook) and a local receiver.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
@@ -254,6 +264,10 @@ fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
         | Command::Events(_)
         | Command::Projections(_)
         | Command::Catalog(_)
+        | Command::Checkout(_)
+        | Command::Pay(_)
+        | Command::Cancel(_)
+        | Command::Order(_)
         | Command::Webhook(_) => {
             bail!("not a cart request")
         }
@@ -284,6 +298,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Projections(command) => return feed::projections(command).await,
         Command::Catalog(command) => return catalog::run(g, command).await,
         Command::Webhook(command) => return webhook::run(g, command).await,
+        Command::Checkout(a) => return order::run(g, order::OrderRequest::Checkout(a)).await,
+        Command::Pay(a) => return order::run(g, order::OrderRequest::Pay(a)).await,
+        Command::Cancel(a) => return order::run(g, order::OrderRequest::Cancel(a)).await,
+        Command::Order(c) => return order::run(g, order::OrderRequest::Order(c)).await,
         _ => {}
     }
     let client = async_nats::ConnectOptions::new()

@@ -10,6 +10,7 @@ mod feed;
 mod history;
 mod idempotency;
 mod load;
+mod orders;
 mod ownership;
 mod pricing;
 mod promocode;

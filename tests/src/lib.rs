@@ -434,6 +434,7 @@ pub fn config(database_url: &str, nats_url: &str, prefix: &str) -> cartd::Config
     config.subject_prefix = prefix.to_owned();
     config.service_name = "cart-test".to_owned();
     config.events_stream = stream_name(prefix);
+    config.orders_stream = orders_stream_name(prefix);
     config.events_max_age_secs = TEST_STREAM_MAX_AGE.as_secs();
     // Tests about the feed turn these on; the others need neither.
     config.relay = false;
@@ -451,6 +452,11 @@ pub fn stream_name(prefix: &str) -> String {
         .filter(char::is_ascii_alphanumeric)
         .collect();
     format!("CART_EVENTS_{}", unique.to_ascii_uppercase())
+}
+
+/// The order stream of a test's subject prefix.
+pub fn orders_stream_name(prefix: &str) -> String {
+    stream_name(prefix).replacen("CART_EVENTS_", "CART_ORDERS_", 1)
 }
 
 /// One message of the event stream, as a test checks it.
@@ -559,6 +565,7 @@ impl World {
     pub async fn finish(mut self) {
         self.stop_instances().await;
         delete_stream(&self.client.nats, &stream_name(&self.prefix)).await;
+        delete_stream(&self.client.nats, &orders_stream_name(&self.prefix)).await;
         self.db.drop_database().await;
         self.finished = true;
     }
@@ -577,9 +584,11 @@ impl Drop for World {
         // them), so that nothing creates the stream again; the database goes with `db`.
         self.servers.clear();
         let stream = self.stream();
+        let orders = orders_stream_name(&self.prefix);
         clean_up_now(async move {
             if let Ok(nats) = async_nats::connect(nats_url()).await {
                 delete_stream(&nats, &stream).await;
+                delete_stream(&nats, &orders).await;
                 let _ = nats.flush().await;
             }
         });

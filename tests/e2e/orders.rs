@@ -1,0 +1,465 @@
+//! Orders through the real service: checkout, payment, refunds, limits, ownership and bad
+//! input, and the order events on their JetStream stream.
+
+use cart_tests::*;
+use serde_json::{json, Value};
+
+use crate::{req, PROJECT};
+
+async fn ok(w: &World, endpoint: &str, body: Value) -> Value {
+    w.client
+        .json(endpoint, None, body)
+        .await
+        .unwrap_or_else(|e| panic!("{endpoint} refused: {e:?}"))
+}
+
+async fn refused(w: &World, endpoint: &str, body: Value) -> cart_proto::ErrorReply {
+    match w.client.json(endpoint, None, body).await {
+        Ok(v) => panic!("{endpoint} accepted: {v}"),
+        Err(r) => r.error,
+    }
+}
+
+async fn order(w: &World, user: &str, id: u64) -> Value {
+    ok(w, "order.get", req(user, None, json!({"order_id": id}))).await
+}
+
+fn pay(id: u64, amount: &str, invoice: &str) -> Value {
+    json!({"project_id": PROJECT, "order_id": id, "invoice_id": invoice, "amount": amount, "currency": "USD"})
+}
+
+/// Adds an item with limits to the project's catalog (admin endpoint).
+async fn limited_item(w: &World, sku: &str, limits: Value) {
+    ok(
+        w,
+        "admin.catalog.item.create",
+        json!({"project_id": PROJECT, "item": {
+            "sku": sku, "type": "virtual_good", "name": {"en": sku},
+            "prices": [{"currency": "USD", "amount": "10", "is_default": true}],
+            "limits": limits
+        }}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn checkout_then_payment_empties_the_cart_and_every_status_goes_out_on_the_stream() {
+    let w = World::start_with(|c| c.relay = true).await;
+    ok(
+        &w,
+        "fill",
+        req(
+            "ann",
+            None,
+            json!({"items": [{"sku": "cup01", "quantity": 2}, {"sku": "gold", "quantity": 10}]}),
+        ),
+    )
+    .await;
+    let created = ok(
+        &w,
+        "order.checkout",
+        req(
+            "ann",
+            None,
+            json!({"custom_parameters": {"character_id": "hero"}}),
+        ),
+    )
+    .await;
+    assert_eq!(created["order_id"], 1);
+    assert_eq!(created["status"], "new");
+    assert!(created["token"].as_str().unwrap().len() >= 32);
+
+    let new = order(&w, "ann", 1).await;
+    assert_eq!(new["status"], "new");
+    assert_eq!(
+        new["content"]["price"],
+        json!({"amount": "21.88", "amount_without_discount": "21.88", "currency": "USD"})
+    );
+    assert_eq!(new["content"]["items"][0]["amount"], "11.98");
+    assert_eq!(new["custom_parameters"], json!({"character_id": "hero"}));
+    // The cart is kept until the order is paid.
+    let cart = ok(&w, "get", req("ann", None, json!({}))).await;
+    assert_eq!(lines(&cart).len(), 2);
+
+    let paid = ok(&w, "payment.confirm", pay(1, "21.88", "inv-1")).await;
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(paid["invoice_id"], "inv-1");
+    assert_eq!(paid["mode"], "default");
+    let cart = ok(&w, "get", req("ann", None, json!({}))).await;
+    assert!(lines(&cart).is_empty(), "{cart}");
+
+    let refund = ok(
+        &w,
+        "payment.cancel",
+        json!({"project_id": PROJECT, "order_id": 1, "reason": "chargeback"}),
+    )
+    .await;
+    assert_eq!(refund["status"], "canceled");
+    assert_eq!(refund["cancel_reason"], "chargeback");
+
+    let stream = orders_stream_name(&w.prefix);
+    let p = &w.prefix;
+    let expected = [
+        format!("{p}.orders.{PROJECT}.1.new"),
+        format!("{p}.orders.{PROJECT}.1.paid"),
+        format!("{p}.orders.{PROJECT}.1.canceled"),
+    ];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let messages = loop {
+        let messages = stream_contents(&w.client.nats, &stream).await;
+        if messages.len() >= 3 || tokio::time::Instant::now() > deadline {
+            break messages;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let subjects: Vec<&str> = messages.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(subjects, expected);
+    let paid_event = &messages[1].envelope;
+    assert_eq!(paid_event["event_type"], "OrderPaid");
+    assert_eq!(paid_event["status"], "paid");
+    assert_eq!(paid_event["user_id"], "ann");
+    assert_eq!(paid_event["order"]["invoice_id"], "inv-1");
+    assert_eq!(paid_event["order"]["content"]["price"]["amount"], "21.88");
+    assert_eq!(messages[1].msg_id, paid_event["event_id"].as_str().unwrap());
+
+    let search = ok(&w, "order.search", req("ann", None, json!({}))).await;
+    assert_eq!(search["total_items_count"], 1);
+    assert_eq!(search["has_more"], false);
+    assert_eq!(search["orders"][0]["status"], "canceled");
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn another_users_order_id_or_token_is_not_found() {
+    let w = World::start().await;
+    ok(
+        &w,
+        "item.put",
+        req("ann", None, json!({"sku": "cup01", "quantity": 1})),
+    )
+    .await;
+    let created = ok(&w, "order.checkout", req("ann", None, json!({}))).await;
+    let token = created["token"].as_str().unwrap();
+    let by_token = ok(&w, "order.get", req("ann", None, json!({"token": token}))).await;
+    assert_eq!(by_token["order_id"], 1);
+    for body in [json!({"order_id": 1}), json!({"token": token})] {
+        let e = refused(&w, "order.get", req("bob", None, body)).await;
+        assert_eq!((e.status, e.code), (404, 9001), "{e:?}");
+        assert_eq!(e.message(), "[0401-9001]: Order not found");
+    }
+    let e = refused(&w, "order.get", req("ann", None, json!({"order_id": 2}))).await;
+    assert_eq!((e.status, e.code), (404, 9001));
+    let search = ok(&w, "order.search", req("bob", None, json!({}))).await;
+    assert_eq!(search["total_items_count"], 0);
+    // Bob cannot check out Ann's cart: a cart id is scoped to its user.
+    let e = refused(
+        &w,
+        "order.checkout",
+        req(
+            "bob",
+            Some(created["order_id"].to_string().as_str()),
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!((e.status, e.code), (422, 1401), "{e:?}");
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn bad_payment_input_is_refused_and_changes_nothing() {
+    let w = World::start().await;
+    ok(
+        &w,
+        "item.put",
+        req("ann", None, json!({"sku": "cup01", "quantity": 1})),
+    )
+    .await;
+    ok(&w, "order.checkout", req("ann", None, json!({}))).await;
+    let before = order(&w, "ann", 1).await;
+    let base = pay(1, "5.99", "inv-1");
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    let cases = [
+        (with("order_id", json!(99)), 404, 9001),
+        (with("amount", json!("abc")), 422, 1102),
+        (with("amount", json!("-5.99")), 422, 1102),
+        (with("amount", json!("5.99e0")), 422, 1102),
+        (with("amount", json!(5.99)), 400, 1102),
+        (with("amount", json!("6.00")), 422, 1102),
+        (with("currency", json!("EUR")), 422, 1102),
+        (with("currency", json!("dollars")), 422, 1102),
+        (with("mode", json!("live")), 422, 1102),
+        (with("invoice_id", json!("")), 422, 1102),
+        (with("surprise", json!(1)), 400, 1102),
+        (json!({"project_id": PROJECT, "order_id": 1}), 400, 1102),
+    ];
+    for (body, status, code) in cases {
+        let e = refused(&w, "payment.confirm", body.clone()).await;
+        assert_eq!((e.status, e.code), (status, code), "{body}: {e:?}");
+    }
+    let raw = w
+        .client
+        .send(
+            "payment.confirm",
+            async_nats::HeaderMap::new(),
+            b"{not json".to_vec(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(raw.error.status, 400);
+    assert_eq!(order(&w, "ann", 1).await, before);
+    let cart = ok(&w, "get", req("ann", None, json!({}))).await;
+    assert_eq!(lines(&cart), [("cup01".to_owned(), 1)]);
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn duplicate_and_out_of_order_confirmations_are_idempotent_or_refused() {
+    let w = World::start().await;
+    ok(
+        &w,
+        "item.put",
+        req("ann", None, json!({"sku": "cup01", "quantity": 1})),
+    )
+    .await;
+    ok(&w, "order.checkout", req("ann", None, json!({}))).await;
+    // A refund before the payment: an unpaid order cannot be refunded.
+    let e = refused(
+        &w,
+        "payment.cancel",
+        json!({"project_id": PROJECT, "order_id": 1}),
+    )
+    .await;
+    assert_eq!((e.status, e.code), (422, 1102), "{e:?}");
+    assert!(e.text.contains("from new to canceled"), "{e:?}");
+    let paid = ok(&w, "payment.confirm", pay(1, "5.99", "inv-1")).await;
+    assert_eq!(paid["status"], "paid");
+    // The same confirmation again: the same answer, nothing new.
+    assert_eq!(
+        ok(&w, "payment.confirm", pay(1, "5.99", "inv-1")).await,
+        paid
+    );
+    // Another invoice for a paid order: refused.
+    let e = refused(&w, "payment.confirm", pay(1, "5.99", "inv-2")).await;
+    assert_eq!((e.status, e.code), (409, 1102), "{e:?}");
+    let canceled = ok(
+        &w,
+        "payment.cancel",
+        json!({"project_id": PROJECT, "order_id": 1}),
+    )
+    .await;
+    assert_eq!(canceled["status"], "canceled");
+    assert_eq!(
+        ok(
+            &w,
+            "payment.cancel",
+            json!({"project_id": PROJECT, "order_id": 1})
+        )
+        .await,
+        canceled
+    );
+    // The payment's confirmation arriving late, after the refund: no change.
+    assert_eq!(
+        ok(&w, "payment.confirm", pay(1, "5.99", "inv-1")).await,
+        canceled
+    );
+    let pool = w.db.pool().await;
+    let types: Vec<String> =
+        sqlx::query_scalar("select event_type from order_events order by version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(types, ["OrderCreated", "OrderPaid", "OrderCanceled"]);
+    pool.close().await;
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn two_users_racing_for_the_last_unit_one_order_wins() {
+    let w = World::start().await;
+    limited_item(&w, "relic", json!({"per_item": 1})).await;
+    for user in ["ann", "bob"] {
+        ok(
+            &w,
+            "item.put",
+            req(user, None, json!({"sku": "relic", "quantity": 1})),
+        )
+        .await;
+    }
+    let (a, b) = tokio::join!(
+        w.client
+            .json("order.checkout", None, req("ann", None, json!({}))),
+        w.client
+            .json("order.checkout", None, req("bob", None, json!({}))),
+    );
+    let (won, lost) = match (a, b) {
+        (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+        other => panic!("exactly one checkout must win: {other:?}"),
+    };
+    assert_eq!(
+        (lost.error.status, lost.error.code),
+        (422, 1460),
+        "{lost:?}"
+    );
+    let id = won["order_id"].as_u64().unwrap();
+    ok(&w, "payment.confirm", pay(id, "10.00", "inv")).await;
+    // Sold out now for everyone: the cart shows nothing left.
+    let cart = ok(&w, "get", req("carl", None, json!({}))).await;
+    assert!(lines(&cart).is_empty());
+    let filled = ok(
+        &w,
+        "fill",
+        req(
+            "carl",
+            None,
+            json!({"items": [{"sku": "relic", "quantity": 1}]}),
+        ),
+    )
+    .await;
+    assert_eq!(filled["warnings"][0]["errorCode"], 1460, "{filled}");
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn a_newer_order_expires_the_older_one_and_paying_it_is_refused() {
+    let w = World::start().await;
+    limited_item(&w, "potion", json!({"per_user": 1})).await;
+    ok(
+        &w,
+        "item.put",
+        req("ann", None, json!({"sku": "potion", "quantity": 1})),
+    )
+    .await;
+    ok(&w, "order.checkout", req("ann", None, json!({}))).await;
+    ok(&w, "order.checkout", req("ann", None, json!({}))).await;
+    let first = order(&w, "ann", 1).await;
+    assert_eq!(first["status"], "expired");
+    assert_eq!(first["expired_by"], 2);
+    let e = refused(&w, "payment.confirm", pay(1, "10.00", "inv-1")).await;
+    assert_eq!((e.status, e.code), (422, 1102), "{e:?}");
+    assert!(e.text.contains("from expired to paid"), "{e:?}");
+    ok(&w, "payment.confirm", pay(2, "10.00", "inv-2")).await;
+    // The per-user limit is used up: the cart shows it, and checkout refuses.
+    ok(
+        &w,
+        "item.put",
+        req("ann", None, json!({"sku": "potion", "quantity": 1})),
+    )
+    .await;
+    let cart = ok(&w, "get", req("ann", None, json!({}))).await;
+    assert_eq!(
+        cart["items"][0]["limits"]["per_user"]["available"], 0,
+        "{cart}"
+    );
+    let e = refused(&w, "order.checkout", req("ann", None, json!({}))).await;
+    assert_eq!((e.status, e.code), (422, 1460), "{e:?}");
+    // A refund gives nothing back.
+    ok(
+        &w,
+        "payment.cancel",
+        json!({"project_id": PROJECT, "order_id": 2}),
+    )
+    .await;
+    let e = refused(&w, "order.checkout", req("ann", None, json!({}))).await;
+    assert_eq!(e.code, 1460);
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn free_single_item_and_empty_checkouts() {
+    let w = World::start().await;
+    let e = refused(&w, "order.checkout", req("ann", None, json!({}))).await;
+    assert_eq!((e.status, e.code), (422, 1401), "empty cart: {e:?}");
+    ok(
+        &w,
+        "item.put",
+        req("ann", None, json!({"sku": "daily_gift", "quantity": 1})),
+    )
+    .await;
+    let e = refused(&w, "order.checkout", req("ann", None, json!({}))).await;
+    assert_eq!(
+        (e.status, e.code),
+        (422, 1401),
+        "all free on the paid path: {e:?}"
+    );
+    let free = ok(&w, "order.checkout_free", req("ann", None, json!({}))).await;
+    assert_eq!(free["status"], "done");
+    assert_eq!(order(&w, "ann", 1).await["content"]["is_free"], true);
+    ok(
+        &w,
+        "item.put",
+        req("ann", None, json!({"sku": "cup01", "quantity": 1})),
+    )
+    .await;
+    let e = refused(&w, "order.checkout", req("ann", None, json!({}))).await;
+    assert_eq!(
+        (e.status, e.code),
+        (422, 1401),
+        "a free item among paid ones: {e:?}"
+    );
+
+    let single = ok(
+        &w,
+        "order.checkout_item",
+        req("bob", None, json!({"sku": "gold", "quantity": 3})),
+    )
+    .await;
+    let single = order(&w, "bob", single["order_id"].as_u64().unwrap()).await;
+    assert_eq!(single["cart_id"], Value::Null);
+    assert_eq!(single["content"]["price"]["amount"], "2.97");
+    let e = refused(
+        &w,
+        "order.checkout_item",
+        req("bob", None, json!({"sku": "nope"})),
+    )
+    .await;
+    assert_eq!((e.status, e.code), (404, 4001), "{e:?}");
+    let e = refused(
+        &w,
+        "order.checkout_item",
+        req("bob", None, json!({"sku": "gold", "quantity": 0})),
+    )
+    .await;
+    assert_eq!(e.code, 1102);
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn a_retried_checkout_with_its_command_id_makes_one_order() {
+    let w = World::start().await;
+    ok(
+        &w,
+        "item.put",
+        req("ann", None, json!({"sku": "cup01", "quantity": 1})),
+    )
+    .await;
+    let body = req("ann", None, json!({}));
+    let first = w
+        .client
+        .json("order.checkout", Some("k-1"), body.clone())
+        .await
+        .unwrap();
+    let again = w
+        .client
+        .json("order.checkout", Some("k-1"), body)
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    let search = ok(&w, "order.search", req("ann", None, json!({}))).await;
+    assert_eq!(search["total_items_count"], 1);
+    let reused = w
+        .client
+        .json(
+            "order.checkout",
+            Some("k-1"),
+            req("ann", None, json!({"currency": "EUR"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(reused.error.status, 409);
+    w.finish().await;
+}

@@ -25,6 +25,10 @@ fn catalog() -> Arc<Catalog> {
                 { "sku": "potion", "type": "virtual_good", "name": {"en": "Potion"},
                   "prices": [{ "currency": "USD", "amount": "1.50", "is_default": true }],
                   "limits": { "per_user": 2 } },
+                { "sku": "daily", "type": "virtual_good", "name": {"en": "Daily chest"},
+                  "prices": [{ "currency": "USD", "amount": "2", "is_default": true }],
+                  "limits": { "per_user": 1, "recurrent_schedule":
+                      { "interval_type": "daily", "time": "03:00:00+03:00" } } },
                 { "sku": "gift", "type": "virtual_good", "name": {"en": "Gift"},
                   "is_free": true, "prices": [] }
             ],
@@ -458,4 +462,43 @@ async fn a_retried_checkout_with_the_same_command_id_creates_one_order() {
         CheckoutOutcome::IdReused
     );
     assert!(store.load(project(), 2).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_recurrent_per_user_limit_resets_at_its_hour_in_its_time_zone() {
+    let (_db, pool) = testing::database().await;
+    let store = OrderStore::new(pool);
+    let catalog = catalog();
+    // 2026-09-21T23:30:00Z: the daily reset is 03:00 at +03:00, i.e. 00:00 UTC.
+    let before_reset = Timestamp::from_unix(1_790_033_400);
+    let at = |now: Timestamp| {
+        let mut r = request(
+            "ann",
+            Some("c"),
+            snapshot(&catalog, &cart_of(&[("daily", 1)], None)),
+        );
+        r.now = now;
+        r
+    };
+    let first = created(checkout(&store, &catalog, at(before_reset)).await);
+    let mut paid = payment(first.order_id, "2", "inv-1");
+    paid.now = before_reset;
+    store
+        .confirm_payment(&catalog, paid)
+        .await
+        .unwrap()
+        .unwrap();
+    // Later the same day: used up, with the next reset in the refusal.
+    let same_day = Timestamp::from_unix(before_reset.unix() + 600);
+    match checkout(&store, &catalog, at(same_day)).await {
+        CheckoutOutcome::Refused(OrderError::LimitExceeded {
+            available: 0,
+            reset_next_date: Some(next),
+            ..
+        }) => assert_eq!(next.unix(), 1_790_035_200),
+        other => panic!("expected the daily limit, got {other:?}"),
+    }
+    // Right after the reset: available again.
+    let next_day = Timestamp::from_unix(1_790_035_200 + 60);
+    created(checkout(&store, &catalog, at(next_day)).await);
 }

@@ -48,6 +48,12 @@ pub struct Config {
     #[arg(long, env = "CART_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 
+    /// A claimed delivery is leased for `--timeout` plus this margin (connection set-up,
+    /// the outcome's write, clock drift between the worker and the database). When a
+    /// worker dies mid-call, another one sends the delivery again once the lease ends.
+    #[arg(long, env = "CART_WEBHOOK_LEASE_MARGIN", default_value = "30s", value_parser = parse_duration)]
+    pub lease_margin: Duration,
+
     /// Delays between retries: COUNTxDURATION groups (Xsolla's 2x5m,7x15m,10x60m).
     #[arg(
         long,
@@ -79,6 +85,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Config {
+    /// How long a claim is leased: the request timeout plus the margin.
+    pub fn lease(&self) -> Duration {
+        self.timeout.saturating_add(self.lease_margin)
+    }
+
     /// The defaults, with the environment applied.
     pub fn from_env() -> Self {
         Self::parse_from(["cart-webhook"])

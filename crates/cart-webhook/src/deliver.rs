@@ -1,9 +1,15 @@
-//! Delivery: claim a due delivery (its row locked by a transaction held during the HTTP
-//! call), POST it, record the attempt and the outcome in that transaction, commit.
+//! Delivery: claim a due delivery and lease it in a short committed transaction, POST
+//! it with no transaction open, then record the attempt and the outcome in a second
+//! transaction, only while the lease is still this worker's.
 //!
-//! A worker that dies mid-call rolls its transaction back: the delivery is pending again
-//! and another worker sends it once more, with the same idempotency key. That is at most
-//! one repeat per crash, and the reason receivers must be idempotent (Xsolla asks it).
+//! No transaction is held during the HTTP call: one holding row locks has an xid, and
+//! the event relays only read below the cluster's oldest running xid, so a held claim
+//! would stop every relay for as long as a receiver takes to answer.
+//!
+//! A worker that dies mid-call leaves its lease to expire (`--timeout` plus
+//! `--lease-margin`): the delivery is then claimed again and sent once more, with the
+//! same idempotency key. That is at most one repeat per crash, and the reason receivers
+//! must be idempotent (Xsolla asks it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -93,6 +99,8 @@ enum Step {
 }
 
 pub struct Worker {
+    /// This instance's id, in `leased_by` of the deliveries it holds.
+    id: uuid::Uuid,
     config: Config,
     pool: PgPool,
     dead: DeadLetters,
@@ -102,6 +110,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(config: Config, pool: PgPool, dead: DeadLetters, mark: MarkDelivered) -> Self {
         Self {
+            id: uuid::Uuid::new_v4(),
             config,
             pool,
             dead,
@@ -159,6 +168,7 @@ impl Worker {
     }
 
     async fn deliver_one(&self) -> Result<Step, store::StoreError> {
+        // The claim: a short transaction, committed before the call.
         let mut tx = self.pool.begin().await?;
         let Some(claimed) = store::claim(&mut tx, self.config.cancel_grace).await? else {
             tx.commit().await?;
@@ -177,9 +187,26 @@ impl Worker {
             );
             return Ok(Step::Worked);
         };
-        let (attempt, next) = self.attempt(&claimed, &settings).await;
-        store::finish_attempt(&mut tx, claimed.event_id, &attempt, next).await?;
+        let number = store::lease(&mut tx, claimed.event_id, self.id, self.config.lease()).await?;
         tx.commit().await?;
+
+        // The call, with no transaction open.
+        let (attempt, next) = self.attempt(&claimed, number, &settings).await;
+
+        // The outcome, under the lease.
+        let kept =
+            store::finish_attempt(&self.pool, claimed.event_id, self.id, &attempt, next).await?;
+        if !kept {
+            tracing::warn!(
+                project = claimed.project_id,
+                order = claimed.order_id,
+                kind = claimed.kind.as_str(),
+                attempt = attempt.attempt,
+                outcome = attempt.outcome,
+                "the lease ended before the outcome was recorded; attempt kept, state left to the newer lease"
+            );
+            return Ok(Step::Worked);
+        }
         tracing::info!(
             project = claimed.project_id,
             order = claimed.order_id,
@@ -195,8 +222,12 @@ impl Worker {
     }
 
     /// One HTTP attempt and what it leaves the delivery as.
-    async fn attempt(&self, claimed: &Claimed, settings: &store::Settings) -> (Attempt, Next) {
-        let number = claimed.attempts.saturating_add(1);
+    async fn attempt(
+        &self,
+        claimed: &Claimed,
+        number: i32,
+        settings: &store::Settings,
+    ) -> (Attempt, Next) {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let result = match serde_json::from_value::<OrderEventEnvelope>(claimed.envelope.clone()) {

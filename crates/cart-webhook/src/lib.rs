@@ -81,9 +81,10 @@ pub fn order_store_marker(pool: PgPool) -> MarkDelivered {
     })
 }
 
-/// Opens the worker's pool: the database is created and migrated as cartd does, and
-/// sessions may stay in a transaction for the whole HTTP call (a delivery's row lock is
-/// held during it), so their idle-in-transaction limit is above the request timeout.
+/// Opens the worker's pool: the database is created and migrated as cartd does.
+/// Deliveries hold no transaction during the HTTP call (they are leased); a follow-up
+/// keeps its row locked while it marks the order done or publishes the dead letter, so
+/// the idle-in-transaction limit stays generous (the request timeout plus 30 s).
 pub async fn connect(config: &Config) -> Result<PgPool, WebhookError> {
     cart_store::ensure_database(&config.database_url).await?;
     let idle = config.timeout + std::time::Duration::from_secs(30);
@@ -172,8 +173,8 @@ pub async fn run_with(
             Err(e) => Err(WebhookError::JetStream(format!("a worker task ended: {e}"))),
         },
     };
-    // Loops finish their current step (a delivery in flight is completed or, past the
-    // timeout, rolled back) before the worker returns.
+    // Loops finish their current step (a delivery in flight is completed or times out,
+    // and its outcome is recorded) before the worker returns.
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let _ = service.stop().await;

@@ -1,4 +1,4 @@
-//! The webhook tables (migration 0006): settings, the delivery outbox and attempts.
+//! The webhook tables (migrations 0006 and 0007): settings, the delivery outbox and attempts.
 //! The only module of this crate that writes SQL.
 
 use std::time::Duration;
@@ -94,7 +94,8 @@ pub async fn insert_delivery(pool: &PgPool, d: &NewDelivery) -> Result<bool, Sto
     Ok(done.rows_affected() == 1)
 }
 
-/// A claimed delivery, locked by the transaction it was claimed in.
+/// A claimed delivery, locked by the (short) transaction it was claimed in until
+/// `lease` or `postpone` and the commit.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub event_id: uuid::Uuid,
@@ -102,25 +103,33 @@ pub struct Claimed {
     pub order_id: u64,
     pub kind: NotificationType,
     pub envelope: serde_json::Value,
-    /// Attempts made before this one.
+    /// Attempts counted before this claim (a lost lease's attempt included).
     pub attempts: i32,
 }
 
-/// Claims one due pending delivery and locks it for the transaction. A delivery is
-/// claimable only when no earlier pending delivery of the same order exists (the
-/// earlier one may be locked by another worker: `skip locked` then skips it and this
-/// condition keeps the later one back), so an order is never delivered by two workers
-/// at once and its notifications go out in event order. An order_canceled also waits
-/// up to `cancel_grace` for its order_paid to be recorded, because intake instances
-/// may record an order's two events in either order.
+/// Claims one due pending delivery whose lease is free or expired, and locks its row
+/// for the claiming transaction, which the caller ends with `lease` or `postpone` and
+/// commits before any HTTP call. A delivery is claimable only when no earlier pending
+/// delivery of the same order exists (pending includes leased, i.e. in flight; an
+/// earlier one locked by another claim is skipped by `skip locked` and this condition
+/// keeps the later one back), so an order is never delivered by two workers at once
+/// and its notifications go out in event order. An order_canceled also waits up to
+/// `cancel_grace` for its order_paid to be recorded, because intake instances may
+/// record an order's two events in either order.
+///
+/// When the claimed row's previous lease expired without an outcome (its worker died
+/// or stalled mid-call), that attempt is recorded as an `error` whose outcome is
+/// unknown; a stalled worker that comes back later replaces it with what it saw.
 pub async fn claim(
     tx: &mut Transaction<'_, Postgres>,
     cancel_grace: Duration,
 ) -> Result<Option<Claimed>, StoreError> {
     let row = sqlx::query(
-        "select d.event_id, d.project_id, d.order_id, d.notification_type, d.envelope, d.attempts
+        "select d.event_id, d.project_id, d.order_id, d.notification_type, d.envelope,
+                d.attempts, d.leased_until is not null as lease_lost
          from webhook_deliveries d
          where d.status = 'pending' and d.next_attempt_at <= now()
+           and (d.leased_until is null or d.leased_until < now())
            and not exists (
              select 1 from webhook_deliveries e
              where e.project_id = d.project_id and e.order_id = d.order_id
@@ -140,6 +149,24 @@ pub async fn claim(
     .await?;
     let Some(r) = row else { return Ok(None) };
     let event_id: uuid::Uuid = r.get("event_id");
+    if r.get::<bool, _>("lease_lost") {
+        sqlx::query(
+            "insert into webhook_attempts
+               (event_id, attempt, started_at, status_code, latency_ms, outcome, error)
+             select event_id, attempts, coalesce(leased_at, now()), null,
+                    least(extract(epoch from now() - coalesce(leased_at, now())) * 1000,
+                          2147483647)::integer,
+                    'error',
+                    'the lease expired without an outcome (the worker stopped or stalled '
+                    || 'mid-attempt); the receiver may have had the request'
+             from webhook_deliveries where event_id = $1 and attempts > 0
+             on conflict do nothing",
+        )
+        .bind(event_id)
+        .execute(&mut **tx)
+        .await?;
+        tracing::warn!(%event_id, "a delivery's lease expired without an outcome; sending it again");
+    }
     let kind_text: String = r.get("notification_type");
     let kind = NotificationType::parse(&kind_text).ok_or_else(|| StoreError::Corrupt {
         event_id: event_id.to_string(),
@@ -155,14 +182,38 @@ pub async fn claim(
     }))
 }
 
-/// Leaves a claimed delivery pending, without counting an attempt, until `after`.
+/// Leases a claimed delivery to `worker` for `lease` and counts the attempt about to
+/// be made; returns its number. The caller commits, then makes the call.
+pub async fn lease(
+    tx: &mut Transaction<'_, Postgres>,
+    event_id: uuid::Uuid,
+    worker: uuid::Uuid,
+    lease: Duration,
+) -> Result<i32, StoreError> {
+    let attempt: i32 = sqlx::query_scalar(
+        "update webhook_deliveries set attempts = attempts + 1, leased_by = $2,
+           leased_at = now(), leased_until = now() + make_interval(secs => $3)
+         where event_id = $1
+         returning attempts",
+    )
+    .bind(event_id)
+    .bind(worker)
+    .bind(lease.as_secs_f64())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(attempt)
+}
+
+/// Leaves a claimed delivery pending and unleased, without counting an attempt, until
+/// `after`.
 pub async fn postpone(
     tx: &mut Transaction<'_, Postgres>,
     event_id: uuid::Uuid,
     after: Duration,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "update webhook_deliveries set next_attempt_at = now() + make_interval(secs => $2)
+        "update webhook_deliveries set next_attempt_at = now() + make_interval(secs => $2),
+           leased_until = null, leased_by = null, leased_at = null
          where event_id = $1",
     )
     .bind(event_id)
@@ -191,22 +242,32 @@ pub enum Next {
     RetryAfter(Duration),
 }
 
-/// Records an attempt and the delivery's new state, in the claiming transaction.
+/// Records an attempt made under `worker`'s lease and, only while that lease is still
+/// this worker's (`leased_by` and the attempt number unchanged: nobody claimed the
+/// delivery again after the lease expired), the delivery's new state, ending the lease.
+/// The attempt's row is written in any case (replacing the "lease expired" row another
+/// worker may have written for it). Returns false when the lease was lost: the state
+/// then belongs to the worker holding the newer lease and is left alone.
 pub async fn finish_attempt(
-    tx: &mut Transaction<'_, Postgres>,
+    pool: &PgPool,
     event_id: uuid::Uuid,
+    worker: uuid::Uuid,
     attempt: &Attempt,
     next: Next,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let started: f64 = attempt
         .started_at
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or_default();
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "insert into webhook_attempts
            (event_id, attempt, started_at, status_code, latency_ms, outcome, error)
-         values ($1, $2, to_timestamp($3), $4, $5, $6, $7)",
+         values ($1, $2, to_timestamp($3), $4, $5, $6, $7)
+         on conflict (event_id, attempt) do update set started_at = excluded.started_at,
+           status_code = excluded.status_code, latency_ms = excluded.latency_ms,
+           outcome = excluded.outcome, error = excluded.error",
     )
     .bind(event_id)
     .bind(attempt.attempt)
@@ -219,30 +280,33 @@ pub async fn finish_attempt(
     .bind(i32::try_from(attempt.latency.as_millis()).unwrap_or(i32::MAX))
     .bind(attempt.outcome)
     .bind(attempt.error.as_deref())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     let (status, delay, finished) = match next {
         Next::Delivered => ("delivered", 0.0, true),
         Next::Failed => ("failed", 0.0, true),
         Next::RetryAfter(d) => ("pending", d.as_secs_f64(), false),
     };
-    sqlx::query(
-        "update webhook_deliveries set status = $2, attempts = $3,
+    let done = sqlx::query(
+        "update webhook_deliveries set status = $2,
            next_attempt_at = now() + make_interval(secs => $4),
            finished_at = case when $5 then now() end,
+           leased_until = null, leased_by = null, leased_at = null,
            -- A delivered order_canceled leaves nothing to follow up.
            followed_up_at = case when $2 = 'delivered' and notification_type = 'order_canceled'
                             then now() end
-         where event_id = $1",
+         where event_id = $1 and status = 'pending' and leased_by = $6 and attempts = $3",
     )
     .bind(event_id)
     .bind(status)
     .bind(attempt.attempt)
     .bind(delay)
     .bind(finished)
-    .execute(&mut **tx)
+    .bind(worker)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Work left after a delivery finished: marking a delivered order_paid's order done,

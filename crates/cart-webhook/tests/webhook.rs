@@ -241,8 +241,9 @@ async fn a_worker_killed_mid_delivery_is_replaced_and_the_repeat_has_the_same_ke
     let w = World::new().await;
     // The first request is held long past the kill; the repeat is answered at once.
     let receiver = Receiver::start(vec![Answer::After(Duration::from_secs(30), 204)]).await;
+    // The lease is the timeout plus the margin: 2 s + 1 s.
     let mut config = w.config.clone();
-    config.timeout = Duration::from_secs(20);
+    config.timeout = Duration::from_secs(2);
     let first = w.start_worker_with(config.clone());
     w.set_webhook(1, &receiver.url, "s", 1).await;
     w.publish(&paid(1, 51)).await;
@@ -257,6 +258,11 @@ async fn a_worker_killed_mid_delivery_is_replaced_and_the_repeat_has_the_same_ke
     assert_eq!(calls[0].key(), "1:51:order_paid");
     assert_eq!(calls[1].key(), calls[0].key());
     assert_eq!(calls[0].body, calls[1].body);
+    assert!(
+        calls[1].at - calls[0].at >= Duration::from_secs(2),
+        "the repeat waits for the lease to end"
+    );
+    assert_eq!(calls[1].header("x-webhook-attempt"), "2");
     let delivered: i64 = sqlx::query_scalar(
         "select count(*) from webhook_deliveries where order_id = 51 and status = 'delivered'",
     )
@@ -264,12 +270,109 @@ async fn a_worker_killed_mid_delivery_is_replaced_and_the_repeat_has_the_same_ke
     .await
     .unwrap();
     assert_eq!(delivered, 1);
-    // The killed attempt rolled back with its transaction; the repeat is attempt 1.
+    // The killed attempt's lease expired without an outcome: it is recorded as an
+    // error of unknown outcome, and the repeat is attempt 2.
     assert_eq!(
         w.attempts(51, "order_paid").await,
-        vec![(1, Some(204), "success".into())]
+        vec![(1, None, "error".into()), (2, Some(204), "success".into())]
     );
     second.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_transaction_is_held_while_a_receiver_hangs() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![Answer::After(Duration::from_secs(2), 204)]).await;
+    let mut config = w.config.clone();
+    config.timeout = Duration::from_secs(5);
+    let worker = w.start_worker_with(config);
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    w.publish(&paid(1, 55)).await;
+    receiver.wait_calls(1).await;
+    // While the receiver hangs, the delivery is leased and no session of this database
+    // holds a transaction with an xid (which would hold back every event relay of the
+    // cluster: they read below pg_snapshot_xmin).
+    for _ in 0..10 {
+        let (leased, pending): (bool, bool) = sqlx::query_as(
+            "select leased_by is not null and leased_until > now(), status = 'pending'
+             from webhook_deliveries where order_id = 55",
+        )
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+        assert!(leased && pending, "the delivery is leased during the call");
+        assert_eq!(w.transactions_with_xid().await, 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(receiver.calls().len(), 1, "still the first call");
+    w.wait_status(55, "order_paid", "delivered").await;
+    assert_eq!(
+        w.attempts(55, "order_paid").await,
+        vec![(1, Some(204), "success".into())]
+    );
+    let lease: (Option<uuid::Uuid>, i32) =
+        sqlx::query_as("select leased_by, attempts from webhook_deliveries where order_id = 55")
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
+    assert_eq!(lease, (None, 1), "the outcome ends the lease");
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_that_outlives_its_lease_records_its_attempt_but_not_its_state() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![
+        Answer::After(Duration::from_secs(2), 500),
+        Answer::Status(204),
+    ])
+    .await;
+    let mut config = w.config.clone();
+    config.timeout = Duration::from_secs(5);
+    let worker = w.start_worker_with(config);
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    w.publish(&paid(1, 57)).await;
+    receiver.wait_calls(1).await;
+    // The lease ends while the first call is still out (as after a long stall).
+    sqlx::query(
+        "update webhook_deliveries set leased_until = now() - interval '1 second'
+         where order_id = 57",
+    )
+    .execute(&w.pool)
+    .await
+    .unwrap();
+    // Another delivery loop claims it again and delivers (attempt 2)...
+    w.wait_status(57, "order_paid", "delivered").await;
+    assert_eq!(
+        w.attempts(57, "order_paid").await,
+        vec![(1, None, "error".into()), (2, Some(204), "success".into())]
+    );
+    // ...then the first call's 500 comes back: its attempt is recorded, but it does not
+    // turn the delivered notification back into a retry.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while w.attempts(57, "order_paid").await[0].2 == "error" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "attempt 1 never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        w.attempts(57, "order_paid").await,
+        vec![
+            (1, Some(500), "retry".into()),
+            (2, Some(204), "success".into())
+        ]
+    );
+    let row: (String, i32, Option<uuid::Uuid>) = sqlx::query_as(
+        "select status, attempts, leased_by from webhook_deliveries where order_id = 57",
+    )
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!(row, ("delivered".into(), 2, None));
+    assert_eq!(receiver.calls().len(), 2);
+    worker.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -232,6 +232,8 @@ impl World {
         config.consumer = format!("whtest-{tag}");
         config.poll = Duration::from_millis(50);
         config.timeout = Duration::from_secs(2);
+        // Leases end soon after the timeout, so a killed worker is replaced quickly.
+        config.lease_margin = Duration::from_secs(1);
         config.retry_schedule = "5x100ms".parse().unwrap();
         config.cancel_grace = Duration::from_secs(5);
         let client = async_nats::connect(&config.nats_url).await.unwrap();
@@ -344,6 +346,18 @@ impl World {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Sessions of the test's database inside a transaction that has an xid (one that
+    /// wrote or locked rows): the ones that hold the event relays back.
+    pub async fn transactions_with_xid(&self) -> i64 {
+        sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+             where backend_xid is not null and datname = current_database()",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
     }
 
     /// The attempts of a delivery: (attempt, status code, outcome).

@@ -1,6 +1,6 @@
 # Developer entry points for the cart service.
 #
-#   make run      start/reuse PostgreSQL + nats-server, then run cartd in the foreground
+#   make run      start/reuse PostgreSQL + nats-server, then run cartd (and the webhook worker)
 #   make test     start/reuse the services, then run the workspace tests
 #   make ci       what CI runs (.ci/run)
 #   make bench-feed  export and projection-rebuild throughput (BENCHMARKS.md)
@@ -48,10 +48,13 @@ build:
 
 # cartd imports $(CATALOG) (items, promotions and promo codes) into PostgreSQL at start
 # for the projects without a catalog, and prices carts from the stored catalog.
+# The webhook worker (cart-webhook) runs beside it in the background and stops with it.
+RUN_BIN = $(or $(CARGO_TARGET_DIR),target)/debug
 run: services
-	$(CARGO) build -q -p cartd -p cartctl --bins
-	@echo "make: cartd starts below; in another terminal try: cargo run -q -p cartctl -- --help"
-	$(CARGO) run -q -p cartd --bin cartd -- --catalog $(CATALOG)
+	$(CARGO) build -q -p cartd -p cartctl -p cart-webhook --bins
+	@echo "make: cartd and cart-webhook start below; in another terminal try: cargo run -q -p cartctl -- --help"
+	$(RUN_BIN)/cart-webhook & worker=$$!; trap 'kill $$worker 2>/dev/null || true' EXIT; \
+	  $(RUN_BIN)/cartd --catalog $(CATALOG)
 
 # Seeds database cart_bench_feed with BENCH_EVENTS events (once) and prints medians.
 BENCH_EVENTS ?= 1000000

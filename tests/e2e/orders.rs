@@ -463,3 +463,66 @@ async fn a_retried_checkout_with_its_command_id_makes_one_order() {
     assert_eq!(reused.error.status, 409);
     w.finish().await;
 }
+
+async fn wait_for_messages(w: &World, n: usize) -> Vec<StreamedEvent> {
+    let stream = orders_stream_name(&w.prefix);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let messages = stream_contents(&w.client.nats, &stream).await;
+        if messages.len() >= n || tokio::time::Instant::now() > deadline {
+            return messages;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_relay_that_restarts_before_its_checkpoint_publishes_each_order_event_once() {
+    let mut w = World::start_with(|c| c.relay = true).await;
+    ok(
+        &w,
+        "item.put",
+        req("ann", None, json!({"sku": "cup01", "quantity": 1})),
+    )
+    .await;
+    ok(&w, "order.checkout", req("ann", None, json!({}))).await;
+    ok(&w, "payment.confirm", pay(1, "5.99", "inv-1")).await;
+    assert_eq!(wait_for_messages(&w, 2).await.len(), 2);
+    // A crash between the publish and the checkpoint: the checkpoint is back at the start.
+    w.stop_instances().await;
+    let pool = w.db.pool().await;
+    let moved =
+        sqlx::query("update feed_checkpoints set tx_id = '0', global_position = 0 where name = $1")
+            .bind(format!("relay:{}", orders_stream_name(&w.prefix)))
+            .execute(&pool)
+            .await
+            .unwrap()
+            .rows_affected();
+    assert_eq!(moved, 1, "the order relay keeps its own checkpoint");
+    pool.close().await;
+    let mut config = config(&w.db.url, &nats_url(), &w.prefix);
+    config.relay = true;
+    w.servers.push(cartd::start(&config).await.unwrap());
+    ok(
+        &w,
+        "payment.cancel",
+        json!({"project_id": PROJECT, "order_id": 1}),
+    )
+    .await;
+    let messages = wait_for_messages(&w, 3).await;
+    // Give a wrong re-publish time to show, then check nothing came twice.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let messages = if messages.len() == 3 {
+        stream_contents(&w.client.nats, &orders_stream_name(&w.prefix)).await
+    } else {
+        messages
+    };
+    let statuses: Vec<&str> = messages
+        .iter()
+        .map(|m| m.envelope["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["new", "paid", "canceled"]);
+    let ids: std::collections::HashSet<&str> = messages.iter().map(|m| m.msg_id.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    w.finish().await;
+}

@@ -204,6 +204,11 @@ mod tests {
             ""
         ));
         assert!(!verify(None, b"abc", ""));
+        // The secret goes after the body, unkeyed: sha1("abc" + "def") = sha1("abcdef").
+        assert_eq!(
+            signature(b"abc", "def"),
+            "1f8ac10f23c5b5bc1167bda84b833e5c057a77d2"
+        );
         assert!(!verify(Some(&sig), b"abc", ""));
     }
 }

@@ -1,7 +1,6 @@
 //! `cartctl catalog ...`: the catalog admin endpoints (`<prefix>.admin.catalog.*`).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -106,22 +105,12 @@ pub(crate) async fn run(g: &Global, command: &CatalogCommand) -> anyhow::Result<
             json!({ "project_id": g.project, "after_version": after_version }),
         ),
     };
-    let client = async_nats::ConnectOptions::new()
-        .name("cartctl")
-        .connection_timeout(Duration::from_secs(g.timeout))
-        .request_timeout(Some(Duration::from_secs(g.timeout)))
-        .connect(g.nats_url.as_str())
-        .await
-        .with_context(|| format!("connect to NATS at {}", g.nats_url))?;
-    let subject = format!("{}.admin.catalog.{endpoint}", g.subject_prefix);
-    let reply = client
-        .request(subject.clone(), serde_json::to_vec(&body)?.into())
-        .await
-        .with_context(|| format!("request {subject} (is cartd running? try `make run`)"))?;
-    if crate::print_refusal(&reply) {
-        return Ok(1);
-    }
-    let value: Value = serde_json::from_slice(&reply.payload).context("decode JSON reply")?;
-    println!("{}", serde_json::to_string_pretty(&value)?);
-    Ok(0)
+    crate::json_request(
+        g,
+        &format!("admin.catalog.{endpoint}"),
+        async_nats::HeaderMap::new(),
+        serde_json::to_vec(&body)?,
+        "cartd (`make run`)",
+    )
+    .await
 }

@@ -291,6 +291,41 @@ pub(crate) fn print_refusal(reply: &async_nats::Message) -> bool {
     is_error
 }
 
+/// A NATS connection with the global timeouts.
+pub(crate) async fn connect(g: &Global) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name("cartctl")
+        .connection_timeout(Duration::from_secs(g.timeout))
+        .request_timeout(Some(Duration::from_secs(g.timeout)))
+        .connect(g.nats_url.as_str())
+        .await
+        .with_context(|| format!("connect to NATS at {}", g.nats_url))
+}
+
+/// Sends a JSON request to `<prefix>.<endpoint>` and prints the reply as pretty JSON (a
+/// refusal on stderr): 0, or 1 when refused. `serving` names what should answer.
+pub(crate) async fn json_request(
+    g: &Global,
+    endpoint: &str,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    serving: &str,
+) -> anyhow::Result<i32> {
+    let client = connect(g).await?;
+    let subject = format!("{}.{endpoint}", g.subject_prefix);
+    let reply = client
+        .request_with_headers(subject.clone(), headers, body.into())
+        .await
+        .with_context(|| format!("request {subject} (is {serving} running?)"))?;
+    if print_refusal(&reply) {
+        return Ok(1);
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(&reply.payload).context("the reply is not JSON")?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(0)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
     match &cli.command {
@@ -304,13 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Order(c) => return order::run(g, order::OrderRequest::Order(c)).await,
         _ => {}
     }
-    let client = async_nats::ConnectOptions::new()
-        .name("cartctl")
-        .connection_timeout(Duration::from_secs(g.timeout))
-        .request_timeout(Some(Duration::from_secs(g.timeout)))
-        .connect(g.nats_url.as_str())
-        .await
-        .with_context(|| format!("connect to NATS at {}", g.nats_url))?;
+    let client = connect(g).await?;
 
     if matches!(cli.command, Command::Info) {
         let subject = format!("$SRV.INFO.{}", g.service_name);

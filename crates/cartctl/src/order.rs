@@ -1,8 +1,6 @@
 //! `cartctl checkout`, `cartctl pay`, `cartctl cancel` and `cartctl order ...`: orders
 //! over NATS (JSON). `pay` and `cancel` stand in for a payment provider.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use async_nats::HeaderMap;
 use cart_proto::order::{
@@ -182,13 +180,6 @@ fn body(g: &Global, request: &OrderRequest<'_>) -> anyhow::Result<(&'static str,
 /// Sends the request and prints the reply as pretty JSON; 1 when refused.
 pub(crate) async fn run(g: &Global, request: OrderRequest<'_>) -> anyhow::Result<i32> {
     let (subject, payload) = body(g, &request)?;
-    let client = async_nats::ConnectOptions::new()
-        .name("cartctl")
-        .connection_timeout(Duration::from_secs(g.timeout))
-        .request_timeout(Some(Duration::from_secs(g.timeout)))
-        .connect(g.nats_url.as_str())
-        .await
-        .with_context(|| format!("connect to NATS at {}", g.nats_url))?;
     let mut headers = HeaderMap::new();
     headers.insert("Content-Type", cart_proto::Encoding::JSON_CONTENT_TYPE);
     if matches!(request, OrderRequest::Checkout(_)) {
@@ -198,16 +189,5 @@ pub(crate) async fn run(g: &Global, request: OrderRequest<'_>) -> anyhow::Result
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         headers.insert(cart_proto::COMMAND_ID_HEADER, id.as_str());
     }
-    let subject = format!("{}.{subject}", g.subject_prefix);
-    let reply = client
-        .request_with_headers(subject.clone(), headers, payload.into())
-        .await
-        .with_context(|| format!("request {subject} (is cartd running? try `make run`)"))?;
-    if crate::print_refusal(&reply) {
-        return Ok(1);
-    }
-    let value: serde_json::Value =
-        serde_json::from_slice(&reply.payload).context("the reply is not JSON")?;
-    println!("{}", serde_json::to_string_pretty(&value)?);
-    Ok(0)
+    crate::json_request(g, subject, headers, payload, "cartd (`make run`)").await
 }

@@ -1,8 +1,6 @@
 //! `cartctl webhook`: a project's webhook settings (served by the cart-webhook worker)
 //! and `listen`, a local receiver that checks signatures and prints what arrives.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -75,24 +73,14 @@ pub(crate) async fn run(g: &Global, command: &WebhookCommand) -> anyhow::Result<
             status,
         } => return listen(bind, *port, secret.clone(), *status).await,
     };
-    let client = async_nats::ConnectOptions::new()
-        .name("cartctl")
-        .connection_timeout(Duration::from_secs(g.timeout))
-        .request_timeout(Some(Duration::from_secs(g.timeout)))
-        .connect(g.nats_url.as_str())
-        .await
-        .with_context(|| format!("connect to NATS at {}", g.nats_url))?;
-    let subject = format!("{}.admin.webhook.{endpoint}", g.subject_prefix);
-    let reply = client
-        .request(subject.clone(), serde_json::to_vec(&body)?.into())
-        .await
-        .with_context(|| format!("request {subject} (is cart-webhook running?)"))?;
-    if crate::print_refusal(&reply) {
-        return Ok(1);
-    }
-    let value: Value = serde_json::from_slice(&reply.payload).context("decode JSON reply")?;
-    println!("{}", serde_json::to_string_pretty(&value)?);
-    Ok(0)
+    crate::json_request(
+        g,
+        &format!("admin.webhook.{endpoint}"),
+        async_nats::HeaderMap::new(),
+        serde_json::to_vec(&body)?,
+        "cart-webhook",
+    )
+    .await
 }
 
 #[derive(Clone)]

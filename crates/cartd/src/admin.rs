@@ -131,12 +131,7 @@ impl Admin {
         let body = match res {
             Ok(value) => serde_json::to_vec(&value).unwrap_or_default(),
             Err(error) => {
-                headers.insert(service::NATS_SERVICE_ERROR, error.message().as_str());
-                headers.insert(
-                    service::NATS_SERVICE_ERROR_CODE,
-                    error.status.to_string().as_str(),
-                );
-                headers.insert("Cart-Error-Code", error.code.to_string().as_str());
+                crate::service::error_headers(&mut headers, &error);
                 if error.status >= 500 {
                     tracing::warn!(endpoint, status = error.status, error = %error.message(), "admin request failed");
                 } else {

@@ -109,19 +109,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let relay = config
         .relay
         .then(|| cart_relay::Relay::new(pool.clone(), client.clone(), relay_config.clone()));
-    if let Some(relay) = relay.clone() {
-        let mut stopped = stopped.clone();
-        background.spawn(async move {
-            relay
-                .run(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
-        });
-    }
-    if config.relay {
-        let relay =
-            cart_relay::Relay::new(pool.clone(), client.clone(), config.orders_relay_config());
+    let order_relay = config.relay.then(|| {
+        cart_relay::Relay::new(pool.clone(), client.clone(), config.orders_relay_config())
+    });
+    for relay in relay.iter().chain(order_relay.iter()).cloned() {
         let mut stopped = stopped.clone();
         background.spawn(async move {
             relay

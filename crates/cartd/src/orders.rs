@@ -121,12 +121,7 @@ impl Orders {
         let body = match res {
             Ok(body) => body,
             Err(error) => {
-                headers.insert(service::NATS_SERVICE_ERROR, error.message().as_str());
-                headers.insert(
-                    service::NATS_SERVICE_ERROR_CODE,
-                    error.status.to_string().as_str(),
-                );
-                headers.insert("Cart-Error-Code", error.code.to_string().as_str());
+                crate::service::error_headers(&mut headers, &error);
                 if error.status >= 500 {
                     tracing::warn!(endpoint, status = error.status, error = %error.message(), "order request failed");
                 } else {
@@ -723,21 +718,16 @@ fn capitalized(text: &str) -> String {
 }
 
 fn store_error(error: &StoreError) -> ErrorReply {
-    if error.is_unavailable() {
-        tracing::warn!(error = %cart_store::error_chain(error), "order store unavailable");
-        ErrorReply::new(
-            503,
-            1000,
-            "Service temporarily unavailable: the store cannot be reached. Retry later",
-        )
-    } else {
-        tracing::error!(error = %cart_store::error_chain(error), "order store error");
-        ErrorReply::new(500, 1000, "Internal error")
-    }
+    failure(error.is_unavailable(), error)
 }
 
 fn order_store_error(error: &OrderStoreError) -> ErrorReply {
-    if error.is_unavailable() {
+    failure(error.is_unavailable(), error)
+}
+
+/// 503 while the store cannot be reached (retry later), else 500; logged with causes.
+fn failure(unavailable: bool, error: &dyn std::error::Error) -> ErrorReply {
+    if unavailable {
         tracing::warn!(error = %cart_store::error_chain(error), "order store unavailable");
         ErrorReply::new(
             503,

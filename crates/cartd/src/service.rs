@@ -169,6 +169,17 @@ pub(crate) async fn start(
     })
 }
 
+/// The headers of an error reply: the micro-service error pair (async-nats's own error
+/// path cannot carry a JSON body) and the Xsolla code.
+pub(crate) fn error_headers(headers: &mut HeaderMap, error: &ErrorReply) {
+    headers.insert(service::NATS_SERVICE_ERROR, error.message().as_str());
+    headers.insert(
+        service::NATS_SERVICE_ERROR_CODE,
+        error.status.to_string().as_str(),
+    );
+    headers.insert("Cart-Error-Code", error.code.to_string().as_str());
+}
+
 fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
     headers.and_then(|h| h.get(name)).map(|v| v.as_str())
 }
@@ -251,12 +262,7 @@ async fn handle(
         }
         Err(error) => {
             reply_headers.insert("Content-Type", Encoding::JSON_CONTENT_TYPE);
-            reply_headers.insert(service::NATS_SERVICE_ERROR, error.message().as_str());
-            reply_headers.insert(
-                service::NATS_SERVICE_ERROR_CODE,
-                error.status.to_string().as_str(),
-            );
-            reply_headers.insert("Cart-Error-Code", error.code.to_string().as_str());
+            error_headers(&mut reply_headers, &error);
             if let Ok(mut stats) = error_stats.lock() {
                 let entry = stats.entry(endpoint.name().to_owned()).or_default();
                 entry.0 += 1;

@@ -1,13 +1,16 @@
 //! The worker's configuration: flags, each with an environment variable and a default
 //! (the database, NATS and prefix defaults are cartd's).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 
 use crate::schedule::{self, RetrySchedule};
 
-/// Webhook fulfilment worker: sends order_paid and order_canceled to each project's URL.
+/// Webhook fulfilment worker: sends order_paid and order_canceled to each project's URL
+/// (http:// or https://; https receivers are verified against the bundled Mozilla roots
+/// and --ca-file).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "cart-webhook", version)]
 pub struct Config {
@@ -78,6 +81,12 @@ pub struct Config {
     /// How long an order_canceled waits for its order's order_paid to be recorded.
     #[arg(long, env = "CART_WEBHOOK_CANCEL_GRACE", default_value = "60s", value_parser = parse_duration)]
     pub cancel_grace: Duration,
+
+    /// Extra trusted CA certificates for https receivers (PEM, one or more), beside the
+    /// bundled Mozilla roots: a private CA, or a receiver's self-signed certificate.
+    /// Read at start; an unreadable file or one without a certificate stops the worker.
+    #[arg(long, env = "CART_WEBHOOK_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -105,16 +105,25 @@ pub struct Worker {
     pool: PgPool,
     dead: DeadLetters,
     mark: MarkDelivered,
+    /// The TLS client of https receivers (built once: the roots and `--ca-file`).
+    tls: tokio_rustls::TlsConnector,
 }
 
 impl Worker {
-    pub fn new(config: Config, pool: PgPool, dead: DeadLetters, mark: MarkDelivered) -> Self {
+    pub fn new(
+        config: Config,
+        pool: PgPool,
+        dead: DeadLetters,
+        mark: MarkDelivered,
+        tls: tokio_rustls::TlsConnector,
+    ) -> Self {
         Self {
             id: uuid::Uuid::new_v4(),
             config,
             pool,
             dead,
             mark,
+            tls,
         }
     }
 
@@ -248,7 +257,14 @@ impl Worker {
                     ),
                     ("x-webhook-attempt", number.to_string()),
                 ];
-                http::post(&settings.url, &headers, body, self.config.timeout).await
+                http::post(
+                    &self.tls,
+                    &settings.url,
+                    &headers,
+                    body,
+                    self.config.timeout,
+                )
+                .await
             }
             Err(e) => Err(HttpError::BadUrl {
                 url: String::new(),

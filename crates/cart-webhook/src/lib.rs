@@ -45,6 +45,8 @@ pub enum WebhookError {
     JetStream(String),
     #[error("admin endpoints: {0}")]
     Admin(String),
+    #[error(transparent)]
+    CaFile(#[from] http::CaFileError),
 }
 
 /// Marks an order done after its order_paid was delivered: `(project_id, order_id)`.
@@ -133,6 +135,8 @@ pub async fn run_with(
     mark: MarkDelivered,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WebhookError> {
+    // A bad --ca-file stops the worker at start, not each https attempt later.
+    let tls = http::tls_connector(config.ca_file.as_deref())?;
     let client = async_nats::ConnectOptions::new()
         .name("cart-webhook")
         .connect(config.nats_url.as_str())
@@ -158,6 +162,7 @@ pub async fn run_with(
         pool.clone(),
         dead,
         mark,
+        tls,
     ));
     for _ in 0..config.concurrency.max(1) {
         tasks.spawn(worker.clone().run(stop.clone()));

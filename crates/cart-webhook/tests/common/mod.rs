@@ -107,6 +107,8 @@ struct Inner {
     script: Mutex<VecDeque<Answer>>,
     in_flight: Mutex<HashMap<String, usize>>,
     max_in_flight_per_order: AtomicUsize,
+    /// TLS handshakes the receiver refused or that failed (https receivers only).
+    tls_failures: AtomicUsize,
 }
 
 /// A local webhook receiver: answers from its script (then 204), records every call
@@ -132,6 +134,34 @@ impl Receiver {
         Self { inner, url }
     }
 
+    /// The receiver over TLS, as `https://localhost:<port>/hook`, with the certificate
+    /// of `tests/fixtures/localhost.pem` (signed by `tests/fixtures/ca.pem`).
+    pub async fn start_tls(script: Vec<Answer>) -> Self {
+        let inner = Arc::new(Inner::default());
+        inner.script.lock().unwrap().extend(script);
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(inner.clone());
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}/hook",
+            tcp.local_addr().unwrap().port()
+        );
+        let listener = TlsListener {
+            tcp,
+            acceptor: tls_acceptor(),
+            inner: inner.clone(),
+        };
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { inner, url }
+    }
+
+    pub fn tls_failures(&self) -> usize {
+        self.inner.tls_failures.load(Ordering::SeqCst)
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.inner.calls.lock().unwrap().clone()
     }
@@ -154,6 +184,62 @@ impl Receiver {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// The test CA's certificate (trusted through `--ca-file`).
+pub fn ca_file() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ca.pem")
+}
+
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let chain = CertificateDer::pem_file_iter(fixtures.join("localhost.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixtures.join("localhost.key")).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A TCP listener that hands axum TLS streams; a failed handshake is counted and the
+/// connection dropped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    inner: Arc<Inner>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            let handshake = self.acceptor.accept(tcp);
+            match tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                Ok(Ok(tls)) => return (tls, addr),
+                _ => {
+                    self.inner.tls_failures.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 

@@ -40,7 +40,8 @@ pub use order::{
     OrderSnapshot, OrderStatus, OrderTotal, Payment, PaymentMode, PromotionRef,
 };
 pub use pricing::{
-    check_promo_code, discounted, price, rewards, AppliedCode, AppliedPromotion, Money, PricedCart,
-    PricedLine, PricingContext, PromoCodeOutcome, PromoCodeRejection, PromotionSource, Rewards,
+    check_promo_code, discounted, price, redemption_limit, rewards, AppliedCode, AppliedPromotion,
+    Money, PricedCart, PricedLine, PricingContext, PromoCodeOutcome, PromoCodeRejection,
+    PromotionSource, Rewards,
 };
 pub use time::{days_in_month, Civil, Interval, RecurrentSchedule, Timestamp};

@@ -371,6 +371,9 @@ pub enum OrderError {
     CurrencyMismatch { expected: Currency, paid: Currency },
     #[error("the order was already paid by invoice {invoice_id}")]
     AlreadyPaid { invoice_id: String },
+    /// The order's promo code reached a redemption limit since the checkout.
+    #[error("the promo code {code} has reached its redemption limit")]
+    PromoCodeLimitReached { code: String },
 }
 
 impl OrderError {
@@ -395,6 +398,7 @@ impl OrderError {
                 LineProblem::Unavailable(_) => 1455,
             },
             OrderError::LimitExceeded { available, .. } => limit_code(*available),
+            OrderError::PromoCodeLimitReached { .. } => 9804,
             OrderError::AlreadyCreated { .. }
             | OrderError::NotSingleItem
             | OrderError::InvalidTransition { .. }

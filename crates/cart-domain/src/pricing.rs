@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
-pub use promo_code::{check_promo_code, rewards, PromoCodeRejection, Rewards};
+pub use promo_code::{check_promo_code, redemption_limit, rewards, PromoCodeRejection, Rewards};
 
 use crate::availability::{self, Availability, LineLimits, Purchases, Unavailable};
 use crate::cart::Cart;

@@ -25,14 +25,17 @@ use std::time::Duration;
 use cart_domain::{
     check_limits, Cart, CartCommand, CartId, Catalog, Currency, ItemLimits, NewOrder, Order,
     OrderCommand, OrderError, OrderEvent, OrderId, OrderLine, OrderSnapshot, OrderStatus,
-    PaymentMode, ProjectId, PromoCodeUsage, Purchases, Sku, SkuPurchases, Timestamp, UserId,
+    PaymentMode, ProjectId, PromoCode, PromoCodeUsage, Purchases, Sku, SkuPurchases, Timestamp,
+    UserId,
 };
 use cart_proto::order as wire;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::store::{append_in, load_in, Append, ProcessedCommand, StoreError, StreamKey};
+use crate::store::{
+    append_in, command_lock, load_in, stream_lock, Append, ProcessedCommand, StoreError, StreamKey,
+};
 
 /// Why an order store operation failed (not a refusal: those are `OrderError`s).
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +232,41 @@ fn order_lock(project: ProjectId, order_id: OrderId) -> (i32, i32) {
     (ORDER_LOCK, lock_key(&format!("order:{project}:{order_id}")))
 }
 
+fn code_lock(project: ProjectId, code: &str) -> (i32, i32) {
+    (SKU_LOCK, lock_key(&format!("code:{project}:{code}")))
+}
+
+/// What the ledger says of a checkout's command id: its first reply, a reuse, or nothing.
+async fn ledger_outcome(
+    conn: &mut PgConnection,
+    project: ProjectId,
+    user: &UserId,
+    command: &ProcessedCommand,
+) -> Result<Option<CheckoutOutcome>, sqlx::Error> {
+    let row = sqlx::query(
+        "select fingerprint, content_type, reply from processed_commands \
+         where project_id = $1 and user_id = $2 and command_id = $3",
+    )
+    .bind(pid(project))
+    .bind(user.as_str())
+    .bind(&command.command_id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
+    if fingerprint != command.fingerprint {
+        return Ok(Some(CheckoutOutcome::IdReused));
+    }
+    Ok(Some(CheckoutOutcome::Replayed(ProcessedCommand {
+        command_id: command.command_id.clone(),
+        fingerprint,
+        content_type: row.try_get("content_type")?,
+        reply: row.try_get("reply")?,
+    })))
+}
+
 /// The SKUs among `lines` the catalog limits, with their limits.
 pub fn limited_skus<'c>(
     catalog: &'c Catalog,
@@ -304,6 +342,22 @@ impl OrderStore {
         ))
     }
 
+    /// A checkout's command id answered before: its first reply (or a reuse), looked up
+    /// before anything is priced, so a retry gets its first answer even when the cart or
+    /// the catalog changed since.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn replay(
+        &self,
+        project: ProjectId,
+        user: &UserId,
+        command: &ProcessedCommand,
+    ) -> Result<Option<CheckoutOutcome>, OrderStoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(ledger_outcome(&mut conn, project, user, command).await?)
+    }
+
     /// Confirms a payment: amount and currency must match; limits are checked again
     /// under the SKU locks. On the first confirmation the order's units count as bought,
     /// its promo code as redeemed, and its cart is cleared and loses the code, in the same
@@ -327,7 +381,18 @@ impl OrderStore {
             .map(|d| d.snapshot.lines.clone())
             .unwrap_or_default();
         let limited = limited_skus(catalog, payment.project, &lines);
-        in_tx!(self.pool, |conn| pay_in(conn, &payment, &limited))
+        let code = peek
+            .order
+            .details()
+            .and_then(|d| d.snapshot.promo_code.as_deref())
+            .and_then(|name| {
+                let promo = catalog.promo_code(payment.project, name)?;
+                let limited = promo.redeem_total_limit.is_some()
+                    || promo.redeem_user_limit.is_some()
+                    || promo.redeem_code_limit.is_some();
+                limited.then_some((name, promo))
+            });
+        in_tx!(self.pool, |conn| pay_in(conn, &payment, &limited, code))
     }
 
     /// A refund: paid or done -> canceled. Units stay counted.
@@ -772,36 +837,19 @@ async fn checkout_in(
 ) -> Result<(CheckoutOutcome, bool), OrderStoreError> {
     let project = request.project;
     if let Some(command) = &request.command {
-        let key = format!(
-            "cmd:{project}:{}:{}:{}",
-            request.user.as_str().len(),
-            request.user,
-            command.command_id
-        );
-        lock(&mut *conn, &[(USER_LOCK - 1, lock_key(&key))]).await?;
-        let row = sqlx::query(
-            "select fingerprint, content_type, reply from processed_commands \
-             where project_id = $1 and user_id = $2 and command_id = $3",
+        // The cart store's key for the id: a cart command and a checkout with one id
+        // wait for each other, and the second finds the first's ledger row.
+        lock(
+            &mut *conn,
+            &[command_lock(
+                pid(project),
+                request.user.as_str(),
+                &command.command_id,
+            )],
         )
-        .bind(pid(project))
-        .bind(request.user.as_str())
-        .bind(&command.command_id)
-        .fetch_optional(&mut *conn)
         .await?;
-        if let Some(row) = row {
-            let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
-            if fingerprint != command.fingerprint {
-                return Ok((CheckoutOutcome::IdReused, false));
-            }
-            return Ok((
-                CheckoutOutcome::Replayed(ProcessedCommand {
-                    command_id: command.command_id.clone(),
-                    fingerprint,
-                    content_type: row.try_get("content_type")?,
-                    reply: row.try_get("reply")?,
-                }),
-                false,
-            ));
+        if let Some(outcome) = ledger_outcome(&mut *conn, project, &request.user, command).await? {
+            return Ok((outcome, false));
         }
     }
     let skus: BTreeSet<Sku> = limited.keys().cloned().collect();
@@ -897,6 +945,12 @@ async fn checkout_in(
             }
         }
     }
+    if order.status() == Some(OrderStatus::Done) {
+        // A free order is bought at once: its cart is emptied as a paid one's is.
+        if let Some(cart_id) = &details.cart_id {
+            clear_bought_cart(&mut *conn, project, &details.user, cart_id, order_id).await?;
+        }
+    }
     let created = Created {
         order_id,
         token: details.payment_token.clone(),
@@ -925,10 +979,15 @@ async fn pay_in(
     conn: &mut PgConnection,
     payment: &Payment,
     limited: &BTreeMap<Sku, &ItemLimits>,
+    code: Option<(&str, &PromoCode)>,
 ) -> Result<(Decided, bool), OrderStoreError> {
     let project = payment.project;
     let skus: BTreeSet<Sku> = limited.keys().cloned().collect();
     let mut keys = sku_locks(project, &skus);
+    if let Some((code, _)) = code {
+        keys.push(code_lock(project, code));
+        keys.sort_unstable();
+    }
     keys.push(order_lock(project, payment.order_id));
     lock(&mut *conn, &keys).await?;
     let Some(loaded) = load_order(&mut *conn, project, payment.order_id).await? else {
@@ -946,12 +1005,25 @@ async fn pay_in(
         oid(payment.order_id),
     )
     .await?;
-    let limits = check_limits(
+    let mut limits = check_limits(
         &details.snapshot.lines,
         |sku| limited.get(sku).copied(),
         &purchases,
         payment.now,
     );
+    if let (Ok(()), Some((name, promo))) = (&limits, code) {
+        // Redemptions count at payment, so the code's limits are checked here, under its
+        // lock: two buyers racing for its last redemption cannot both pay with it.
+        let mut redeemed = Purchases::default();
+        let codes = [(name.to_owned(), vec![name.to_owned()])];
+        read_redemptions(&mut *conn, project, &details.user, &codes, &mut redeemed).await?;
+        let usage = redeemed.promo_codes.get(name).copied().unwrap_or_default();
+        if cart_domain::redemption_limit(promo, usage).is_err() {
+            limits = Err(OrderError::PromoCodeLimitReached {
+                code: name.to_owned(),
+            });
+        }
+    }
     let events = match cart_domain::decide_order(
         &loaded.order,
         OrderCommand::ConfirmPayment {
@@ -999,6 +1071,9 @@ async fn clear_bought_cart(
     order_id: OrderId,
 ) -> Result<(), OrderStoreError> {
     let key = StreamKey::new(project, user.clone(), cart_id.clone());
+    // Locked before it is read, so no cart command can slip in between (the append
+    // below takes the same lock again, which an advisory lock allows).
+    lock(&mut *conn, &[stream_lock(&key)]).await?;
     let loaded = load_in(&mut *conn, &key).await?;
     let events = cart_domain::decide(&loaded.cart, &CartCommand::Purchased)
         .map_err(|e| StoreError::Invalid(e.to_string()))?;

@@ -463,23 +463,36 @@ fn ledger_key<'k>(append: &Append<'k>) -> Option<LedgerKey<'k>> {
 const STREAM_LOCK: i32 = 0x4341_5254;
 const COMMAND_LOCK: i32 = 0x434d_4421;
 
+fn lock_id(id: Uuid) -> i32 {
+    let b = id.as_bytes();
+    i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// The advisory lock key of a cart stream (appends take it; so does a payment that
+/// clears the bought cart, before reading it).
+pub(crate) fn stream_lock(key: &StreamKey) -> (i32, i32) {
+    (STREAM_LOCK, lock_id(key.stream_id()))
+}
+
+/// The advisory lock key of a user's command id, shared by cart commands and checkouts
+/// so that one id is never recorded by both at once.
+pub(crate) fn command_lock(project: i64, user: &str, command_id: &str) -> (i32, i32) {
+    let name = format!("{project}:{}:{user}:{command_id}", user.len());
+    (
+        COMMAND_LOCK,
+        lock_id(Uuid::new_v5(&STREAM_NAMESPACE, name.as_bytes())),
+    )
+}
+
 /// Takes the transaction's advisory locks on the batch's streams and command ids, in
 /// key order so that two batches that share keys wait for each other instead of
 /// deadlocking. Two keys that hash alike only wait for each other needlessly.
 async fn lock_keys(conn: &mut PgConnection, appends: &[Append<'_>]) -> Result<(), sqlx::Error> {
-    let lock_id = |id: Uuid| {
-        let b = id.as_bytes();
-        i32::from_be_bytes([b[0], b[1], b[2], b[3]])
-    };
     let mut keys: Vec<(i32, i32)> = Vec::with_capacity(appends.len() * 2);
     for append in appends {
-        keys.push((STREAM_LOCK, lock_id(append.key.stream_id())));
+        keys.push(stream_lock(append.key));
         if let Some((project, user, command)) = ledger_key(append) {
-            let name = format!("{project}:{}:{user}:{command}", user.len());
-            keys.push((
-                COMMAND_LOCK,
-                lock_id(Uuid::new_v5(&STREAM_NAMESPACE, name.as_bytes())),
-            ));
+            keys.push(command_lock(project, user, command));
         }
     }
     keys.sort_unstable();

@@ -17,7 +17,7 @@ use super::{
     bonus_triggered, counts_for_conditions, in_default_currency, promotion_active, PricedLine,
     PricingContext, PromotionSource,
 };
-use crate::availability::Purchases;
+use crate::availability::{PromoCodeUsage, Purchases};
 use crate::catalog::{Catalog, PromoCode, PromotionId, PromotionKind};
 use crate::ids::{Currency, Locale, ProjectId, Sku};
 use crate::time::Timestamp;
@@ -133,17 +133,7 @@ pub fn check_promo_code<'a>(
     if !promo.window.contains(now) {
         return Err(PromoCodeRejection::Expired);
     }
-    let usage = purchases.promo_code_usage(promo);
-    let reached = |limit: Option<u32>, used: u32| limit.is_some_and(|l| used >= l);
-    if reached(promo.redeem_total_limit, usage.total) {
-        return Err(PromoCodeRejection::TotalLimitReached);
-    }
-    if reached(promo.redeem_user_limit, usage.by_user) {
-        return Err(PromoCodeRejection::UserLimitReached);
-    }
-    if reached(promo.redeem_code_limit, usage.by_code) {
-        return Err(PromoCodeRejection::CodeLimitReached);
-    }
+    redemption_limit(promo, purchases.promo_code_usage(promo))?;
     if !promo.countries.is_empty()
         && !country.is_some_and(|c| promo.countries.iter().any(|a| a.eq_ignore_ascii_case(c)))
     {
@@ -234,6 +224,29 @@ pub(super) fn check_cart(
             }
             return Err(PromoCodeRejection::ItemPriceConditions);
         }
+    }
+    Ok(())
+}
+
+/// Whether one more redemption of `promo` stays within its limits, given the redemptions
+/// so far (by everyone, by this user, of this code); the first limit reached otherwise.
+/// Also checked, under a lock, when an order that redeems the code is paid.
+///
+/// # Errors
+/// The rejection of the first limit reached: total, then per user, then per code.
+pub fn redemption_limit(
+    promo: &PromoCode,
+    usage: PromoCodeUsage,
+) -> Result<(), PromoCodeRejection> {
+    let reached = |limit: Option<u32>, used: u32| limit.is_some_and(|l| used >= l);
+    if reached(promo.redeem_total_limit, usage.total) {
+        return Err(PromoCodeRejection::TotalLimitReached);
+    }
+    if reached(promo.redeem_user_limit, usage.by_user) {
+        return Err(PromoCodeRejection::UserLimitReached);
+    }
+    if reached(promo.redeem_code_limit, usage.by_code) {
+        return Err(PromoCodeRejection::CodeLimitReached);
     }
     Ok(())
 }

@@ -34,7 +34,9 @@ fn catalog() -> Arc<Catalog> {
             ],
             "promo_codes": [
                 { "code": "HALF", "name": "Half", "discount": { "percent": "50" },
-                  "redeem_user_limit": 1 }
+                  "redeem_user_limit": 1 },
+                { "code": "ONCE", "name": "Once", "discount": { "percent": "10" },
+                  "redeem_total_limit": 1 }
             ]
         }]
     });
@@ -501,4 +503,29 @@ async fn a_recurrent_per_user_limit_resets_at_its_hour_in_its_time_zone() {
     // Right after the reset: available again.
     let next_day = Timestamp::from_unix(1_790_035_200 + 60);
     created(checkout(&store, &catalog, at(next_day)).await);
+}
+
+#[tokio::test]
+async fn two_buyers_racing_for_a_codes_last_redemption_one_pays() {
+    let (_db, pool) = testing::database().await;
+    let store = OrderStore::new(pool);
+    let catalog = catalog();
+    let snap = snapshot(&catalog, &cart_of(&[("sword", 1)], Some("ONCE")));
+    assert_eq!(snap.promo_code.as_deref(), Some("ONCE"));
+    let a = created(checkout(&store, &catalog, request("ann", Some("c"), snap.clone())).await);
+    let b = created(checkout(&store, &catalog, request("bob", Some("c"), snap)).await);
+    let (pa, pb) = tokio::join!(
+        store.confirm_payment(&catalog, payment(a.order_id, "4.50", "inv-a")),
+        store.confirm_payment(&catalog, payment(b.order_id, "4.50", "inv-b")),
+    );
+    let results = [pa.unwrap(), pb.unwrap()];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results.iter().any(|r| matches!(
+        r,
+        Err(OrderError::PromoCodeLimitReached { code }) if code == "ONCE"
+    )));
 }

@@ -389,10 +389,13 @@ async fn free_single_item_and_empty_checkouts() {
     let free = ok(&w, "order.checkout_free", req("ann", None, json!({}))).await;
     assert_eq!(free["status"], "done");
     assert_eq!(order(&w, "ann", 1).await["content"]["is_free"], true);
+    // Bought at once, so the cart is emptied as a paid order's is.
+    let cart = ok(&w, "get", req("ann", None, json!({}))).await;
+    assert!(lines(&cart).is_empty(), "{cart}");
     ok(
         &w,
-        "item.put",
-        req("ann", None, json!({"sku": "cup01", "quantity": 1})),
+        "fill",
+        req("ann", None, json!({"items": [{"sku": "daily_gift", "quantity": 1}, {"sku": "cup01", "quantity": 1}]})),
     )
     .await;
     let e = refused(&w, "order.checkout", req("ann", None, json!({}))).await;
@@ -451,6 +454,14 @@ async fn a_retried_checkout_with_its_command_id_makes_one_order() {
     assert_eq!(first, again);
     let search = ok(&w, "order.search", req("ann", None, json!({}))).await;
     assert_eq!(search["total_items_count"], 1);
+    // Paid, the cart is empty; a late retry still gets its first answer, not 1401.
+    ok(&w, "payment.confirm", pay(1, "5.99", "inv-1")).await;
+    let late = w
+        .client
+        .json("order.checkout", Some("k-1"), req("ann", None, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(late, first);
     let reused = w
         .client
         .json(

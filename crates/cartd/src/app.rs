@@ -518,15 +518,29 @@ impl App {
         // the original reply goes back (one round trip fewer for every fresh command).
         let mut cached = self.inner.cache.as_ref().and_then(|c| c.get(stream_id));
         for attempt in 1..=self.inner.max_attempts {
-            let from_cache = cached.is_some();
-            let loaded = match cached.take() {
-                Some(loaded) => loaded,
-                None => self
-                    .inner
-                    .store
-                    .load(&key)
-                    .await
-                    .map_err(|e| unavailable(&e))?,
+            let mut from_log = false;
+            let (loaded, decided) = loop {
+                let loaded = match cached.take() {
+                    Some(loaded) if !from_log => loaded,
+                    _ => {
+                        from_log = true;
+                        self.inner
+                            .store
+                            .load(&key)
+                            .await
+                            .map_err(|e| unavailable(&e))?
+                    }
+                };
+                let decided = decide(&loaded.cart, &command);
+                // A cached state may be stale (another instance, or a paid order clearing
+                // the cart, wrote since). A decision that appends is checked by the
+                // version guard; a no-op or a refusal appends nothing, so it is made
+                // again on the log before it is answered.
+                if !from_log && !matches!(&decided, Ok(events) if !events.is_empty()) {
+                    from_log = true;
+                    continue;
+                }
+                break (loaded, decided);
             };
             // Promo codes go on an existing cart; only the current cart always exists.
             // (Another user's cart id is a stream of this user's that was never opened.)
@@ -540,7 +554,7 @@ impl App {
             {
                 return Err(ErrorReply::cart_not_found(&key.user));
             }
-            let events = match decide(&loaded.cart, &command) {
+            let events = match decided {
                 Ok(events) => events,
                 Err(e) => {
                     // A retry of a command that was accepted before gets its first answer,
@@ -553,12 +567,6 @@ impl App {
                     return Err(ErrorReply::rejected(project, &e));
                 }
             };
-            if events.is_empty() && from_cache {
-                // A no-op appends nothing, so no version guard would catch a stale cached
-                // state (another instance, or a paid order clearing the cart, wrote
-                // since): decide it again on the log before answering.
-                continue;
-            }
             let cart = events.iter().fold(loaded.cart, cart_domain::apply);
             let purchases = self.cart_purchases(at, request, &cart).await?;
             let body = self.render(at, &key, &cart, &purchases, request, &warnings, encoding);

@@ -14,6 +14,7 @@ use async_nats::HeaderMap;
 use cart_domain::{
     AppliedCode, Cart, CartEvent, CartId, Catalog, Currency, InvalidInput, OrderError,
     OrderSnapshot, PaymentMode, PricingContext, ProjectId, Purchases, Sku, Timestamp, UserId,
+    MAX_QUANTITY,
 };
 use cart_proto::order::{
     self as wire, CancelOrderRequest, CheckoutItemRequest, CheckoutReply, CheckoutRequest,
@@ -181,6 +182,9 @@ impl Orders {
     ) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
         let user = UserId::parse(r.user_id).map_err(|e| ErrorReply::invalid(&e))?;
+        if let Some(reply) = self.replayed(project, &user, command.as_ref()).await? {
+            return Ok(reply);
+        }
         let cart_id = match r.cart_id {
             Some(id) => CartId::parse(id).map_err(|e| ErrorReply::invalid(&e))?,
             None => crate::current_cart_id(project, &user),
@@ -236,15 +240,20 @@ impl Orders {
     ) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
         let user = UserId::parse(r.user_id).map_err(|e| ErrorReply::invalid(&e))?;
+        if let Some(reply) = self.replayed(project, &user, command.as_ref()).await? {
+            return Ok(reply);
+        }
         let sku = Sku::parse(r.sku).map_err(|e| ErrorReply::invalid(&e))?;
         let quantity = match r.quantity {
             None => 1,
-            Some(q @ 1..=100_000) => u32::try_from(q).unwrap_or(1),
+            Some(q) if (1..=u64::from(MAX_QUANTITY)).contains(&q) => u32::try_from(q).unwrap_or(1),
             Some(_) => {
                 return Err(ErrorReply::new(
                     422,
                     1102,
-                    "Unprocessable Entity. `quantity` must be an integer from 1 to 100000",
+                    format!(
+                    "Unprocessable Entity. `quantity` must be an integer from 1 to {MAX_QUANTITY}"
+                ),
                 ))
             }
         };
@@ -374,26 +383,51 @@ impl Orders {
             .map_err(|e| order_store_error(&e))
     }
 
+    /// The first reply to a checkout's command id, looked up before anything is priced.
+    async fn replayed(
+        &self,
+        project: ProjectId,
+        user: &UserId,
+        command: Option<&ProcessedCommand>,
+    ) -> Result<Option<Vec<u8>>, ErrorReply> {
+        let Some(command) = command else {
+            return Ok(None);
+        };
+        match self.orders.replay(project, user, command).await {
+            Ok(Some(outcome)) => self.outcome(outcome).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(order_store_error(&e)),
+        }
+    }
+
     async fn create(&self, catalog: &Catalog, checkout: Checkout) -> Result<Vec<u8>, ErrorReply> {
         let reply = |created: &Created| checkout_reply(created);
-        match self.orders.checkout(catalog, checkout, reply).await {
-            Ok(CheckoutOutcome::Created(created)) => {
+        let outcome = self
+            .orders
+            .checkout(catalog, checkout, reply)
+            .await
+            .map_err(|e| order_store_error(&e))?;
+        self.outcome(outcome)
+    }
+
+    fn outcome(&self, outcome: CheckoutOutcome) -> Result<Vec<u8>, ErrorReply> {
+        match outcome {
+            CheckoutOutcome::Created(created) => {
                 if !created.expired.is_empty() {
                     tracing::info!(order_id = created.order_id, expired = ?created.expired, "older unpaid orders expired");
                 }
                 Ok(checkout_reply(&created))
             }
-            Ok(CheckoutOutcome::Replayed(done)) => {
+            CheckoutOutcome::Replayed(done) => {
                 tracing::info!("duplicate checkout: returning the original reply");
                 Ok(done.reply)
             }
-            Ok(CheckoutOutcome::IdReused) => Err(ErrorReply::new(
+            CheckoutOutcome::IdReused => Err(ErrorReply::new(
                 409,
                 1102,
                 "The command id was already used for a different request",
             )),
-            Ok(CheckoutOutcome::Refused(refusal)) => Err(refused(&refusal)),
-            Err(e) => Err(order_store_error(&e)),
+            CheckoutOutcome::Refused(refusal) => Err(refused(&refusal)),
         }
     }
 
@@ -406,9 +440,11 @@ impl Orders {
                 self.orders.load_by_token(project, &token).await
             }
             _ => {
-                return Err(ErrorReply::invalid(&InvalidInput::OneOf(
-                    "order_id", "token",
-                )))
+                return Err(ErrorReply::new(
+                    422,
+                    1102,
+                    "Unprocessable Entity. Give exactly one of `order_id` and `token` (1 to 128 characters)",
+                ))
             }
         }
         .map_err(|e| order_store_error(&e))?;
@@ -703,6 +739,14 @@ fn refused(error: &OrderError) -> ErrorReply {
     };
     let text = match error {
         OrderError::NotFound => "Order not found".to_owned(),
+        OrderError::LimitExceeded {
+            reset_next_date: Some(next),
+            ..
+        } => format!(
+            "{}; the limit resets at {}",
+            capitalized(&error.to_string()),
+            next.civil()
+        ),
         e if e.code() == 1401 => format!("Invalid cart. {}", capitalized(&e.to_string())),
         e => capitalized(&e.to_string()),
     };

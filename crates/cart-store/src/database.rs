@@ -52,8 +52,11 @@ pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
             .await
         {
             Ok(_) => tracing::info!(database = %name, "created database"),
-            // Another instance created it first.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            // Another process created it first: 42P04 when its commit came before our
+            // check, 23505 (pg_database's unique index) when both were creating at once,
+            // as cartd and cart-webhook do when `make run` starts them on a fresh server.
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -80,4 +83,27 @@ pub async fn connect(config: &DbConfig) -> Result<PgPool, StoreError> {
     }
     crate::MIGRATOR.run(&pool).await?;
     Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn processes_creating_the_same_database_at_once_all_succeed() {
+        let server = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!("cart_store_race_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgConnectOptions::from_str(&server).unwrap();
+        let url = admin.clone().database(&name).to_url_lossy().to_string();
+        let results = futures::future::join_all((0..6).map(|_| ensure_database(&url))).await;
+        let mut conn = admin.connect().await.unwrap();
+        sqlx::query(&format!("drop database if exists {name} with (force)"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for result in results {
+            result.unwrap();
+        }
+    }
 }

@@ -232,6 +232,40 @@ fn order_lock(project: ProjectId, order_id: OrderId) -> (i32, i32) {
     (ORDER_LOCK, lock_key(&format!("order:{project}:{order_id}")))
 }
 
+/// The snapshot's promo code when the catalog limits its redemptions.
+fn limited_code<'c>(
+    catalog: &'c Catalog,
+    project: ProjectId,
+    snapshot: &'c OrderSnapshot,
+) -> Option<(&'c str, &'c PromoCode)> {
+    let name = snapshot.promo_code.as_deref()?;
+    let promo = catalog.promo_code(project, name)?;
+    let limited = promo.redeem_total_limit.is_some()
+        || promo.redeem_user_limit.is_some()
+        || promo.redeem_code_limit.is_some();
+    limited.then_some((name, promo))
+}
+
+/// Whether one more redemption of a limited code fits, counted under the code's lock.
+async fn check_code(
+    conn: &mut PgConnection,
+    project: ProjectId,
+    user: &UserId,
+    (name, promo): (&str, &PromoCode),
+) -> Result<Result<(), OrderError>, sqlx::Error> {
+    let mut redeemed = Purchases::default();
+    let codes = [(name.to_owned(), vec![name.to_owned()])];
+    read_redemptions(conn, project, user, &codes, &mut redeemed).await?;
+    let usage = redeemed.promo_codes.get(name).copied().unwrap_or_default();
+    Ok(
+        cart_domain::redemption_limit(promo, usage).map_err(|_| {
+            OrderError::PromoCodeLimitReached {
+                code: name.to_owned(),
+            }
+        }),
+    )
+}
+
 fn code_lock(project: ProjectId, code: &str) -> (i32, i32) {
     (SKU_LOCK, lock_key(&format!("code:{project}:{code}")))
 }
@@ -337,8 +371,15 @@ impl OrderStore {
         reply: impl Fn(&Created) -> Vec<u8> + Send + Sync,
     ) -> Result<CheckoutOutcome, OrderStoreError> {
         let limited = limited_skus(catalog, request.project, &request.snapshot.lines);
+        // A free order is bought, and redeems its code, at checkout: the code's limits are
+        // checked then, under its lock, as a payment does.
+        let code = request
+            .snapshot
+            .is_free()
+            .then(|| limited_code(catalog, request.project, &request.snapshot))
+            .flatten();
         in_tx!(self.pool, |conn| checkout_in(
-            conn, &request, &limited, &reply
+            conn, &request, &limited, code, &reply
         ))
     }
 
@@ -384,14 +425,7 @@ impl OrderStore {
         let code = peek
             .order
             .details()
-            .and_then(|d| d.snapshot.promo_code.as_deref())
-            .and_then(|name| {
-                let promo = catalog.promo_code(payment.project, name)?;
-                let limited = promo.redeem_total_limit.is_some()
-                    || promo.redeem_user_limit.is_some()
-                    || promo.redeem_code_limit.is_some();
-                limited.then_some((name, promo))
-            });
+            .and_then(|d| limited_code(catalog, payment.project, &d.snapshot));
         in_tx!(self.pool, |conn| pay_in(conn, &payment, &limited, code))
     }
 
@@ -833,6 +867,7 @@ async fn checkout_in(
     conn: &mut PgConnection,
     request: &Checkout,
     limited: &BTreeMap<Sku, &ItemLimits>,
+    code: Option<(&str, &PromoCode)>,
     reply: &(impl Fn(&Created) -> Vec<u8> + Send + Sync),
 ) -> Result<(CheckoutOutcome, bool), OrderStoreError> {
     let project = request.project;
@@ -854,6 +889,10 @@ async fn checkout_in(
     }
     let skus: BTreeSet<Sku> = limited.keys().cloned().collect();
     let mut keys = sku_locks(project, &skus);
+    if let Some((name, _)) = code {
+        keys.push(code_lock(project, name));
+        keys.sort_unstable();
+    }
     keys.push((
         USER_LOCK,
         lock_key(&format!("user:{project}:{}", request.user)),
@@ -870,12 +909,15 @@ async fn checkout_in(
         0,
     )
     .await?;
-    let limits = check_limits(
+    let mut limits = check_limits(
         &request.snapshot.lines,
         |sku| limited.get(sku).copied(),
         &purchases,
         now,
     );
+    if let (Ok(()), Some(code)) = (&limits, code) {
+        limits = check_code(&mut *conn, project, &request.user, code).await?;
+    }
     let order_id: i64 = sqlx::query_scalar(
         "insert into order_sequences (project_id, last_order_id) values ($1, 1) \
          on conflict (project_id) do update set last_order_id = order_sequences.last_order_id + 1 \
@@ -1011,18 +1053,10 @@ async fn pay_in(
         &purchases,
         payment.now,
     );
-    if let (Ok(()), Some((name, promo))) = (&limits, code) {
+    if let (Ok(()), Some(code)) = (&limits, code) {
         // Redemptions count at payment, so the code's limits are checked here, under its
         // lock: two buyers racing for its last redemption cannot both pay with it.
-        let mut redeemed = Purchases::default();
-        let codes = [(name.to_owned(), vec![name.to_owned()])];
-        read_redemptions(&mut *conn, project, &details.user, &codes, &mut redeemed).await?;
-        let usage = redeemed.promo_codes.get(name).copied().unwrap_or_default();
-        if cart_domain::redemption_limit(promo, usage).is_err() {
-            limits = Err(OrderError::PromoCodeLimitReached {
-                code: name.to_owned(),
-            });
-        }
+        limits = check_code(&mut *conn, project, &details.user, code).await?;
     }
     let events = match cart_domain::decide_order(
         &loaded.order,

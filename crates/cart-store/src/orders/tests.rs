@@ -529,3 +529,31 @@ async fn two_buyers_racing_for_a_codes_last_redemption_one_pays() {
         Err(OrderError::PromoCodeLimitReached { code }) if code == "ONCE"
     )));
 }
+
+#[tokio::test]
+async fn a_free_order_redeems_a_limited_code_under_its_lock() {
+    let (_db, pool) = testing::database().await;
+    let store = OrderStore::new(pool);
+    let catalog = catalog();
+    // Pricing never attaches a code to an all-free cart today; the store must not rely
+    // on that, since a free order redeems its code at checkout.
+    let mut free = snapshot(&catalog, &cart_of(&[("gift", 1)], None));
+    free.promo_code = Some("ONCE".into());
+    let (a, b) = tokio::join!(
+        checkout(&store, &catalog, request("ann", Some("c"), free.clone())),
+        checkout(&store, &catalog, request("bob", Some("c"), free)),
+    );
+    let outcomes = [a, b];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, CheckoutOutcome::Created(_)))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(outcomes.iter().any(|o| matches!(
+        o,
+        CheckoutOutcome::Refused(OrderError::PromoCodeLimitReached { .. })
+    )));
+}

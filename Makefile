@@ -5,6 +5,7 @@
 #   make ci       what CI runs (.ci/run)
 #   make bench-feed  export and projection-rebuild throughput (BENCHMARKS.md)
 #   make bench    command throughput, latency and memory of a release cartd under load
+#   make bench-orders  the purchase path (fill, checkout, payment) of a release cartd
 #
 # DATABASE_URL and NATS_URL can be overridden from the environment or the
 # command line; they are exported to every recipe (cartd and the tests read them).
@@ -30,10 +31,10 @@ TEST_CMD = $(if $(shell $(CARGO) nextest --version 2>/dev/null),$(CARGO) nextest
 # cart-domain must stay free of I/O, async and wire-format crates.
 DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 
-.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench
+.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench"
+	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -64,6 +65,29 @@ bench-feed: services
 # criterion micro-benchmarks of the pure domain: the event fold and pricing.
 bench-domain:
 	$(CARGO) bench -p cart-domain --bench domain
+
+# The purchase path: a release cartd (relays on) on a fresh database, driven by
+# `cart-bench orders` (fill, checkout, payment per fresh user), after a fills-only phase
+# by the same clients for the ratio.  make bench-orders BENCH_ORDERS_ARGS='--clients 32'
+BENCH_ORDERS_ARGS ?=
+BENCH_ORDERS_DATABASE_URL ?= $(shell sed -E 's#^([a-z]+://[^/?]*)(/[^?]*)?#\1/cart_bench_orders#' <<< '$(DATABASE_URL)')
+bench-orders: services
+	$(CARGO) build --release -p cartd -p cart-bench --bins
+	mkdir -p '$(BENCH_OUT)'
+	'$(BENCH_BIN)/cart-bench' drop-database --database-url '$(BENCH_ORDERS_DATABASE_URL)'
+	RUST_LOG=warn DATABASE_URL='$(BENCH_ORDERS_DATABASE_URL)' CART_CATALOG='$(CATALOG)' \
+	CART_SUBJECT_PREFIX='$(BENCH_PREFIX)' CART_SERVICE_NAME='$(BENCH_SERVICE)' \
+	CART_EVENTS_STREAM=CART_BENCH_EVENTS CART_ORDERS_STREAM=CART_BENCH_ORDERS \
+	CART_EVENTS_MAX_AGE_SECS=3600 \
+		'$(BENCH_BIN)/cartd' $(BENCH_CARTD_ARGS) >'$(BENCH_OUT)/cartd-orders.log' 2>&1 & \
+	cartd=$$!; \
+	trap 'kill $$cartd 2>/dev/null || true; wait $$cartd 2>/dev/null || true' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for i in $$(seq 100); do \
+		'$(BENCH_BIN)/cart-bench' orders --subject-prefix '$(BENCH_PREFIX)' --secs 0.2 --clients 1 >/dev/null 2>&1 && break; \
+		sleep 0.3; \
+	done; \
+	'$(BENCH_BIN)/cart-bench' orders --subject-prefix '$(BENCH_PREFIX)' $(BENCH_ORDERS_ARGS)
 
 # Load benchmark: a release cartd on a fresh database (BENCH_DATABASE_URL, dropped
 # first), driven over NATS by `cart-bench load`, which also measures this machine's NATS

@@ -8,6 +8,7 @@ mod chart;
 mod cpu;
 mod limits;
 mod load;
+mod orders;
 mod report;
 mod runner;
 mod stats;
@@ -49,6 +50,8 @@ enum Command {
     /// Command throughput, latency and memory of a running cartd, against the limits of
     /// this machine's NATS and PostgreSQL measured in the same run.
     Load(Box<load::LoadArgs>),
+    /// The purchase path of a running cartd: fill, checkout, payment, per step and whole.
+    Orders(orders::OrdersArgs),
     /// Drop the database named in the URL, if it exists, so a service starts on an empty
     /// one (`make bench` runs this before starting cartd).
     DropDatabase {
@@ -67,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
             runs,
         } => feed(&database_url, events, runs.max(1)).await,
         Command::Load(args) => load::run(*args).await,
+        Command::Orders(args) => orders::run(args).await,
         Command::DropDatabase { database_url } => drop_database(&database_url).await,
     }
 }

@@ -75,15 +75,31 @@ impl DeadLetters {
         order_id: u64,
         body: Vec<u8>,
     ) -> Result<(), String> {
+        self.publish_on(
+            Self::subject(&self.prefix, project_id, order_id),
+            &event_id.to_string(),
+            body,
+        )
+        .await
+    }
+
+    /// An order event intake could not decode: on `<prefix>.webhooks.dead.intake`, with
+    /// message id `intake-<id>` (the stream's sequence of the event).
+    pub(crate) async fn publish_undecodable(&self, id: &str, body: Vec<u8>) -> Result<(), String> {
+        self.publish_on(
+            format!("{}.webhooks.dead.intake", self.prefix),
+            &format!("intake-{id}"),
+            body,
+        )
+        .await
+    }
+
+    async fn publish_on(&self, subject: String, msg_id: &str, body: Vec<u8>) -> Result<(), String> {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", event_id.to_string().as_str());
+        headers.insert("Nats-Msg-Id", msg_id);
         headers.insert("Content-Type", "application/json");
         self.jetstream
-            .publish_with_headers(
-                Self::subject(&self.prefix, project_id, order_id),
-                headers,
-                body.into(),
-            )
+            .publish_with_headers(subject, headers, body.into())
             .await
             .map_err(|e| e.to_string())?
             .await
@@ -183,7 +199,9 @@ impl Worker {
             tx.commit().await?;
             return Ok(Step::Idle);
         };
-        let settings = store::settings(&self.pool, claimed.project_id).await?;
+        // On the claim's own connection: a second pooled connection per loop could wait
+        // for the pool while the claim holds its row lock (and its connection).
+        let settings = store::settings(&mut *tx, claimed.project_id).await?;
         let Some(settings) = settings.filter(|s| s.enabled) else {
             // No webhook (yet), or switched off: keep the notification for when the
             // project turns its webhook on, rather than dropping what it would need.
@@ -196,15 +214,20 @@ impl Worker {
             );
             return Ok(Step::Worked);
         };
+        // The lease's end as this worker sees it, on its own clock, taken before the lease
+        // is written so that it is never later than the database's `leased_until`.
+        let leased = Instant::now();
         let number = store::lease(&mut tx, claimed.event_id, self.id, self.config.lease()).await?;
         tx.commit().await?;
 
         // The call, with no transaction open.
         let (attempt, next) = self.attempt(&claimed, number, &settings).await;
 
-        // The outcome, under the lease.
-        let kept =
-            store::finish_attempt(&self.pool, claimed.event_id, self.id, &attempt, next).await?;
+        // The outcome, under the lease: retried while the lease lasts, since an outcome
+        // that is not recorded makes the delivery go out again once the lease expires.
+        let kept = self
+            .record_outcome(claimed.event_id, &attempt, next, leased)
+            .await?;
         if !kept {
             tracing::warn!(
                 project = claimed.project_id,
@@ -228,6 +251,48 @@ impl Worker {
             "webhook attempt"
         );
         Ok(Step::Worked)
+    }
+
+    /// `finish_attempt`, retried on database errors with backoff (100 ms doubling up to
+    /// 2 s) until shortly before the lease ends: `--lease-margin` / 2 before it, by this
+    /// worker's clock from just before the lease was written. Past that, another worker
+    /// may claim the delivery, and the error is returned (the attempt is then recorded
+    /// as of unknown outcome by the next claim, and the notification sent again).
+    async fn record_outcome(
+        &self,
+        event_id: uuid::Uuid,
+        attempt: &Attempt,
+        next: Next,
+        leased: Instant,
+    ) -> Result<bool, store::StoreError> {
+        let deadline = leased
+            + self
+                .config
+                .lease()
+                .saturating_sub(self.config.lease_margin / 2);
+        let mut backoff = Duration::from_millis(100);
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            match store::finish_attempt(&self.pool, event_id, self.id, attempt, next).await {
+                Ok(kept) => {
+                    if tries > 1 {
+                        tracing::info!(%event_id, tries, kept, "outcome recorded after retrying");
+                    }
+                    return Ok(kept);
+                }
+                Err(e) => {
+                    let now = Instant::now();
+                    if now + backoff >= deadline {
+                        tracing::error!(%event_id, tries, error = %cart_store::error_chain(&e), "could not record an outcome before the lease ends; the delivery will be sent again");
+                        return Err(e);
+                    }
+                    tracing::warn!(%event_id, tries, error = %cart_store::error_chain(&e), "recording an outcome; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
     }
 
     /// One HTTP attempt and what it leaves the delivery as.
@@ -338,7 +403,11 @@ impl Worker {
                 last_outcome,
                 last_error,
             } => {
-                let reason = if last_outcome.as_deref() == Some("permanent") {
+                // Failed without an attempt: an order_paid superseded by its order's
+                // order_canceled, which was sent first (store::claim).
+                let reason = if attempts == 0 {
+                    "superseded"
+                } else if last_outcome.as_deref() == Some("permanent") {
                     "permanent"
                 } else {
                     "retries_exhausted"

@@ -1,6 +1,7 @@
 //! Intake: order events from JetStream into the delivery outbox. The row is committed
 //! before the message is acked, and a redelivered message inserts nothing, so every
-//! paid or canceled event gets exactly one delivery row.
+//! paid or canceled event (and a free order's done event) gets exactly one delivery row.
+//! An event of those types that does not decode is dead-lettered, not silently dropped.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use futures::StreamExt;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use crate::deliver::DeadLetters;
 use crate::payload::NotificationType;
 use crate::store::{self, NewDelivery};
 use crate::{Config, WebhookError};
@@ -52,6 +54,7 @@ pub async fn run(
     jetstream: jetstream::Context,
     config: Config,
     pool: PgPool,
+    dead: DeadLetters,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), WebhookError> {
     let consumer = loop {
@@ -91,9 +94,38 @@ pub async fn run(
         let ack = match take(&pool, &message.payload).await {
             Ok(()) => AckKind::Ack,
             Err(Take::Unreadable(reason)) => {
-                // Never deliverable, and redelivering would not change that: terminate.
+                // Not an order event at all: never deliverable, and redelivering would
+                // not change that: terminate.
                 tracing::error!(subject = %message.subject, %reason, "unreadable order event; terminated");
                 AckKind::Term
+            }
+            Err(Take::Undecodable { event_type, reason }) => {
+                // An event that may cause a webhook but does not decode (a newer
+                // producer's shape, a bug): kept in the dead-letter stream before it is
+                // terminated, so that it can be looked at and replayed; if the dead
+                // letter cannot be published, the event is redelivered later instead.
+                let sequence = message
+                    .info()
+                    .map(|i| format!("{}-{}", i.stream, i.stream_sequence))
+                    .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
+                let body = serde_json::json!({
+                    "reason": "undecodable",
+                    "event_type": event_type,
+                    "error": reason,
+                    "subject": message.subject.as_str(),
+                    "payload": String::from_utf8_lossy(&message.payload),
+                });
+                let body = serde_json::to_vec(&body).unwrap_or_default();
+                match dead.publish_undecodable(&sequence, body).await {
+                    Ok(()) => {
+                        tracing::error!(subject = %message.subject, %event_type, %reason, "undecodable order event; dead-lettered and terminated");
+                        AckKind::Term
+                    }
+                    Err(e) => {
+                        tracing::warn!(subject = %message.subject, error = %e, "dead-lettering an undecodable order event; will be redelivered");
+                        AckKind::Nak(Some(UNDECODABLE_RETRY))
+                    }
+                }
             }
             Err(Take::Store(e)) => {
                 tracing::warn!(error = %cart_store::error_chain(&e), "recording a delivery; will be redelivered");
@@ -106,27 +138,50 @@ pub async fn run(
     }
 }
 
+/// How long an undecodable event waits before it is redelivered when its dead letter
+/// could not be published.
+const UNDECODABLE_RETRY: Duration = Duration::from_secs(30);
+
 enum Take {
+    /// Not JSON, or no `event_type`: not an order event.
     Unreadable(String),
+    /// An event type that may cause a webhook, whose envelope does not decode.
+    Undecodable {
+        event_type: String,
+        reason: String,
+    },
     Store(store::StoreError),
 }
 
-/// Records the delivery an event causes, if it causes one.
+/// Records the delivery an event causes, if it causes one. Events of other types are
+/// acked without being decoded further.
 async fn take(pool: &PgPool, payload: &[u8]) -> Result<(), Take> {
-    let envelope: OrderEventEnvelope =
+    let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| Take::Unreadable(e.to_string()))?;
-    let Some(kind) = NotificationType::for_event(&envelope.event_type) else {
+    let Some(event_type) = value.get("event_type").and_then(|t| t.as_str()) else {
+        return Err(Take::Unreadable("no event_type".into()));
+    };
+    if !NotificationType::may_notify(event_type) {
+        return Ok(());
+    }
+    let undecodable = |reason: String| Take::Undecodable {
+        event_type: event_type.to_owned(),
+        reason,
+    };
+    let envelope: OrderEventEnvelope =
+        serde_json::from_value(value.clone()).map_err(|e| undecodable(e.to_string()))?;
+    let Some(kind) = NotificationType::for_event(&envelope) else {
         return Ok(());
     };
     let event_id = uuid::Uuid::parse_str(&envelope.event_id)
-        .map_err(|e| Take::Unreadable(format!("event id {:?}: {e}", envelope.event_id)))?;
+        .map_err(|e| undecodable(format!("event id {:?}: {e}", envelope.event_id)))?;
     let delivery = NewDelivery {
         event_id,
         project_id: envelope.project_id,
         order_id: envelope.order_id,
         version: envelope.version,
         kind,
-        envelope: serde_json::to_value(&envelope).map_err(|e| Take::Unreadable(e.to_string()))?,
+        envelope: serde_json::to_value(&envelope).map_err(|e| undecodable(e.to_string()))?,
     };
     let inserted = store::insert_delivery(pool, &delivery)
         .await

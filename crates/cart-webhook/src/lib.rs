@@ -155,6 +155,7 @@ pub async fn run_with(
         jetstream.clone(),
         config.clone(),
         pool.clone(),
+        dead.clone(),
         stop.clone(),
     ));
     let worker = Arc::new(deliver::Worker::new(

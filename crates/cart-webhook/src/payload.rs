@@ -13,12 +13,29 @@ pub enum NotificationType {
 }
 
 impl NotificationType {
-    /// The notification an order event causes, if any (only paid and canceled do).
-    pub fn for_event(event_type: &str) -> Option<Self> {
-        match event_type {
+    /// The notification an order event causes, if any: `OrderPaid` and `OrderCanceled`,
+    /// and the `OrderDone` of a free order (a free checkout records `OrderCreated` then
+    /// `OrderDone`, never `OrderPaid`: its `OrderDone` is its order_paid).
+    pub fn for_event(envelope: &OrderEventEnvelope) -> Option<Self> {
+        match envelope.event_type.as_str() {
             "OrderPaid" => Some(Self::OrderPaid),
             "OrderCanceled" => Some(Self::OrderCanceled),
+            "OrderDone" if is_free_done(envelope) => Some(Self::OrderPaid),
             _ => None,
+        }
+    }
+
+    /// Whether events of this type may cause a notification (before decoding the rest).
+    pub fn may_notify(event_type: &str) -> bool {
+        matches!(event_type, "OrderPaid" | "OrderCanceled" | "OrderDone")
+    }
+
+    /// The order status the notification reports: `paid` for an order_paid (a free
+    /// order's comes from its `OrderDone`, whose order is already `done`).
+    pub fn order_status(self) -> &'static str {
+        match self {
+            Self::OrderPaid => "paid",
+            Self::OrderCanceled => "canceled",
         }
     }
 
@@ -36,6 +53,13 @@ impl NotificationType {
             _ => None,
         }
     }
+}
+
+/// A free order's completion: `OrderDone` of an order marked free, without an invoice.
+pub fn is_free_done(envelope: &OrderEventEnvelope) -> bool {
+    envelope.event_type == "OrderDone"
+        && envelope.order.is_free
+        && envelope.order.invoice_id.is_none()
 }
 
 #[derive(Debug, Serialize)]
@@ -131,7 +155,7 @@ pub fn body(kind: NotificationType, envelope: &OrderEventEnvelope, version: i16)
             currency_type: if price.is_some() { "real" } else { "unknown" },
             currency: price.map(|p| p.currency.as_str()),
             amount: price.map_or(NOTHING, |p| p.amount.as_str()),
-            status: &order.status,
+            status: kind.order_status(),
             platform: "xsolla",
             comment: None,
             invoice_id: order.invoice_id.as_deref(),

@@ -30,12 +30,17 @@ fn pid(project_id: u64) -> i64 {
     i64::try_from(project_id).unwrap_or(i64::MAX)
 }
 
-pub async fn settings(pool: &PgPool, project_id: u64) -> Result<Option<Settings>, StoreError> {
+/// A project's settings, read through `db`: a pool, or the claim's own transaction (so a
+/// delivery loop never needs a second connection while it holds its claim).
+pub async fn settings<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    project_id: u64,
+) -> Result<Option<Settings>, StoreError> {
     let row = sqlx::query(
         "select url, secret, enabled, version from webhook_settings where project_id = $1",
     )
     .bind(pid(project_id))
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(row.map(|r| Settings {
         project_id,
@@ -113,9 +118,19 @@ pub struct Claimed {
 /// delivery of the same order exists (pending includes leased, i.e. in flight; an
 /// earlier one locked by another claim is skipped by `skip locked` and this condition
 /// keeps the later one back), so an order is never delivered by two workers at once
-/// and its notifications go out in event order. An order_canceled also waits up to
-/// `cancel_grace` for its order_paid to be recorded, because intake instances may
-/// record an order's two events in either order.
+/// and its notifications go out in event order.
+///
+/// An order_canceled of a paid order (its envelope's order has an invoice and is not
+/// free) waits, with no time limit, until its order's order_paid is recorded and
+/// finished (delivered or failed): intake instances may record an order's two events
+/// in either order, and however late the paid event is, it comes. Any other
+/// order_canceled (a free order's, or one without an invoice) waits up to
+/// `cancel_grace` from its intake for an order_paid to be recorded, since none may come
+/// (a free order done before this worker sent free orders' order_paid).
+///
+/// Before claiming, a pending order_paid never attempted whose order's order_canceled
+/// was already attempted or finished is failed as superseded (dead-lettered with reason
+/// `superseded`) rather than sent after it; only odd histories get there.
 ///
 /// When the claimed row's previous lease expired without an outcome (its worker died
 /// or stalled mid-call), that attempt is recorded as an `error` whose outcome is
@@ -124,12 +139,28 @@ pub async fn claim(
     tx: &mut Transaction<'_, Postgres>,
     cancel_grace: Duration,
 ) -> Result<Option<Claimed>, StoreError> {
+    sqlx::query(
+        "update webhook_deliveries set status = 'failed', finished_at = clock_timestamp(),
+           leased_until = null
+         where event_id in (
+           select d.event_id from webhook_deliveries d
+           where d.status = 'pending' and d.notification_type = 'order_paid'
+             and d.attempts = 0
+             and exists (
+               select 1 from webhook_deliveries c
+               where c.project_id = d.project_id and c.order_id = d.order_id
+                 and c.notification_type = 'order_canceled'
+                 and (c.status <> 'pending' or c.attempts > 0))
+           for update of d skip locked)",
+    )
+    .execute(&mut **tx)
+    .await?;
     let row = sqlx::query(
         "select d.event_id, d.project_id, d.order_id, d.notification_type, d.envelope,
                 d.attempts, d.leased_until is not null as lease_lost
          from webhook_deliveries d
-         where d.status = 'pending' and d.next_attempt_at <= now()
-           and (d.leased_until is null or d.leased_until < now())
+         where d.status = 'pending' and d.next_attempt_at <= clock_timestamp()
+           and (d.leased_until is null or d.leased_until < clock_timestamp())
            and not exists (
              select 1 from webhook_deliveries e
              where e.project_id = d.project_id and e.order_id = d.order_id
@@ -138,8 +169,16 @@ pub async fn claim(
              or exists (
                select 1 from webhook_deliveries p
                where p.project_id = d.project_id and p.order_id = d.order_id
-                 and p.notification_type = 'order_paid')
-             or d.created_at < now() - make_interval(secs => $1))
+                 and p.notification_type = 'order_paid'
+                 and p.status in ('delivered', 'failed'))
+             or (not (d.envelope -> 'order' ->> 'invoice_id' is not null
+                      and coalesce((d.envelope -> 'order' ->> 'is_free')::boolean, false)
+                          = false)
+               and (exists (
+                      select 1 from webhook_deliveries p
+                      where p.project_id = d.project_id and p.order_id = d.order_id
+                        and p.notification_type = 'order_paid')
+                    or d.created_at < clock_timestamp() - make_interval(secs => $1))))
          order by d.next_attempt_at, d.id
          limit 1
          for update of d skip locked",
@@ -183,7 +222,9 @@ pub async fn claim(
 }
 
 /// Leases a claimed delivery to `worker` for `lease` and counts the attempt about to
-/// be made; returns its number. The caller commits, then makes the call.
+/// be made; returns its number. The caller commits, then makes the call. The lease is
+/// timed from the statement's clock (`clock_timestamp()`), not from the claiming
+/// transaction's start (`now()`), which may be earlier by the claim's own duration.
 pub async fn lease(
     tx: &mut Transaction<'_, Postgres>,
     event_id: uuid::Uuid,
@@ -192,7 +233,8 @@ pub async fn lease(
 ) -> Result<i32, StoreError> {
     let attempt: i32 = sqlx::query_scalar(
         "update webhook_deliveries set attempts = attempts + 1, leased_by = $2,
-           leased_at = now(), leased_until = now() + make_interval(secs => $3)
+           leased_at = clock_timestamp(),
+           leased_until = clock_timestamp() + make_interval(secs => $3)
          where event_id = $1
          returning attempts",
     )
@@ -206,14 +248,22 @@ pub async fn lease(
 
 /// Leaves a claimed delivery pending and unleased, without counting an attempt, until
 /// `after`.
+///
+/// `leased_by` (and `attempts`) are kept: when the claimed row's previous lease had
+/// expired (its worker stalled mid-call), that worker may still come back with the
+/// outcome, and `finish_attempt` records it only while `leased_by` and `attempts` are
+/// its own. Nobody else has sent the notification since, so a late success must still
+/// end the delivery; erasing `leased_by` here would refuse it and send it once more.
+/// A later claim overwrites `leased_by` and counts a new attempt, which ends that.
 pub async fn postpone(
     tx: &mut Transaction<'_, Postgres>,
     event_id: uuid::Uuid,
     after: Duration,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "update webhook_deliveries set next_attempt_at = now() + make_interval(secs => $2),
-           leased_until = null, leased_by = null, leased_at = null
+        "update webhook_deliveries
+           set next_attempt_at = clock_timestamp() + make_interval(secs => $2),
+               leased_until = null
          where event_id = $1",
     )
     .bind(event_id)
@@ -292,8 +342,11 @@ pub async fn finish_attempt(
            next_attempt_at = now() + make_interval(secs => $4),
            finished_at = case when $5 then now() end,
            leased_until = null, leased_by = null, leased_at = null,
-           -- A delivered order_canceled leaves nothing to follow up.
-           followed_up_at = case when $2 = 'delivered' and notification_type = 'order_canceled'
+           -- A delivered order_canceled leaves nothing to follow up, nor does a free
+           -- order's order_paid (its OrderDone caused it: the order is done already).
+           followed_up_at = case when $2 = 'delivered'
+                              and (notification_type = 'order_canceled'
+                                   or envelope ->> 'event_type' = 'OrderDone')
                             then now() end
          where event_id = $1 and status = 'pending' and leased_by = $6 and attempts = $3",
     )

@@ -445,3 +445,200 @@ async fn the_order_store_refusing_an_unknown_order_is_given_up_not_retried() {
     }
     worker.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_free_orders_done_event_is_its_order_paid_and_its_refund_follows() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![]).await;
+    let worker = w.start_worker();
+    w.set_webhook(1, &receiver.url, "s", 2).await;
+    // A free checkout: OrderCreated then OrderDone, never OrderPaid.
+    w.publish(&common::free(1, 71, "OrderCreated", "new", 1))
+        .await;
+    w.publish(&common::free(1, 71, "OrderDone", "done", 2))
+        .await;
+    // A paid order's OrderDone (after its order_paid) causes nothing.
+    w.publish(&envelope(1, 72, "OrderDone", "done", 3)).await;
+    w.wait_status(71, "order_paid", "delivered").await;
+    let calls = receiver.wait_calls(1).await;
+    assert_eq!(calls[0].key(), "1:71:order_paid");
+    let body = calls[0].json();
+    assert_eq!(body["notification_type"], "order_paid");
+    assert_eq!(body["order"]["status"], "paid");
+    assert_eq!(body["order"]["currency_type"], "unknown");
+    assert_eq!(body["order"]["currency"], serde_json::Value::Null);
+    assert_eq!(body["order"]["amount"], "0");
+    assert_eq!(body["order"]["invoice_id"], serde_json::Value::Null);
+    assert_eq!(body["items"][0]["is_free"], true);
+    assert_eq!(body["items"][0]["amount"], "0");
+
+    // A refund of the done free order: order_canceled, after it.
+    w.publish(&common::free(1, 71, "OrderCanceled", "canceled", 3))
+        .await;
+    w.wait_status(71, "order_canceled", "delivered").await;
+    let calls = receiver.calls();
+    let keys: Vec<String> = calls.iter().map(common::Call::key).collect();
+    assert_eq!(keys, ["1:71:order_paid", "1:71:order_canceled"]);
+    assert_eq!(calls[1].json()["order"]["status"], "canceled");
+    // The order is done already: it is not marked again, and no follow-up error is kept.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(w.marked.lock().unwrap().is_empty());
+    let row: (bool, Option<String>) = sqlx::query_as(
+        "select followed_up_at is not null, follow_up_error from webhook_deliveries
+         where order_id = 71 and notification_type = 'order_paid'",
+    )
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!(row, (true, None));
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paid_orders_cancel_waits_for_a_paid_event_later_than_the_grace() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![]).await;
+    let mut config = w.config.clone();
+    config.cancel_grace = Duration::from_millis(300);
+    let worker = w.start_worker_with(config);
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    w.publish(&canceled(1, 91)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        receiver.calls().is_empty(),
+        "the cancel waited for order_paid"
+    );
+    w.publish(&paid(1, 91)).await;
+    w.wait_status(91, "order_canceled", "delivered").await;
+    let keys: Vec<String> = receiver.calls().iter().map(common::Call::key).collect();
+    assert_eq!(keys, ["1:91:order_paid", "1:91:order_canceled"]);
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_paid_recorded_after_its_cancel_was_sent_is_superseded_not_sent() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![]).await;
+    let mut config = w.config.clone();
+    config.cancel_grace = Duration::from_millis(200);
+    let worker = w.start_worker_with(config);
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    // No invoice: no order_paid is certain to come, so the grace applies.
+    let mut cancel = canceled(1, 93);
+    cancel.order.invoice_id = None;
+    w.publish(&cancel).await;
+    w.wait_status(93, "order_canceled", "delivered").await;
+    w.publish(&paid(1, 93)).await;
+    w.wait_status(93, "order_paid", "failed").await;
+    let keys: Vec<String> = receiver.calls().iter().map(common::Call::key).collect();
+    assert_eq!(keys, ["1:93:order_canceled"]);
+    let stream = w.jetstream.get_stream(&w.config.dead_stream).await.unwrap();
+    let subject = format!("{}.webhooks.dead.1.93", w.config.prefix);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let message = loop {
+        if let Ok(m) = stream.get_last_raw_message_by_subject(&subject).await {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let dead: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(dead["reason"], "superseded");
+    assert_eq!(dead["notification_type"], "order_paid");
+    assert!(w.marked.lock().unwrap().is_empty());
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_undecodable_paid_event_is_dead_lettered_not_lost() {
+    let w = World::new().await;
+    let worker = w.start_worker();
+    // The worker is up once its admin endpoint answers.
+    w.set_webhook(1, "http://127.0.0.1:1/hook", "s", 1).await;
+    let subject = format!("{}.orders.1.95.paid", w.config.prefix);
+    let broken = br#"{"event_type":"OrderPaid","project_id":1,"order_id":95}"#;
+    w.jetstream
+        .publish(subject.clone(), broken.as_slice().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // Not JSON: terminated, with no dead letter.
+    w.jetstream
+        .publish(subject.clone(), "not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut stream = w.jetstream.get_stream(&w.config.dead_stream).await.unwrap();
+    let dead_subject = format!("{}.webhooks.dead.intake", w.config.prefix);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let message = loop {
+        if let Ok(m) = stream.get_last_raw_message_by_subject(&dead_subject).await {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let dead: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(dead["reason"], "undecodable");
+    assert_eq!(dead["event_type"], "OrderPaid");
+    assert_eq!(dead["subject"], subject);
+    assert_eq!(dead["payload"], std::str::from_utf8(broken).unwrap());
+    assert!(dead["error"].as_str().unwrap().contains("missing field"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = stream.info().await.unwrap().state.messages;
+    assert_eq!(messages, 1, "a dead letter for the paid event only");
+    let rows: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_error_recording_an_outcome_is_retried_not_resent() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![]).await;
+    // Recording attempts fails while the flag table has a row.
+    sqlx::raw_sql(
+        "create table fail_outcomes (x int);
+         insert into fail_outcomes values (1);
+         create function fail_outcome() returns trigger language plpgsql as $$
+         begin
+           if exists (select 1 from fail_outcomes) then
+             raise exception 'injected failure';
+           end if;
+           return new;
+         end $$;
+         create trigger fail_outcome before insert or update on webhook_attempts
+           for each row execute function fail_outcome();",
+    )
+    .execute(&w.pool)
+    .await
+    .unwrap();
+    // Lease: 2 s timeout + 1 s margin.
+    let worker = w.start_worker();
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    w.publish(&paid(1, 97)).await;
+    receiver.wait_calls(1).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    sqlx::query("delete from fail_outcomes")
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    w.wait_status(97, "order_paid", "delivered").await;
+    // Past the lease: nobody claimed it again.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        receiver.calls().len(),
+        1,
+        "the answered call is not repeated"
+    );
+    assert_eq!(
+        w.attempts(97, "order_paid").await,
+        vec![(1, Some(204), "success".into())]
+    );
+    worker.abort();
+}

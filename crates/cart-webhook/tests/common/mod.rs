@@ -564,3 +564,28 @@ pub fn paid(project: u64, order: u64) -> OrderEventEnvelope {
 pub fn canceled(project: u64, order: u64) -> OrderEventEnvelope {
     envelope(project, order, "OrderCanceled", "canceled", 3)
 }
+
+/// A free order's envelope (as `order.checkout_free` makes it): no invoice, no price,
+/// every line free.
+pub fn free(
+    project: u64,
+    order: u64,
+    event_type: &str,
+    status: &str,
+    version: i64,
+) -> OrderEventEnvelope {
+    let mut e = envelope(project, order, event_type, status, version);
+    e.order.invoice_id = None;
+    e.order.is_free = true;
+    e.order.promo_code = None;
+    e.order.mode = None;
+    e.order.content.is_free = true;
+    e.order.content.price = None;
+    for item in &mut e.order.content.items {
+        item.is_free = true;
+        item.price = None;
+        item.amount = None;
+        item.promotions = vec![];
+    }
+    e
+}

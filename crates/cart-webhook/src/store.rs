@@ -165,6 +165,13 @@ pub async fn claim(
              select 1 from webhook_deliveries e
              where e.project_id = d.project_id and e.order_id = d.order_id
                and e.status = 'pending' and e.version < d.version)
+           -- Superseded (as above) since the update's snapshot: left to the next claim.
+           and not (d.notification_type = 'order_paid' and d.attempts = 0
+             and exists (
+               select 1 from webhook_deliveries c
+               where c.project_id = d.project_id and c.order_id = d.order_id
+                 and c.notification_type = 'order_canceled'
+                 and (c.status <> 'pending' or c.attempts > 0)))
            and (d.notification_type = 'order_paid'
              or exists (
                select 1 from webhook_deliveries p

@@ -126,6 +126,32 @@ async fn a_paid_order_is_delivered_then_done_and_its_refund_is_delivered_after()
     assert_eq!(calls[1].json()["order"]["status"], "canceled");
     w.wait_status(order_id, "order_canceled", "delivered").await;
 
+    // A free checkout (OrderCreated then OrderDone, no OrderPaid) is granted too.
+    request(
+        &w,
+        "item.put",
+        serde_json::json!({"project_id": 44056, "user_id": user, "sku": "daily_gift", "quantity": 1}),
+    )
+    .await;
+    let free = request(
+        &w,
+        "order.checkout_free",
+        serde_json::json!({"project_id": 44056, "user_id": user}),
+    )
+    .await;
+    assert_eq!(free["status"], "done");
+    let free_id = free["order_id"].as_u64().unwrap();
+    let calls = receiver.wait_calls(3).await;
+    assert_eq!(calls[2].key(), format!("44056:{free_id}:order_paid"));
+    let body = calls[2].json();
+    assert_eq!(body["order"]["status"], "paid");
+    assert_eq!(body["order"]["currency_type"], "unknown");
+    assert_eq!(body["order"]["amount"], "0");
+    assert_eq!(body["order"]["invoice_id"], serde_json::Value::Null);
+    assert_eq!(body["items"][0]["sku"], "daily_gift");
+    assert_eq!(body["items"][0]["is_free"], true);
+    w.wait_status(free_id, "order_paid", "delivered").await;
+
     worker.abort();
     server.shutdown().await;
     let _ = w.jetstream.delete_stream(&service.events_stream).await;

@@ -388,7 +388,8 @@ async fn free_single_item_and_empty_checkouts() {
     );
     let free = ok(&w, "order.checkout_free", req("ann", None, json!({}))).await;
     assert_eq!(free["status"], "done");
-    assert_eq!(order(&w, "ann", 1).await["content"]["is_free"], true);
+    let free_id = free["order_id"].as_u64().unwrap();
+    assert_eq!(order(&w, "ann", free_id).await["content"]["is_free"], true);
     // Bought at once, so the cart is emptied as a paid order's is.
     let cart = ok(&w, "get", req("ann", None, json!({}))).await;
     assert!(lines(&cart).is_empty(), "{cart}");

@@ -1,5 +1,4 @@
--- Orders: their own event log (one stream per order), the order projection, the per-project
--- order number sequence, and the ledgers purchase limits and promo-code redemption
+-- Orders: their own event log (one stream per order), the order projection, and the ledgers purchase limits and promo-code redemption
 -- limits are counted from. Everything here is written in the order command's
 -- transaction, under the locks that serialize purchases of limited items.
 
@@ -25,11 +24,9 @@ create table order_events (
 
 create index order_events_global_order on order_events (tx_id, global_position);
 
--- The last order number given out per project (Xsolla's order ids increase per project).
-create table order_sequences (
-    project_id    bigint primary key,
-    last_order_id bigint not null
-);
+-- Order numbers come from one sequence per project, `order_ids_<project_id>`, created by
+-- the order store on the project's first checkout: a sequence hands out numbers without
+-- a lock held to commit, so checkouts of one project do not queue behind each other.
 
 -- The order projection, written with the events it folds.
 create table orders (

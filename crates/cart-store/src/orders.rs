@@ -173,6 +173,14 @@ pub struct Search {
 #[derive(Debug, Clone)]
 pub struct OrderStore {
     pool: PgPool,
+    /// Projects whose order number sequence this process knows exists.
+    sequences: std::sync::Arc<std::sync::Mutex<BTreeSet<u64>>>,
+}
+
+/// The name of a project's order number sequence (a project id is a number, so the name
+/// needs no quoting).
+fn order_id_sequence(project: ProjectId) -> String {
+    format!("order_ids_{}", project.get())
 }
 
 // Advisory lock classes of the order store (see store.rs for the cart classes).
@@ -355,7 +363,10 @@ macro_rules! in_tx {
 
 impl OrderStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            sequences: std::sync::Arc::default(),
+        }
     }
 
     /// Creates an order from a priced snapshot, with its limits checked under the SKU
@@ -378,9 +389,40 @@ impl OrderStore {
             .is_free()
             .then(|| limited_code(catalog, request.project, &request.snapshot))
             .flatten();
+        self.ensure_sequence(request.project).await?;
         in_tx!(self.pool, |conn| checkout_in(
             conn, &request, &limited, code, &reply
         ))
+    }
+
+    /// Creates the project's order number sequence once (per process; `if not exists`
+    /// for the others).
+    async fn ensure_sequence(&self, project: ProjectId) -> Result<(), OrderStoreError> {
+        if self
+            .sequences
+            .lock()
+            .is_ok_and(|known| known.contains(&project.get()))
+        {
+            return Ok(());
+        }
+        let created = sqlx::query(&format!(
+            "create sequence if not exists {}",
+            order_id_sequence(project)
+        ))
+        .execute(&self.pool)
+        .await;
+        match created {
+            Ok(_) => {}
+            // Two processes creating it at once: the loser meets the winner's row in the
+            // catalog (23505) or its name (42P07); either way it exists now.
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("23505" | "42P07")) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Ok(mut known) = self.sequences.lock() {
+            known.insert(project.get());
+        }
+        Ok(())
     }
 
     /// A checkout's command id answered before: its first reply (or a reuse), looked up
@@ -918,14 +960,11 @@ async fn checkout_in(
     if let (Ok(()), Some(code)) = (&limits, code) {
         limits = check_code(&mut *conn, project, &request.user, code).await?;
     }
-    let order_id: i64 = sqlx::query_scalar(
-        "insert into order_sequences (project_id, last_order_id) values ($1, 1) \
-         on conflict (project_id) do update set last_order_id = order_sequences.last_order_id + 1 \
-         returning last_order_id",
-    )
-    .bind(pid(project))
-    .fetch_one(&mut *conn)
-    .await?;
+    // Not transactional: a refused or failed checkout leaves a gap, as Xsolla's do.
+    let order_id: i64 =
+        sqlx::query_scalar(&format!("select nextval('{}')", order_id_sequence(project)))
+            .fetch_one(&mut *conn)
+            .await?;
     let order_id = u64::try_from(order_id).unwrap_or(0);
     let new = NewOrder {
         order_id,
@@ -947,7 +986,6 @@ async fn checkout_in(
     };
     let events = match cart_domain::decide_order(&Order::default(), command) {
         Ok(events) => events,
-        // The sequence moves back with the rollback: order numbers have no gaps.
         Err(refusal) => return Ok((CheckoutOutcome::Refused(refusal), false)),
     };
     let order = append_order(&mut *conn, &Order::default(), 0, &events, now).await?;

@@ -325,6 +325,35 @@ pub enum OrderEvent {
 }
 
 impl OrderEvent {
+    /// What an `OrderCreated` records, as the order keeps it; None for other events.
+    pub fn created(&self) -> Option<OrderDetails> {
+        let OrderEvent::OrderCreated {
+            order_id,
+            payment_token,
+            project,
+            user,
+            cart_id,
+            snapshot,
+            catalog_version,
+            created_at,
+            custom_parameters,
+        } = self
+        else {
+            return None;
+        };
+        Some(OrderDetails {
+            order_id: *order_id,
+            payment_token: payment_token.clone(),
+            project: *project,
+            user: user.clone(),
+            cart_id: cart_id.clone(),
+            snapshot: snapshot.clone(),
+            catalog_version: *catalog_version,
+            created_at: *created_at,
+            custom_parameters: custom_parameters.clone(),
+        })
+    }
+
     /// The stable name of the event's type, as stored in the log.
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -659,28 +688,8 @@ fn checkout(
 /// Records what happened. No checks: `decide` already made them.
 pub fn apply(mut order: Order, event: &OrderEvent) -> Order {
     match event {
-        OrderEvent::OrderCreated {
-            order_id,
-            payment_token,
-            project,
-            user,
-            cart_id,
-            snapshot,
-            catalog_version,
-            created_at,
-            custom_parameters,
-        } => {
-            order.details = Some(OrderDetails {
-                order_id: *order_id,
-                payment_token: payment_token.clone(),
-                project: *project,
-                user: user.clone(),
-                cart_id: cart_id.clone(),
-                snapshot: snapshot.clone(),
-                catalog_version: *catalog_version,
-                created_at: *created_at,
-                custom_parameters: custom_parameters.clone(),
-            });
+        OrderEvent::OrderCreated { .. } => {
+            order.details = event.created();
             order.status = Some(OrderStatus::New);
         }
         OrderEvent::OrderPaid {

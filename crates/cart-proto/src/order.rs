@@ -195,30 +195,10 @@ pub fn stored_created(details: &OrderDetails) -> StoredCreated {
 /// Encodes an order event for the log.
 pub fn encode(event: &OrderEvent) -> EncodedOrderEvent {
     let payload = match event {
-        OrderEvent::OrderCreated {
-            order_id,
-            payment_token,
-            project,
-            user,
-            cart_id,
-            snapshot,
-            catalog_version,
-            created_at,
-            custom_parameters,
-        } => {
-            let details = OrderDetails {
-                order_id: *order_id,
-                payment_token: payment_token.clone(),
-                project: *project,
-                user: user.clone(),
-                cart_id: cart_id.clone(),
-                snapshot: snapshot.clone(),
-                catalog_version: *catalog_version,
-                created_at: *created_at,
-                custom_parameters: custom_parameters.clone(),
-            };
-            serde_json::to_value(stored_created(&details)).unwrap_or_default()
-        }
+        OrderEvent::OrderCreated { .. } => event
+            .created()
+            .map(|details| serde_json::to_value(stored_created(&details)).unwrap_or_default())
+            .unwrap_or_default(),
         OrderEvent::OrderPaid {
             invoice_id,
             amount,

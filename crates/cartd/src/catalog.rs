@@ -38,9 +38,13 @@ pub struct CatalogCache {
     inner: Arc<Inner>,
 }
 
+/// A catalog and the version per project it was built from.
+pub type Versioned = (Arc<Catalog>, Arc<BTreeMap<i64, i64>>);
+
 struct Inner {
     store: CatalogStore,
-    current: RwLock<Arc<Catalog>>,
+    /// The catalog and the version per project it was built from, swapped together.
+    current: RwLock<Versioned>,
     /// The projects the snapshot was built from, with their versions. Held across a
     /// refresh, which serializes refreshes.
     loaded: tokio::sync::Mutex<BTreeMap<i64, (i64, ProjectCatalog)>>,
@@ -52,7 +56,7 @@ impl CatalogCache {
         Self {
             inner: Arc::new(Inner {
                 store,
-                current: RwLock::new(Arc::new(Catalog::default())),
+                current: RwLock::new((Arc::default(), Arc::default())),
                 loaded: tokio::sync::Mutex::new(BTreeMap::new()),
             }),
         }
@@ -60,7 +64,17 @@ impl CatalogCache {
 
     /// The current catalog. Hold on to it for the whole request.
     pub fn snapshot(&self) -> Arc<Catalog> {
-        Arc::clone(&self.inner.current.read().unwrap_or_else(|e| e.into_inner()))
+        self.versioned().0
+    }
+
+    /// The current catalog with the version per project it was built from (an order
+    /// records the version it was priced against).
+    pub fn versioned(&self) -> Versioned {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The catalog version per project the snapshot was built from.
@@ -108,11 +122,12 @@ impl CatalogCache {
                     tracing::error!(project_id = project.project_id, error = %e, "catalog conversion failed");
                 }
             }
+            let versions = loaded.iter().map(|(p, (v, _))| (*p, *v)).collect();
             *self
                 .inner
                 .current
                 .write()
-                .unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
+                .unwrap_or_else(|e| e.into_inner()) = (Arc::new(catalog), Arc::new(versions));
         }
         Ok(changed)
     }

@@ -194,10 +194,10 @@ impl Orders {
         let custom_parameters = custom_parameters(r.custom_parameters)?;
         let key = StreamKey::new(project, user.clone(), cart_id.clone());
         let loaded = self.carts.load(&key).await.map_err(|e| store_error(&e))?;
-        let (catalog, now) = (self.catalog.snapshot(), now());
+        let ((catalog, versions), now) = (self.catalog.versioned(), now());
         let snapshot = self
             .freeze(
-                &catalog,
+                (&catalog, &versions),
                 now,
                 (project, &user),
                 &loaded.cart,
@@ -260,7 +260,7 @@ impl Orders {
         let currency = currency(r.currency.as_deref())?;
         let country = country(r.country.as_deref())?;
         let custom_parameters = custom_parameters(r.custom_parameters)?;
-        let catalog = self.catalog.snapshot();
+        let (catalog, versions) = self.catalog.versioned();
         let now = now();
         if catalog.item(project, &sku).is_none() {
             return Err(ErrorReply::unknown_item(project, &sku));
@@ -302,7 +302,7 @@ impl Orders {
         let cart = Cart::replay(&events);
         let (snapshot, version) = self
             .freeze(
-                &catalog,
+                (&catalog, &versions),
                 now,
                 (project, &user),
                 &cart,
@@ -330,7 +330,7 @@ impl Orders {
     /// Prices a cart with the user's purchases and freezes it; with the catalog version.
     async fn freeze(
         &self,
-        catalog: &Catalog,
+        (catalog, versions): (&Catalog, &BTreeMap<i64, i64>),
         now: Timestamp,
         (project, user): (ProjectId, &UserId),
         cart: &Cart,
@@ -355,10 +355,7 @@ impl Orders {
                 promo_code: applied,
             },
         );
-        let version = self
-            .catalog
-            .versions()
-            .await
+        let version = versions
             .get(&i64::try_from(project.get()).unwrap_or(i64::MAX))
             .copied()
             .unwrap_or(0);

@@ -248,10 +248,7 @@ fn limited_code<'c>(
 ) -> Option<(&'c str, &'c PromoCode)> {
     let name = snapshot.promo_code.as_deref()?;
     let promo = catalog.promo_code(project, name)?;
-    let limited = promo.redeem_total_limit.is_some()
-        || promo.redeem_user_limit.is_some()
-        || promo.redeem_code_limit.is_some();
-    limited.then_some((name, promo))
+    redemptions_limited(promo).then_some((name, promo))
 }
 
 /// Whether one more redemption of a limited code fits, counted under the code's lock.
@@ -315,15 +312,32 @@ pub fn limited_skus<'c>(
     project: ProjectId,
     lines: &[OrderLine],
 ) -> BTreeMap<Sku, &'c ItemLimits> {
-    lines
-        .iter()
-        .filter(|l| !l.is_bonus)
-        .filter_map(|l| {
-            let item = catalog.item(project, &l.sku)?;
-            let limited = item.limits.per_user.is_some() || item.limits.per_item.is_some();
-            limited.then(|| (l.sku.clone(), &item.limits))
-        })
-        .collect()
+    limits_of(
+        catalog,
+        project,
+        lines.iter().filter(|l| !l.is_bonus).map(|l| &l.sku),
+    )
+}
+
+/// The limited ones among `skus`, with their limits.
+fn limits_of<'c, 's>(
+    catalog: &'c Catalog,
+    project: ProjectId,
+    skus: impl Iterator<Item = &'s Sku>,
+) -> BTreeMap<Sku, &'c ItemLimits> {
+    skus.filter_map(|sku| {
+        let item = catalog.item(project, sku)?;
+        let limited = item.limits.per_user.is_some() || item.limits.per_item.is_some();
+        limited.then(|| (sku.clone(), &item.limits))
+    })
+    .collect()
+}
+
+/// Whether the catalog limits a code's redemptions.
+fn redemptions_limited(promo: &PromoCode) -> bool {
+    promo.redeem_total_limit.is_some()
+        || promo.redeem_user_limit.is_some()
+        || promo.redeem_code_limit.is_some()
 }
 
 fn random_token() -> String {
@@ -613,6 +627,37 @@ impl OrderStore {
             page.total = u64::try_from(total).unwrap_or(0);
         }
         Ok(page)
+    }
+
+    /// What pricing needs of the user's purchases: of the limited ones among `skus`
+    /// (since each one's last reset) and the redemptions of `code` when it is limited.
+    /// No query when nothing is limited, the common case on the command path.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn purchases_for(
+        &self,
+        catalog: &Catalog,
+        project: ProjectId,
+        user: &UserId,
+        skus: &[Sku],
+        code: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Purchases, OrderStoreError> {
+        let windows = windows(&limits_of(catalog, project, skus.iter()), now);
+        let codes: Vec<(String, Vec<String>)> = code
+            .filter(|c| {
+                catalog
+                    .promo_code(project, c)
+                    .is_some_and(redemptions_limited)
+            })
+            .map(|c| (c.to_owned(), vec![c.to_owned()]))
+            .into_iter()
+            .collect();
+        if windows.is_empty() && codes.is_empty() {
+            return Ok(Purchases::default());
+        }
+        self.purchases(project, user, &windows, &codes).await
     }
 
     /// What the user bought so far of `skus` (paid orders, refunded ones included) and

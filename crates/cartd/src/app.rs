@@ -326,23 +326,17 @@ impl App {
         skus: &[cart_domain::Sku],
         code: Option<&str>,
     ) -> Result<cart_domain::Purchases, ErrorReply> {
-        crate::orders::purchases(
-            &self.inner.orders,
-            scope.project,
-            &scope.user,
-            &at.catalog,
-            skus,
-            code,
-            at.now,
-        )
-        .await
-        .map_err(|e| {
-            unavailable(&match e {
-                cart_store::orders::OrderStoreError::Store(e) => e,
-                cart_store::orders::OrderStoreError::Database(e) => StoreError::Database(e),
-                other => StoreError::Invalid(error_chain(&other)),
+        self.inner
+            .orders
+            .purchases_for(&at.catalog, scope.project, &scope.user, skus, code, at.now)
+            .await
+            .map_err(|e| {
+                unavailable(&match e {
+                    cart_store::orders::OrderStoreError::Store(e) => e,
+                    cart_store::orders::OrderStoreError::Database(e) => StoreError::Database(e),
+                    other => StoreError::Invalid(error_chain(&other)),
+                })
             })
-        })
     }
 
     /// Purchases for pricing `cart`: its lines and its code.
@@ -683,7 +677,7 @@ fn request_items(action: &Action) -> (Vec<cart_domain::Sku>, Option<String>) {
 }
 
 /// The wall clock, for pricing and availability (the domain has none).
-fn now() -> cart_domain::Timestamp {
+pub(crate) fn now() -> cart_domain::Timestamp {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));

@@ -32,6 +32,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
+use crate::app::now;
 use crate::catalog::CatalogCache;
 
 /// The order endpoints, relative to the prefix.
@@ -375,7 +376,8 @@ impl Orders {
         code: Option<&str>,
         now: Timestamp,
     ) -> Result<Purchases, ErrorReply> {
-        purchases(&self.orders, project, user, catalog, skus, code, now)
+        self.orders
+            .purchases_for(catalog, project, user, skus, code, now)
             .await
             .map_err(|e| order_store_error(&e))
     }
@@ -568,51 +570,6 @@ impl Orders {
     }
 }
 
-/// What `user` bought of the limited ones among `skus` (since each one's last reset) and
-/// how often `code` was redeemed: the data `available` and promo-code limits need.
-pub(crate) async fn purchases(
-    orders: &OrderStore,
-    project: ProjectId,
-    user: &UserId,
-    catalog: &Catalog,
-    skus: &[Sku],
-    code: Option<&str>,
-    now: Timestamp,
-) -> Result<Purchases, OrderStoreError> {
-    let windows: BTreeMap<Sku, Timestamp> = skus
-        .iter()
-        .filter_map(|sku| {
-            let item = catalog.item(project, sku)?;
-            let limits = &item.limits;
-            if limits.per_user.is_none() && limits.per_item.is_none() {
-                return None;
-            }
-            let since = limits
-                .per_user
-                .as_ref()
-                .and_then(|p| p.recurrent_schedule)
-                .map_or(Timestamp::from_unix(0), |s| s.last_reset(now));
-            Some((sku.clone(), since))
-        })
-        .collect();
-    let codes: Vec<(String, Vec<String>)> = code
-        .filter(|c| {
-            catalog.promo_code(project, c).is_some_and(|p| {
-                p.redeem_total_limit.is_some()
-                    || p.redeem_user_limit.is_some()
-                    || p.redeem_code_limit.is_some()
-            })
-        })
-        .map(|c| (c.to_owned(), vec![c.to_owned()]))
-        .into_iter()
-        .collect();
-    if windows.is_empty() && codes.is_empty() {
-        // Nothing limited: no query at all on the hot path.
-        return Ok(Purchases::default());
-    }
-    orders.purchases(project, user, &windows, &codes).await
-}
-
 fn checkout_reply(created: &Created) -> Vec<u8> {
     serde_json::to_vec(&CheckoutReply {
         order_id: created.order_id,
@@ -779,12 +736,4 @@ fn failure(unavailable: bool, error: &dyn std::error::Error) -> ErrorReply {
         tracing::error!(error = %cart_store::error_chain(error), "order store error");
         ErrorReply::new(500, 1000, "Internal error")
     }
-}
-
-/// The wall clock (the domain has none).
-fn now() -> Timestamp {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    Timestamp::from_unix(secs)
 }

@@ -10,45 +10,24 @@
 
 use std::collections::BTreeMap;
 
-use async_nats::service;
-use async_nats::HeaderMap;
 use cart_proto::admin::{
-    self, CatalogDocument, DecodeError, Item, ProjectCatalog, PromoCode, Promotion, ValidationError,
+    self, CatalogDocument, Item, ProjectCatalog, PromoCode, Promotion, ValidationError,
 };
-use cart_proto::{Encoding, ErrorReply};
+use cart_proto::ErrorReply;
 use cart_store::catalog::{
     Action, Applied, CatalogAt, CatalogError, CatalogSnapshot, CatalogStore, Change, EntityKind,
     ProjectChanges,
 };
-use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::task::JoinSet;
 
 use crate::catalog::CatalogCache;
+use crate::edge::errors::{self, reply};
+use crate::edge::{AdminEndpoint, Entity, Reply, Verb};
 
-/// The largest admin request body: a whole catalog (the NATS server's default limit).
-pub const MAX_ADMIN_PAYLOAD: usize = 1024 * 1024;
 /// How often a change is checked again when the catalog moved on meanwhile.
 const MAX_ATTEMPTS: usize = 5;
-
-/// The admin endpoints, relative to `<prefix>.admin.catalog.`.
-pub const ENDPOINTS: [&str; 13] = [
-    "item.create",
-    "item.update",
-    "item.delete",
-    "promotion.create",
-    "promotion.update",
-    "promotion.delete",
-    "promocode.create",
-    "promocode.update",
-    "promocode.delete",
-    "import",
-    "export",
-    "get",
-    "changes",
-];
 
 #[derive(Clone)]
 pub(crate) struct Admin {
@@ -88,70 +67,36 @@ impl Admin {
         Ok(imported)
     }
 
-    /// Subscribes the admin endpoints on `group` and serves them on `tasks`.
-    pub(crate) async fn serve(
+    /// Answers a request to an `admin.catalog.*` endpoint. A change is in this
+    /// instance's prices before the caller hears of it.
+    pub(crate) async fn handle(
         &self,
-        group: &service::Group,
-        tasks: &mut JoinSet<()>,
-    ) -> anyhow::Result<()> {
-        for endpoint in ENDPOINTS {
-            let subject = format!("admin.catalog.{endpoint}");
-            let mut requests = group
-                .endpoint_builder()
-                .name(format!("admin-catalog-{}", endpoint.replace('.', "-")))
-                .add(subject.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("add endpoint {subject}: {e}"))?;
-            let admin = self.clone();
-            tasks.spawn(async move {
-                while let Some(request) = requests.next().await {
-                    admin.respond(endpoint, request).await;
-                }
-            });
-        }
-        Ok(())
+        endpoint: AdminEndpoint,
+        body: &[u8],
+    ) -> Result<Reply, ErrorReply> {
+        let value = match endpoint {
+            AdminEndpoint::Change(entity, verb) => self.change_entity(entity, verb, body).await?,
+            AdminEndpoint::Import => self.import(body).await?,
+            AdminEndpoint::Export => return self.export(body).await.map(json_reply),
+            AdminEndpoint::Get => return self.get(body).await.map(json_reply),
+            AdminEndpoint::Changes => return self.changes(body).await.map(json_reply),
+        };
+        self.cache.changed().await;
+        Ok(json_reply(value))
     }
 
-    async fn respond(&self, endpoint: &'static str, request: service::Request) {
-        let res = if request.message.payload.len() > MAX_ADMIN_PAYLOAD {
-            Err(ErrorReply::new(
-                413,
-                1102,
-                format!("Payload Too Large. An admin request may hold at most {MAX_ADMIN_PAYLOAD} bytes"),
-            ))
-        } else {
-            self.handle(endpoint, &request.message.payload).await
-        };
-        if res.is_ok() && !matches!(endpoint, "export" | "get" | "changes") {
-            // This instance prices against the change before the caller hears of it.
-            self.cache.changed().await;
-        }
-        let mut headers = HeaderMap::new();
-        headers.insert("Content-Type", Encoding::JSON_CONTENT_TYPE);
-        let body = match res {
-            Ok(value) => serde_json::to_vec(&value).unwrap_or_default(),
-            Err(error) => {
-                crate::service::error_headers(&mut headers, &error);
-                if error.status >= 500 {
-                    tracing::warn!(endpoint, status = error.status, error = %error.message(), "admin request failed");
-                } else {
-                    tracing::info!(endpoint, status = error.status, error = %error.message(), "admin request refused");
-                }
-                error.body()
-            }
-        };
-        if let Err(e) = request.respond_with_headers(Ok(body.into()), headers).await {
-            tracing::warn!(endpoint, error = %e, "could not send the admin reply");
-        }
-    }
-
-    async fn handle(&self, endpoint: &str, body: &[u8]) -> Result<Value, ErrorReply> {
-        let (entity, verb) = endpoint.split_once('.').unwrap_or((endpoint, ""));
+    /// Creates, updates or deletes one entity.
+    async fn change_entity(
+        &self,
+        entity: Entity,
+        verb: Verb,
+        body: &[u8],
+    ) -> Result<Value, ErrorReply> {
         match (entity, verb) {
-            ("item", "create" | "update") => {
+            (Entity::Item, Verb::Create | Verb::Update) => {
                 let r: ItemRequest = decode(body)?;
                 let item = r.item;
-                item.validate().map_err(|e| invalid(&e.under("item")))?;
+                item.validate().map_err(|e| reply(e.under("item")))?;
                 self.change(r.project_id, r.expected_version, |c| {
                     put(
                         &mut c.items,
@@ -164,10 +109,10 @@ impl Admin {
                 })
                 .await
             }
-            ("promotion", "create" | "update") => {
+            (Entity::Promotion, Verb::Create | Verb::Update) => {
                 let r: PromotionRequest = decode(body)?;
                 let p = r.promotion;
-                p.validate().map_err(|e| invalid(&e.under("promotion")))?;
+                p.validate().map_err(|e| reply(e.under("promotion")))?;
                 self.change(r.project_id, r.expected_version, |c| {
                     put(
                         &mut c.promotions,
@@ -180,11 +125,10 @@ impl Admin {
                 })
                 .await
             }
-            ("promocode", "create" | "update") => {
+            (Entity::PromoCode, Verb::Create | Verb::Update) => {
                 let r: PromoCodeRequest = decode(body)?;
                 let code = r.promo_code;
-                code.validate()
-                    .map_err(|e| invalid(&e.under("promo_code")))?;
+                code.validate().map_err(|e| reply(e.under("promo_code")))?;
                 self.change(r.project_id, r.expected_version, |c| {
                     put(
                         &mut c.promo_codes,
@@ -197,7 +141,7 @@ impl Admin {
                 })
                 .await
             }
-            ("item", "delete") => {
+            (Entity::Item, Verb::Delete) => {
                 let r: ItemKey = decode(body)?;
                 let sku = r.sku;
                 self.change(r.project_id, r.expected_version, |c| {
@@ -205,7 +149,7 @@ impl Admin {
                 })
                 .await
             }
-            ("promotion", "delete") => {
+            (Entity::Promotion, Verb::Delete) => {
                 let r: PromotionKey = decode(body)?;
                 let id = r.id;
                 self.change(r.project_id, r.expected_version, |c| {
@@ -218,7 +162,7 @@ impl Admin {
                 })
                 .await
             }
-            ("promocode", "delete") => {
+            (Entity::PromoCode, Verb::Delete) => {
                 let r: PromoCodeKey = decode(body)?;
                 let code = r.code;
                 self.change(r.project_id, r.expected_version, |c| {
@@ -231,15 +175,6 @@ impl Admin {
                 })
                 .await
             }
-            ("import", _) => self.import(body).await,
-            ("export", _) => self.export(body).await,
-            ("get", _) => self.get(body).await,
-            ("changes", _) => self.changes(body).await,
-            _ => Err(ErrorReply::new(
-                404,
-                1102,
-                format!("Unknown admin endpoint {endpoint}"),
-            )),
         }
     }
 
@@ -251,18 +186,22 @@ impl Admin {
         expected_version: Option<i64>,
         edit: impl Fn(&mut ProjectCatalog) -> Result<Change, ErrorReply>,
     ) -> Result<Value, ErrorReply> {
-        let id = pid(project_id).map_err(|e| invalid(&e))?;
+        let id = pid(project_id).map_err(reply)?;
         for _ in 0..MAX_ATTEMPTS {
-            let snapshot = self.store.current(id).await.map_err(store_error)?;
+            let snapshot = self.store.current(id).await.map_err(reply)?;
             if let Some(expected) = expected_version {
                 if expected != snapshot.version {
-                    return Err(conflict(project_id, expected, snapshot.version));
+                    return Err(errors::catalog_conflict(
+                        project_id,
+                        expected,
+                        snapshot.version,
+                    ));
                 }
             }
             let mut catalog = project_of(project_id, &snapshot)?;
             let change = edit(&mut catalog)?;
             if let Err(e) = catalog.validate() {
-                return Err(invalid(&entity_path(e, &catalog, &change)));
+                return Err(reply(entity_path(e, &catalog, &change)));
             }
             match self
                 .store
@@ -279,14 +218,10 @@ impl Admin {
                         "catalog changed concurrently; checking again"
                     );
                 }
-                Err(e) => return Err(store_error(e)),
+                Err(e) => return Err(reply(e)),
             }
         }
-        Err(ErrorReply::new(
-            503,
-            1102,
-            "The catalog is changing too often to apply the change; try again",
-        ))
+        Err(errors::too_busy("change"))
     }
 
     async fn import(&self, body: &[u8]) -> Result<Value, ErrorReply> {
@@ -295,7 +230,7 @@ impl Admin {
             None | Some("merge") => false,
             Some("replace") => true,
             Some(other) => {
-                return Err(invalid(&ValidationError::Invalid {
+                return Err(reply(ValidationError::Invalid {
                     field: "mode".to_owned(),
                     reason: format!("{other:?} is neither \"merge\" nor \"replace\""),
                 }))
@@ -307,7 +242,7 @@ impl Admin {
         } else {
             r.catalog.validate_entities()
         }
-        .map_err(|e| invalid(&e.under("catalog")))?;
+        .map_err(|e| reply(e.under("catalog")))?;
         // A merge is checked against the stored version it read and written only if
         // that version is still current: a concurrent change (an item deleted that the
         // file refers to) makes it check again, as `change` does.
@@ -315,21 +250,21 @@ impl Admin {
         for _ in 0..MAX_ATTEMPTS {
             let mut batches = Vec::new();
             for (i, project) in r.catalog.projects.iter().enumerate() {
-                let project_id = pid(project.project_id).map_err(|e| invalid(&e))?;
+                let project_id = pid(project.project_id).map_err(reply)?;
                 let expected_version = if replace {
                     r.expected_version
                 } else {
                     // A merge keeps what the file does not name, so the result must be
                     // checked as a whole: references to kept entities, and kept entities
                     // referring to replaced ones.
-                    let stored = self.store.current(project_id).await.map_err(store_error)?;
+                    let stored = self.store.current(project_id).await.map_err(reply)?;
                     check_merge(project, i, &stored)?;
                     Some(r.expected_version.unwrap_or(stored.version))
                 };
                 batches.push(ProjectChanges {
                     project_id,
                     expected_version,
-                    changes: changes_of(project).map_err(|e| invalid(&e))?,
+                    changes: changes_of(project).map_err(reply)?,
                     replace,
                 });
             }
@@ -346,25 +281,21 @@ impl Admin {
                         "catalog changed during a merge import; checking again"
                     );
                 }
-                Err(e) => return Err(store_error(e)),
+                Err(e) => return Err(reply(e)),
             }
         }
-        Err(ErrorReply::new(
-            503,
-            1102,
-            "The catalog is changing too often to apply the import; try again",
-        ))
+        Err(errors::too_busy("import"))
     }
 
     async fn export(&self, body: &[u8]) -> Result<Value, ErrorReply> {
         let r: ExportRequest = decode_or_default(body)?;
         let projects = match r.project_id {
-            Some(p) => vec![pid(p).map_err(|e| invalid(&e))?],
-            None => self.store.projects().await.map_err(store_error)?,
+            Some(p) => vec![pid(p).map_err(reply)?],
+            None => self.store.projects().await.map_err(reply)?,
         };
         let mut doc = CatalogDocument::default();
         for id in projects {
-            let snapshot = self.store.current(id).await.map_err(store_error)?;
+            let snapshot = self.store.current(id).await.map_err(reply)?;
             doc.projects.push(project_of(id.unsigned_abs(), &snapshot)?);
         }
         serde_json::to_value(doc).map_err(|e| internal(&e))
@@ -372,17 +303,17 @@ impl Admin {
 
     async fn get(&self, body: &[u8]) -> Result<Value, ErrorReply> {
         let r: GetRequest = decode(body)?;
-        let id = pid(r.project_id).map_err(|e| invalid(&e))?;
+        let id = pid(r.project_id).map_err(reply)?;
         let at = match (r.at_version, r.at_time) {
             (Some(_), Some(_)) => {
-                return Err(invalid(&ValidationError::Invalid {
+                return Err(reply(ValidationError::Invalid {
                     field: "at_time".to_owned(),
                     reason: "give `at_version` or `at_time`, not both".to_owned(),
                 }))
             }
             (Some(v), None) => Some(CatalogAt::Version(v)),
             (None, Some(t)) => {
-                admin::parse_date("at_time", &t).map_err(|e| invalid(&e))?;
+                admin::parse_date("at_time", &t).map_err(reply)?;
                 Some(CatalogAt::Time(t))
             }
             (None, None) => None,
@@ -391,7 +322,7 @@ impl Admin {
             Some(at) => self.store.catalog_at(id, at).await,
             None => self.store.current(id).await,
         }
-        .map_err(store_error)?;
+        .map_err(reply)?;
         let catalog = project_of(r.project_id, &snapshot)?;
         match (r.kind.as_deref(), r.key) {
             (None, None) => Ok(json!({
@@ -401,7 +332,7 @@ impl Admin {
             })),
             (Some(kind), Some(key)) => {
                 let Some(kind) = EntityKind::parse(kind) else {
-                    return Err(invalid(&ValidationError::Invalid {
+                    return Err(reply(ValidationError::Invalid {
                         field: "kind".to_owned(),
                         reason: format!(
                             "{kind:?} is not one of \"item\", \"promotion\", \"promo_code\""
@@ -433,26 +364,24 @@ impl Admin {
                         "key": key,
                         "document": doc.map_err(|e| internal(&e))?,
                     })),
-                    None => Err(not_found(r.project_id, kind, &key)),
+                    None => Err(errors::not_found(kind, &key, Some(r.project_id))),
                 }
             }
-            _ => Err(ErrorReply::new(
-                422,
-                1102,
-                "Unprocessable Entity. Give both `kind` and `key`, or neither",
+            _ => Err(errors::out_of_range(
+                "Give both `kind` and `key`, or neither",
             )),
         }
     }
 
     async fn changes(&self, body: &[u8]) -> Result<Value, ErrorReply> {
         let r: ChangesRequest = decode(body)?;
-        let id = pid(r.project_id).map_err(|e| invalid(&e))?;
+        let id = pid(r.project_id).map_err(reply)?;
         let limit = r.limit.unwrap_or(1000).clamp(1, 10_000);
         let changes = self
             .store
             .changes(id, r.after_version.unwrap_or(0), limit)
             .await
-            .map_err(store_error)?;
+            .map_err(reply)?;
         Ok(json!({
             "project_id": r.project_id,
             "changes": changes.iter().map(|c| json!({
@@ -535,7 +464,17 @@ struct ChangesRequest {
 // ---- helpers ----------------------------------------------------------------------
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ErrorReply> {
-    admin::decode(body).map_err(|e| decode_error(&e))
+    admin::decode(body).map_err(reply)
+}
+
+fn json_reply(value: Value) -> Reply {
+    Reply::json(serde_json::to_vec(&value).unwrap_or_default())
+}
+
+/// A failure of the service itself (a stored document that no longer reads).
+fn internal(e: &dyn std::fmt::Display) -> ErrorReply {
+    tracing::error!(error = %e, "catalog admin failure");
+    errors::internal()
 }
 
 fn decode_or_default<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ErrorReply> {
@@ -543,90 +482,6 @@ fn decode_or_default<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Er
         return Ok(T::default());
     }
     decode(body)
-}
-
-fn decode_error(e: &DecodeError) -> ErrorReply {
-    match e {
-        DecodeError::Syntax(e) => ErrorReply::malformed(e),
-        DecodeError::Shape(e) => ErrorReply::new(422, 1102, format!("Unprocessable Entity. {e}")),
-        DecodeError::Invalid(e) => invalid(e),
-    }
-}
-
-fn invalid(e: &ValidationError) -> ErrorReply {
-    ErrorReply::new(422, 1102, format!("Unprocessable Entity. {e}"))
-}
-
-fn internal(e: &dyn std::fmt::Display) -> ErrorReply {
-    tracing::warn!(error = %e, "catalog admin failure");
-    ErrorReply::new(500, 1102, "Internal error while handling the catalog")
-}
-
-fn conflict(project_id: u64, expected: i64, actual: i64) -> ErrorReply {
-    ErrorReply::new(
-        409,
-        1102,
-        format!("Conflict. The catalog of project {project_id} is at version {actual}, not the expected {expected}"),
-    )
-}
-
-fn not_found(project_id: u64, kind: EntityKind, key: &str) -> ErrorReply {
-    match kind {
-        EntityKind::Item => ErrorReply::new(
-            404,
-            4001,
-            format!("Item with Project Id = {project_id} and Sku = {key} not found"),
-        ),
-        EntityKind::Promotion => ErrorReply::new(
-            404,
-            4001,
-            format!("Promotion with Project Id = {project_id} and Id = {key} not found"),
-        ),
-        EntityKind::PromoCode => ErrorReply::new(
-            404,
-            9802,
-            format!("Promo code {key} of project {project_id} not found"),
-        ),
-    }
-}
-
-fn already_exists(kind: EntityKind, key: &str) -> ErrorReply {
-    match kind {
-        EntityKind::Item => ErrorReply::new(
-            409,
-            1102,
-            format!("Conflict. Item with Sku = {key} already exists"),
-        ),
-        EntityKind::Promotion => ErrorReply::new(
-            409,
-            1102,
-            format!("Conflict. Promotion with Id = {key} already exists"),
-        ),
-        EntityKind::PromoCode => {
-            ErrorReply::new(409, 9803, format!("Promo code {key} already exists"))
-        }
-    }
-}
-
-fn store_error(e: CatalogError) -> ErrorReply {
-    match e {
-        CatalogError::Conflict {
-            project_id,
-            expected,
-            actual,
-        } => conflict(project_id.unsigned_abs(), expected, actual),
-        CatalogError::AlreadyExists { kind, key } => already_exists(kind, &key),
-        CatalogError::NotFound { kind, key } => {
-            ErrorReply::new(404, 4001, format!("{kind} {key} not found"))
-        }
-        CatalogError::Invalid(text) => {
-            ErrorReply::new(422, 1102, format!("Unprocessable Entity. {text}"))
-        }
-        CatalogError::Database(e) => {
-            tracing::warn!(error = %cart_store::error_chain(&e), "catalog store failure");
-            ErrorReply::new(503, 1102, "The catalog store cannot be reached; try again")
-        }
-    }
 }
 
 fn pid(project_id: u64) -> Result<i64, ValidationError> {
@@ -717,19 +572,19 @@ fn put<T: Serialize>(
     list: &mut Vec<T>,
     same: impl Fn(&T) -> bool,
     value: T,
-    verb: &str,
+    verb: Verb,
     kind: EntityKind,
     key: &str,
 ) -> Result<Change, ErrorReply> {
     let doc = document(&value).map_err(|e| internal(&e))?;
     let position = list.iter().position(same);
     let action = match (verb, position) {
-        ("create", Some(_)) => return Err(already_exists(kind, key)),
-        ("create", None) => {
+        (Verb::Create, Some(_)) => return Err(errors::already_exists(kind, key)),
+        (Verb::Create, None) => {
             list.push(value);
             Action::Create(doc.clone())
         }
-        (_, None) => return Err(not_found_any(kind, key)),
+        (_, None) => return Err(errors::not_found(kind, key, None)),
         (_, Some(i)) => {
             list[i] = value;
             Action::Update(doc)
@@ -749,7 +604,7 @@ fn remove<T>(
     key: &str,
 ) -> Result<Change, ErrorReply> {
     let Some(i) = list.iter().position(same) else {
-        return Err(not_found_any(kind, key));
+        return Err(errors::not_found(kind, key, None));
     };
     list.remove(i);
     Ok(Change {
@@ -757,17 +612,6 @@ fn remove<T>(
         key: key.to_owned(),
         action: Action::Delete,
     })
-}
-
-/// `not_found` without the project id at hand (filled in by the caller's wording).
-fn not_found_any(kind: EntityKind, key: &str) -> ErrorReply {
-    match kind {
-        EntityKind::Item => ErrorReply::new(404, 4001, format!("Item with Sku = {key} not found")),
-        EntityKind::Promotion => {
-            ErrorReply::new(404, 4001, format!("Promotion with Id = {key} not found"))
-        }
-        EntityKind::PromoCode => ErrorReply::new(404, 9802, format!("Promo code {key} not found")),
-    }
 }
 
 /// A whole-catalog error about the changed entity itself is named from the entity
@@ -807,7 +651,7 @@ fn check_merge(
     merge(&mut merged, file);
     merged
         .validate_references()
-        .map_err(|e| invalid(&merge_path(e, &merged, file, index)))
+        .map_err(|e| reply(merge_path(e, &merged, file, index)))
 }
 
 /// A reference error of a merged catalog, named from the document when the entity
@@ -863,17 +707,4 @@ fn applied_reply(a: &Applied) -> Value {
             "operation": op.as_str(),
         })).collect::<Vec<_>>(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_names_are_valid_nats_service_names() {
-        for e in ENDPOINTS {
-            let name = format!("admin-catalog-{}", e.replace('.', "-"));
-            assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-        }
-    }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cart_domain::{
-    decide, fill_warnings, CartCommand, CartId, FillItem, InvalidInput, ProjectId, UserId,
+    decide, fill_warnings, CartCommand, CartId, Existence, FillItem, InvalidInput, ProjectId,
+    UserId,
 };
 use cart_proto::request::{self, Action, Endpoint, Request};
 use cart_proto::view::{self, AmountFormat};
@@ -395,6 +396,11 @@ impl App {
     /// None for a query.
     fn command_for(&self, at: &Moment, request: &Request) -> Option<CartCommand> {
         let project = request.scope.project;
+        let existence = match &request.scope.cart {
+            None => Existence::Always,
+            Some(id) if *id == current_cart_id(project, &request.scope.user) => Existence::Always,
+            Some(_) => Existence::OnceOpened,
+        };
         let catalog = &at.catalog;
         let listed = |sku| catalog.is_listed(project, sku);
         let now = at.now;
@@ -444,8 +450,9 @@ impl App {
                     selected_unit_items,
                 )
                 .map(|_| ()),
+                existence,
             },
-            Action::RemovePromoCode => CartCommand::RemovePromoCode,
+            Action::RemovePromoCode => CartCommand::RemovePromoCode { existence },
             Action::Get { .. }
             | Action::PromoCodeRewards { .. }
             | Action::VerifyPromoCode { .. } => return None,
@@ -516,18 +523,6 @@ impl App {
                 }
                 break (loaded, decided);
             };
-            // Promo codes go on an existing cart; only the current cart always exists.
-            // (Another user's cart id is a stream of this user's that was never opened.)
-            let promo_code_command = matches!(
-                command,
-                CartCommand::RedeemPromoCode { .. } | CartCommand::RemovePromoCode
-            );
-            if promo_code_command
-                && !loaded.cart.is_opened()
-                && key.cart != current_cart_id(key.project, &key.user)
-            {
-                return Err(ErrorReply::cart_not_found(&key.user));
-            }
             let events = match decided {
                 Ok(events) => events,
                 Err(e) => {
@@ -538,7 +533,7 @@ impl App {
                             return Ok(reply);
                         }
                     }
-                    return Err(ErrorReply::rejected(project, &e));
+                    return Err(errors::cart_refusal(project, &key.user, &e));
                 }
             };
             let cart = events.iter().fold(loaded.cart, cart_domain::apply);

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cart_domain::{
-    AppliedCode, Cart, CartEvent, CartId, Catalog, Currency, InvalidInput, OrderError,
-    OrderSnapshot, PaymentMode, PricingContext, ProjectId, Purchases, Sku, Timestamp, UserId,
-    MAX_QUANTITY,
+    AppliedCode, Cart, CartId, Catalog, CheckoutKind, Currency, InvalidInput, OrderError,
+    OrderSnapshot, PaymentMode, PricingContext, ProjectId, Purchases, Quantity, Sku, Timestamp,
+    UserId, MAX_QUANTITY,
 };
 use cart_proto::order::{
     self as wire, CancelOrderRequest, CheckoutItemRequest, CheckoutReply, CheckoutRequest,
@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 
 use crate::app::now;
 use crate::catalog::CatalogCache;
-use crate::edge::errors::reply;
+use crate::edge::errors::{self, reply};
 use crate::edge::ledger;
 use crate::edge::{Incoming, OrderEndpoint, PaymentEndpoint, Reply};
 
@@ -126,17 +126,12 @@ impl Orders {
                 country.as_deref(),
             )
             .await?;
-        if snapshot.0.bought().next().is_some() && snapshot.0.is_free() != free {
-            return Err(ErrorReply::new(
-                422,
-                1401,
-                if free {
-                    "Invalid cart. The cart holds paid items: use order.checkout"
-                } else {
-                    "Invalid cart. Every item in the cart is free: use order.checkout_free"
-                },
-            ));
-        }
+        let kind = if free {
+            CheckoutKind::Free
+        } else {
+            CheckoutKind::Paid
+        };
+        snapshot.0.check_kind(kind).map_err(reply)?;
         self.create(
             &catalog,
             Checkout {
@@ -165,62 +160,50 @@ impl Orders {
             return Ok(reply);
         }
         let sku = Sku::parse(r.sku).map_err(reply)?;
-        let quantity = match r.quantity {
-            None => 1,
-            Some(q) if (1..=u64::from(MAX_QUANTITY)).contains(&q) => u32::try_from(q).unwrap_or(1),
-            Some(_) => {
-                return Err(ErrorReply::new(
-                    422,
-                    1102,
-                    format!(
-                    "Unprocessable Entity. `quantity` must be an integer from 1 to {MAX_QUANTITY}"
-                ),
+        let quantity = i64::try_from(r.quantity.unwrap_or(1))
+            .ok()
+            .filter(|q| *q >= 1)
+            .and_then(|q| Quantity::parse(q).ok())
+            .ok_or_else(|| {
+                errors::out_of_range(format!(
+                    "`quantity` must be an integer from 1 to {MAX_QUANTITY}"
                 ))
-            }
-        };
+            })?;
         let currency = currency(r.currency.as_deref())?;
         let country = country(r.country.as_deref())?;
         let custom_parameters = custom_parameters(r.custom_parameters)?;
         let (catalog, versions) = self.catalog.versioned();
         let now = now();
-        if catalog.item(project, &sku).is_none() {
-            return Err(ErrorReply::unknown_item(project, &sku));
-        }
-        // A cart of one line, never stored: priced exactly as a stored cart would be.
-        let mut events = vec![
-            CartEvent::CartOpened,
-            CartEvent::ItemQuantitySet {
-                sku: sku.clone(),
-                quantity,
-            },
-        ];
-        if let Some(code) = r.promo_code.filter(|c| !c.is_empty()) {
-            let purchases = self
-                .purchases(
-                    project,
-                    &user,
+        // The code's verdict is the domain's to act on, with the user's redemptions.
+        let promo_code = match r.promo_code.filter(|c| !c.is_empty()) {
+            None => None,
+            Some(code) => {
+                let purchases = self
+                    .purchases(
+                        project,
+                        &user,
+                        &catalog,
+                        std::slice::from_ref(&sku),
+                        Some(&code),
+                        now,
+                    )
+                    .await?;
+                let check = cart_domain::check_promo_code(
                     &catalog,
-                    std::slice::from_ref(&sku),
-                    Some(&code),
+                    project,
+                    &code,
                     now,
+                    country.as_deref(),
+                    &purchases,
+                    &BTreeMap::new(),
                 )
-                .await?;
-            cart_domain::check_promo_code(
-                &catalog,
-                project,
-                &code,
-                now,
-                country.as_deref(),
-                &purchases,
-                &BTreeMap::new(),
-            )
-            .map_err(|rejection| ErrorReply::promo_code(&rejection))?;
-            events.push(CartEvent::PromoCodeRedeemed {
-                code,
-                selected_unit_items: BTreeMap::new(),
-            });
-        }
-        let cart = Cart::replay(&events);
+                .map(|_| ());
+                Some((code, check))
+            }
+        };
+        let listed = catalog.is_listed(project, &sku);
+        let cart = cart_domain::single_item_cart(sku, quantity, listed, promo_code)
+            .map_err(|e| errors::cart_refusal(project, &user, &e))?;
         let (snapshot, version) = self
             .freeze(
                 (&catalog, &versions),

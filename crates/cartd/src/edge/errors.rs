@@ -3,7 +3,7 @@
 //! call [`reply`] (`.map_err(reply)`) and never pick a status or code themselves for
 //! these errors.
 
-use cart_domain::{InvalidInput, OrderError};
+use cart_domain::{CartError, InvalidInput, OrderError, ProjectId, UserId};
 use cart_proto::admin::{DecodeError, ValidationError};
 use cart_proto::ErrorReply;
 use cart_store::catalog::{CatalogError, EntityKind};
@@ -121,6 +121,14 @@ impl ToReply for CatalogError {
             }
             CatalogError::Database(_) => store_failure(true, self),
         }
+    }
+}
+
+/// A cart command that `decide` refused (the user names a cart that is not found).
+pub(crate) fn cart_refusal(project: ProjectId, user: &UserId, error: &CartError) -> ErrorReply {
+    match error {
+        CartError::CartNotFound => ErrorReply::cart_not_found(user),
+        other => ErrorReply::rejected(project, other),
     }
 }
 

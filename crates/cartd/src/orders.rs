@@ -30,7 +30,6 @@ use serde::de::DeserializeOwned;
 use crate::app::now;
 use crate::catalog::CatalogCache;
 use crate::edge::errors::{self, reply};
-use crate::edge::ledger;
 use crate::edge::{Incoming, OrderEndpoint, PaymentEndpoint, Reply};
 
 const MAX_TEXT: usize = 128;
@@ -332,7 +331,9 @@ impl Orders {
                 tracing::info!("duplicate checkout: returning the original reply");
                 Ok(done.reply)
             }
-            CheckoutOutcome::IdReused => Err(ledger::reused(command_id.unwrap_or_default())),
+            CheckoutOutcome::IdReused => {
+                Err(errors::command_id_reused(command_id.unwrap_or_default()))
+            }
             CheckoutOutcome::Refused(refusal) => Err(reply(refusal)),
         }
     }
@@ -346,10 +347,8 @@ impl Orders {
                 self.orders.load_by_token(project, &token).await
             }
             _ => {
-                return Err(ErrorReply::new(
-                    422,
-                    1102,
-                    "Unprocessable Entity. Give exactly one of `order_id` and `token` (1 to 128 characters)",
+                return Err(errors::out_of_range(
+                    "Give exactly one of `order_id` and `token` (1 to 128 characters)",
                 ))
             }
         }
@@ -366,13 +365,7 @@ impl Orders {
         let limit = match r.limit {
             None => 10,
             Some(l @ 1..=10) => l,
-            Some(_) => {
-                return Err(ErrorReply::new(
-                    422,
-                    1102,
-                    "Unprocessable Entity. `limit` must be from 1 to 10",
-                ))
-            }
+            Some(_) => return Err(errors::out_of_range("`limit` must be from 1 to 10")),
         };
         for date in [&r.created_date_from, &r.created_date_until]
             .into_iter()
@@ -423,13 +416,7 @@ impl Orders {
         let mode = match r.mode.as_deref() {
             None | Some("default") => PaymentMode::Default,
             Some("sandbox") => PaymentMode::Sandbox,
-            Some(_) => {
-                return Err(ErrorReply::new(
-                    422,
-                    1102,
-                    "Unprocessable Entity. `mode` is default or sandbox",
-                ))
-            }
+            Some(_) => return Err(errors::out_of_range("`mode` is default or sandbox")),
         };
         text("invoice_id", &r.invoice_id)?;
         let catalog = self.catalog.snapshot();
@@ -456,11 +443,7 @@ impl Orders {
         let project = project(r.project_id)?;
         let reason = r.reason.unwrap_or_else(|| "refund".to_owned());
         if reason.len() > 1000 {
-            return Err(ErrorReply::new(
-                422,
-                1102,
-                "Unprocessable Entity. `reason` may hold at most 1000 bytes",
-            ));
+            return Err(errors::out_of_range("`reason` may hold at most 1000 bytes"));
         }
         let decided = self
             .orders
@@ -507,10 +490,8 @@ fn country(value: Option<&str>) -> Result<Option<String>, ErrorReply> {
         Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
             Ok(Some(c.to_ascii_uppercase()))
         }
-        Some(_) => Err(ErrorReply::new(
-            422,
-            1102,
-            "Unprocessable Entity. `country` is an ISO 3166-1 alpha-2 code",
+        Some(_) => Err(errors::out_of_range(
+            "`country` is an ISO 3166-1 alpha-2 code",
         )),
     }
 }
@@ -521,10 +502,8 @@ fn custom_parameters(value: Option<serde_json::Value>) -> Result<Option<String>,
         Some(v @ serde_json::Value::Object(_)) if v.to_string().len() <= 8 * 1024 => {
             Ok(Some(v.to_string()))
         }
-        Some(_) => Err(ErrorReply::new(
-            422,
-            1102,
-            "Unprocessable Entity. `custom_parameters` is an object of at most 8 KiB",
+        Some(_) => Err(errors::out_of_range(
+            "`custom_parameters` is an object of at most 8 KiB",
         )),
     }
 }
@@ -534,11 +513,9 @@ fn text(property: &'static str, value: &str) -> Result<(), ErrorReply> {
         return Err(ErrorReply::invalid(&InvalidInput::Missing(property)));
     }
     if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
-        return Err(ErrorReply::new(
-            422,
-            1102,
-            format!("Unprocessable Entity. `{property}` is 1 to {MAX_TEXT} printable characters"),
-        ));
+        return Err(errors::out_of_range(format!(
+            "`{property}` is 1 to {MAX_TEXT} printable characters"
+        )));
     }
     Ok(())
 }
@@ -546,11 +523,9 @@ fn text(property: &'static str, value: &str) -> Result<(), ErrorReply> {
 /// A money amount from the wire: a decimal string, never a number, never negative.
 fn amount(text: &str) -> Result<Decimal, ErrorReply> {
     let bad = || {
-        ErrorReply::new(
-            422,
-            1102,
-            format!("Unprocessable Entity. `amount` must be a non-negative decimal string such as \"6.84\", not {text:?}"),
-        )
+        errors::out_of_range(format!(
+            "`amount` must be a non-negative decimal string such as \"6.84\", not {text:?}"
+        ))
     };
     if text.is_empty() || text.len() > 40 || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
     {

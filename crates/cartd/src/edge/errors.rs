@@ -5,7 +5,7 @@
 
 use cart_domain::{CartError, InvalidInput, OrderError, ProjectId, UserId};
 use cart_proto::admin::{DecodeError, ValidationError};
-use cart_proto::ErrorReply;
+use cart_proto::{ErrorReply, COMMAND_ID_HEADER};
 use cart_store::catalog::{CatalogError, EntityKind};
 use cart_store::orders::OrderStoreError;
 use cart_store::{error_chain, StoreError};
@@ -193,6 +193,29 @@ pub(crate) fn too_busy(what: &str) -> ErrorReply {
         503,
         1102,
         format!("The catalog is changing too often to apply the {what}; try again"),
+    )
+}
+
+/// A command that lost every attempt to concurrent writers of its cart.
+pub(crate) fn concurrent_change() -> ErrorReply {
+    ErrorReply::new(
+        409,
+        1421,
+        "The cart is being changed concurrently. Retry the command",
+    )
+}
+
+/// An invalid `Cart-Command-Id` header (`rule` says what a valid one is).
+pub(crate) fn bad_command_id(rule: impl std::fmt::Display) -> ErrorReply {
+    out_of_range(format_args!("The header {COMMAND_ID_HEADER} {rule}"))
+}
+
+/// A command id that was recorded for a different request.
+pub(crate) fn command_id_reused(id: &str) -> ErrorReply {
+    ErrorReply::new(
+        409,
+        1102,
+        format!("Command id {id} was already used for a different request"),
     )
 }
 

@@ -8,6 +8,7 @@ use cart_proto::{Encoding, ErrorReply, COMMAND_ID_HEADER};
 use cart_store::ProcessedCommand;
 use sha2::{Digest, Sha256};
 
+use super::errors;
 use super::headers;
 use super::Endpoint;
 
@@ -26,11 +27,9 @@ impl CommandId {
         if valid {
             Ok(Self(id.to_owned()))
         } else {
-            Err(ErrorReply::new(
-                422,
-                1102,
-                format!("Unprocessable Entity. The header {COMMAND_ID_HEADER} must be 1 to {MAX_COMMAND_ID_LEN} printable ASCII characters"),
-            ))
+            Err(errors::bad_command_id(format_args!(
+                "must be 1 to {MAX_COMMAND_ID_LEN} printable ASCII characters"
+            )))
         }
     }
 
@@ -41,10 +40,8 @@ impl CommandId {
         match headers::single(headers, COMMAND_ID_HEADER) {
             Ok(None) => Ok(None),
             Ok(Some(id)) => Self::parse(id).map(Some),
-            Err(headers::Conflicting) => Err(ErrorReply::new(
-                422,
-                1102,
-                format!("Unprocessable Entity. The header {COMMAND_ID_HEADER} is given more than once with different values"),
+            Err(headers::Conflicting) => Err(errors::bad_command_id(
+                "is given more than once with different values",
             )),
         }
     }
@@ -91,15 +88,6 @@ fn fingerprint(endpoint: Endpoint, encoding: Encoding, body: &[u8]) -> Vec<u8> {
     hasher.update([0]);
     hasher.update(body);
     hasher.finalize().to_vec()
-}
-
-/// The refusal of a command id that was recorded for a different request.
-pub(crate) fn reused(id: &str) -> ErrorReply {
-    ErrorReply::new(
-        409,
-        1102,
-        format!("Command id {id} was already used for a different request"),
-    )
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! The command and query paths: from a decoded request to the bytes of its reply.
 
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+mod memory;
+
+use memory::{CartCache, CartLocks};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,68 +17,13 @@ use cart_proto::{encode, Encoding, ErrorReply};
 
 use crate::catalog::CatalogCache;
 use crate::edge::errors::{self, reply};
-use crate::edge::ledger::{self, Command};
+use crate::edge::ledger::Command;
 use crate::edge::{Incoming, Reply};
 use cart_store::{
     AsOf, EventStore, GroupCommit, GroupConfig, GroupRead, Loaded, PendingAppend, StoreError,
     StreamKey,
 };
-use tokio::sync::Mutex;
 use uuid::Uuid;
-
-/// Serializes commands per cart inside one instance, so that an instance never races
-/// itself; other instances are kept honest by the log's version guard. A fixed number of
-/// shards keeps memory bounded whatever the number of carts.
-struct CartLocks {
-    shards: Vec<Mutex<()>>,
-}
-
-impl CartLocks {
-    fn new(n: usize) -> Self {
-        Self {
-            shards: (0..n).map(|_| Mutex::new(())).collect(),
-        }
-    }
-
-    fn shard(&self, stream_id: Uuid) -> &Mutex<()> {
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(stream_id);
-        // The modulo keeps the index in range, so the cast cannot truncate meaningfully.
-        &self.shards[(hash % self.shards.len() as u64) as usize]
-    }
-}
-
-/// The last known state of recently used carts, so that a command on a warm cart reads
-/// nothing from the database. An entry may be stale when another instance wrote to the
-/// cart since: the append's version guard catches that, and the command is decided
-/// again on the state loaded from the log. Bounded: the least recently used cart goes.
-struct CartCache {
-    entries: std::sync::Mutex<lru::LruCache<Uuid, Loaded>>,
-}
-
-impl CartCache {
-    fn new(capacity: usize) -> Self {
-        let capacity = std::num::NonZeroUsize::new(capacity).unwrap_or(std::num::NonZeroUsize::MIN);
-        Self {
-            entries: std::sync::Mutex::new(lru::LruCache::new(capacity)),
-        }
-    }
-
-    fn get(&self, stream_id: Uuid) -> Option<Loaded> {
-        self.entries.lock().ok()?.get(&stream_id).cloned()
-    }
-
-    fn put(&self, stream_id: Uuid, loaded: Loaded) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.put(stream_id, loaded);
-        }
-    }
-
-    fn forget(&self, stream_id: Uuid) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.pop(&stream_id);
-        }
-    }
-}
 
 /// Tuning of the command path.
 #[derive(Debug, Clone, Copy)]
@@ -233,14 +181,10 @@ impl App {
                 })?;
                 if let (AsOf::Version(wanted), Some(found)) = (&as_of, &loaded) {
                     if found.version < *wanted {
-                        return Err(ErrorReply::new(
-                            422,
-                            1102,
-                            format!(
-                                "Unprocessable Entity. The cart has no version {wanted}; its latest is {}",
-                                found.version
-                            ),
-                        ));
+                        return Err(errors::out_of_range(format!(
+                            "The cart has no version {wanted}; its latest is {}",
+                            found.version
+                        )));
                     }
                 }
                 loaded
@@ -478,7 +422,7 @@ impl App {
                 tracing::info!("duplicate command: returning the original reply");
                 Ok(Some(done.reply))
             }
-            Some(_) => Err(ledger::reused(id)),
+            Some(_) => Err(errors::command_id_reused(id)),
         }
     }
 
@@ -596,11 +540,7 @@ impl App {
                 Err(e) => return Err(reply(e)),
             }
         }
-        Err(ErrorReply::new(
-            409,
-            1421,
-            "The cart is being changed concurrently. Retry the command",
-        ))
+        Err(errors::concurrent_change())
     }
 }
 

@@ -712,6 +712,15 @@ impl Client {
     }
 }
 
+/// Request headers from `(name, value)` pairs, names as given (any case).
+pub fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in pairs {
+        headers.insert(*name, *value);
+    }
+    headers
+}
+
 /// `{sku: quantity}` of a cart reply, in line order.
 pub fn lines(cart: &serde_json::Value) -> Vec<(String, u64)> {
     cart["items"]

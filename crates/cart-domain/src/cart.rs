@@ -99,17 +99,30 @@ pub enum CartCommand {
     Clear,
     /// Attach a promo code, replacing the current one (one code per cart). The shell
     /// runs `check_promo_code` and passes its verdict in `check`; a refused code
-    /// changes nothing.
+    /// changes nothing. A code goes on a cart that exists (see [`Existence`]).
     RedeemPromoCode {
         code: String,
         selected_unit_items: BTreeMap<Sku, Sku>,
         check: Result<(), PromoCodeRejection>,
+        existence: Existence,
     },
-    /// Detach the promo code; nothing happens when the cart has none.
-    RemovePromoCode,
+    /// Detach the promo code; nothing happens when the cart has none. Like a redeem,
+    /// only on a cart that exists.
+    RemovePromoCode { existence: Existence },
     /// An order made from this cart was paid: every line goes and the promo code is
     /// detached (it was redeemed by the order), keeping the cart id.
     Purchased,
+}
+
+/// Whether a cart exists before its first event, as the shell knows it: a user's
+/// current cart always does (empty until first used); a cart named by id exists once
+/// opened, so an id never written to (or another user's) is not found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existence {
+    /// The user's current cart.
+    Always,
+    /// A cart named by its id.
+    OnceOpened,
 }
 
 /// What happened to a cart. Past tense, facts only.
@@ -170,6 +183,9 @@ pub enum CartError {
     TooManyLines { max: usize },
     #[error("{0}")]
     PromoCode(PromoCodeRejection),
+    /// A promo code command on a cart that does not exist.
+    #[error("cart not found")]
+    CartNotFound,
 }
 
 /// Why fill skipped a requested SKU.
@@ -210,15 +226,19 @@ pub fn fill_warnings(items: &[FillItem]) -> Vec<Skipped> {
 /// accepted command of a new cart records `CartOpened`.
 ///
 /// # Errors
-/// `UnknownItem` for an item put or delete of a SKU the catalog does not list, and
-/// `TooManyLines` when the cart would hold more than [`MAX_LINES`] lines.
+/// `UnknownItem` for an item put or delete of a SKU the catalog does not list,
+/// `TooManyLines` when the cart would hold more than [`MAX_LINES`] lines,
+/// `CartNotFound` for a promo code command on a cart that does not exist (before the
+/// code is judged), and `PromoCode` for a code that `check_promo_code` refused.
 pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, CartError> {
     match command {
         CartCommand::RedeemPromoCode {
             code,
             selected_unit_items,
             check,
+            existence,
         } => {
+            exists(cart, *existence)?;
             check.clone().map_err(CartError::PromoCode)?;
             let applied = AppliedCode {
                 code: code.clone(),
@@ -233,7 +253,8 @@ pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, Cart
             }
             return Ok(events);
         }
-        CartCommand::RemovePromoCode => {
+        CartCommand::RemovePromoCode { existence } => {
+            exists(cart, *existence)?;
             let mut events = opened(cart);
             if cart.promo_code.is_some() {
                 events.push(CartEvent::PromoCodeRemoved);
@@ -283,7 +304,7 @@ pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, Cart
         }
         CartCommand::Clear => target.clear(),
         CartCommand::RedeemPromoCode { .. }
-        | CartCommand::RemovePromoCode
+        | CartCommand::RemovePromoCode { .. }
         | CartCommand::Purchased => {}
     }
     // Lines already present may stay even if over the limit; only growth is refused.
@@ -294,6 +315,45 @@ pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, Cart
     let mut events = opened(cart);
     events.extend(diff(&cart.lines, &target));
     Ok(events)
+}
+
+/// Refuses a command that needs the cart to exist when it does not.
+fn exists(cart: &Cart, existence: Existence) -> Result<(), CartError> {
+    match existence {
+        Existence::OnceOpened if !cart.opened => Err(CartError::CartNotFound),
+        _ => Ok(()),
+    }
+}
+
+/// The cart a single-item checkout prices: one line of `sku`, and `promo_code` with
+/// the verdict of `check_promo_code` on it. Never stored, but made by the same
+/// decisions as a stored cart, so it is priced exactly as one would be.
+///
+/// # Errors
+/// As [`decide`]: `UnknownItem` when `listed` is false, `PromoCode` for a refused code.
+pub fn single_item_cart(
+    sku: Sku,
+    quantity: Quantity,
+    listed: bool,
+    promo_code: Option<(String, Result<(), PromoCodeRejection>)>,
+) -> Result<Cart, CartError> {
+    let mut commands = vec![CartCommand::PutItem {
+        sku,
+        quantity,
+        listed,
+    }];
+    if let Some((code, check)) = promo_code {
+        commands.push(CartCommand::RedeemPromoCode {
+            code,
+            selected_unit_items: BTreeMap::new(),
+            check,
+            existence: Existence::Always,
+        });
+    }
+    commands.iter().try_fold(Cart::default(), |cart, command| {
+        let events = decide(&cart, command)?;
+        Ok(events.iter().fold(cart, apply))
+    })
 }
 
 /// `CartOpened` for the first accepted command of a new cart.

@@ -21,8 +21,8 @@ pub use availability::{
     RecurrentReset, SkuPurchases, Unavailable,
 };
 pub use cart::{
-    apply, decide, fill_warnings, Cart, CartCommand, CartError, CartEvent, ClearReason, FillItem,
-    Line, SkipReason, Skipped,
+    apply, decide, fill_warnings, single_item_cart, Cart, CartCommand, CartError, CartEvent,
+    ClearReason, Existence, FillItem, Line, SkipReason, Skipped,
 };
 pub use catalog::{
     Attribute, AttributeValue, Catalog, CompareOp, Consumable, DateWindow, Discount,
@@ -35,9 +35,10 @@ pub use ids::{
     MAX_QUANTITY,
 };
 pub use order::{
-    apply as apply_order, check_limits, decide as decide_order, LinePrice, LineProblem, NewOrder,
-    Order, OrderCommand, OrderDetails, OrderError, OrderEvent, OrderId, OrderLine, OrderPromotion,
-    OrderSnapshot, OrderStatus, OrderTotal, Payment, PaymentMode, PromotionRef,
+    apply as apply_order, check_limits, decide as decide_order, CheckoutKind, LinePrice,
+    LineProblem, NewOrder, Order, OrderCommand, OrderDetails, OrderError, OrderEvent, OrderId,
+    OrderLine, OrderPromotion, OrderSnapshot, OrderStatus, OrderTotal, Payment, PaymentMode,
+    PromotionRef,
 };
 pub use pricing::{
     check_promo_code, discounted, price, redemption_limit, rewards, AppliedCode, AppliedPromotion,

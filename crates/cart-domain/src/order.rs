@@ -244,6 +244,32 @@ impl OrderSnapshot {
     pub fn is_free(&self) -> bool {
         self.bought().next().is_some() && self.bought().all(|l| l.is_free)
     }
+
+    /// Whether the shopper chose the checkout this cart is bought through: a cart whose
+    /// every item is free is taken free (nothing to pay), one with paid items is paid.
+    /// An empty cart passes here; the order's own checks refuse it (`EmptyCart`).
+    ///
+    /// # Errors
+    /// `PaidItemsInFreeCheckout` or `FreeCartInPaidCheckout` (1401).
+    pub fn check_kind(&self, kind: CheckoutKind) -> Result<(), OrderError> {
+        if self.bought().next().is_none() {
+            return Ok(());
+        }
+        match (kind, self.is_free()) {
+            (CheckoutKind::Free, false) => Err(OrderError::PaidItemsInFreeCheckout),
+            (CheckoutKind::Paid, true) => Err(OrderError::FreeCartInPaidCheckout),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Which checkout the shopper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckoutKind {
+    /// A cart with prices, paid through the payment side.
+    Paid,
+    /// A cart of free items only, done at once.
+    Free,
 }
 
 /// Everything a new order is made of besides where it came from.
@@ -379,6 +405,10 @@ pub enum OrderError {
     FreeItem { sku: Sku },
     #[error("item {sku} cannot be bought")]
     CannotBeBought { sku: Sku, problem: LineProblem },
+    #[error("invalid cart: the cart holds paid items, so it cannot be checked out free")]
+    PaidItemsInFreeCheckout,
+    #[error("invalid cart: every item in the cart is free, so it is checked out free")]
+    FreeCartInPaidCheckout,
     #[error("invalid cart: the items are priced in more than one currency")]
     MixedCurrencies,
     #[error("invalid cart: the cart has no total")]
@@ -415,6 +445,8 @@ impl OrderError {
             // one with free items; its item-list checkout (P4) answers 1417 instead.
             OrderError::EmptyCart
             | OrderError::FreeItem { .. }
+            | OrderError::PaidItemsInFreeCheckout
+            | OrderError::FreeCartInPaidCheckout
             | OrderError::MixedCurrencies
             | OrderError::NoTotal => 1401,
             OrderError::CannotBeBought { problem, .. } => match problem {

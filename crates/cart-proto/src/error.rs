@@ -67,6 +67,8 @@ impl ErrorReply {
                 ),
             ),
             CartError::PromoCode(rejection) => Self::promo_code(rejection),
+            // The service names the user (`cart_not_found`); this is for other callers.
+            CartError::CartNotFound => Self::new(404, 1401, "Cart not found"),
         }
     }
 

@@ -36,11 +36,22 @@ impl Encoding {
     pub const JSON_CONTENT_TYPE: &'static str = "application/json";
 
     /// Reads a `Content-Type` header; anything but protobuf is JSON, the default.
+    ///
+    /// The value is a media type (RFC 9110 §8.3.1): `type/subtype` then `;`-separated
+    /// parameters, all compared without regard to case. Parameters (`charset=utf-8`)
+    /// do not change the encoding, so `application/protobuf; charset=utf-8` is protobuf.
     pub fn from_content_type(value: Option<&str>) -> Self {
-        match value.map(str::trim) {
-            Some(v) if v.eq_ignore_ascii_case(Self::PROTOBUF_CONTENT_TYPE) => Encoding::Protobuf,
-            Some(v) if v.eq_ignore_ascii_case("application/x-protobuf") => Encoding::Protobuf,
-            _ => Encoding::Json,
+        let essence = value
+            .and_then(|v| v.split(';').next())
+            .map(str::trim)
+            .unwrap_or_default();
+        let protobuf = [Self::PROTOBUF_CONTENT_TYPE, "application/x-protobuf"]
+            .iter()
+            .any(|t| essence.eq_ignore_ascii_case(t));
+        if protobuf {
+            Encoding::Protobuf
+        } else {
+            Encoding::Json
         }
     }
 
@@ -77,5 +88,39 @@ pub(crate) mod null_if_empty {
         d: D,
     ) -> Result<Vec<T>, D::Error> {
         Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Encoding;
+
+    #[test]
+    fn content_types_are_read_as_media_types_with_parameters() {
+        for (value, expected) in [
+            (None, Encoding::Json),
+            (Some(""), Encoding::Json),
+            (Some("application/json"), Encoding::Json),
+            (Some("application/json; charset=utf-8"), Encoding::Json),
+            (Some("text/plain"), Encoding::Json),
+            (Some("application/protobuf"), Encoding::Protobuf),
+            (Some("Application/ProtoBuf"), Encoding::Protobuf),
+            (
+                Some("application/protobuf; charset=utf-8"),
+                Encoding::Protobuf,
+            ),
+            (
+                Some(" application/protobuf ;charset=\"UTF-8\""),
+                Encoding::Protobuf,
+            ),
+            (
+                Some("application/x-protobuf; proto=cart.v1.FillRequest"),
+                Encoding::Protobuf,
+            ),
+            (Some("application/protobufx"), Encoding::Json),
+            (Some("application/protobuf-json"), Encoding::Json),
+        ] {
+            assert_eq!(Encoding::from_content_type(value), expected, "{value:?}");
+        }
     }
 }

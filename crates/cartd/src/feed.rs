@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
+use cart_proto::ErrorReply;
 use cart_relay::Relay;
 use cart_store::subscription::{self, SkuActivity};
 use cart_store::{feed, StoreError};
 use sqlx::PgPool;
 use tokio::sync::watch;
+
+use crate::edge::errors::reply;
+use crate::edge::Reply;
 
 /// What `<prefix>.feed.status` answers: the relay's checkpoint and lag as PostgreSQL
 /// has them (the same whichever instance answers), and this instance's own relay.
@@ -20,6 +24,12 @@ pub(crate) struct FeedStatus {
 }
 
 impl FeedStatus {
+    /// The reply to `feed.status` (JSON; a structured 503 while PostgreSQL is away).
+    pub(crate) async fn answer(&self) -> Result<Reply, ErrorReply> {
+        let report = self.report().await.map_err(reply)?;
+        Ok(Reply::json(serde_json::to_vec(&report).unwrap_or_default()))
+    }
+
     pub(crate) async fn report(&self) -> Result<serde_json::Value, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let checkpoint = subscription::checkpoint(&mut conn, &self.checkpoint_name).await?;

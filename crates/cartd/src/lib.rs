@@ -1,16 +1,19 @@
 //! The cart service: wiring of configuration, PostgreSQL, the catalog and the NATS
 //! endpoints. `main.rs` only parses flags and calls [`run`]; tests call [`start`].
 //!
-//! Layout: `config` (flags), `app` (command and query paths), `service` (NATS micro
-//! endpoints, headers, error replies), `telemetry` (the subscriber).
+//! Layout: `config` (flags), `edge` (the NATS micro service: typed endpoints, the one
+//! respond path, headers, the command-id rules, the error mapping), `dispatch` (which
+//! part answers which endpoint), `app` (cart command and query paths), `orders`,
+//! `admin` (catalog changes), `feed`, `telemetry` (the subscriber).
 
 mod admin;
 mod app;
 mod catalog;
 mod config;
+mod dispatch;
+mod edge;
 mod feed;
 mod orders;
-mod service;
 pub mod telemetry;
 
 use std::future::Future;
@@ -21,12 +24,13 @@ use cart_proto::view::AmountFormat;
 use cart_store::{DbConfig, EventStore};
 
 pub use app::current_cart_id;
+pub use cart_proto::COMMAND_ID_HEADER;
 pub use config::{Config, LogFormat};
-pub use service::{COMMAND_ID_HEADER, MAX_PAYLOAD};
+pub use edge::MAX_PAYLOAD;
 
 /// A running service instance.
 pub struct Server {
-    service: service::Running,
+    service: edge::Running,
     stop: tokio::sync::watch::Sender<bool>,
     background: tokio::task::JoinSet<()>,
 }
@@ -100,7 +104,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         format,
         config.tuning(),
     );
-    let client = service::connect(config).await?;
+    let client = edge::connect(config).await?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut background = tokio::task::JoinSet::new();
@@ -131,7 +135,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         checkpoint_name: relay_config.checkpoint_name(),
         stream: relay_config.stream,
     };
-    let service = service::start(config, app, client, status, admin, orders).await?;
+    let services = dispatch::Services {
+        carts: app,
+        orders,
+        admin,
+        feed: status,
+    };
+    let service = edge::start(config, services, client).await?;
     Ok(Server {
         service,
         stop,

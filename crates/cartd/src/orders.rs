@@ -9,44 +9,29 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_nats::service;
-use async_nats::HeaderMap;
 use cart_domain::{
-    AppliedCode, Cart, CartEvent, CartId, Catalog, Currency, InvalidInput, OrderError,
-    OrderSnapshot, PaymentMode, PricingContext, ProjectId, Purchases, Sku, Timestamp, UserId,
-    MAX_QUANTITY,
+    AppliedCode, Cart, CartId, Catalog, CheckoutKind, Currency, InvalidInput, OrderError,
+    OrderSnapshot, PaymentMode, PricingContext, ProjectId, Purchases, Quantity, Sku, Timestamp,
+    UserId, MAX_QUANTITY,
 };
 use cart_proto::order::{
     self as wire, CancelOrderRequest, CheckoutItemRequest, CheckoutReply, CheckoutRequest,
     ConfirmPaymentRequest, GetOrderRequest, OrderSearchReply, SearchOrdersRequest,
 };
 use cart_proto::view::AmountFormat;
-use cart_proto::{Encoding, ErrorReply};
+use cart_proto::ErrorReply;
 use cart_store::orders::{
     Checkout, CheckoutOutcome, Created, LoadedOrder, OrderStore, OrderStoreError, Payment, Search,
 };
 use cart_store::{EventStore, ProcessedCommand, StoreError, StreamKey};
-use futures::StreamExt;
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
-use tokio::task::JoinSet;
 
 use crate::app::now;
 use crate::catalog::CatalogCache;
+use crate::edge::errors::{self, reply};
+use crate::edge::{Incoming, OrderEndpoint, PaymentEndpoint, Reply};
 
-/// The order endpoints, relative to the prefix.
-pub const ENDPOINTS: [&str; 7] = [
-    "order.checkout",
-    "order.checkout_item",
-    "order.checkout_free",
-    "order.get",
-    "order.search",
-    "payment.confirm",
-    "payment.cancel",
-];
-
-const MAX_BODY: usize = 64 * 1024;
 const MAX_TEXT: usize = 128;
 
 #[derive(Clone)]
@@ -75,104 +60,38 @@ impl Orders {
         }
     }
 
-    /// Subscribes the order endpoints on `group` and serves them on `tasks`.
-    pub(crate) async fn serve(
+    /// Answers a request to an `order.*` endpoint.
+    pub(crate) async fn order(
         &self,
-        group: &service::Group,
-        tasks: &mut JoinSet<()>,
-    ) -> anyhow::Result<()> {
-        for endpoint in ENDPOINTS {
-            let mut requests = group
-                .endpoint_builder()
-                .name(endpoint.replace(['.', '_'], "-"))
-                .add(endpoint)
-                .await
-                .map_err(|e| anyhow::anyhow!("add endpoint {endpoint}: {e}"))?;
-            let orders = self.clone();
-            tasks.spawn(async move {
-                let mut in_flight = JoinSet::new();
-                while let Some(request) = requests.next().await {
-                    let orders = orders.clone();
-                    in_flight.spawn(async move { orders.respond(endpoint, request).await });
-                    while in_flight.try_join_next().is_some() {}
-                }
-                while in_flight.join_next().await.is_some() {}
-            });
-        }
-        Ok(())
+        endpoint: OrderEndpoint,
+        incoming: Incoming,
+    ) -> Result<Reply, ErrorReply> {
+        let body = &incoming.body;
+        let command = incoming.command.map(|c| c.record(Vec::new()));
+        let reply = match endpoint {
+            OrderEndpoint::Checkout | OrderEndpoint::CheckoutFree => {
+                let free = endpoint == OrderEndpoint::CheckoutFree;
+                self.checkout(decode(body)?, free, command).await
+            }
+            OrderEndpoint::CheckoutItem => self.checkout_item(decode(body)?, command).await,
+            OrderEndpoint::Get => self.get(decode(body)?).await,
+            OrderEndpoint::Search => self.search(decode(body)?).await,
+        };
+        reply.map(Reply::json)
     }
 
-    async fn respond(&self, endpoint: &'static str, request: service::Request) {
-        let message = &request.message;
-        let res = if message.payload.len() > MAX_BODY {
-            Err(ErrorReply::new(
-                413,
-                1102,
-                format!("Payload Too Large. A request body may hold at most {MAX_BODY} bytes"),
-            ))
-        } else {
-            let command_id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(cart_proto::COMMAND_ID_HEADER))
-                .map(|v| v.as_str().to_owned());
-            self.handle(endpoint, &message.payload, command_id).await
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert("Content-Type", Encoding::JSON_CONTENT_TYPE);
-        let body = match res {
-            Ok(body) => body,
-            Err(error) => {
-                crate::service::error_headers(&mut headers, &error);
-                if error.status >= 500 {
-                    tracing::warn!(endpoint, status = error.status, error = %error.message(), "order request failed");
-                } else {
-                    tracing::info!(endpoint, status = error.status, error = %error.message(), "order request refused");
-                }
-                error.body()
-            }
-        };
-        if let Err(e) = request.respond_with_headers(Ok(body.into()), headers).await {
-            tracing::warn!(endpoint, error = %e, "could not send the order reply");
-        }
-    }
-
-    async fn handle(
+    /// Answers a request to a `payment.*` endpoint.
+    pub(crate) async fn payment(
         &self,
-        endpoint: &str,
-        body: &[u8],
-        command_id: Option<String>,
-    ) -> Result<Vec<u8>, ErrorReply> {
-        match endpoint {
-            "order.checkout" | "order.checkout_free" => {
-                let r: CheckoutRequest = decode(body)?;
-                let command = ledger(endpoint, body, command_id)?;
-                self.checkout(r, endpoint == "order.checkout_free", command)
-                    .await
-            }
-            "order.checkout_item" => {
-                let r: CheckoutItemRequest = decode(body)?;
-                let command = ledger(endpoint, body, command_id)?;
-                self.checkout_item(r, command).await
-            }
-            "order.get" => {
-                let r: GetOrderRequest = decode(body)?;
-                self.get(r).await
-            }
-            "order.search" => {
-                let r: SearchOrdersRequest = decode(body)?;
-                self.search(r).await
-            }
-            "payment.confirm" => {
-                let r: ConfirmPaymentRequest = decode(body)?;
-                self.confirm(r).await
-            }
-            "payment.cancel" => {
-                let r: CancelOrderRequest = decode(body)?;
-                self.cancel(r).await
-            }
-            _ => Err(ErrorReply::new(404, 1102, "Unknown endpoint")),
-        }
+        endpoint: PaymentEndpoint,
+        incoming: Incoming,
+    ) -> Result<Reply, ErrorReply> {
+        let body = &incoming.body;
+        let reply = match endpoint {
+            PaymentEndpoint::Confirm => self.confirm(decode(body)?).await,
+            PaymentEndpoint::Cancel => self.cancel(decode(body)?).await,
+        };
+        reply.map(Reply::json)
     }
 
     async fn checkout(
@@ -182,19 +101,19 @@ impl Orders {
         command: Option<ProcessedCommand>,
     ) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
-        let user = UserId::parse(r.user_id).map_err(|e| ErrorReply::invalid(&e))?;
+        let user = UserId::parse(r.user_id).map_err(reply)?;
         if let Some(reply) = self.replayed(project, &user, command.as_ref()).await? {
             return Ok(reply);
         }
         let cart_id = match r.cart_id {
-            Some(id) => CartId::parse(id).map_err(|e| ErrorReply::invalid(&e))?,
+            Some(id) => CartId::parse(id).map_err(reply)?,
             None => crate::current_cart_id(project, &user),
         };
         let currency = currency(r.currency.as_deref())?;
         let country = country(r.country.as_deref())?;
         let custom_parameters = custom_parameters(r.custom_parameters)?;
         let key = StreamKey::new(project, user.clone(), cart_id.clone());
-        let loaded = self.carts.load(&key).await.map_err(|e| store_error(&e))?;
+        let loaded = self.carts.load(&key).await.map_err(reply)?;
         let ((catalog, versions), now) = (self.catalog.versioned(), now());
         let snapshot = self
             .freeze(
@@ -206,17 +125,12 @@ impl Orders {
                 country.as_deref(),
             )
             .await?;
-        if snapshot.0.bought().next().is_some() && snapshot.0.is_free() != free {
-            return Err(ErrorReply::new(
-                422,
-                1401,
-                if free {
-                    "Invalid cart. The cart holds paid items: use order.checkout"
-                } else {
-                    "Invalid cart. Every item in the cart is free: use order.checkout_free"
-                },
-            ));
-        }
+        let kind = if free {
+            CheckoutKind::Free
+        } else {
+            CheckoutKind::Paid
+        };
+        snapshot.0.check_kind(kind).map_err(reply)?;
         self.create(
             &catalog,
             Checkout {
@@ -240,67 +154,55 @@ impl Orders {
         command: Option<ProcessedCommand>,
     ) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
-        let user = UserId::parse(r.user_id).map_err(|e| ErrorReply::invalid(&e))?;
+        let user = UserId::parse(r.user_id).map_err(reply)?;
         if let Some(reply) = self.replayed(project, &user, command.as_ref()).await? {
             return Ok(reply);
         }
-        let sku = Sku::parse(r.sku).map_err(|e| ErrorReply::invalid(&e))?;
-        let quantity = match r.quantity {
-            None => 1,
-            Some(q) if (1..=u64::from(MAX_QUANTITY)).contains(&q) => u32::try_from(q).unwrap_or(1),
-            Some(_) => {
-                return Err(ErrorReply::new(
-                    422,
-                    1102,
-                    format!(
-                    "Unprocessable Entity. `quantity` must be an integer from 1 to {MAX_QUANTITY}"
-                ),
+        let sku = Sku::parse(r.sku).map_err(reply)?;
+        let quantity = i64::try_from(r.quantity.unwrap_or(1))
+            .ok()
+            .filter(|q| *q >= 1)
+            .and_then(|q| Quantity::parse(q).ok())
+            .ok_or_else(|| {
+                errors::out_of_range(format!(
+                    "`quantity` must be an integer from 1 to {MAX_QUANTITY}"
                 ))
-            }
-        };
+            })?;
         let currency = currency(r.currency.as_deref())?;
         let country = country(r.country.as_deref())?;
         let custom_parameters = custom_parameters(r.custom_parameters)?;
         let (catalog, versions) = self.catalog.versioned();
         let now = now();
-        if catalog.item(project, &sku).is_none() {
-            return Err(ErrorReply::unknown_item(project, &sku));
-        }
-        // A cart of one line, never stored: priced exactly as a stored cart would be.
-        let mut events = vec![
-            CartEvent::CartOpened,
-            CartEvent::ItemQuantitySet {
-                sku: sku.clone(),
-                quantity,
-            },
-        ];
-        if let Some(code) = r.promo_code.filter(|c| !c.is_empty()) {
-            let purchases = self
-                .purchases(
-                    project,
-                    &user,
+        // The code's verdict is the domain's to act on, with the user's redemptions.
+        let promo_code = match r.promo_code.filter(|c| !c.is_empty()) {
+            None => None,
+            Some(code) => {
+                let purchases = self
+                    .purchases(
+                        project,
+                        &user,
+                        &catalog,
+                        std::slice::from_ref(&sku),
+                        Some(&code),
+                        now,
+                    )
+                    .await?;
+                let check = cart_domain::check_promo_code(
                     &catalog,
-                    std::slice::from_ref(&sku),
-                    Some(&code),
+                    project,
+                    &code,
                     now,
+                    country.as_deref(),
+                    &purchases,
+                    &BTreeMap::new(),
                 )
-                .await?;
-            cart_domain::check_promo_code(
-                &catalog,
-                project,
-                &code,
-                now,
-                country.as_deref(),
-                &purchases,
-                &BTreeMap::new(),
-            )
-            .map_err(|rejection| ErrorReply::promo_code(&rejection))?;
-            events.push(CartEvent::PromoCodeRedeemed {
-                code,
-                selected_unit_items: BTreeMap::new(),
-            });
-        }
-        let cart = Cart::replay(&events);
+                .map(|_| ());
+                Some((code, check))
+            }
+        };
+        let listed = catalog.is_listed(project, &sku);
+        let cart = cart_domain::single_item_cart(sku, quantity, listed, promo_code)
+            .map_err(|e| errors::cart_refusal(project, &user, &e))?;
         let (snapshot, version) = self
             .freeze(
                 (&catalog, &versions),
@@ -379,7 +281,7 @@ impl Orders {
         self.orders
             .purchases_for(catalog, project, user, skus, code, now)
             .await
-            .map_err(|e| order_store_error(&e))
+            .map_err(reply)
     }
 
     /// The first reply to a checkout's command id, looked up before anything is priced.
@@ -393,23 +295,31 @@ impl Orders {
             return Ok(None);
         };
         match self.orders.replay(project, user, command).await {
-            Ok(Some(outcome)) => self.outcome(outcome).map(Some),
+            Ok(Some(outcome)) => self
+                .outcome(outcome, Some(command.command_id.as_str()))
+                .map(Some),
             Ok(None) => Ok(None),
-            Err(e) => Err(order_store_error(&e)),
+            Err(e) => Err(reply(e)),
         }
     }
 
     async fn create(&self, catalog: &Catalog, checkout: Checkout) -> Result<Vec<u8>, ErrorReply> {
-        let reply = |created: &Created| checkout_reply(created);
+        let command_id = checkout.command.as_ref().map(|c| c.command_id.clone());
+        let render = |created: &Created| checkout_reply(created);
         let outcome = self
             .orders
-            .checkout(catalog, checkout, reply)
+            .checkout(catalog, checkout, render)
             .await
-            .map_err(|e| order_store_error(&e))?;
-        self.outcome(outcome)
+            .map_err(reply)?;
+        self.outcome(outcome, command_id.as_deref())
     }
 
-    fn outcome(&self, outcome: CheckoutOutcome) -> Result<Vec<u8>, ErrorReply> {
+    /// The reply to a checkout's outcome (`command_id`: the checkout's, if any).
+    fn outcome(
+        &self,
+        outcome: CheckoutOutcome,
+        command_id: Option<&str>,
+    ) -> Result<Vec<u8>, ErrorReply> {
         match outcome {
             CheckoutOutcome::Created(created) => {
                 if !created.expired.is_empty() {
@@ -421,51 +331,41 @@ impl Orders {
                 tracing::info!("duplicate checkout: returning the original reply");
                 Ok(done.reply)
             }
-            CheckoutOutcome::IdReused => Err(ErrorReply::new(
-                409,
-                1102,
-                "The command id was already used for a different request",
-            )),
-            CheckoutOutcome::Refused(refusal) => Err(refused(&refusal)),
+            CheckoutOutcome::IdReused => {
+                Err(errors::command_id_reused(command_id.unwrap_or_default()))
+            }
+            CheckoutOutcome::Refused(refusal) => Err(reply(refusal)),
         }
     }
 
     async fn get(&self, r: GetOrderRequest) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
-        let user = UserId::parse(r.user_id).map_err(|e| ErrorReply::invalid(&e))?;
+        let user = UserId::parse(r.user_id).map_err(reply)?;
         let loaded = match (r.order_id, r.token) {
             (Some(id), None) => self.orders.load(project, id).await,
             (None, Some(token)) if !token.is_empty() && token.len() <= MAX_TEXT => {
                 self.orders.load_by_token(project, &token).await
             }
             _ => {
-                return Err(ErrorReply::new(
-                    422,
-                    1102,
-                    "Unprocessable Entity. Give exactly one of `order_id` and `token` (1 to 128 characters)",
+                return Err(errors::out_of_range(
+                    "Give exactly one of `order_id` and `token` (1 to 128 characters)",
                 ))
             }
         }
-        .map_err(|e| order_store_error(&e))?;
+        .map_err(reply)?;
         // Another user's order reads exactly like a missing one.
         let owned = loaded.filter(|l| l.order.details().is_some_and(|d| d.user == user));
-        let loaded = owned.ok_or_else(|| refused(&OrderError::NotFound))?;
+        let loaded = owned.ok_or_else(|| reply(OrderError::NotFound))?;
         self.view(&loaded)
     }
 
     async fn search(&self, r: SearchOrdersRequest) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
-        let user = UserId::parse(r.user_id).map_err(|e| ErrorReply::invalid(&e))?;
+        let user = UserId::parse(r.user_id).map_err(reply)?;
         let limit = match r.limit {
             None => 10,
             Some(l @ 1..=10) => l,
-            Some(_) => {
-                return Err(ErrorReply::new(
-                    422,
-                    1102,
-                    "Unprocessable Entity. `limit` must be from 1 to 10",
-                ))
-            }
+            Some(_) => return Err(errors::out_of_range("`limit` must be from 1 to 10")),
         };
         for date in [&r.created_date_from, &r.created_date_until]
             .into_iter()
@@ -493,7 +393,7 @@ impl Orders {
                 OrderStoreError::Store(StoreError::Invalid(_)) => {
                     ErrorReply::invalid(&InvalidInput::BadTime)
                 }
-                e => order_store_error(&e),
+                e => reply(e),
             })?;
         let orders: Vec<wire::OrderView> = page
             .orders
@@ -512,17 +412,11 @@ impl Orders {
     async fn confirm(&self, r: ConfirmPaymentRequest) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
         let amount = amount(&r.amount)?;
-        let currency = Currency::parse(&r.currency).map_err(|e| ErrorReply::invalid(&e))?;
+        let currency = Currency::parse(&r.currency).map_err(reply)?;
         let mode = match r.mode.as_deref() {
             None | Some("default") => PaymentMode::Default,
             Some("sandbox") => PaymentMode::Sandbox,
-            Some(_) => {
-                return Err(ErrorReply::new(
-                    422,
-                    1102,
-                    "Unprocessable Entity. `mode` is default or sandbox",
-                ))
-            }
+            Some(_) => return Err(errors::out_of_range("`mode` is default or sandbox")),
         };
         text("invoice_id", &r.invoice_id)?;
         let catalog = self.catalog.snapshot();
@@ -541,31 +435,27 @@ impl Orders {
                 },
             )
             .await
-            .map_err(|e| order_store_error(&e))?;
-        self.view(&decided.map_err(|e| refused(&e))?)
+            .map_err(reply)?;
+        self.view(&decided.map_err(reply)?)
     }
 
     async fn cancel(&self, r: CancelOrderRequest) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
         let reason = r.reason.unwrap_or_else(|| "refund".to_owned());
         if reason.len() > 1000 {
-            return Err(ErrorReply::new(
-                422,
-                1102,
-                "Unprocessable Entity. `reason` may hold at most 1000 bytes",
-            ));
+            return Err(errors::out_of_range("`reason` may hold at most 1000 bytes"));
         }
         let decided = self
             .orders
             .cancel(project, r.order_id, reason)
             .await
-            .map_err(|e| order_store_error(&e))?;
-        self.view(&decided.map_err(|e| refused(&e))?)
+            .map_err(reply)?;
+        self.view(&decided.map_err(reply)?)
     }
 
     fn view(&self, loaded: &LoadedOrder) -> Result<Vec<u8>, ErrorReply> {
         let view =
-            wire::view(&loaded.order, self.format).ok_or_else(|| refused(&OrderError::NotFound))?;
+            wire::view(&loaded.order, self.format).ok_or_else(|| reply(OrderError::NotFound))?;
         Ok(serde_json::to_vec(&view).unwrap_or_default())
     }
 }
@@ -579,51 +469,18 @@ fn checkout_reply(created: &Created) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-fn ledger(
-    endpoint: &str,
-    body: &[u8],
-    command_id: Option<String>,
-) -> Result<Option<ProcessedCommand>, ErrorReply> {
-    let Some(command_id) = command_id else {
-        return Ok(None);
-    };
-    if command_id.is_empty()
-        || command_id.len() > MAX_TEXT
-        || !command_id.chars().all(|c| c.is_ascii_graphic())
-    {
-        return Err(ErrorReply::new(
-            422,
-            1102,
-            format!(
-                "Unprocessable Entity. The header {} must be 1 to {MAX_TEXT} printable ASCII characters",
-                cart_proto::COMMAND_ID_HEADER
-            ),
-        ));
-    }
-    let mut hasher = Sha256::new();
-    hasher.update(endpoint.as_bytes());
-    hasher.update([0]);
-    hasher.update(body);
-    Ok(Some(ProcessedCommand {
-        command_id,
-        fingerprint: hasher.finalize().to_vec(),
-        content_type: Encoding::JSON_CONTENT_TYPE.to_owned(),
-        reply: Vec::new(),
-    }))
-}
-
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ErrorReply> {
-    serde_json::from_slice(body).map_err(ErrorReply::malformed)
+    serde_json::from_slice(body).map_err(reply)
 }
 
 fn project(id: u64) -> Result<ProjectId, ErrorReply> {
-    ProjectId::parse(id).map_err(|e| ErrorReply::invalid(&e))
+    ProjectId::parse(id).map_err(reply)
 }
 
 fn currency(value: Option<&str>) -> Result<Currency, ErrorReply> {
     match value {
         None | Some("") => Ok(Currency::usd()),
-        Some(c) => Currency::parse(c).map_err(|e| ErrorReply::invalid(&e)),
+        Some(c) => Currency::parse(c).map_err(reply),
     }
 }
 
@@ -633,10 +490,8 @@ fn country(value: Option<&str>) -> Result<Option<String>, ErrorReply> {
         Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
             Ok(Some(c.to_ascii_uppercase()))
         }
-        Some(_) => Err(ErrorReply::new(
-            422,
-            1102,
-            "Unprocessable Entity. `country` is an ISO 3166-1 alpha-2 code",
+        Some(_) => Err(errors::out_of_range(
+            "`country` is an ISO 3166-1 alpha-2 code",
         )),
     }
 }
@@ -647,10 +502,8 @@ fn custom_parameters(value: Option<serde_json::Value>) -> Result<Option<String>,
         Some(v @ serde_json::Value::Object(_)) if v.to_string().len() <= 8 * 1024 => {
             Ok(Some(v.to_string()))
         }
-        Some(_) => Err(ErrorReply::new(
-            422,
-            1102,
-            "Unprocessable Entity. `custom_parameters` is an object of at most 8 KiB",
+        Some(_) => Err(errors::out_of_range(
+            "`custom_parameters` is an object of at most 8 KiB",
         )),
     }
 }
@@ -660,11 +513,9 @@ fn text(property: &'static str, value: &str) -> Result<(), ErrorReply> {
         return Err(ErrorReply::invalid(&InvalidInput::Missing(property)));
     }
     if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
-        return Err(ErrorReply::new(
-            422,
-            1102,
-            format!("Unprocessable Entity. `{property}` is 1 to {MAX_TEXT} printable characters"),
-        ));
+        return Err(errors::out_of_range(format!(
+            "`{property}` is 1 to {MAX_TEXT} printable characters"
+        )));
     }
     Ok(())
 }
@@ -672,68 +523,13 @@ fn text(property: &'static str, value: &str) -> Result<(), ErrorReply> {
 /// A money amount from the wire: a decimal string, never a number, never negative.
 fn amount(text: &str) -> Result<Decimal, ErrorReply> {
     let bad = || {
-        ErrorReply::new(
-            422,
-            1102,
-            format!("Unprocessable Entity. `amount` must be a non-negative decimal string such as \"6.84\", not {text:?}"),
-        )
+        errors::out_of_range(format!(
+            "`amount` must be a non-negative decimal string such as \"6.84\", not {text:?}"
+        ))
     };
     if text.is_empty() || text.len() > 40 || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
     {
         return Err(bad());
     }
     text.parse::<Decimal>().map_err(|_| bad())
-}
-
-fn refused(error: &OrderError) -> ErrorReply {
-    let status = match error {
-        OrderError::NotFound => 404,
-        OrderError::AlreadyPaid { .. } => 409,
-        _ => 422,
-    };
-    let text = match error {
-        OrderError::NotFound => "Order not found".to_owned(),
-        OrderError::LimitExceeded {
-            reset_next_date: Some(next),
-            ..
-        } => format!(
-            "{}; the limit resets at {}",
-            capitalized(&error.to_string()),
-            next.civil()
-        ),
-        e if e.code() == 1401 => format!("Invalid cart. {}", capitalized(&e.to_string())),
-        e => capitalized(&e.to_string()),
-    };
-    ErrorReply::new(status, error.code(), text)
-}
-
-fn capitalized(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
-fn store_error(error: &StoreError) -> ErrorReply {
-    failure(error.is_unavailable(), error)
-}
-
-fn order_store_error(error: &OrderStoreError) -> ErrorReply {
-    failure(error.is_unavailable(), error)
-}
-
-/// 503 while the store cannot be reached (retry later), else 500; logged with causes.
-fn failure(unavailable: bool, error: &dyn std::error::Error) -> ErrorReply {
-    if unavailable {
-        tracing::warn!(error = %cart_store::error_chain(error), "order store unavailable");
-        ErrorReply::new(
-            503,
-            1000,
-            "Service temporarily unavailable: the store cannot be reached. Retry later",
-        )
-    } else {
-        tracing::error!(error = %cart_store::error_chain(error), "order store error");
-        ErrorReply::new(500, 1000, "Internal error")
-    }
 }

@@ -321,6 +321,7 @@ fn redeem(code: &str) -> CartCommand {
         code: code.to_owned(),
         selected_unit_items: BTreeMap::new(),
         check: Ok(()),
+        existence: Existence::Always,
     }
 }
 fn redeemed(code: &str) -> CartEvent {
@@ -352,6 +353,7 @@ fn a_second_code_replaces_the_first_and_the_same_code_changes_nothing() {
         code: "ONE".into(),
         selected_unit_items: picks.clone(),
         check: Ok(()),
+        existence: Existence::OnceOpened,
     };
     check(
         &history,
@@ -381,6 +383,7 @@ fn a_refused_code_changes_nothing() {
             code: "BAD".into(),
             selected_unit_items: BTreeMap::new(),
             check: Err(rejection.clone()),
+            existence: Existence::Always,
         };
         check(
             &history,
@@ -397,12 +400,16 @@ fn removing_detaches_the_code_and_is_a_no_op_without_one() {
     let history = [CartEvent::CartOpened, set("a", 1), redeemed("ONE")];
     check(
         &history,
-        CartCommand::RemovePromoCode,
+        CartCommand::RemovePromoCode {
+            existence: Existence::Always,
+        },
         Ok(vec![CartEvent::PromoCodeRemoved]),
     );
     check(
         &[CartEvent::CartOpened, set("a", 1)],
-        CartCommand::RemovePromoCode,
+        CartCommand::RemovePromoCode {
+            existence: Existence::Always,
+        },
         Ok(vec![]),
     );
     let mut removed = history.to_vec();
@@ -454,4 +461,58 @@ fn a_purchase_empties_the_cart_and_detaches_the_code_and_a_second_one_does_nothi
     check(&after, CartCommand::Purchased, Ok(vec![]));
     // A cart that never existed is not opened by a purchase.
     check(&[], CartCommand::Purchased, Ok(vec![]));
+}
+
+#[test]
+fn promo_codes_go_only_on_a_cart_that_exists() {
+    // A cart named by id that was never opened (or is another user's) is not found,
+    // whatever the code's verdict; the current cart always exists.
+    for command in [
+        CartCommand::RedeemPromoCode {
+            code: "ONE".into(),
+            selected_unit_items: BTreeMap::new(),
+            check: Err(PromoCodeRejection::NotFound),
+            existence: Existence::OnceOpened,
+        },
+        CartCommand::RemovePromoCode {
+            existence: Existence::OnceOpened,
+        },
+    ] {
+        check(&[], command.clone(), Err(CartError::CartNotFound));
+        assert!(decide(&Cart::replay(&[CartEvent::CartOpened]), &command)
+            .map_or_else(|e| e != CartError::CartNotFound, |_| true));
+    }
+    check(
+        &[],
+        CartCommand::RemovePromoCode {
+            existence: Existence::Always,
+        },
+        Ok(vec![CartEvent::CartOpened]),
+    );
+}
+
+#[test]
+fn a_single_item_cart_is_decided_like_a_stored_one() {
+    let quantity = Quantity::parse(2).unwrap();
+    let cart = single_item_cart(sku("a"), quantity, true, Some(("ONE".into(), Ok(())))).unwrap();
+    assert_eq!(cart.lines().len(), 1);
+    assert_eq!(cart.quantity_of(&sku("a")), 2);
+    assert_eq!(cart.promo_code().unwrap().code, "ONE");
+    assert_eq!(
+        single_item_cart(sku("a"), quantity, false, None),
+        Err(CartError::UnknownItem { sku: sku("a") })
+    );
+    assert_eq!(
+        single_item_cart(
+            sku("a"),
+            quantity,
+            true,
+            Some(("BAD".into(), Err(PromoCodeRejection::Expired)))
+        ),
+        Err(CartError::PromoCode(PromoCodeRejection::Expired))
+    );
+    assert!(single_item_cart(sku("a"), quantity, true, None)
+        .unwrap()
+        .promo_code()
+        .is_none());
 }

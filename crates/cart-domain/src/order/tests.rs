@@ -676,3 +676,39 @@ fn a_snapshot_keeps_discounts_and_the_promo_code_and_excludes_bonus_lines() {
         1411
     );
 }
+
+#[test]
+fn a_free_cart_is_checked_out_free_and_a_paid_one_paid() {
+    let paid = cups();
+    let free = snapshot(vec![free_line("gift", false)], None);
+    let mixed = snapshot(
+        vec![paid_line("cup", 1, "5.49", usd()), free_line("gift", false)],
+        Some("5.49"),
+    );
+    let empty = snapshot(vec![], None);
+    assert_eq!(paid.check_kind(CheckoutKind::Paid), Ok(()));
+    assert_eq!(
+        paid.check_kind(CheckoutKind::Free),
+        Err(OrderError::PaidItemsInFreeCheckout)
+    );
+    assert_eq!(free.check_kind(CheckoutKind::Free), Ok(()));
+    assert_eq!(
+        free.check_kind(CheckoutKind::Paid),
+        Err(OrderError::FreeCartInPaidCheckout)
+    );
+    // A free item among paid ones is the paid path's to refuse (FreeItem).
+    assert_eq!(mixed.check_kind(CheckoutKind::Paid), Ok(()));
+    assert_eq!(
+        mixed.check_kind(CheckoutKind::Free),
+        Err(OrderError::PaidItemsInFreeCheckout)
+    );
+    // An empty cart is refused by the order itself, whichever the path.
+    assert_eq!(empty.check_kind(CheckoutKind::Free), Ok(()));
+    assert_eq!(empty.check_kind(CheckoutKind::Paid), Ok(()));
+    for e in [
+        OrderError::PaidItemsInFreeCheckout,
+        OrderError::FreeCartInPaidCheckout,
+    ] {
+        assert_eq!(e.code(), 1401);
+    }
+}

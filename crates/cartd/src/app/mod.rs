@@ -1,78 +1,29 @@
 //! The command and query paths: from a decoded request to the bytes of its reply.
 
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+mod memory;
+
+use memory::{CartCache, CartLocks};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use cart_domain::{
-    decide, fill_warnings, CartCommand, CartId, FillItem, InvalidInput, ProjectId, UserId,
+    decide, fill_warnings, CartCommand, CartId, Existence, FillItem, InvalidInput, ProjectId,
+    UserId,
 };
 use cart_proto::request::{self, Action, Endpoint, Request};
 use cart_proto::view::{self, AmountFormat};
 use cart_proto::{encode, Encoding, ErrorReply};
 
 use crate::catalog::CatalogCache;
+use crate::edge::errors::{self, reply};
+use crate::edge::ledger::Command;
+use crate::edge::{Incoming, Reply};
 use cart_store::{
-    AsOf, EventStore, GroupCommit, GroupConfig, GroupRead, Loaded, PendingAppend, ProcessedCommand,
-    StoreError, StreamKey,
+    AsOf, EventStore, GroupCommit, GroupConfig, GroupRead, Loaded, PendingAppend, StoreError,
+    StreamKey,
 };
-use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
 use uuid::Uuid;
-
-/// Serializes commands per cart inside one instance, so that an instance never races
-/// itself; other instances are kept honest by the log's version guard. A fixed number of
-/// shards keeps memory bounded whatever the number of carts.
-struct CartLocks {
-    shards: Vec<Mutex<()>>,
-}
-
-impl CartLocks {
-    fn new(n: usize) -> Self {
-        Self {
-            shards: (0..n).map(|_| Mutex::new(())).collect(),
-        }
-    }
-
-    fn shard(&self, stream_id: Uuid) -> &Mutex<()> {
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(stream_id);
-        // The modulo keeps the index in range, so the cast cannot truncate meaningfully.
-        &self.shards[(hash % self.shards.len() as u64) as usize]
-    }
-}
-
-/// The last known state of recently used carts, so that a command on a warm cart reads
-/// nothing from the database. An entry may be stale when another instance wrote to the
-/// cart since: the append's version guard catches that, and the command is decided
-/// again on the state loaded from the log. Bounded: the least recently used cart goes.
-struct CartCache {
-    entries: std::sync::Mutex<lru::LruCache<Uuid, Loaded>>,
-}
-
-impl CartCache {
-    fn new(capacity: usize) -> Self {
-        let capacity = std::num::NonZeroUsize::new(capacity).unwrap_or(std::num::NonZeroUsize::MIN);
-        Self {
-            entries: std::sync::Mutex::new(lru::LruCache::new(capacity)),
-        }
-    }
-
-    fn get(&self, stream_id: Uuid) -> Option<Loaded> {
-        self.entries.lock().ok()?.get(&stream_id).cloned()
-    }
-
-    fn put(&self, stream_id: Uuid, loaded: Loaded) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.put(stream_id, loaded);
-        }
-    }
-
-    fn forget(&self, stream_id: Uuid) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.pop(&stream_id);
-        }
-    }
-}
 
 /// Tuning of the command path.
 #[derive(Debug, Clone, Copy)]
@@ -112,31 +63,6 @@ pub fn current_cart_id(project: ProjectId, user: &UserId) -> CartId {
         .to_string();
     // Hex digits and a dash always satisfy the cart id charset.
     CartId::parse(format!("current-{id}")).unwrap_or_else(|_| unreachable!("hex cart id is valid"))
-}
-
-/// A digest of what a command asked, to tell a retry from a reuse of its id.
-pub fn fingerprint(endpoint: Endpoint, encoding: Encoding, body: &[u8]) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    hasher.update(endpoint.subject().as_bytes());
-    hasher.update([0]);
-    hasher.update(encoding.content_type().as_bytes());
-    hasher.update([0]);
-    hasher.update(body);
-    hasher.finalize().to_vec()
-}
-
-fn unavailable(error: &StoreError) -> ErrorReply {
-    if error.is_unavailable() {
-        tracing::warn!(error = %error_chain(error), "cart store unavailable");
-        ErrorReply::new(
-            503,
-            1000,
-            "Service temporarily unavailable: the cart store cannot be reached. Retry later",
-        )
-    } else {
-        tracing::error!(error = %error_chain(error), "cart store error");
-        ErrorReply::new(500, 1000, "Internal error")
-    }
 }
 
 pub(crate) use cart_store::error_chain;
@@ -182,13 +108,34 @@ impl App {
         StreamKey::new(scope.project, scope.user.clone(), cart)
     }
 
-    /// Answers one request.
-    pub async fn handle(
+    /// Answers one request to a cart endpoint: decodes it, names it in the request's
+    /// span, and runs it.
+    pub(crate) async fn serve(
+        &self,
+        endpoint: Endpoint,
+        incoming: Incoming,
+    ) -> Result<Reply, ErrorReply> {
+        let encoding = incoming.encoding;
+        let decoded = request::decode(endpoint, encoding, &incoming.body)?;
+        let span = tracing::Span::current();
+        span.record("project", decoded.scope.project.get());
+        span.record("user", decoded.scope.user.as_str());
+        let cart = decoded
+            .scope
+            .cart
+            .as_ref()
+            .map_or("current", |c| c.as_str());
+        span.record("cart_id", cart);
+        let body = self.handle(decoded, encoding, incoming.command).await?;
+        Ok(Reply { body, encoding })
+    }
+
+    /// Answers one decoded request.
+    async fn handle(
         &self,
         request: Request,
         encoding: Encoding,
-        command_id: Option<String>,
-        fingerprint: Vec<u8>,
+        command: Option<Command>,
     ) -> Result<Vec<u8>, ErrorReply> {
         let mut at = Moment {
             catalog: self.inner.catalog.snapshot(),
@@ -204,10 +151,11 @@ impl App {
         {
             return self.promo_code_query(&at, &request, code, encoding);
         }
+        let ledger_command = command;
         match self.command_for(&at, &request) {
             None => self.query(&at, &request, encoding).await,
             Some(command) => {
-                self.command(&at, &request, command, encoding, command_id, fingerprint)
+                self.command(&at, &request, command, encoding, ledger_command)
                     .await
             }
         }
@@ -229,30 +177,21 @@ impl App {
                 };
                 let loaded = store.load_as_of(&key, &as_of).await.map_err(|e| match e {
                     StoreError::Invalid(_) => ErrorReply::invalid(&InvalidInput::BadTime),
-                    e => unavailable(&e),
+                    e => reply(e),
                 })?;
                 if let (AsOf::Version(wanted), Some(found)) = (&as_of, &loaded) {
                     if found.version < *wanted {
-                        return Err(ErrorReply::new(
-                            422,
-                            1102,
-                            format!(
-                                "Unprocessable Entity. The cart has no version {wanted}; its latest is {}",
-                                found.version
-                            ),
-                        ));
+                        return Err(errors::out_of_range(format!(
+                            "The cart has no version {wanted}; its latest is {}",
+                            found.version
+                        )));
                     }
                 }
                 loaded
             }
             // Gets read the projection, not this instance's cache: another instance may
             // have changed the cart, and a get must show every acknowledged command.
-            _ => self
-                .inner
-                .reader
-                .projection(&key)
-                .await
-                .map_err(|e| unavailable(&e))?,
+            _ => self.inner.reader.projection(&key).await.map_err(reply)?,
         };
         let cart = match loaded {
             Some(loaded) => loaded.cart,
@@ -330,13 +269,7 @@ impl App {
             .orders
             .purchases_for(&at.catalog, scope.project, &scope.user, skus, code, at.now)
             .await
-            .map_err(|e| {
-                unavailable(&match e {
-                    cart_store::orders::OrderStoreError::Store(e) => e,
-                    cart_store::orders::OrderStoreError::Database(e) => StoreError::Database(e),
-                    other => StoreError::Invalid(error_chain(&other)),
-                })
-            })
+            .map_err(reply)
     }
 
     /// Purchases for pricing `cart`: its lines and its code.
@@ -407,6 +340,11 @@ impl App {
     /// None for a query.
     fn command_for(&self, at: &Moment, request: &Request) -> Option<CartCommand> {
         let project = request.scope.project;
+        let existence = match &request.scope.cart {
+            None => Existence::Always,
+            Some(id) if *id == current_cart_id(project, &request.scope.user) => Existence::Always,
+            Some(_) => Existence::OnceOpened,
+        };
         let catalog = &at.catalog;
         let listed = |sku| catalog.is_listed(project, sku);
         let now = at.now;
@@ -456,37 +394,35 @@ impl App {
                     selected_unit_items,
                 )
                 .map(|_| ()),
+                existence,
             },
-            Action::RemovePromoCode => CartCommand::RemovePromoCode,
+            Action::RemovePromoCode => CartCommand::RemovePromoCode { existence },
             Action::Get { .. }
             | Action::PromoCodeRewards { .. }
             | Action::VerifyPromoCode { .. } => return None,
         })
     }
 
+    /// The first reply to `command`, if the ledger has it.
     async fn replay_ledger(
         &self,
         key: &StreamKey,
-        command_id: &str,
-        fingerprint: &[u8],
+        command: &Command,
     ) -> Result<Option<Vec<u8>>, ErrorReply> {
+        let id = command.id.as_str();
         let found = self
             .inner
             .store
-            .processed(key.project, &key.user, command_id)
+            .processed(key.project, &key.user, id)
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(reply)?;
         match found {
             None => Ok(None),
-            Some(done) if done.fingerprint == fingerprint => {
+            Some(done) if done.fingerprint == command.fingerprint => {
                 tracing::info!("duplicate command: returning the original reply");
                 Ok(Some(done.reply))
             }
-            Some(_) => Err(ErrorReply::new(
-                409,
-                1102,
-                format!("Command id {command_id} was already used for a different request"),
-            )),
+            Some(_) => Err(errors::command_id_reused(id)),
         }
     }
 
@@ -496,8 +432,7 @@ impl App {
         request: &Request,
         command: CartCommand,
         encoding: Encoding,
-        command_id: Option<String>,
-        fingerprint: Vec<u8>,
+        ledger_command: Option<Command>,
     ) -> Result<Vec<u8>, ErrorReply> {
         let key = Self::key(request);
         let stream_id = key.stream_id();
@@ -518,11 +453,7 @@ impl App {
                     Some(loaded) if !from_log => loaded,
                     _ => {
                         from_log = true;
-                        self.inner
-                            .store
-                            .load(&key)
-                            .await
-                            .map_err(|e| unavailable(&e))?
+                        self.inner.store.load(&key).await.map_err(reply)?
                     }
                 };
                 let decided = decide(&loaded.cart, &command);
@@ -536,46 +467,29 @@ impl App {
                 }
                 break (loaded, decided);
             };
-            // Promo codes go on an existing cart; only the current cart always exists.
-            // (Another user's cart id is a stream of this user's that was never opened.)
-            let promo_code_command = matches!(
-                command,
-                CartCommand::RedeemPromoCode { .. } | CartCommand::RemovePromoCode
-            );
-            if promo_code_command
-                && !loaded.cart.is_opened()
-                && key.cart != current_cart_id(key.project, &key.user)
-            {
-                return Err(ErrorReply::cart_not_found(&key.user));
-            }
             let events = match decided {
                 Ok(events) => events,
                 Err(e) => {
                     // A retry of a command that was accepted before gets its first answer,
                     // even if the cart has changed so that it would now be refused.
-                    if let Some(id) = &command_id {
-                        if let Some(reply) = self.replay_ledger(&key, id, &fingerprint).await? {
+                    if let Some(command) = &ledger_command {
+                        if let Some(reply) = self.replay_ledger(&key, command).await? {
                             return Ok(reply);
                         }
                     }
-                    return Err(ErrorReply::rejected(project, &e));
+                    return Err(errors::cart_refusal(project, &key.user, &e));
                 }
             };
             let cart = events.iter().fold(loaded.cart, cart_domain::apply);
             let purchases = self.cart_purchases(at, request, &cart).await?;
             let body = self.render(at, &key, &cart, &purchases, request, &warnings, encoding);
-            if events.is_empty() && command_id.is_none() {
+            if events.is_empty() && ledger_command.is_none() {
                 // Nothing changed and nothing needs remembering.
                 return Ok(body);
             }
-            let ledger = command_id.as_ref().map(|id| ProcessedCommand {
-                command_id: id.clone(),
-                fingerprint: fingerprint.clone(),
-                content_type: encoding.content_type().to_owned(),
-                reply: body.clone(),
-            });
+            let ledger = ledger_command.as_ref().map(|c| c.record(body.clone()));
             let metadata = serde_json::json!({
-                "command_id": command_id,
+                "command_id": ledger_command.as_ref().map(|c| c.id.as_str()),
                 "user_id": key.user.as_str(),
                 "cart_id": key.cart.as_str(),
                 "endpoint": endpoint_of(&request.action).subject(),
@@ -614,22 +528,19 @@ impl App {
                     tracing::debug!(attempt, "concurrent append; deciding again");
                     tokio::time::sleep(backoff(attempt)).await;
                 }
-                Err(StoreError::DuplicateCommand { command_id }) => {
+                Err(StoreError::DuplicateCommand { .. }) => {
                     // This command was recorded before (a retry), or by another instance
                     // just now: answer as it was answered then.
-                    return match self.replay_ledger(&key, &command_id, &fingerprint).await? {
-                        Some(reply) => Ok(reply),
-                        None => Err(ErrorReply::new(500, 1000, "Internal error")),
+                    let recorded = match &ledger_command {
+                        Some(command) => self.replay_ledger(&key, command).await?,
+                        None => None,
                     };
+                    return recorded.ok_or_else(errors::internal);
                 }
-                Err(e) => return Err(unavailable(&e)),
+                Err(e) => return Err(reply(e)),
             }
         }
-        Err(ErrorReply::new(
-            409,
-            1421,
-            "The cart is being changed concurrently. Retry the command",
-        ))
+        Err(errors::concurrent_change())
     }
 }
 

@@ -1,0 +1,409 @@
+//! Catalog admin commands over NATS: `<prefix>.admin.catalog.*`, JSON request/reply.
+//!
+//! Every change is checked in full before anything is written: the entity alone (field
+//! errors name the field under `item.`, `promotion.` or `promo_code.`), then the
+//! project's whole catalog with the change applied (duplicates, references between
+//! items, promotions and promo codes). The write then goes to PostgreSQL with the version
+//! the check was made against (optimistic concurrency), so a concurrent change makes it
+//! check again instead of storing a catalog that was never validated as a whole.
+//! docs/catalog.md describes the format and docs/protocol.md lists the endpoints.
+
+mod edit;
+mod requests;
+
+use cart_proto::admin::{self, CatalogDocument, ProjectCatalog, ValidationError};
+use cart_proto::ErrorReply;
+use cart_store::catalog::{
+    CatalogAt, CatalogError, CatalogStore, Change, EntityKind, ProjectChanges,
+};
+use serde_json::{json, Value};
+
+use edit::{applied_reply, changes_of, check_merge, entity_path, pid, project_of, put, remove};
+use requests::{
+    decode, decode_or_default, ChangesRequest, ExportRequest, GetRequest, ImportRequest, ItemKey,
+    ItemRequest, PromoCodeKey, PromoCodeRequest, PromotionKey, PromotionRequest,
+};
+
+use crate::catalog::CatalogCache;
+use crate::edge::errors::{self, reply};
+use crate::edge::{AdminEndpoint, Entity, Reply, Verb};
+
+/// How often a change is checked again when the catalog moved on meanwhile.
+const MAX_ATTEMPTS: usize = 5;
+
+#[derive(Clone)]
+pub(crate) struct Admin {
+    store: CatalogStore,
+    /// Refreshed after every change, before the reply.
+    cache: CatalogCache,
+}
+
+impl Admin {
+    pub(crate) fn new(store: CatalogStore, cache: CatalogCache) -> Self {
+        Self { store, cache }
+    }
+
+    /// Imports a catalog file into the projects that have no catalog yet (version 0);
+    /// projects with a catalog are left alone. Returns the projects imported.
+    pub(crate) async fn seed(&self, bytes: &[u8]) -> Result<Vec<u64>, anyhow::Error> {
+        let doc = admin::parse_document(bytes)?;
+        let mut imported = Vec::new();
+        for project in doc.projects {
+            let id = project.project_id;
+            if self.store.version(pid(id)?).await? != 0 {
+                continue;
+            }
+            let batch = ProjectChanges {
+                project_id: pid(id)?,
+                expected_version: Some(0),
+                changes: changes_of(&project)?,
+                replace: false,
+            };
+            match self.store.apply_many(vec![batch]).await {
+                Ok(_) => imported.push(id),
+                // Another instance seeded it first.
+                Err(CatalogError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(imported)
+    }
+
+    /// Answers a request to an `admin.catalog.*` endpoint. A change is in this
+    /// instance's prices before the caller hears of it.
+    pub(crate) async fn handle(
+        &self,
+        endpoint: AdminEndpoint,
+        body: &[u8],
+    ) -> Result<Reply, ErrorReply> {
+        let value = match endpoint {
+            AdminEndpoint::Change(entity, verb) => self.change_entity(entity, verb, body).await?,
+            AdminEndpoint::Import => self.import(body).await?,
+            AdminEndpoint::Export => return self.export(body).await.map(json_reply),
+            AdminEndpoint::Get => return self.get(body).await.map(json_reply),
+            AdminEndpoint::Changes => return self.changes(body).await.map(json_reply),
+        };
+        self.cache.changed().await;
+        Ok(json_reply(value))
+    }
+
+    /// Creates, updates or deletes one entity.
+    async fn change_entity(
+        &self,
+        entity: Entity,
+        verb: Verb,
+        body: &[u8],
+    ) -> Result<Value, ErrorReply> {
+        match (entity, verb) {
+            (Entity::Item, Verb::Create | Verb::Update) => {
+                let r: ItemRequest = decode(body)?;
+                let item = r.item;
+                item.validate().map_err(|e| reply(e.under("item")))?;
+                self.change(r.project_id, r.expected_version, |c| {
+                    put(
+                        &mut c.items,
+                        |i| i.sku == item.sku,
+                        item.clone(),
+                        verb,
+                        EntityKind::Item,
+                        &item.sku,
+                    )
+                })
+                .await
+            }
+            (Entity::Promotion, Verb::Create | Verb::Update) => {
+                let r: PromotionRequest = decode(body)?;
+                let p = r.promotion;
+                p.validate().map_err(|e| reply(e.under("promotion")))?;
+                self.change(r.project_id, r.expected_version, |c| {
+                    put(
+                        &mut c.promotions,
+                        |x| x.id == p.id,
+                        p.clone(),
+                        verb,
+                        EntityKind::Promotion,
+                        &p.id,
+                    )
+                })
+                .await
+            }
+            (Entity::PromoCode, Verb::Create | Verb::Update) => {
+                let r: PromoCodeRequest = decode(body)?;
+                let code = r.promo_code;
+                code.validate().map_err(|e| reply(e.under("promo_code")))?;
+                self.change(r.project_id, r.expected_version, |c| {
+                    put(
+                        &mut c.promo_codes,
+                        |x| x.code == code.code,
+                        code.clone(),
+                        verb,
+                        EntityKind::PromoCode,
+                        &code.code,
+                    )
+                })
+                .await
+            }
+            (Entity::Item, Verb::Delete) => {
+                let r: ItemKey = decode(body)?;
+                let sku = r.sku;
+                self.change(r.project_id, r.expected_version, |c| {
+                    remove(&mut c.items, |i| i.sku == sku, EntityKind::Item, &sku)
+                })
+                .await
+            }
+            (Entity::Promotion, Verb::Delete) => {
+                let r: PromotionKey = decode(body)?;
+                let id = r.id;
+                self.change(r.project_id, r.expected_version, |c| {
+                    remove(
+                        &mut c.promotions,
+                        |p| p.id == id,
+                        EntityKind::Promotion,
+                        &id,
+                    )
+                })
+                .await
+            }
+            (Entity::PromoCode, Verb::Delete) => {
+                let r: PromoCodeKey = decode(body)?;
+                let code = r.code;
+                self.change(r.project_id, r.expected_version, |c| {
+                    remove(
+                        &mut c.promo_codes,
+                        |p| p.code == code,
+                        EntityKind::PromoCode,
+                        &code,
+                    )
+                })
+                .await
+            }
+        }
+    }
+
+    /// Applies `edit` to the project's catalog, checks the result as a whole and writes
+    /// the one change it made, against the version it was checked on.
+    async fn change(
+        &self,
+        project_id: u64,
+        expected_version: Option<i64>,
+        edit: impl Fn(&mut ProjectCatalog) -> Result<Change, ErrorReply>,
+    ) -> Result<Value, ErrorReply> {
+        let id = pid(project_id).map_err(reply)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let snapshot = self.store.current(id).await.map_err(reply)?;
+            if let Some(expected) = expected_version {
+                if expected != snapshot.version {
+                    return Err(errors::catalog_conflict(
+                        project_id,
+                        expected,
+                        snapshot.version,
+                    ));
+                }
+            }
+            let mut catalog = project_of(project_id, &snapshot)?;
+            let change = edit(&mut catalog)?;
+            if let Err(e) = catalog.validate() {
+                return Err(reply(entity_path(e, &catalog, &change)));
+            }
+            match self
+                .store
+                .apply(id, Some(snapshot.version), vec![change])
+                .await
+            {
+                Ok(applied) => return Ok(applied_reply(&applied)),
+                // Someone else changed the catalog meanwhile: check again on theirs,
+                // unless the caller asked for a version.
+                Err(CatalogError::Conflict { actual, .. }) if expected_version.is_none() => {
+                    tracing::debug!(
+                        project_id,
+                        actual,
+                        "catalog changed concurrently; checking again"
+                    );
+                }
+                Err(e) => return Err(reply(e)),
+            }
+        }
+        Err(errors::too_busy("change"))
+    }
+
+    async fn import(&self, body: &[u8]) -> Result<Value, ErrorReply> {
+        let r: ImportRequest = decode(body)?;
+        let replace = match r.mode.as_deref() {
+            None | Some("merge") => false,
+            Some("replace") => true,
+            Some(other) => {
+                return Err(reply(ValidationError::Invalid {
+                    field: "mode".to_owned(),
+                    reason: format!("{other:?} is neither \"merge\" nor \"replace\""),
+                }))
+            }
+        };
+        // A replace stands alone; a merge may refer to what is stored (checked below).
+        if replace {
+            r.catalog.validate()
+        } else {
+            r.catalog.validate_entities()
+        }
+        .map_err(|e| reply(e.under("catalog")))?;
+        // A merge is checked against the stored version it read and written only if
+        // that version is still current: a concurrent change (an item deleted that the
+        // file refers to) makes it check again, as `change` does.
+        let retry = !replace && r.expected_version.is_none();
+        for _ in 0..MAX_ATTEMPTS {
+            let mut batches = Vec::new();
+            for (i, project) in r.catalog.projects.iter().enumerate() {
+                let project_id = pid(project.project_id).map_err(reply)?;
+                let expected_version = if replace {
+                    r.expected_version
+                } else {
+                    // A merge keeps what the file does not name, so the result must be
+                    // checked as a whole: references to kept entities, and kept entities
+                    // referring to replaced ones.
+                    let stored = self.store.current(project_id).await.map_err(reply)?;
+                    check_merge(project, i, &stored)?;
+                    Some(r.expected_version.unwrap_or(stored.version))
+                };
+                batches.push(ProjectChanges {
+                    project_id,
+                    expected_version,
+                    changes: changes_of(project).map_err(reply)?,
+                    replace,
+                });
+            }
+            match self.store.apply_many(batches).await {
+                Ok(applied) => {
+                    return Ok(json!({
+                        "mode": if replace { "replace" } else { "merge" },
+                        "projects": applied.iter().map(applied_reply).collect::<Vec<_>>(),
+                    }))
+                }
+                Err(CatalogError::Conflict { actual, .. }) if retry => {
+                    tracing::debug!(
+                        actual,
+                        "catalog changed during a merge import; checking again"
+                    );
+                }
+                Err(e) => return Err(reply(e)),
+            }
+        }
+        Err(errors::too_busy("import"))
+    }
+
+    async fn export(&self, body: &[u8]) -> Result<Value, ErrorReply> {
+        let r: ExportRequest = decode_or_default(body)?;
+        let projects = match r.project_id {
+            Some(p) => vec![pid(p).map_err(reply)?],
+            None => self.store.projects().await.map_err(reply)?,
+        };
+        let mut doc = CatalogDocument::default();
+        for id in projects {
+            let snapshot = self.store.current(id).await.map_err(reply)?;
+            doc.projects.push(project_of(id.unsigned_abs(), &snapshot)?);
+        }
+        serde_json::to_value(doc).map_err(|e| internal(&e))
+    }
+
+    async fn get(&self, body: &[u8]) -> Result<Value, ErrorReply> {
+        let r: GetRequest = decode(body)?;
+        let id = pid(r.project_id).map_err(reply)?;
+        let at = match (r.at_version, r.at_time) {
+            (Some(_), Some(_)) => {
+                return Err(reply(ValidationError::Invalid {
+                    field: "at_time".to_owned(),
+                    reason: "give `at_version` or `at_time`, not both".to_owned(),
+                }))
+            }
+            (Some(v), None) => Some(CatalogAt::Version(v)),
+            (None, Some(t)) => {
+                admin::parse_date("at_time", &t).map_err(reply)?;
+                Some(CatalogAt::Time(t))
+            }
+            (None, None) => None,
+        };
+        let snapshot = match &at {
+            Some(at) => self.store.catalog_at(id, at).await,
+            None => self.store.current(id).await,
+        }
+        .map_err(reply)?;
+        let catalog = project_of(r.project_id, &snapshot)?;
+        match (r.kind.as_deref(), r.key) {
+            (None, None) => Ok(json!({
+                "project_id": r.project_id,
+                "version": snapshot.version,
+                "catalog": catalog,
+            })),
+            (Some(kind), Some(key)) => {
+                let Some(kind) = EntityKind::parse(kind) else {
+                    return Err(reply(ValidationError::Invalid {
+                        field: "kind".to_owned(),
+                        reason: format!(
+                            "{kind:?} is not one of \"item\", \"promotion\", \"promo_code\""
+                        ),
+                    }));
+                };
+                let document = match kind {
+                    EntityKind::Item => catalog
+                        .items
+                        .iter()
+                        .find(|i| i.sku == key)
+                        .map(serde_json::to_value),
+                    EntityKind::Promotion => catalog
+                        .promotions
+                        .iter()
+                        .find(|p| p.id == key)
+                        .map(serde_json::to_value),
+                    EntityKind::PromoCode => catalog
+                        .promo_codes
+                        .iter()
+                        .find(|c| c.code == key)
+                        .map(serde_json::to_value),
+                };
+                match document {
+                    Some(doc) => Ok(json!({
+                        "project_id": r.project_id,
+                        "version": snapshot.version,
+                        "kind": kind.as_str(),
+                        "key": key,
+                        "document": doc.map_err(|e| internal(&e))?,
+                    })),
+                    None => Err(errors::not_found(kind, &key, Some(r.project_id))),
+                }
+            }
+            _ => Err(errors::out_of_range(
+                "Give both `kind` and `key`, or neither",
+            )),
+        }
+    }
+
+    async fn changes(&self, body: &[u8]) -> Result<Value, ErrorReply> {
+        let r: ChangesRequest = decode(body)?;
+        let id = pid(r.project_id).map_err(reply)?;
+        let limit = r.limit.unwrap_or(1000).clamp(1, 10_000);
+        let changes = self
+            .store
+            .changes(id, r.after_version.unwrap_or(0), limit)
+            .await
+            .map_err(reply)?;
+        Ok(json!({
+            "project_id": r.project_id,
+            "changes": changes.iter().map(|c| json!({
+                "version": c.version,
+                "kind": c.kind.as_str(),
+                "key": c.key,
+                "operation": c.operation.as_str(),
+                "document": c.document,
+                "recorded_at": c.recorded_at,
+            })).collect::<Vec<_>>(),
+        }))
+    }
+}
+
+fn json_reply(value: Value) -> Reply {
+    Reply::json(serde_json::to_vec(&value).unwrap_or_default())
+}
+
+/// A failure of the service itself (a stored document that no longer reads).
+pub(super) fn internal(e: &dyn std::fmt::Display) -> ErrorReply {
+    tracing::error!(error = %e, "catalog admin failure");
+    errors::internal()
+}

@@ -1,0 +1,84 @@
+//! The bodies of the admin requests (JSON, unknown properties refused).
+
+use cart_proto::admin::{self, CatalogDocument, Item, PromoCode, Promotion};
+use cart_proto::ErrorReply;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::edge::errors::reply;
+
+/// Declares a request of `project_id`, an optional `expected_version` and one field.
+macro_rules! request {
+    ($name:ident, $field:ident: $ty:ty) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct $name {
+            pub(super) project_id: u64,
+            #[serde(default)]
+            pub(super) expected_version: Option<i64>,
+            pub(super) $field: $ty,
+        }
+    };
+}
+
+request!(ItemRequest, item: Item);
+request!(PromotionRequest, promotion: Promotion);
+request!(PromoCodeRequest, promo_code: PromoCode);
+request!(ItemKey, sku: String);
+request!(PromotionKey, id: String);
+request!(PromoCodeKey, code: String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImportRequest {
+    pub(super) catalog: CatalogDocument,
+    #[serde(default)]
+    pub(super) mode: Option<String>,
+    /// Applies to every project of the document.
+    #[serde(default)]
+    pub(super) expected_version: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExportRequest {
+    #[serde(default)]
+    pub(super) project_id: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GetRequest {
+    pub(super) project_id: u64,
+    #[serde(default)]
+    pub(super) kind: Option<String>,
+    #[serde(default)]
+    pub(super) key: Option<String>,
+    #[serde(default)]
+    pub(super) at_version: Option<i64>,
+    #[serde(default)]
+    pub(super) at_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChangesRequest {
+    pub(super) project_id: u64,
+    #[serde(default)]
+    pub(super) after_version: Option<i64>,
+    #[serde(default)]
+    pub(super) limit: Option<i64>,
+}
+
+pub(super) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ErrorReply> {
+    admin::decode(body).map_err(reply)
+}
+
+pub(super) fn decode_or_default<T: DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ErrorReply> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    decode(body)
+}

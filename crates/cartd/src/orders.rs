@@ -720,6 +720,14 @@ fn store_error(error: &StoreError) -> ErrorReply {
 }
 
 fn order_store_error(error: &OrderStoreError) -> ErrorReply {
+    // Text the database cannot hold (a NUL) is the caller's: 422, nothing was written.
+    if error.is_invalid_input() {
+        return ErrorReply::new(
+            422,
+            1102,
+            "Unprocessable Entity. A text value contains a character that cannot be stored",
+        );
+    }
     failure(error.is_unavailable(), error)
 }
 

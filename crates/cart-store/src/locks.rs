@@ -118,9 +118,9 @@ const TRIES: u32 = 3;
 
 /// Runs `transaction` (one whole transaction, begun and ended inside) again when
 /// PostgreSQL aborted it as a deadlock: nothing of it was written, so running it again
-/// is safe. Two writers deadlock only when they lock in different orders, which the lock
-/// order above rules out within the store; the retry covers what it cannot see (row
-/// locks of unique checks, writers outside the store).
+/// is safe. Writers that follow the lock order above wait instead of deadlocking; the
+/// retry covers the meetings the order cannot rule out (a cart batch takes its stream
+/// before its command id, a checkout the other way round) and row locks.
 pub(crate) async fn retry_on_deadlock<T, E, F, Fut>(what: &str, mut transaction: F) -> Result<T, E>
 where
     E: Deadlock,

@@ -154,8 +154,10 @@ impl EventStore {
         &self,
         appends: &[Append<'_>],
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-        // Two batches of different instances cannot lock the same keys in another order
-        // (both take them in key order), but a batch can still meet row locks.
+        // Batches take their keys in key order, so they wait for each other rather than
+        // deadlock; another writer can still meet a batch in another order (a free
+        // checkout holds its command id, then wants the cart's stream). PostgreSQL
+        // breaks that by aborting one, and nothing of an aborted batch was written.
         locks::retry_on_deadlock("append batch", || self.try_append_batch(appends)).await
     }
 

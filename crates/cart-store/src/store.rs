@@ -357,7 +357,8 @@ pub(crate) fn decode_row(
     })
 }
 
-fn project_id(project: ProjectId) -> i64 {
+/// A project id as the tables store it.
+pub(crate) fn project_id(project: ProjectId) -> i64 {
     // ProjectId::parse refuses values above i64::MAX, so this never saturates.
     i64::try_from(project.get()).unwrap_or(i64::MAX)
 }

@@ -282,20 +282,30 @@ fn the_demo_catalog_is_valid_and_round_trips() {
 }
 
 #[test]
-fn rfc3339_dates() {
-    assert_eq!(rfc3339_seconds("1970-01-01T00:00:00Z"), Some(0));
-    assert_eq!(rfc3339_seconds("1970-01-01T01:00:00+01:00"), Some(0));
+fn dates_are_read_by_the_one_date_parser() {
+    assert_eq!(parse_date("f", "1970-01-01T00:00:00Z"), Ok(0));
+    assert_eq!(parse_date("f", "1970-01-01T01:00:00+01:00"), Ok(0));
     assert_eq!(
-        rfc3339_seconds("2026-01-01T00:00:00.123Z"),
-        Some(1_767_225_600)
+        parse_date("f", "2026-01-01T00:00:00.123Z"),
+        Ok(1_767_225_600)
     );
     for bad in [
         "2026-02-30T00:00:00Z",
         "2026-01-01",
         "2026-01-01T00:00:00",
         "x",
+        "now",
+        "epoch",
+        "infinity",
     ] {
-        assert_eq!(rfc3339_seconds(bad), None, "{bad}");
+        assert_eq!(
+            parse_date("periods[0].date_from", bad),
+            Err(ValidationError::Date {
+                field: "periods[0].date_from".to_owned(),
+                value: bad.to_owned()
+            }),
+            "{bad}"
+        );
     }
 }
 
@@ -421,4 +431,28 @@ fn the_default_price_is_enabled_and_a_paid_item_has_a_price() {
         {"currency": "EUR", "amount": "1", "is_enabled": false}
     ]})))
     .unwrap();
+}
+
+#[test]
+fn admin_bodies_are_objects_without_nul() {
+    let e = decode::<CatalogDocument>(br#"[[]]"#).unwrap_err();
+    assert!(
+        matches!(&e, DecodeError::Shape(e) if e.to_string().contains("one JSON object, not an array")),
+        "{e}"
+    );
+    let mut doc = json!({"projects": [{"project_id": 1, "items": [item()]}]});
+    doc["projects"][0]["items"][0]["description"] = json!({"en": "two\nlines\tand a tab"});
+    assert!(parse_document(&serde_json::to_vec(&doc).unwrap()).is_ok());
+    doc["projects"][0]["items"][0]["description"] = json!({"en": "nul\u{0}"});
+    let e = parse_document(&serde_json::to_vec(&doc).unwrap()).unwrap_err();
+    let DecodeError::Invalid(e) = e else {
+        panic!("{e}")
+    };
+    assert_eq!(e.field(), "projects[0].items[0].description.en");
+    doc["projects"][0]["items"][0]["description"] = json!({"e\nn": "x"});
+    let e = parse_document(&serde_json::to_vec(&doc).unwrap()).unwrap_err();
+    assert!(
+        matches!(&e, DecodeError::Invalid(v) if v.field() == r#"projects[0].items[0].description["e\nn"]"#),
+        "{e}"
+    );
 }

@@ -610,100 +610,14 @@ pub fn orders_wildcard(prefix: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// Requests (JSON). Amounts are strings; a number is refused so no float ever carries
-// money.
+// Requests: their JSON shape and their decoding into checked values (`order/request.rs`).
 
-/// `<prefix>.order.checkout` and `<prefix>.order.checkout_free`: the current cart, or
-/// the cart named by `cart_id`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckoutRequest {
-    pub project_id: u64,
-    pub user_id: String,
-    #[serde(default)]
-    pub cart_id: Option<String>,
-    #[serde(default)]
-    pub currency: Option<String>,
-    #[serde(default)]
-    pub country: Option<String>,
-    /// Comes back in the webhooks; an object.
-    #[serde(default)]
-    pub custom_parameters: Option<serde_json::Value>,
-}
+pub mod request;
 
-/// `<prefix>.order.checkout_item`: one item (Xsolla P3), with an optional promo code.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckoutItemRequest {
-    pub project_id: u64,
-    pub user_id: String,
-    pub sku: String,
-    #[serde(default)]
-    pub quantity: Option<u64>,
-    #[serde(default)]
-    pub promo_code: Option<String>,
-    #[serde(default)]
-    pub currency: Option<String>,
-    #[serde(default)]
-    pub country: Option<String>,
-    #[serde(default)]
-    pub custom_parameters: Option<serde_json::Value>,
-}
-
-/// `<prefix>.order.get`: by number or by payment token, for its user.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GetOrderRequest {
-    pub project_id: u64,
-    pub user_id: String,
-    #[serde(default)]
-    pub order_id: Option<u64>,
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-/// `<prefix>.order.search`: a user's orders, earliest first (Xsolla O2's body).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchOrdersRequest {
-    pub project_id: u64,
-    pub user_id: String,
-    /// 1 to 10, default 10.
-    #[serde(default)]
-    pub limit: Option<u32>,
-    #[serde(default)]
-    pub offset: Option<u64>,
-    /// ISO 8601 date or date-time.
-    #[serde(default)]
-    pub created_date_from: Option<String>,
-    #[serde(default)]
-    pub created_date_until: Option<String>,
-}
-
-/// `<prefix>.payment.confirm`: from the payment side.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfirmPaymentRequest {
-    pub project_id: u64,
-    pub order_id: u64,
-    pub invoice_id: String,
-    /// A decimal string, e.g. `"6.84"`.
-    pub amount: String,
-    pub currency: String,
-    /// `default` (the default) or `sandbox`.
-    #[serde(default)]
-    pub mode: Option<String>,
-}
-
-/// `<prefix>.payment.cancel`: a refund.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CancelOrderRequest {
-    pub project_id: u64,
-    pub order_id: u64,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
+pub use request::{
+    CancelOrderRequest, CheckoutItemRequest, CheckoutRequest, ConfirmPaymentRequest,
+    GetOrderRequest, SearchOrdersRequest,
+};
 
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@ mod check;
 mod convert;
 mod decode;
 mod error;
+pub mod request;
 mod validate;
 
 pub use check::{check_currency, check_sku, parse_date};

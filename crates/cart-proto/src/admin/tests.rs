@@ -456,3 +456,67 @@ fn admin_bodies_are_objects_without_nul() {
         "{e}"
     );
 }
+
+#[test]
+fn admin_request_bodies_decode_into_checked_values() {
+    let body = serde_json::to_vec(&json!({"project_id": 7, "item": item()})).unwrap();
+    let change = request::decode_item(&body).unwrap();
+    assert_eq!(
+        (change.project.get(), change.subject.sku.as_str()),
+        (7, "sword_1")
+    );
+    let mut bad = item();
+    bad["prices"][0]["currency"] = json!("XYZ");
+    let body = serde_json::to_vec(&json!({"project_id": 7, "item": bad})).unwrap();
+    let e = request::decode_item(&body).unwrap_err();
+    assert_eq!((e.status, e.code), (422, 1102));
+    assert!(e.message().contains("`item.prices[0].currency`"), "{e}");
+    for body in [&br#"[7, {"sku": "a"}]"#[..], br#"[7, "a"]"#, b"null"] {
+        let e = request::decode_item(body).unwrap_err();
+        assert_eq!(e.status, 422, "{e}");
+        let e = request::decode_delete(body, request::KeyField::Sku).unwrap_err();
+        assert!(e.message().contains("one JSON object"), "{e}");
+    }
+    let e = request::decode_delete(
+        br#"{"project_id":7,"sku":"a\u0000"}"#,
+        request::KeyField::Sku,
+    )
+    .unwrap_err();
+    assert!(e.message().contains("`sku`"), "{e}");
+    let key =
+        request::decode_delete(br#"{"project_id":7,"code":"C"}"#, request::KeyField::Code).unwrap();
+    assert_eq!(key.subject, "C");
+    assert!(
+        request::decode_delete(br#"{"project_id":7,"sku":"a"}"#, request::KeyField::Code).is_err()
+    );
+    assert_eq!(request::decode_export(b"  ").unwrap(), None);
+    assert!(request::decode_export(br#"{"project_id":0}"#).is_err());
+}
+
+#[test]
+fn admin_get_reads_at_time_with_the_date_parser() {
+    let get = request::decode_get(
+        br#"{"project_id":7,"at_time":"2026-01-01T01:00:00+01:00","kind":"item","key":"a"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        get.at,
+        Some(request::CatalogPoint::Time(
+            cart_domain::DateTime::parse("2026-01-01T00:00:00Z").unwrap()
+        ))
+    );
+    for bad in ["now", "epoch", "infinity", "2026-01-01"] {
+        let body = format!(r#"{{"project_id":7,"at_time":"{bad}"}}"#);
+        let e = request::decode_get(body.as_bytes()).unwrap_err();
+        assert!(e.message().contains("`at_time`"), "{e}");
+    }
+    assert!(request::decode_get(br#"{"project_id":7,"kind":"shoe","key":"a"}"#).is_err());
+    assert!(request::decode_import(br#"{"catalog":{"projects":[]},"mode":"wipe"}"#).is_err());
+    assert!(
+        request::decode_import(br#"{"catalog":{"projects":[]},"mode":"replace"}"#)
+            .unwrap()
+            .replace
+    );
+    let changes = request::decode_changes(br#"{"project_id":7,"limit":99999}"#).unwrap();
+    assert_eq!(changes.limit, request::MAX_CHANGES);
+}

@@ -1,6 +1,9 @@
 //! Decoding of cart requests: what is accepted, and how each refusal reads.
 
+use prost::Message;
+
 use super::*;
+use crate::v1;
 
 fn json(endpoint: Endpoint, body: &str) -> Result<Request, ErrorReply> {
     decode(endpoint, Encoding::Json, body.as_bytes())

@@ -251,3 +251,84 @@ fn checkout_item_and_cancel_values_are_bounded() {
         assert!(e.message().contains("`country`"), "{e}");
     }
 }
+
+mod no_panic {
+    //! Whatever bytes arrive, every order and payment decoder answers a value or a 400
+    //! or 422; it never panics.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Bodies built from the real property names with values of any JSON type.
+    fn json_body() -> impl Strategy<Value = Vec<u8>> {
+        let value = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,80}".prop_map(serde_json::Value::from),
+            "[0-9.\\-e]{0,12}".prop_map(serde_json::Value::from),
+            "(19|20|00|99)[0-9]{2}-[0-1][0-9]-[0-3][0-9](T[0-2][0-9]:[0-5][0-9]:[0-6][0-9](Z|[+-][0-2][0-9]:[0-5][0-9]))?"
+                .prop_map(serde_json::Value::from),
+        ];
+        let names = prop::sample::select(vec![
+            "project_id",
+            "user_id",
+            "cart_id",
+            "currency",
+            "country",
+            "custom_parameters",
+            "sku",
+            "quantity",
+            "promo_code",
+            "order_id",
+            "token",
+            "limit",
+            "offset",
+            "created_date_from",
+            "created_date_until",
+            "invoice_id",
+            "amount",
+            "mode",
+            "reason",
+        ]);
+        prop::collection::vec((names, value, any::<bool>()), 0..10).prop_map(|fields| {
+            let mut body = serde_json::Map::new();
+            for (name, value, nest) in fields {
+                let value = if nest {
+                    serde_json::json!({ "k": value })
+                } else {
+                    value
+                };
+                body.insert(name.to_owned(), value);
+            }
+            serde_json::to_vec(&body).unwrap()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            for (_, decode) in decoders() {
+                if let Some(e) = decode(&bytes) {
+                    prop_assert!(e.status == 400 || e.status == 422);
+                }
+            }
+        }
+
+        #[test]
+        fn structured_json_never_panics(body in json_body()) {
+            for (_, decode) in decoders() {
+                if let Some(e) = decode(&body) {
+                    prop_assert!(e.status == 400 || e.status == 422, "status {}", e.status);
+                    prop_assert_eq!(e.code, 1102);
+                    prop_assert!(!e.message().chars().any(char::is_control));
+                }
+            }
+        }
+    }
+}

@@ -397,6 +397,7 @@ pub fn decode(
 
 /// `{amount, amount_without_discount, currency}` as strings at the service's scale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PriceView {
     pub amount: String,
     pub amount_without_discount: String,
@@ -406,6 +407,7 @@ pub struct PriceView {
 /// One applied discount step: the unit amount before and after it (Xsolla's webhook
 /// `promotions[]` triple, `sequence` counting from 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PromotionStepView {
     pub amount_without_discount: String,
     pub amount_with_discount: String,
@@ -414,6 +416,7 @@ pub struct PromotionStepView {
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderItemView {
     pub sku: String,
     /// The catalog item type (`virtual_good`, `virtual_currency`, `bundle`, ...).
@@ -435,6 +438,7 @@ pub struct OrderItemView {
 /// An order: Xsolla's get-order shape (`order_id`, `status`, `content`) with the
 /// order-search fields beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderView {
     pub order_id: u64,
     pub project_id: u64,
@@ -459,6 +463,7 @@ pub struct OrderView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderContent {
     /// The total; null for a free order.
     pub price: Option<PriceView>,
@@ -469,6 +474,7 @@ pub struct OrderContent {
 /// The reply to a checkout: Xsolla's `{order_id, token}`, plus the status (`new`, or
 /// `done` for a free order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CheckoutReply {
     pub order_id: u64,
     pub token: String,
@@ -477,6 +483,7 @@ pub struct CheckoutReply {
 
 /// The reply to an order search: Xsolla's O2 shape, earliest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderSearchReply {
     pub orders: Vec<OrderView>,
     pub total_items_count: u64,
@@ -570,6 +577,7 @@ pub fn view(order: &Order, format: AmountFormat) -> Option<OrderView> {
 /// `<prefix>.orders.<project>.<order_id>.<status>`: the event, and the order as it was
 /// right after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderEventEnvelope {
     pub event_id: String,
     /// The event's place in the order log's global order, `<tx_id>:<global_position>`.
@@ -616,6 +624,7 @@ pub fn orders_wildcard(prefix: &str) -> String {
 /// `<prefix>.order.checkout` and `<prefix>.order.checkout_free`: the current cart, or
 /// the cart named by `cart_id`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     pub project_id: u64,
@@ -633,6 +642,7 @@ pub struct CheckoutRequest {
 
 /// `<prefix>.order.checkout_item`: one item (Xsolla P3), with an optional promo code.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutItemRequest {
     pub project_id: u64,
@@ -652,6 +662,7 @@ pub struct CheckoutItemRequest {
 
 /// `<prefix>.order.get`: by number or by payment token, for its user.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetOrderRequest {
     pub project_id: u64,
@@ -664,6 +675,7 @@ pub struct GetOrderRequest {
 
 /// `<prefix>.order.search`: a user's orders, earliest first (Xsolla O2's body).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SearchOrdersRequest {
     pub project_id: u64,
@@ -682,6 +694,7 @@ pub struct SearchOrdersRequest {
 
 /// `<prefix>.payment.confirm`: from the payment side.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmPaymentRequest {
     pub project_id: u64,
@@ -697,6 +710,7 @@ pub struct ConfirmPaymentRequest {
 
 /// `<prefix>.payment.cancel`: a refund.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CancelOrderRequest {
     pub project_id: u64,

@@ -5,6 +5,7 @@ mod bad_input;
 mod catalog;
 mod commands;
 mod concurrency;
+mod contract;
 mod faults;
 mod feed;
 mod history;

@@ -230,6 +230,32 @@ fn the_schemas_are_not_vacuous() {
 }
 
 #[tokio::test]
+async fn every_subject_the_service_announces_is_in_the_asyncapi_document() {
+    let w = World::start().await;
+    let text = std::fs::read_to_string(docs().join("asyncapi.yaml")).unwrap();
+    // Every test's service has this name and the same endpoints, under its own prefix.
+    let reply = w
+        .client
+        .nats
+        .request("$SRV.INFO.cart-test", "".into())
+        .await
+        .expect("$SRV.INFO answers");
+    let info: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(info["type"], "io.nats.micro.v1.info_response");
+    let endpoints = info["endpoints"].as_array().expect("endpoints");
+    assert!(endpoints.len() > 20, "{info}");
+    for endpoint in endpoints {
+        let subject = endpoint["subject"].as_str().unwrap();
+        // The tests' prefixes are three tokens, `t<12 hex digits>.cart.v1`.
+        let name = subject.splitn(4, '.').nth(3).unwrap_or_default();
+        let address = format!("address: '{{prefix}}.{name}'");
+        assert!(text.contains(&address), "asyncapi.yaml has no {address}");
+        assert_eq!(endpoint["queue_group"], "q", "{endpoint}");
+    }
+    w.finish().await;
+}
+
+#[tokio::test]
 async fn real_replies_errors_and_stream_messages_match_the_schemas() {
     let s = Schemas::load();
     let w = World::start_with(|c| {

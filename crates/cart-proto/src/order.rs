@@ -22,6 +22,7 @@ pub use stored::{
 
 /// `{amount, amount_without_discount, currency}` as strings at the service's scale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PriceView {
     pub amount: String,
     pub amount_without_discount: String,
@@ -31,6 +32,7 @@ pub struct PriceView {
 /// One applied discount step: the unit amount before and after it (Xsolla's webhook
 /// `promotions[]` triple, `sequence` counting from 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PromotionStepView {
     pub amount_without_discount: String,
     pub amount_with_discount: String,
@@ -39,6 +41,7 @@ pub struct PromotionStepView {
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderItemView {
     pub sku: String,
     /// The catalog item type (`virtual_good`, `virtual_currency`, `bundle`, ...).
@@ -60,6 +63,7 @@ pub struct OrderItemView {
 /// An order: Xsolla's get-order shape (`order_id`, `status`, `content`) with the
 /// order-search fields beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderView {
     pub order_id: u64,
     pub project_id: u64,
@@ -84,6 +88,7 @@ pub struct OrderView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderContent {
     /// The total; null for a free order.
     pub price: Option<PriceView>,
@@ -94,6 +99,7 @@ pub struct OrderContent {
 /// The reply to a checkout: Xsolla's `{order_id, token}`, plus the status (`new`, or
 /// `done` for a free order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CheckoutReply {
     pub order_id: u64,
     pub token: String,
@@ -102,6 +108,7 @@ pub struct CheckoutReply {
 
 /// The reply to an order search: Xsolla's O2 shape, earliest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderSearchReply {
     pub orders: Vec<OrderView>,
     pub total_items_count: u64,
@@ -192,6 +199,7 @@ pub fn view(order: &Order, format: AmountFormat) -> Option<OrderView> {
 /// `<prefix>.orders.<project>.<order_id>.<status>`: the event, and the order as it was
 /// right after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderEventEnvelope {
     pub event_id: String,
     /// The event's place in the order log's global order, `<tx_id>:<global_position>`.

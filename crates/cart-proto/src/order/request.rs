@@ -31,6 +31,7 @@ const MAX_AMOUNT_LEN: usize = 40;
 /// `<prefix>.order.checkout` and `<prefix>.order.checkout_free`: the current cart, or
 /// the cart named by `cart_id`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     pub project_id: u64,
@@ -48,6 +49,7 @@ pub struct CheckoutRequest {
 
 /// `<prefix>.order.checkout_item`: one item (Xsolla P3), with an optional promo code.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutItemRequest {
     pub project_id: u64,
@@ -67,6 +69,7 @@ pub struct CheckoutItemRequest {
 
 /// `<prefix>.order.get`: by number or by payment token, for its user.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetOrderRequest {
     pub project_id: u64,
@@ -79,6 +82,7 @@ pub struct GetOrderRequest {
 
 /// `<prefix>.order.search`: a user's orders, earliest first (Xsolla O2's body).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SearchOrdersRequest {
     pub project_id: u64,
@@ -97,6 +101,7 @@ pub struct SearchOrdersRequest {
 
 /// `<prefix>.payment.confirm`: from the payment side.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmPaymentRequest {
     pub project_id: u64,
@@ -112,6 +117,7 @@ pub struct ConfirmPaymentRequest {
 
 /// `<prefix>.payment.cancel`: a refund.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CancelOrderRequest {
     pub project_id: u64,

@@ -6,6 +6,8 @@
 #   make bench-feed  export and projection-rebuild throughput (BENCHMARKS.md)
 #   make bench    command throughput, latency and memory of a release cartd under load
 #   make bench-orders  the purchase path (fill, checkout, payment) of a release cartd
+#   make fuzz     every cargo-fuzz target for FUZZ_SECS seconds each (docs/testing.md)
+#   make fuzz-live  the live fuzz test: FUZZ_LIVE_PAYLOADS payloads over NATS
 #
 # DATABASE_URL and NATS_URL can be overridden from the environment or the
 # command line; they are exported to every recipe (cartd and the tests read them).
@@ -31,10 +33,10 @@ TEST_CMD = $(if $(shell $(CARGO) nextest --version 2>/dev/null),$(CARGO) nextest
 # cart-domain must stay free of I/O, async and wire-format crates.
 DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 
-.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders
+.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders fuzz fuzz-live
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders"
+	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders fuzz fuzz-live"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -125,6 +127,20 @@ bench: services
 		tail -n 20 '$(BENCH_OUT)/cartd.log' >&2; \
 		exit $$status; \
 	}
+
+# libFuzzer over every decoder (fuzz/, a crate outside the workspace): each target runs
+# FUZZ_SECS seconds and its inputs run are printed; installs cargo-fuzz when missing.
+#   make fuzz FUZZ_SECS=600 FUZZ_TARGETS='cart_request_json order_request'
+FUZZ_SECS ?= 60
+fuzz:
+	FUZZ_SECS='$(FUZZ_SECS)' $(if $(FUZZ_TARGETS),FUZZ_TARGETS='$(FUZZ_TARGETS)') fuzz/run.sh
+
+# The live fuzz test (tests/e2e/fuzz.rs) at length: FUZZ_LIVE_PAYLOADS generated payloads
+# across every subject of a running cartd; FUZZ_SEED=<n> replays a run.
+FUZZ_LIVE_PAYLOADS ?= 100000
+fuzz-live: services
+	DATABASE_URL='$(TEST_DATABASE_URL)' FUZZ_LIVE_PAYLOADS='$(FUZZ_LIVE_PAYLOADS)' \
+		$(CARGO) test -p cart-tests --test e2e -- --nocapture fuzz::
 
 test: services
 	DATABASE_URL='$(TEST_DATABASE_URL)' $(TEST_CMD) $(TEST_ARGS)

@@ -7,6 +7,7 @@ mod commands;
 mod concurrency;
 mod faults;
 mod feed;
+mod fuzz;
 mod history;
 mod idempotency;
 mod load;

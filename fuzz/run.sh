@@ -24,7 +24,7 @@ failed=()
 total=0
 for t in $targets; do
   mkdir -p "corpus/$t"
-  log="logs/$t.log"
+  log="logs/$t.$(date +%Y%m%dT%H%M%S).log"
   if cargo fuzz run "${flags[@]}" "$t" -- -max_total_time="$secs" -print_final_stats=1 \
       >"$log" 2>&1; then
     status=ok
@@ -39,6 +39,6 @@ for t in $targets; do
 done
 printf '%-24s %12s inputs\n' total "$total"
 if [ ${#failed[@]} -gt 0 ]; then
-  echo "crashed: ${failed[*]} (inputs in fuzz/artifacts/<target>/, logs in fuzz/logs/)" >&2
+  echo "crashed: ${failed[*]} (inputs in fuzz/artifacts/<target>/, logs in fuzz/logs/<target>.<time>.log)" >&2
   exit 1
 fi

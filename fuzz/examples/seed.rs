@@ -19,9 +19,21 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let corpus = root.join("corpus");
     let requests = cart_requests();
-    write(&corpus, "cart_request_json", requests.iter().map(|v| v.to_string().into_bytes()));
-    write(&corpus, "cart_request_protobuf", requests.iter().flat_map(protobuf));
-    write(&corpus, "order_request", order_requests().iter().map(|v| v.to_string().into_bytes()));
+    write(
+        &corpus,
+        "cart_request_json",
+        requests.iter().map(|v| v.to_string().into_bytes()),
+    );
+    write(
+        &corpus,
+        "cart_request_protobuf",
+        requests.iter().flat_map(protobuf),
+    );
+    write(
+        &corpus,
+        "order_request",
+        order_requests().iter().map(|v| v.to_string().into_bytes()),
+    );
     write(&corpus, "admin_document", admin_documents(&root.join("..")));
     write(&corpus, "cart_event", cart_events());
     write(&corpus, "order_event", order_events());
@@ -41,7 +53,9 @@ fn write(corpus: &Path, target: &str, seeds: impl IntoIterator<Item = Vec<u8>>) 
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A request body of every cart endpoint, in the shapes docs/protocol.md shows.
@@ -57,13 +71,17 @@ fn cart_requests() -> Vec<Value> {
     vec![
         who.clone(),
         with(json!({"cart_id": "c1", "currency": "EUR", "locale": "de", "country": "DE"})),
-        with(json!({"items": [{"sku": "cup01", "quantity": 2}, {"sku": "gold", "quantity": 100}], "replace": true})),
+        with(
+            json!({"items": [{"sku": "cup01", "quantity": 2}, {"sku": "gold", "quantity": 100}], "replace": true}),
+        ),
         with(json!({"items": [{"sku": "cup01", "quantity": 1.5}]})),
         with(json!({"sku": "cup01", "quantity": 3})),
         with(json!({"sku": "cup01"})),
         with(json!({"at_version": 3})),
         with(json!({"at_time": "2026-12-01T10:00:00Z"})),
-        with(json!({"coupon_code": "BOOSTER50", "selected_unit_items": {"box": "cup01"}, "cart": {"id": "current"}})),
+        with(
+            json!({"coupon_code": "BOOSTER50", "selected_unit_items": {"box": "cup01"}, "cart": {"id": "current"}}),
+        ),
         with(json!({"cart": {"id": "c1"}})),
         with(json!({"code": "BOOSTER50"})),
         with(json!({"code": "BOOSTER50", "currency": "USD", "locale": "en"})),
@@ -73,7 +91,9 @@ fn cart_requests() -> Vec<Value> {
 /// The JSON of `body` as the protobuf message of each endpoint that takes its fields.
 fn protobuf(body: &Value) -> Vec<Vec<u8>> {
     fn encoded<M: Message + serde::de::DeserializeOwned>(body: &Value) -> Option<Vec<u8>> {
-        serde_json::from_value::<M>(body.clone()).ok().map(|m| m.encode_to_vec())
+        serde_json::from_value::<M>(body.clone())
+            .ok()
+            .map(|m| m.encode_to_vec())
     }
     [
         encoded::<v1::FillRequest>(body),
@@ -127,10 +147,17 @@ fn cart_events() -> Vec<Vec<u8>> {
     let sku = |s: &str| Sku::parse(s).expect("a seed SKU");
     let events = [
         CartEvent::CartOpened,
-        CartEvent::ItemQuantitySet { sku: sku("cup01"), quantity: 3 },
+        CartEvent::ItemQuantitySet {
+            sku: sku("cup01"),
+            quantity: 3,
+        },
         CartEvent::ItemRemoved { sku: sku("cup01") },
-        CartEvent::CartCleared { reason: ClearReason::Shopper },
-        CartEvent::CartCleared { reason: ClearReason::Purchased },
+        CartEvent::CartCleared {
+            reason: ClearReason::Shopper,
+        },
+        CartEvent::CartCleared {
+            reason: ClearReason::Purchased,
+        },
         CartEvent::PromoCodeRedeemed {
             code: "BOOSTER50".into(),
             selected_unit_items: [(sku("box"), sku("cup01"))].into(),
@@ -141,7 +168,12 @@ fn cart_events() -> Vec<Vec<u8>> {
         .iter()
         .map(|e| {
             let encoded = event::encode(e);
-            join_stored(&CART_EVENT_TYPES, encoded.event_type, encoded.schema_version, &encoded.payload)
+            join_stored(
+                &CART_EVENT_TYPES,
+                encoded.event_type,
+                encoded.schema_version,
+                &encoded.payload,
+            )
         })
         .collect();
     // The one older version still read: CartCleared v1, with no reason.
@@ -157,7 +189,11 @@ fn order_events() -> Vec<Vec<u8>> {
         sku: sku("sword"),
         quantity: 3,
         item_type: Some("virtual_good".into()),
-        price: Some(LinePrice { amount: dec("6.8400"), amount_without_discount: dec("7.2"), currency: usd() }),
+        price: Some(LinePrice {
+            amount: dec("6.8400"),
+            amount_without_discount: dec("7.2"),
+            currency: usd(),
+        }),
         is_free: false,
         is_bonus: false,
         promotions: vec![OrderPromotion {
@@ -194,22 +230,38 @@ fn order_events() -> Vec<Vec<u8>> {
                     bonus: vec![(sku("gem"), 2)],
                     step: None,
                 }],
-                total: Some(OrderTotal { amount: dec("20.52"), amount_without_discount: dec("21.6"), currency: usd() }),
+                total: Some(OrderTotal {
+                    amount: dec("20.52"),
+                    amount_without_discount: dec("21.6"),
+                    currency: usd(),
+                }),
             },
             catalog_version: 3,
             created_at: Timestamp::from_unix(1_700_000_000),
             custom_parameters: Some(r#"{"character_id":"hero"}"#.into()),
         },
-        OrderEvent::OrderPaid { invoice_id: "inv-1".into(), amount: dec("20.5200"), currency: usd(), mode: PaymentMode::Sandbox },
+        OrderEvent::OrderPaid {
+            invoice_id: "inv-1".into(),
+            amount: dec("20.5200"),
+            currency: usd(),
+            mode: PaymentMode::Sandbox,
+        },
         OrderEvent::OrderDone,
-        OrderEvent::OrderCanceled { reason: "refund".into() },
+        OrderEvent::OrderCanceled {
+            reason: "refund".into(),
+        },
         OrderEvent::OrderExpired { by_order: 642 },
     ];
     events
         .iter()
         .map(|e| {
             let encoded = order::encode(e);
-            join_stored(&ORDER_EVENT_TYPES, encoded.event_type, encoded.schema_version, &encoded.payload)
+            join_stored(
+                &ORDER_EVENT_TYPES,
+                encoded.event_type,
+                encoded.schema_version,
+                &encoded.payload,
+            )
         })
         .collect()
 }

@@ -68,7 +68,11 @@ fn check_refusal(refusal: &cart_proto::ErrorReply) {
         "bad input must be refused with a 4xx, got {refusal:?}"
     );
     let back = cart_proto::ErrorReply::from_body(&refusal.body());
-    assert_eq!(back.as_ref(), Some(refusal), "error body does not read back");
+    assert_eq!(
+        back.as_ref(),
+        Some(refusal),
+        "error body does not read back"
+    );
 }
 
 /// The JSON bodies of the order and payment endpoints.
@@ -121,16 +125,31 @@ pub const ORDER_EVENT_TYPES: [&str; 6] = [
 
 /// A stored event as a fuzz input: byte 0 picks the type, byte 1 is the schema version
 /// (signed), the rest is the JSON payload. None when the payload is not JSON.
-pub fn split_stored(types: &[&'static str], data: &[u8]) -> Option<(&'static str, i16, serde_json::Value)> {
+pub fn split_stored(
+    types: &[&'static str],
+    data: &[u8],
+) -> Option<(&'static str, i16, serde_json::Value)> {
     let (&kind, rest) = data.split_first()?;
     let (&version, payload) = rest.split_first()?;
     let payload = serde_json::from_slice(payload).ok()?;
-    Some((types[usize::from(kind) % types.len()], i16::from(version as i8), payload))
+    Some((
+        types[usize::from(kind) % types.len()],
+        i16::from(version as i8),
+        payload,
+    ))
 }
 
 /// The inverse of [`split_stored`], for seeds.
-pub fn join_stored(types: &[&'static str], event_type: &str, version: i16, payload: &serde_json::Value) -> Vec<u8> {
-    let kind = types.iter().position(|t| *t == event_type).unwrap_or(types.len() - 1);
+pub fn join_stored(
+    types: &[&'static str],
+    event_type: &str,
+    version: i16,
+    payload: &serde_json::Value,
+) -> Vec<u8> {
+    let kind = types
+        .iter()
+        .position(|t| *t == event_type)
+        .unwrap_or(types.len() - 1);
     let mut out = vec![kind as u8, version as i8 as u8];
     out.extend(serde_json::to_vec(payload).unwrap_or_default());
     out
@@ -170,5 +189,9 @@ pub fn order_event(data: &[u8]) {
         encoded.payload.clone(),
     )
     .expect("an encoded order event decodes");
-    assert_eq!(order::encode(&again), encoded, "encode . decode is not a fixpoint");
+    assert_eq!(
+        order::encode(&again),
+        encoded,
+        "encode . decode is not a fixpoint"
+    );
 }

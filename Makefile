@@ -8,6 +8,8 @@
 #   make bench-orders  the purchase path (fill, checkout, payment) of a release cartd
 #   make schemas  regenerate docs/schemas/*.json from the Rust types
 #   make contract check docs/schemas against the types and validate docs/asyncapi.yaml
+#   make fuzz     every cargo-fuzz target for FUZZ_SECS seconds each (docs/testing.md)
+#   make fuzz-live  the live fuzz test: FUZZ_LIVE_PAYLOADS payloads over NATS
 #
 # DATABASE_URL and NATS_URL can be overridden from the environment or the
 # command line; they are exported to every recipe (cartd and the tests read them).
@@ -33,10 +35,10 @@ TEST_CMD = $(if $(shell $(CARGO) nextest --version 2>/dev/null),$(CARGO) nextest
 # cart-domain must stay free of I/O, async and wire-format crates.
 DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 
-.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders schemas schemas-check asyncapi-validate contract
+.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders schemas schemas-check asyncapi-validate contract fuzz fuzz-live
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders schemas contract"
+	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders schemas contract fuzz fuzz-live"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -152,6 +154,20 @@ asyncapi-validate:
 	NODE_PATH='$(ASYNCAPI_DIR)/node_modules' node .ci/asyncapi-validate.cjs docs/asyncapi.yaml
 
 contract: schemas-check asyncapi-validate
+
+# libFuzzer over every decoder (fuzz/, a crate outside the workspace): each target runs
+# FUZZ_SECS seconds and its inputs run are printed; installs cargo-fuzz when missing.
+#   make fuzz FUZZ_SECS=600 FUZZ_TARGETS='cart_request_json order_request'
+FUZZ_SECS ?= 60
+fuzz:
+	FUZZ_SECS='$(FUZZ_SECS)' $(if $(FUZZ_TARGETS),FUZZ_TARGETS='$(FUZZ_TARGETS)') fuzz/run.sh
+
+# The live fuzz test (tests/e2e/fuzz.rs) at length: FUZZ_LIVE_PAYLOADS generated payloads
+# across every subject of a running cartd; FUZZ_SEED=<n> replays a run.
+FUZZ_LIVE_PAYLOADS ?= 100000
+fuzz-live: services
+	DATABASE_URL='$(TEST_DATABASE_URL)' FUZZ_LIVE_PAYLOADS='$(FUZZ_LIVE_PAYLOADS)' \
+		$(CARGO) test -p cart-tests --test e2e -- --nocapture fuzz::
 
 test: services asyncapi-validate
 	DATABASE_URL='$(TEST_DATABASE_URL)' $(TEST_CMD) $(TEST_ARGS)

@@ -9,6 +9,7 @@ mod contract;
 mod edge;
 mod faults;
 mod feed;
+mod fuzz;
 mod history;
 mod idempotency;
 mod load;

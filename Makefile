@@ -145,6 +145,10 @@ schemas-check:
 ASYNCAPI_PARSER_VERSION ?= 3.6.6
 ASYNCAPI_DIR ?= $(or $(CARGO_TARGET_DIR),target)/tools/asyncapi-parser-$(ASYNCAPI_PARSER_VERSION)
 asyncapi-validate:
+	@command -v npm >/dev/null 2>&1 || { \
+		echo "make: node and npm are missing: installing Debian's nodejs and npm"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; \
+	}
 	@if [ ! -f '$(ASYNCAPI_DIR)/node_modules/@asyncapi/parser/package.json' ]; then \
 		echo "make: installing @asyncapi/parser@$(ASYNCAPI_PARSER_VERSION) into $(ASYNCAPI_DIR)"; \
 		mkdir -p '$(ASYNCAPI_DIR)'; \

@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 use crate::app::now;
 use crate::catalog::CatalogCache;
 use crate::edge::errors::{self, reply};
-use crate::edge::{Incoming, OrderEndpoint, PaymentEndpoint, Reply};
+use crate::edge::{record_scope, Incoming, OrderEndpoint, PaymentEndpoint, Reply};
 
 const MAX_TEXT: usize = 128;
 
@@ -102,6 +102,7 @@ impl Orders {
     ) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
         let user = UserId::parse(r.user_id).map_err(reply)?;
+        record_scope(project, &user, None);
         if let Some(reply) = self.replayed(project, &user, command.as_ref()).await? {
             return Ok(reply);
         }
@@ -155,6 +156,7 @@ impl Orders {
     ) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
         let user = UserId::parse(r.user_id).map_err(reply)?;
+        record_scope(project, &user, None);
         if let Some(reply) = self.replayed(project, &user, command.as_ref()).await? {
             return Ok(reply);
         }
@@ -341,6 +343,7 @@ impl Orders {
     async fn get(&self, r: GetOrderRequest) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
         let user = UserId::parse(r.user_id).map_err(reply)?;
+        record_scope(project, &user, None);
         let loaded = match (r.order_id, r.token) {
             (Some(id), None) => self.orders.load(project, id).await,
             (None, Some(token)) if !token.is_empty() && token.len() <= MAX_TEXT => {
@@ -362,6 +365,7 @@ impl Orders {
     async fn search(&self, r: SearchOrdersRequest) -> Result<Vec<u8>, ErrorReply> {
         let project = project(r.project_id)?;
         let user = UserId::parse(r.user_id).map_err(reply)?;
+        record_scope(project, &user, None);
         let limit = match r.limit {
             None => 10,
             Some(l @ 1..=10) => l,

@@ -46,6 +46,15 @@ const SUBJECTS: [&str; 30] = [
     "admin.catalog.changes",
 ];
 
+#[test]
+fn the_list_of_subjects_is_the_services() {
+    let mut ours = SUBJECTS.to_vec();
+    let mut theirs = cartd::endpoint_subjects();
+    ours.sort_unstable();
+    theirs.sort_unstable();
+    assert_eq!(ours, theirs);
+}
+
 /// A JSON body whose unknown property name holds CR and LF: the refusal quotes it.
 const CRLF_BODY: &[u8] = b"{\"project_id\":44056,\"user_id\":\"u\",\"bad\\r\\nX: y\":1}";
 

@@ -132,7 +132,7 @@ as_root() {
 apt_install() {
     local what=$1
     shift
-    local manual="install $what yourself (Debian/Ubuntu: apt-get install -y $*), or point ${what_var[$what]} at a running server"
+    local manual="install $what yourself (Debian/Ubuntu: apt-get install -y --no-install-recommends $*), or point ${what_var[$what]} at a running server"
     command -v apt-get >/dev/null 2>&1 ||
         die "$what is not installed and apt-get is not available; $manual"
     if ! is_root && ! command -v sudo >/dev/null 2>&1; then
@@ -145,9 +145,9 @@ apt_install() {
         as_root apt-get update || die "'${sudo_prefix}apt-get update' failed; $manual"
         apt_updated=1
     fi
-    log "installing $what: '${sudo_prefix}apt-get install -y $*'"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" ||
-        die "'${sudo_prefix}apt-get install -y $*' failed; $manual"
+    log "installing $what: '${sudo_prefix}apt-get install -y --no-install-recommends $*'"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" ||
+        die "'${sudo_prefix}apt-get install -y --no-install-recommends $*' failed; $manual"
 }
 declare -A what_var=([PostgreSQL]=DATABASE_URL [nats-server]=NATS_URL)
 

@@ -123,6 +123,23 @@ pub struct ItemLimits {
     pub per_item: Option<u32>,
 }
 
+impl ItemLimits {
+    /// Whether purchases of the item are limited at all: only then does anyone need to
+    /// count them (or lock them, at checkout and payment).
+    pub fn is_limited(&self) -> bool {
+        self.per_user.is_some() || self.per_item.is_some()
+    }
+
+    /// The start of the user's current window: the last reset of a recurrent per-user
+    /// limit, else the epoch (every purchase ever counts).
+    pub fn window_start(&self, now: Timestamp) -> Timestamp {
+        self.per_user
+            .as_ref()
+            .and_then(|p| p.recurrent_schedule)
+            .map_or(Timestamp::from_unix(0), |s| s.last_reset(now))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PerUserLimit {
     /// Units one user may buy, in total or, with a schedule, between two resets.
@@ -329,6 +346,27 @@ impl Catalog {
         self.items.get(&(project, sku.clone()))
     }
 
+    /// The limited ones among `skus`, with their limits (an unlisted SKU is not limited).
+    pub fn limits_of<'s>(
+        &self,
+        project: ProjectId,
+        skus: impl IntoIterator<Item = &'s Sku>,
+    ) -> BTreeMap<Sku, &ItemLimits> {
+        skus.into_iter()
+            .filter_map(|sku| {
+                let limits = &self.item(project, sku)?.limits;
+                limits.is_limited().then(|| (sku.clone(), limits))
+            })
+            .collect()
+    }
+
+    /// The promo code `code` when the catalog limits its redemptions: only then are they
+    /// counted (and locked).
+    pub fn limited_code(&self, project: ProjectId, code: &str) -> Option<&PromoCode> {
+        self.promo_code(project, code)
+            .filter(|promo| promo.redemptions_limited())
+    }
+
     pub fn is_listed(&self, project: ProjectId, sku: &Sku) -> bool {
         self.item(project, sku).is_some()
     }
@@ -341,3 +379,6 @@ impl Catalog {
         self.items.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests;

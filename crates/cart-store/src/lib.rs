@@ -8,9 +8,12 @@
 
 pub mod catalog;
 mod database;
+mod error;
 pub mod export;
 pub mod feed;
 mod group;
+mod ledger;
+mod locks;
 pub mod orders;
 mod rebuild;
 mod store;
@@ -19,12 +22,12 @@ pub mod subscription;
 mod testing;
 
 pub use database::{connect, ensure_database, DbConfig};
+pub use error::{InvalidText, InvalidTextKind, StoreError};
 pub use feed::{Filter, Position, RecordedEvent};
 pub use group::{GroupCommit, GroupConfig, GroupRead, PendingAppend};
+pub use ledger::Replay;
 pub use rebuild::{rebuild_projection, Progress, RebuildReport};
-pub use store::{
-    Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StoreError, StreamKey,
-};
+pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StreamKey};
 
 /// An error and its causes on one line, for logs: `StoreError::Database` alone says only
 /// "database error", the cause says what PostgreSQL answered.

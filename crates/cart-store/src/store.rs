@@ -10,75 +10,9 @@ use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::feed::{self, Filter, Position, RecordedEvent};
-
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Another writer appended to the stream first; reload and decide again.
-    #[error("cart stream {stream_id} changed concurrently: expected version {expected}")]
-    Conflict { stream_id: Uuid, expected: i64 },
-    /// A concurrent attempt with the same command id committed first.
-    #[error("command {command_id} was recorded concurrently")]
-    DuplicateCommand { command_id: String },
-    #[error("cannot decode stored event at version {version} of stream {stream_id}")]
-    Decode {
-        stream_id: Uuid,
-        version: i64,
-        #[source]
-        source: DecodeError,
-    },
-    #[error("the database does not flush commits: {setting} = {value}")]
-    NotDurable {
-        setting: &'static str,
-        value: String,
-    },
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
-    #[error("migration failed")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A value from the caller that PostgreSQL refused, such as a malformed time.
-    #[error("invalid input: {0}")]
-    Invalid(String),
-    /// Another projection rebuild holds the rebuild lock.
-    #[error("another projection rebuild is running")]
-    RebuildRunning,
-    /// A failure shared by a batch of commands or reads (group commit): for a command,
-    /// the shared transaction failed and nothing of it was written.
-    #[error("a batch of the store failed")]
-    Batch(#[source] std::sync::Arc<StoreError>),
-}
-
-impl StoreError {
-    /// A query error, with data exceptions (SQLSTATE class 22, e.g. a time PostgreSQL
-    /// cannot read) reported as the caller's invalid input.
-    pub(crate) fn from_query(error: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(db) = &error {
-            if db.code().is_some_and(|code| code.starts_with("22")) {
-                return StoreError::Invalid(db.message().to_owned());
-            }
-        }
-        StoreError::Database(error)
-    }
-
-    /// Whether the database could not be reached or answered in time.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            StoreError::Batch(cause) => cause.is_unavailable(),
-            StoreError::Database(
-                sqlx::Error::PoolTimedOut
-                | sqlx::Error::Io(_)
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Tls(_),
-            ) => true,
-            // Connection exceptions (08), a server shutting down or still starting (57P0x)
-            // and a statement timeout (57014) are passing states, not faults of the request.
-            StoreError::Database(sqlx::Error::Database(db)) => db
-                .code()
-                .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
-            _ => false,
-        }
-    }
-}
+use crate::ledger::{self, LedgerKey};
+use crate::locks;
+pub use crate::StoreError;
 
 /// A cart's identity: one user's cart in one project.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -91,7 +25,8 @@ pub struct StreamKey {
 }
 
 // A fixed namespace so that stream ids are the same on every instance and every run.
-const STREAM_NAMESPACE: Uuid = Uuid::from_u128(0x6a0f_2c1e_9b7d_4c3a_8e51_0d2f_7b94_c615);
+pub(crate) const STREAM_NAMESPACE: Uuid =
+    Uuid::from_u128(0x6a0f_2c1e_9b7d_4c3a_8e51_0d2f_7b94_c615);
 
 impl StreamKey {
     /// Derives the stream id from the key, so that no lookup is needed to find a stream.
@@ -181,24 +116,9 @@ impl EventStore {
         user: &UserId,
         command_id: &str,
     ) -> Result<Option<ProcessedCommand>, StoreError> {
-        let row = sqlx::query(
-            "select fingerprint, content_type, reply from processed_commands \
-             where project_id = $1 and user_id = $2 and command_id = $3",
-        )
-        .bind(project_id(project))
-        .bind(user.as_str())
-        .bind(command_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            Ok(ProcessedCommand {
-                command_id: command_id.to_owned(),
-                fingerprint: row.try_get("fingerprint")?,
-                content_type: row.try_get("content_type")?,
-                reply: row.try_get("reply")?,
-            })
-        })
-        .transpose()
+        let mut conn = self.pool.acquire().await?;
+        let key = (project_id(project), user.as_str(), command_id);
+        Ok(ledger::lookup(&mut conn, key).await?)
     }
 
     /// Appends a command's events, its projection row and its ledger entry in one
@@ -210,9 +130,11 @@ impl EventStore {
     #[tracing::instrument(skip_all, fields(stream_id = %append.key.stream_id(), expected = append.expected, n_events = append.events.len()))]
     pub async fn append(&self, append: Append<'_>) -> Result<AppendOutcome, StoreError> {
         let mut outcomes = self.append_batch(std::slice::from_ref(&append)).await?;
-        outcomes.pop().unwrap_or(Err(StoreError::Invalid(
-            "an append batch answered nothing".to_owned(),
-        )))
+        outcomes
+            .pop()
+            .unwrap_or(Err(StoreError::Database(sqlx::Error::Protocol(
+                "an append batch answered nothing".to_owned(),
+            ))))
     }
 
     /// Appends several commands in one transaction (group commit: one fsync for all),
@@ -228,21 +150,9 @@ impl EventStore {
         &self,
         appends: &[Append<'_>],
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-        // Two batches of different instances that lock the same keys in another order
-        // deadlock; PostgreSQL aborts one, and running it again is safe: nothing of it
-        // was written.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.try_append_batch(appends).await {
-                Err(StoreError::Database(sqlx::Error::Database(db)))
-                    if attempt < 3 && db.code().as_deref() == Some("40P01") =>
-                {
-                    tracing::debug!(attempt, "append batch deadlocked; running it again");
-                }
-                other => return other,
-            }
-        }
+        // Two batches of different instances cannot lock the same keys in another order
+        // (both take them in key order), but a batch can still meet row locks.
+        locks::retry_on_deadlock("append batch", || self.try_append_batch(appends)).await
     }
 
     async fn try_append_batch(
@@ -446,9 +356,6 @@ fn project_id(project: ProjectId) -> i64 {
     i64::try_from(project.get()).unwrap_or(i64::MAX)
 }
 
-/// A command id as the ledger keys it.
-type LedgerKey<'k> = (i64, &'k str, &'k str);
-
 fn ledger_key<'k>(append: &Append<'k>) -> Option<LedgerKey<'k>> {
     let command = append.command?;
     Some((
@@ -458,54 +365,15 @@ fn ledger_key<'k>(append: &Append<'k>) -> Option<LedgerKey<'k>> {
     ))
 }
 
-// Advisory lock classes (the two-integer key space, apart from the single-key locks of
-// the relay and the rebuild): a cart stream, and a command id.
-const STREAM_LOCK: i32 = 0x4341_5254;
-const COMMAND_LOCK: i32 = 0x434d_4421;
-
-fn lock_id(id: Uuid) -> i32 {
-    let b = id.as_bytes();
-    i32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
-/// The advisory lock key of a cart stream (appends take it; so does a payment that
-/// clears the bought cart, before reading it).
-pub(crate) fn stream_lock(key: &StreamKey) -> (i32, i32) {
-    (STREAM_LOCK, lock_id(key.stream_id()))
-}
-
-/// The advisory lock key of a user's command id, shared by cart commands and checkouts
-/// so that one id is never recorded by both at once.
-pub(crate) fn command_lock(project: i64, user: &str, command_id: &str) -> (i32, i32) {
-    let name = format!("{project}:{}:{user}:{command_id}", user.len());
-    (
-        COMMAND_LOCK,
-        lock_id(Uuid::new_v5(&STREAM_NAMESPACE, name.as_bytes())),
-    )
-}
-
 /// Takes the transaction's advisory locks on the batch's streams and command ids, in
 /// key order so that two batches that share keys wait for each other instead of
-/// deadlocking. Two keys that hash alike only wait for each other needlessly.
+/// deadlocking.
 async fn lock_keys(conn: &mut PgConnection, appends: &[Append<'_>]) -> Result<(), sqlx::Error> {
-    let mut keys: Vec<(i32, i32)> = Vec::with_capacity(appends.len() * 2);
-    for append in appends {
-        keys.push(stream_lock(append.key));
-        if let Some((project, user, command)) = ledger_key(append) {
-            keys.push(command_lock(project, user, command));
-        }
-    }
-    keys.sort_unstable();
-    keys.dedup();
-    // A function scan of unnest yields the rows, and so takes the locks, in array order.
-    sqlx::query(
-        "select pg_advisory_xact_lock(c, k) from unnest($1::int4[], $2::int4[]) as l(c, k)",
-    )
-    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
+    let keys = locks::in_key_order(appends.iter().flat_map(|append| {
+        let command = ledger_key(append).map(|(p, u, c)| locks::command(p, u, c));
+        std::iter::once(locks::stream(append.key)).chain(command)
+    }));
+    locks::take(conn, &keys).await
 }
 
 /// The latest version of each of the batch's streams that has one.
@@ -621,40 +489,31 @@ async fn insert_commands(
     appends: &[Append<'_>],
     outcomes: &[Result<AppendOutcome, StoreError>],
 ) -> Result<(Vec<usize>, HashSet<usize>), sqlx::Error> {
-    let rows: Vec<(usize, LedgerKey<'_>, &ProcessedCommand)> = appends
+    let rows: Vec<(usize, ledger::Entry<'_>)> = appends
         .iter()
         .enumerate()
         .filter(|(i, _)| outcomes[*i].is_ok())
-        .filter_map(|(i, a)| Some((i, ledger_key(a)?, a.command?)))
+        .filter_map(|(i, a)| {
+            let entry = ledger::Entry {
+                key: ledger_key(a)?,
+                command: a.command?,
+                stream_id: a.key.stream_id(),
+            };
+            Some((i, entry))
+        })
         .collect();
-    if rows.is_empty() {
-        return Ok((Vec::new(), HashSet::new()));
+    let entries: Vec<ledger::Entry<'_>> = rows.iter().map(|(_, e)| *e).collect();
+    let inserted = ledger::record(conn, &entries).await?;
+    let mut recorded = Vec::new();
+    let mut duplicates = HashSet::new();
+    for (i, entry) in &rows {
+        if ledger::was_recorded(&inserted, entry.key) {
+            recorded.push(*i);
+        } else {
+            duplicates.insert(*i);
+        }
     }
-    let inserted: Vec<(i64, String, String)> = sqlx::query_as(
-        "insert into processed_commands (project_id, user_id, command_id, fingerprint, stream_id, content_type, reply) \
-         select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::uuid[], $6::text[], $7::bytea[]) \
-         on conflict (project_id, user_id, command_id) do nothing \
-         returning project_id, user_id, command_id",
-    )
-    .bind(rows.iter().map(|(_, k, _)| k.0).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, k, _)| k.1).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, k, _)| k.2).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, _, c)| c.fingerprint.as_slice()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(i, ..)| appends[*i].key.stream_id()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, _, c)| c.content_type.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, _, c)| c.reply.as_slice()).collect::<Vec<_>>())
-    .fetch_all(conn)
-    .await?;
-    let inserted: HashSet<(i64, &str, &str)> = inserted
-        .iter()
-        .map(|(p, u, c)| (*p, u.as_str(), c.as_str()))
-        .collect();
-    let (recorded, duplicates): (Vec<&(usize, LedgerKey<'_>, &ProcessedCommand)>, Vec<_>) =
-        rows.iter().partition(|(_, k, _)| inserted.contains(k));
-    Ok((
-        recorded.into_iter().map(|(i, ..)| *i).collect(),
-        duplicates.into_iter().map(|(i, ..)| *i).collect(),
-    ))
+    Ok((recorded, duplicates))
 }
 
 /// Takes back ledger rows this transaction wrote for appends that lost after all.
@@ -667,19 +526,7 @@ async fn remove_commands(
         .iter()
         .filter_map(|&i| ledger_key(&appends[i]))
         .collect();
-    if keys.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "delete from processed_commands p using unnest($1::bigint[], $2::text[], $3::text[]) as k(pr, u, c) \
-         where p.project_id = k.pr and p.user_id = k.u and p.command_id = k.c",
-    )
-    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
+    ledger::remove(conn, &keys).await
 }
 
 async fn insert_streams(

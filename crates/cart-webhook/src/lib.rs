@@ -18,6 +18,7 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use cart_store::orders::OrderStoreError;
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -74,9 +75,9 @@ pub fn order_store_marker(pool: PgPool) -> MarkDelivered {
                 .mark_delivered(project_id, order_id)
                 .await
                 .map_err(|e| match e {
-                    cart_store::orders::OrderStoreError::Store(
-                        cart_store::StoreError::Invalid(text),
-                    ) => MarkError::Refused(text),
+                    OrderStoreError::Refused { .. } | OrderStoreError::BadProject { .. } => {
+                        MarkError::Refused(cart_store::error_chain(&e))
+                    }
                     other => MarkError::Failed(cart_store::error_chain(&other)),
                 })
         })

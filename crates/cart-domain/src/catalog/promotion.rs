@@ -180,6 +180,13 @@ impl PromoCode {
         }
     }
 
+    /// Whether any of the three redemption limits is set.
+    pub fn redemptions_limited(&self) -> bool {
+        self.redeem_total_limit.is_some()
+            || self.redeem_user_limit.is_some()
+            || self.redeem_code_limit.is_some()
+    }
+
     pub fn name(&self, locale: &Locale) -> &str {
         self.name
             .get(locale.as_str())

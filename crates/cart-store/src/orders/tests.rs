@@ -1,14 +1,16 @@
 //! The order store against a real PostgreSQL, one fresh database per test.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cart_domain::{
-    price, Cart, CartCommand, CartEvent, Catalog, OrderSnapshot, PricingContext, Quantity,
+    price, Cart, CartCommand, CartEvent, Catalog, OrderSnapshot, PricingContext, Purchases,
+    Quantity, Sku,
 };
 
 use super::*;
 use crate::testing;
-use crate::EventStore;
+use crate::{Append, EventStore, InvalidTextKind, StreamKey};
 
 const P: u64 = 7;
 
@@ -148,6 +150,7 @@ async fn stored_cart(
             code: code.to_owned(),
             selected_unit_items: BTreeMap::new(),
             check: Ok(()),
+            existence: cart_domain::Existence::Always,
         });
     }
     for command in commands {
@@ -386,8 +389,17 @@ async fn a_free_order_is_done_at_once_and_delivery_marks_a_paid_order_done() {
     assert_eq!(f.status, OrderStatus::Done);
     let snap = snapshot(&catalog, &cart_of(&[("sword", 2)], None));
     let c = created(checkout(&store, &catalog, request("ann", Some("c"), snap)).await);
-    // Not paid yet: delivery is refused.
-    assert!(store.mark_delivered(P, c.order_id).await.is_err());
+    // Not paid yet: delivery is refused, with the domain's reason.
+    let refused = store.mark_delivered(P, c.order_id).await.unwrap_err();
+    assert!(refused.is_refusal(), "{refused:?}");
+    assert!(
+        matches!(
+            &refused,
+            OrderStoreError::Refused { order_id, refusal: OrderError::InvalidTransition { from: OrderStatus::New, .. } }
+                if *order_id == c.order_id
+        ),
+        "{refused:?}"
+    );
     store
         .confirm_payment(&catalog, payment(c.order_id, "10.00", "inv"))
         .await
@@ -559,3 +571,5 @@ async fn a_free_order_redeems_a_limited_code_under_its_lock() {
         CheckoutOutcome::Refused(OrderError::PromoCodeLimitReached { .. })
     )));
 }
+
+mod refusals;

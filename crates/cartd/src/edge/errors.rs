@@ -43,14 +43,30 @@ pub(crate) fn internal() -> ErrorReply {
 
 impl ToReply for StoreError {
     fn to_reply(&self) -> ErrorReply {
+        if self.is_invalid_input() {
+            return unstorable_text();
+        }
         store_failure(self.is_unavailable(), self)
     }
 }
 
 impl ToReply for OrderStoreError {
     fn to_reply(&self) -> ErrorReply {
+        if self.is_invalid_input() {
+            return unstorable_text();
+        }
         store_failure(self.is_unavailable(), self)
     }
+}
+
+/// Text the database cannot hold (a NUL) is the caller's: 422, nothing was written.
+/// The decoders refuse such text first; this is the store's word for what slips past.
+fn unstorable_text() -> ErrorReply {
+    ErrorReply::new(
+        422,
+        1102,
+        "Unprocessable Entity. A value of the request cannot be stored (for example a NUL character in a text)",
+    )
 }
 
 impl ToReply for InvalidInput {

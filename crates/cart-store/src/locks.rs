@@ -1,0 +1,177 @@
+//! The advisory locks that serialise writers, for carts and orders alike: their keys,
+//! the one query that takes them, and the retry when PostgreSQL breaks a deadlock.
+//!
+//! Keys live in the two-integer key space (a class, then a hash), apart from the
+//! single-key locks of the relay and the rebuild. A hash collision only makes two
+//! writers wait for each other needlessly. Key derivations need not be stable across
+//! versions for correctness of one process, but instances of two versions running side
+//! by side must agree, so a derivation changes only with a full stop.
+//!
+//! Lock order (see ARCHITECTURE.md, Concurrency): a command id, then SKU and promo-code
+//! locks in key order, then the user's lock, then order locks in order id order, then
+//! cart streams. A batch of cart appends takes its streams and command ids together in
+//! key order.
+
+use std::future::Future;
+
+use cart_domain::{OrderId, ProjectId, Sku, UserId};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::store::StreamKey;
+
+/// An advisory lock key: (class, hash).
+pub(crate) type LockKey = (i32, i32);
+
+// Classes, as four ASCII letters.
+const STREAM_LOCK: i32 = 0x4341_5254; // "CART"
+const COMMAND_LOCK: i32 = 0x434d_4421; // "CMD!"
+const SKU_LOCK: i32 = 0x4f53_4b55; // "OSKU", also promo codes
+const USER_LOCK: i32 = 0x4f55_5352; // "OUSR"
+const ORDER_LOCK: i32 = 0x4f52_4452; // "ORDR"
+
+// The namespaces the hashes are taken in: the cart streams' (for stream and command
+// locks) and the order streams' (for the order store's locks).
+const CART_NAMESPACE: Uuid = crate::store::STREAM_NAMESPACE;
+const ORDER_NAMESPACE: Uuid = crate::orders::ORDER_NAMESPACE;
+
+fn hash(id: Uuid) -> i32 {
+    let b = id.as_bytes();
+    i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn order_key(class: i32, name: &str) -> LockKey {
+    (class, hash(Uuid::new_v5(&ORDER_NAMESPACE, name.as_bytes())))
+}
+
+/// A cart stream's lock: appends take it, and so does a payment that clears the bought
+/// cart, before reading it.
+pub(crate) fn stream(key: &StreamKey) -> LockKey {
+    (STREAM_LOCK, hash(key.stream_id()))
+}
+
+/// A user's command id, shared by cart commands and checkouts so that one id is never
+/// recorded by both at once.
+pub(crate) fn command(project: i64, user: &str, command_id: &str) -> LockKey {
+    // The user's length first, so that no two (user, id) pairs share a name.
+    let name = format!("{project}:{}:{user}:{command_id}", user.len());
+    (
+        COMMAND_LOCK,
+        hash(Uuid::new_v5(&CART_NAMESPACE, name.as_bytes())),
+    )
+}
+
+/// A limited SKU's lock: checkouts and payments of it queue here.
+pub(crate) fn sku(project: ProjectId, sku: &Sku) -> LockKey {
+    order_key(SKU_LOCK, &format!("{project}:{sku}"))
+}
+
+/// A limited promo code's lock, in the SKUs' class (taken in key order with them).
+pub(crate) fn code(project: ProjectId, code: &str) -> LockKey {
+    order_key(SKU_LOCK, &format!("code:{project}:{code}"))
+}
+
+/// A user's checkout lock.
+pub(crate) fn user(project: ProjectId, user: &UserId) -> LockKey {
+    order_key(USER_LOCK, &format!("user:{project}:{user}"))
+}
+
+/// An order's lock.
+pub(crate) fn order(project: ProjectId, order_id: OrderId) -> LockKey {
+    order_key(ORDER_LOCK, &format!("order:{project}:{order_id}"))
+}
+
+/// Keys in key order, each once: two transactions that take overlapping sets this way
+/// wait for each other instead of deadlocking.
+pub(crate) fn in_key_order(keys: impl IntoIterator<Item = LockKey>) -> Vec<LockKey> {
+    let mut keys: Vec<LockKey> = keys.into_iter().collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Takes transaction-scoped advisory locks on `keys`, in the order given (callers
+/// build it with [`in_key_order`] and the lock order above); held until commit or
+/// rollback. Taking a lock the transaction holds already is a no-op.
+pub(crate) async fn take(conn: &mut PgConnection, keys: &[LockKey]) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    // A function scan of unnest yields the rows, and so takes the locks, in array order.
+    sqlx::query(
+        "select pg_advisory_xact_lock(c, k) from unnest($1::int4[], $2::int4[]) as l(c, k)",
+    )
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An error that may be PostgreSQL breaking a deadlock by aborting the transaction.
+pub(crate) trait Deadlock {
+    fn is_deadlock(&self) -> bool;
+}
+
+/// How many times a transaction is tried before its deadlock is the caller's error.
+const TRIES: u32 = 3;
+
+/// Runs `transaction` (one whole transaction, begun and ended inside) again when
+/// PostgreSQL aborted it as a deadlock: nothing of it was written, so running it again
+/// is safe. Two writers deadlock only when they lock in different orders, which the lock
+/// order above rules out within the store; the retry covers what it cannot see (row
+/// locks of unique checks, writers outside the store).
+pub(crate) async fn retry_on_deadlock<T, E, F, Fut>(what: &str, mut transaction: F) -> Result<T, E>
+where
+    E: Deadlock,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match transaction().await {
+            Err(e) if attempt < TRIES && e.is_deadlock() => {
+                tracing::debug!(attempt, what, "transaction deadlocked; running it again");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+impl Deadlock for crate::StoreError {
+    fn is_deadlock(&self) -> bool {
+        crate::StoreError::is_deadlock(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_in_key_order_are_sorted_and_unique() {
+        let p = ProjectId::parse(7).unwrap();
+        let a = sku(p, &Sku::parse("a").unwrap());
+        let b = code(p, "B");
+        assert_eq!(in_key_order([b, a, b]), in_key_order([a, b]));
+        assert_eq!(in_key_order([b, a, a]).len(), 2);
+        let sorted = in_key_order([b, a]);
+        assert!(sorted[0] < sorted[1]);
+    }
+
+    #[test]
+    fn the_classes_keep_the_lock_order_of_one_checkout() {
+        // A checkout sorts its SKU and code locks, then appends the user's: the user's
+        // class sorts after the SKUs' so a sorted batch of both still ends with it.
+        let p = ProjectId::parse(7).unwrap();
+        let user = user(p, &UserId::parse("ann").unwrap());
+        assert!(user.0 > sku(p, &Sku::parse("x").unwrap()).0);
+    }
+
+    #[test]
+    fn a_command_lock_tells_users_apart_whatever_their_ids() {
+        assert_ne!(command(7, "a", "bc"), command(7, "ab", "c"));
+        assert_eq!(command(7, "ann", "id"), command(7, "ann", "id"));
+    }
+}

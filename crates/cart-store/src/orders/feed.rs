@@ -1,0 +1,133 @@
+//! The order log's gap-safe reader, for the relay: order events in the global order
+//! of `order_events`, each with the order as it was right after it.
+
+use std::collections::HashMap;
+
+use cart_domain::{Order, OrderEvent};
+use cart_proto::order as wire;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::OrderStoreError;
+
+/// Order events after a position in the gap-safe global order, each with the order as
+/// it was right after it (for the relay).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedOrderEvent {
+    pub position: crate::Position,
+    pub event_id: Uuid,
+    pub stream_id: Uuid,
+    pub version: i64,
+    pub project_id: u64,
+    pub order_id: u64,
+    pub user_id: String,
+    pub recorded_at: String,
+    pub event: OrderEvent,
+    pub order: Order,
+}
+
+/// Reads about `limit` order events after `after`, ending at a transaction boundary.
+///
+/// # Errors
+/// Database failures and undecodable events.
+pub async fn read_page(
+    conn: &mut PgConnection,
+    after: crate::Position,
+    limit: i64,
+) -> Result<Vec<RecordedOrderEvent>, OrderStoreError> {
+    let rows = sqlx::query(
+        "with page as ( \
+           select e.* from order_events e \
+           where e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             and (e.tx_id, e.global_position) > ($1::text::xid8, $2) \
+           order by e.tx_id, e.global_position limit $3), \
+         last_tx as (select max(tx_id) as tx from page) \
+         select e.tx_id::text as tx_id, e.global_position, e.event_id, e.stream_id, e.version, \
+           e.project_id, e.order_id, e.user_id, e.event_type, e.schema_version, e.payload, \
+           to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') as recorded_at \
+         from order_events e, last_tx \
+         where e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           and (e.tx_id, e.global_position) > ($1::text::xid8, $2) and e.tx_id <= last_tx.tx \
+         order by e.tx_id, e.global_position",
+    )
+    .bind(after.tx_id.to_string())
+    .bind(after.global_position)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Fold each order of the page from its start, to give each event the order after it.
+    let ids: Vec<Uuid> = rows
+        .iter()
+        .map(|r| r.try_get("stream_id"))
+        .collect::<Result<_, _>>()?;
+    let streams = histories(&mut *conn, &ids).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let stream_id: Uuid = row.try_get("stream_id")?;
+        let version: i64 = row.try_get("version")?;
+        let tx: String = row.try_get("tx_id")?;
+        let history = streams.get(&stream_id).map(Vec::as_slice).unwrap_or(&[]);
+        let order = Order::replay(
+            history
+                .iter()
+                .filter(|(v, _)| *v <= version)
+                .map(|(_, e)| e),
+        );
+        let Some((_, event)) = history.iter().find(|(v, _)| *v == version) else {
+            continue;
+        };
+        out.push(RecordedOrderEvent {
+            position: crate::Position {
+                tx_id: tx.parse().unwrap_or(0),
+                global_position: row.try_get("global_position")?,
+            },
+            event_id: row.try_get("event_id")?,
+            stream_id,
+            version,
+            project_id: u64::try_from(row.try_get::<i64, _>("project_id")?).unwrap_or(0),
+            order_id: u64::try_from(row.try_get::<i64, _>("order_id")?).unwrap_or(0),
+            user_id: row.try_get("user_id")?,
+            recorded_at: row.try_get("recorded_at")?,
+            event: event.clone(),
+            order,
+        });
+    }
+    Ok(out)
+}
+
+/// The whole stream of each of `ids`, decoded, by stream id.
+async fn histories(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<(i64, OrderEvent)>>, OrderStoreError> {
+    let history = sqlx::query(
+        "select stream_id, order_id, version, event_type, schema_version, payload from order_events \
+         where stream_id = any($1) order by stream_id, version",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    let mut streams: HashMap<Uuid, Vec<(i64, OrderEvent)>> = HashMap::new();
+    for row in history {
+        let version: i64 = row.try_get("version")?;
+        let order_id: i64 = row.try_get("order_id")?;
+        let event = wire::decode(
+            row.try_get("event_type")?,
+            row.try_get("schema_version")?,
+            row.try_get("payload")?,
+        )
+        .map_err(|source| OrderStoreError::Decode {
+            order_id,
+            version,
+            source,
+        })?;
+        streams
+            .entry(row.try_get("stream_id")?)
+            .or_default()
+            .push((version, event));
+    }
+    Ok(streams)
+}

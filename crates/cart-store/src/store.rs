@@ -1,10 +1,12 @@
-//! The event store proper: load, append, the command ledger, the projection and the
-//! global-order reader.
+//! The event store proper: load, append (with the command ledger's rows and the
+//! projection's), projection reads, time travel and the global-order reader.
+
+mod projection;
 
 use std::collections::{HashMap, HashSet};
 
 use cart_domain::{Cart, CartEvent, CartId, ProjectId, UserId};
-use cart_proto::event::{self, DecodeError};
+use cart_proto::event;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -13,6 +15,8 @@ use crate::feed::{self, Filter, Position, RecordedEvent};
 use crate::ledger::{self, LedgerKey};
 use crate::locks;
 pub use crate::StoreError;
+pub(crate) use projection::lines_json;
+use projection::{cart_from_lines, upsert_projections};
 
 /// A cart's identity: one user's cart in one project.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -150,8 +154,10 @@ impl EventStore {
         &self,
         appends: &[Append<'_>],
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-        // Two batches of different instances cannot lock the same keys in another order
-        // (both take them in key order), but a batch can still meet row locks.
+        // Batches take their keys in key order, so they wait for each other rather than
+        // deadlock; another writer can still meet a batch in another order (a free
+        // checkout holds its command id, then wants the cart's stream). PostgreSQL
+        // breaks that by aborting one, and nothing of an aborted batch was written.
         locks::retry_on_deadlock("append batch", || self.try_append_batch(appends)).await
     }
 
@@ -351,7 +357,8 @@ pub(crate) fn decode_row(
     })
 }
 
-fn project_id(project: ProjectId) -> i64 {
+/// A project id as the tables store it.
+pub(crate) fn project_id(project: ProjectId) -> i64 {
     // ProjectId::parse refuses values above i64::MAX, so this never saturates.
     i64::try_from(project.get()).unwrap_or(i64::MAX)
 }
@@ -559,86 +566,6 @@ async fn insert_streams(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-async fn upsert_projections(
-    conn: &mut PgConnection,
-    winners: &[(&Append<'_>, i64)],
-) -> Result<(), sqlx::Error> {
-    // One row per stream, the latest: an upsert may not touch a row twice.
-    let mut latest: HashMap<Uuid, (&Append<'_>, i64)> = Default::default();
-    for &(a, version) in winners {
-        let entry = latest.entry(a.key.stream_id()).or_insert((a, version));
-        if version > entry.1 {
-            *entry = (a, version);
-        }
-    }
-    if latest.is_empty() {
-        return Ok(());
-    }
-    let mut rows: Vec<_> = latest.into_iter().collect();
-    rows.sort_by_key(|(id, _)| *id);
-    sqlx::query(
-        "insert into cart_projection (stream_id, project_id, user_id, cart_id, version, lines) \
-         select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[]) \
-         on conflict (stream_id) do update set version = excluded.version, lines = excluded.lines, updated_at = now() \
-         where cart_projection.version < excluded.version",
-    )
-    .bind(rows.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, (a, _))| project_id(a.key.project)).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, (a, _))| a.key.user.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, (a, _))| a.key.cart.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, (_, v))| *v).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, (a, _))| lines_json(a.cart)).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// The projected cart: its lines `{sku, quantity}`, then, when the cart has a promo code,
-/// one element `{"promo_code": {code, selected_unit_items}}` (the payload of
-/// `PromoCodeRedeemed`). Rows written before promo codes existed have no such element,
-/// which reads as a cart without a code, as it was.
-pub(crate) fn lines_json(cart: &Cart) -> serde_json::Value {
-    let lines = cart
-        .lines()
-        .iter()
-        .map(|l| serde_json::json!({"sku": l.sku.as_str(), "quantity": l.quantity}));
-    let promo_code = cart.promo_code().map(|applied| {
-        let redeemed = CartEvent::PromoCodeRedeemed {
-            code: applied.code.clone(),
-            selected_unit_items: applied.selected_unit_items.clone(),
-        };
-        // With its schema version, so that a row written before a later version of
-        // the event is still read (upcast) as what it was.
-        let encoded = event::encode(&redeemed);
-        serde_json::json!({ "promo_code": encoded.payload, "schema_version": encoded.schema_version })
-    });
-    lines.chain(promo_code).collect()
-}
-
-fn cart_from_lines(lines: &serde_json::Value) -> Result<Cart, DecodeError> {
-    // The projection stores what ItemQuantitySet and PromoCodeRedeemed events would
-    // rebuild, so it is read back by replaying exactly those.
-    let mut events = vec![CartEvent::CartOpened];
-    for line in lines.as_array().into_iter().flatten() {
-        if let Some(payload) = line.get("promo_code") {
-            let version = line
-                .get("schema_version")
-                .and_then(serde_json::Value::as_i64)
-                .and_then(|v| i16::try_from(v).ok())
-                .unwrap_or(1);
-            events.push(event::decode(
-                "PromoCodeRedeemed",
-                version,
-                payload.clone(),
-            )?);
-            continue;
-        }
-        let payload = serde_json::json!({"sku": line.get("sku"), "quantity": line.get("quantity")});
-        events.push(event::decode("ItemQuantitySet", 1, payload)?);
-    }
-    Ok(Cart::replay(&events))
 }
 
 #[cfg(test)]

@@ -117,3 +117,23 @@ async fn a_late_success_is_recorded_after_a_postponing_claim() {
     assert!(kept, "the late success is recorded");
     w.wait_status(2, "order_paid", "delivered").await;
 }
+
+/// The order store's refusals reach the worker as refusals (given up, not retried),
+/// told apart from failures by their type, with the order store's reason.
+#[tokio::test]
+async fn the_order_store_marker_tells_refusals_by_their_type() {
+    let w = World::new_without_orders_stream().await;
+    let mark = cart_webhook::order_store_marker(w.pool.clone());
+    match mark(1, 404).await {
+        Err(cart_webhook::MarkError::Refused(reason)) => {
+            assert!(reason.contains("order 404 refused"), "{reason}");
+        }
+        other => panic!("an unknown order is a refusal, got {other:?}"),
+    }
+    match mark(0, 1).await {
+        Err(cart_webhook::MarkError::Refused(reason)) => {
+            assert!(reason.contains("project 0"), "{reason}");
+        }
+        other => panic!("project 0 is a refusal, got {other:?}"),
+    }
+}

@@ -42,7 +42,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::locks::Deadlock;
-use crate::store::{ProcessedCommand, StoreError};
+use crate::store::{project_id as pid, ProcessedCommand, StoreError};
 
 pub use feed::{read_page, RecordedOrderEvent};
 pub use purchases::limited_skus;
@@ -234,10 +234,6 @@ pub(crate) const ORDER_NAMESPACE: Uuid = Uuid::from_u128(0x1c0e_8d43_5a7f_4b29_9
 /// The stream id of an order: derived, so nothing needs looking up.
 pub fn order_stream_id(project: ProjectId, order_id: OrderId) -> Uuid {
     Uuid::new_v5(&ORDER_NAMESPACE, format!("{project}:{order_id}").as_bytes())
-}
-
-fn pid(project: ProjectId) -> i64 {
-    i64::try_from(project.get()).unwrap_or(i64::MAX)
 }
 
 fn oid(order_id: OrderId) -> i64 {

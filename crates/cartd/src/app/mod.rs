@@ -170,7 +170,7 @@ impl App {
                     request::AsOf::Time(t) => AsOf::Time(t.clone()),
                 };
                 let loaded = store.load_as_of(&key, &as_of).await.map_err(|e| match e {
-                    StoreError::Invalid(_) => ErrorReply::invalid(&InvalidInput::BadTime),
+                    e if e.is_invalid_input() => ErrorReply::invalid(&InvalidInput::BadTime),
                     e => reply(e),
                 })?;
                 if let (AsOf::Version(wanted), Some(found)) = (&as_of, &loaded) {

@@ -6,6 +6,8 @@
 #   make bench-feed  export and projection-rebuild throughput (BENCHMARKS.md)
 #   make bench    command throughput, latency and memory of a release cartd under load
 #   make bench-orders  the purchase path (fill, checkout, payment) of a release cartd
+#   make schemas  regenerate docs/schemas/*.json from the Rust types
+#   make contract check docs/schemas against the types and validate docs/asyncapi.yaml
 #
 # DATABASE_URL and NATS_URL can be overridden from the environment or the
 # command line; they are exported to every recipe (cartd and the tests read them).
@@ -31,10 +33,10 @@ TEST_CMD = $(if $(shell $(CARGO) nextest --version 2>/dev/null),$(CARGO) nextest
 # cart-domain must stay free of I/O, async and wire-format crates.
 DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 
-.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders
+.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders schemas schemas-check asyncapi-validate contract
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders"
+	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders schemas contract"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -126,7 +128,32 @@ bench: services
 		exit $$status; \
 	}
 
-test: services
+# The machine-readable contract (docs/protocol.md, "Machine-readable contract").
+# docs/schemas/*.json are generated from the Rust types; the e2e test `contract` also
+# fails when they differ, and validates real replies and stream messages against them.
+schemas:
+	$(CARGO) run -q -p cart-proto --features schema --bin cart-schemas -- docs/schemas
+
+schemas-check:
+	$(CARGO) run -q -p cart-proto --features schema --bin cart-schemas -- --check docs/schemas
+
+# docs/asyncapi.yaml is validated by @asyncapi/parser, the parser and rule set behind
+# @asyncapi/cli's `asyncapi validate` (the CLI itself installs 1.5 GB in ~9 minutes; the
+# parser 54 MB in ~30 s). npm installs it once into $(ASYNCAPI_DIR); node 20 runs it.
+ASYNCAPI_PARSER_VERSION ?= 3.6.6
+ASYNCAPI_DIR ?= $(or $(CARGO_TARGET_DIR),target)/tools/asyncapi-parser-$(ASYNCAPI_PARSER_VERSION)
+asyncapi-validate:
+	@if [ ! -f '$(ASYNCAPI_DIR)/node_modules/@asyncapi/parser/package.json' ]; then \
+		echo "make: installing @asyncapi/parser@$(ASYNCAPI_PARSER_VERSION) into $(ASYNCAPI_DIR)"; \
+		mkdir -p '$(ASYNCAPI_DIR)'; \
+		npm install --prefix '$(ASYNCAPI_DIR)' --no-audit --no-fund --no-save --loglevel=error \
+			'@asyncapi/parser@$(ASYNCAPI_PARSER_VERSION)'; \
+	fi
+	NODE_PATH='$(ASYNCAPI_DIR)/node_modules' node .ci/asyncapi-validate.cjs docs/asyncapi.yaml
+
+contract: schemas-check asyncapi-validate
+
+test: services asyncapi-validate
 	DATABASE_URL='$(TEST_DATABASE_URL)' $(TEST_CMD) $(TEST_ARGS)
 
 fmt:

@@ -177,7 +177,7 @@ async fn the_export_filters_resumes_and_writes_both_formats() {
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 7);
     assert_eq!(lines[6]["event_type"], "CartCleared");
-    assert_eq!(lines[6]["event"]["cart_cleared"]["reason"], "shopper");
+    assert_eq!(lines[6]["cart_cleared"]["reason"], "shopper");
     assert_eq!(lines[6]["schema_version"], 2);
     assert_eq!(all.last.to_string(), lines[6]["position"].as_str().unwrap());
 

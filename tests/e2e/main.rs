@@ -5,6 +5,7 @@ mod bad_input;
 mod catalog;
 mod commands;
 mod concurrency;
+mod contract;
 mod edge;
 mod faults;
 mod feed;

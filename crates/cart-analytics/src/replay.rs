@@ -149,22 +149,11 @@ pub fn fold(report: &mut Report, body: &[u8], headers: Option<&HeaderMap>) {
     }
 }
 
-/// Reads an envelope's JSON. An event under a name this build does not know (a later
-/// schema's event type) fails the generated type's serde, so it is read again without
-/// the event: the envelope then counts as an unknown event instead of being lost.
+/// Reads an envelope's JSON, in today's proto3 form or the nested form written before
+/// (`cart_proto::event::envelope_from_json`); an event type this build does not know
+/// reads as an envelope without its event, which then counts as an unknown event.
 pub fn decode(body: &[u8]) -> Result<EventEnvelope, serde_json::Error> {
-    serde_json::from_slice(body).or_else(|e| {
-        let mut value: serde_json::Value = serde_json::from_slice(body)?;
-        let had_event = value
-            .as_object_mut()
-            .and_then(|object| object.remove("event"))
-            .is_some();
-        if had_event {
-            serde_json::from_value(value)
-        } else {
-            Err(e)
-        }
-    })
+    cart_proto::event::envelope_from_json(body)
 }
 
 fn from_headers(headers: Option<&HeaderMap>) -> EventEnvelope {

@@ -37,8 +37,21 @@ pub enum InvalidInput {
     TooManyItems,
     #[error("the property `at_version` must be a positive integer")]
     BadVersion,
-    #[error("the property `at_time` must be a time such as 2026-11-22T10:00:00Z")]
-    BadTime,
+    #[error("the property `{0}` must be an RFC 3339 date-time such as 2026-11-22T10:00:00Z")]
+    BadTime(&'static str),
+    #[error("the property `{0}` must be a date such as 2026-11-22 or an RFC 3339 date-time such as 2026-11-22T10:00:00Z")]
+    BadDate(&'static str),
+    #[error("the property `{0}` must be a two-letter ISO 3166-1 alpha-2 country code")]
+    BadCountry(&'static str),
+    #[error("the property `{0}` must not contain control characters")]
+    ControlCharacters(String),
+    #[error("the property `{0}` must be a non-negative decimal string such as \"6.84\"")]
+    BadAmount(&'static str),
+    #[error("the property `{property}` must be {expected}")]
+    Invalid {
+        property: &'static str,
+        expected: &'static str,
+    },
     #[error("give at most one of the properties `{0}` and `{1}`")]
     OneOf(&'static str, &'static str),
 }
@@ -202,6 +215,33 @@ impl Locale {
     }
 }
 
+/// An ISO 3166-1 alpha-2 country code, upper case: where the buyer is (country prices,
+/// region-limited promo codes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Country(String);
+
+impl Country {
+    /// Two Latin letters, in any case.
+    ///
+    /// # Errors
+    /// Anything else, as `BadCountry("country")`.
+    pub fn parse(value: &str) -> Result<Self, InvalidInput> {
+        if value.len() != 2 || !value.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(InvalidInput::BadCountry("country"));
+        }
+        Ok(Self(value.to_ascii_uppercase()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Country {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +289,18 @@ mod tests {
         assert_eq!(ProjectId::parse(0), Err(InvalidInput::BadProject));
         assert_eq!(ProjectId::parse(u64::MAX), Err(InvalidInput::BadProject));
         assert!(ProjectId::parse(i64::MAX as u64).is_ok());
+    }
+
+    #[test]
+    fn countries_are_two_latin_letters_in_upper_case() {
+        assert_eq!(Country::parse("de").unwrap().as_str(), "DE");
+        assert_eq!(Country::parse("US").unwrap().to_string(), "US");
+        for bad in ["", "D", "DEU", "D1", "ä", "d\u{0}", "\u{0}\u{0}", " D"] {
+            assert_eq!(
+                Country::parse(bad),
+                Err(InvalidInput::BadCountry("country")),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -31,7 +31,7 @@ pub use catalog::{
     VirtualPrice, VpReward,
 };
 pub use ids::{
-    CartId, Currency, InvalidInput, Locale, ProjectId, Quantity, Sku, UserId, MAX_LINES,
+    CartId, Country, Currency, InvalidInput, Locale, ProjectId, Quantity, Sku, UserId, MAX_LINES,
     MAX_QUANTITY,
 };
 pub use order::{
@@ -45,4 +45,4 @@ pub use pricing::{
     Money, PricedCart, PricedLine, PricingContext, PromoCodeOutcome, PromoCodeRejection,
     PromotionSource, Rewards,
 };
-pub use time::{days_in_month, Civil, Interval, RecurrentSchedule, Timestamp};
+pub use time::{days_in_month, Civil, DateTime, Interval, NotADate, RecurrentSchedule, Timestamp};

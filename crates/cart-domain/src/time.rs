@@ -2,7 +2,11 @@
 //!
 //! The domain has no clock: the shell reads it and passes a [`Timestamp`] in. Calendar
 //! arithmetic is done here with integers (proleptic Gregorian calendar), so no date
-//! library is needed.
+//! library is needed. `rfc3339` is the one reader of dates written as text.
+
+mod rfc3339;
+
+pub use rfc3339::{DateTime, NotADate};
 
 /// An instant, in whole seconds since 1970-01-01T00:00:00Z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -98,6 +98,26 @@ pub fn envelope_event(event: &CartEvent) -> EnvelopeEvent {
     }
 }
 
+/// Reads an envelope's JSON: the proto3 JSON form written today, where the event's
+/// member sits beside the other fields (`"item_quantity_set": {...}`), and the form
+/// written before, which nested it under `"event"` (exports on disk, older messages
+/// still in the stream). A member this build does not know (a later event type) reads
+/// as an envelope without an event, so the reader can count it instead of losing it.
+///
+/// # Errors
+/// The body is not a JSON object of envelope fields.
+pub fn envelope_from_json(body: &[u8]) -> Result<v1::EventEnvelope, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(body)?;
+    if let Some(object) = value.as_object_mut() {
+        if let Some(serde_json::Value::Object(nested)) = object.remove("event") {
+            for (member, event) in nested {
+                object.entry(member).or_insert(event);
+            }
+        }
+    }
+    serde_json::from_value(value)
+}
+
 fn reason_name(reason: ClearReason) -> &'static str {
     match reason {
         ClearReason::Shopper => "shopper",
@@ -264,6 +284,46 @@ mod tests {
             let back = decode(encoded.event_type, version, encoded.payload).unwrap();
             assert_eq!(back, event);
         }
+    }
+
+    fn envelope(event: CartEvent) -> v1::EventEnvelope {
+        v1::EventEnvelope {
+            event_id: "0193".into(),
+            version: 2,
+            event_type: event.event_type().into(),
+            event: Some(envelope_event(&event)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_envelope_is_proto3_json_with_the_event_beside_its_fields() {
+        let sku = Sku::parse("cup01").unwrap();
+        let sent = envelope(CartEvent::ItemQuantitySet { sku, quantity: 2 });
+        let json = serde_json::to_value(&sent).unwrap();
+        assert_eq!(json["item_quantity_set"]["sku"], "cup01");
+        assert!(json.get("event").is_none(), "{json}");
+        assert_eq!(
+            envelope_from_json(json.to_string().as_bytes()).unwrap(),
+            sent
+        );
+    }
+
+    #[test]
+    fn envelopes_written_before_with_a_nested_event_still_read() {
+        let old = br#"{"event_id":"e","version":3,"event_type":"CartCleared","event":{"cart_cleared":{"reason":"shopper"}}}"#;
+        let read = envelope_from_json(old).unwrap();
+        let want = envelope(CartEvent::CartCleared {
+            reason: ClearReason::Shopper,
+        });
+        assert_eq!((read.version, read.event), (3, want.event));
+        // A later event type is an envelope without an event, in either form.
+        let later = br#"{"version":4,"event_type":"OrderPlaced","order_placed":{"id":"o"}}"#;
+        assert_eq!(envelope_from_json(later).unwrap().event, None);
+        let later = br#"{"version":4,"event":{"order_placed":{"id":"o"}}}"#;
+        assert_eq!(envelope_from_json(later).unwrap().version, 4);
+        assert!(envelope_from_json(b"{not json").is_err());
+        assert!(envelope_from_json(br#"{"version":"x"}"#).is_err());
     }
 
     #[test]

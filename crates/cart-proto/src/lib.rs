@@ -7,8 +7,11 @@ pub mod admin;
 pub mod catalog;
 mod error;
 pub mod event;
+pub mod feed;
 pub mod order;
 pub mod request;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod subject;
 pub mod view;
 

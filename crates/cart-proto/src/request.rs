@@ -3,12 +3,17 @@
 use std::collections::BTreeMap;
 
 use cart_domain::{
-    CartId, Currency, InvalidInput, Locale, ProjectId, Quantity, Sku, UserId, MAX_LINES,
+    CartId, Country, Currency, DateTime, InvalidInput, Locale, ProjectId, Quantity, Sku, UserId,
+    MAX_LINES,
 };
-use prost::Message;
 use serde::Deserialize;
 
-use crate::{v1, Encoding, ErrorReply};
+use crate::{Encoding, ErrorReply};
+
+pub(crate) mod body;
+mod protobuf;
+
+use body::Text;
 
 /// The endpoints that take a cart request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +95,15 @@ pub struct Scope {
 pub struct ViewOptions {
     pub currency: Currency,
     pub locale: Locale,
-    /// The buyer's ISO 3166-1 alpha-2 country (upper case), when given: country prices
-    /// and region-limited promo codes.
-    pub country: Option<String>,
+    /// The buyer's country, when given: country prices and region-limited promo codes.
+    pub country: Option<Country>,
+}
+
+impl ViewOptions {
+    /// The country code, as pricing and promo-code checks take it.
+    pub fn country_code(&self) -> Option<&str> {
+        self.country.as_ref().map(Country::as_str)
+    }
 }
 
 /// What a request asks for.
@@ -138,8 +149,8 @@ pub const MAX_CODE_LEN: usize = 128;
 pub enum AsOf {
     /// After the event with this version (1 is the first).
     Version(i64),
-    /// After the last event recorded at or before this time, as sent (RFC 3339).
-    Time(String),
+    /// After the last event recorded at or before this instant (sent as RFC 3339).
+    Time(DateTime),
 }
 
 /// A decoded, checked request.
@@ -246,7 +257,7 @@ fn json_quantity(n: &serde_json::Number) -> RawQuantity {
 
 impl RawRequest {
     fn from_json(endpoint: Endpoint, body: &[u8]) -> Result<Self, ErrorReply> {
-        let json: JsonRequest = serde_json::from_slice(body).map_err(ErrorReply::malformed)?;
+        let json: JsonRequest = body::object(body, Text::Plain).map_err(body::reply)?;
         let not_here = |property: &'static str| {
             ErrorReply::new(
                 422,
@@ -297,8 +308,15 @@ impl RawRequest {
         if json.cart.is_some() && !on_cart {
             return Err(not_here("cart"));
         }
+        // As in protobuf, the code queries read no cart and render no prices.
         if by_code && json.cart_id.is_some() {
             return Err(not_here("cart_id"));
+        }
+        if by_code && json.currency.is_some() {
+            return Err(not_here("currency"));
+        }
+        if by_code && json.locale.is_some() {
+            return Err(not_here("locale"));
         }
         if json.cart.is_some() && json.cart_id.is_some() {
             return Err(ErrorReply::invalid(&InvalidInput::OneOf("cart_id", "cart")));
@@ -345,153 +363,6 @@ impl RawRequest {
         })
     }
 
-    fn from_protobuf(endpoint: Endpoint, body: &[u8]) -> Result<Self, ErrorReply> {
-        let malformed = ErrorReply::malformed;
-        let scope = |project_id: u64, user_id, cart_id, currency, locale, country| Self {
-            project_id: Some(project_id),
-            user_id,
-            cart_id,
-            currency,
-            locale,
-            country,
-            ..Self::default()
-        };
-        Ok(match endpoint {
-            Endpoint::Fill => {
-                let m = v1::FillRequest::decode(body).map_err(malformed)?;
-                Self {
-                    items: m
-                        .items
-                        .into_iter()
-                        .map(|i| (i.sku, RawQuantity::Integer(i.quantity)))
-                        .collect(),
-                    replace: m.replace,
-                    ..scope(
-                        m.project_id,
-                        m.user_id,
-                        m.cart_id,
-                        m.currency,
-                        m.locale,
-                        m.country,
-                    )
-                }
-            }
-            Endpoint::PutItem => {
-                let m = v1::PutItemRequest::decode(body).map_err(malformed)?;
-                Self {
-                    sku: m.sku,
-                    quantity: Some(RawQuantity::Integer(m.quantity)),
-                    ..scope(
-                        m.project_id,
-                        m.user_id,
-                        m.cart_id,
-                        m.currency,
-                        m.locale,
-                        m.country,
-                    )
-                }
-            }
-            Endpoint::DeleteItem => {
-                let m = v1::DeleteItemRequest::decode(body).map_err(malformed)?;
-                Self {
-                    sku: m.sku,
-                    ..scope(
-                        m.project_id,
-                        m.user_id,
-                        m.cart_id,
-                        m.currency,
-                        m.locale,
-                        m.country,
-                    )
-                }
-            }
-            Endpoint::Clear => {
-                let m = v1::ClearRequest::decode(body).map_err(malformed)?;
-                scope(
-                    m.project_id,
-                    m.user_id,
-                    m.cart_id,
-                    m.currency,
-                    m.locale,
-                    m.country,
-                )
-            }
-            Endpoint::Get => {
-                let m = v1::GetCartRequest::decode(body).map_err(malformed)?;
-                Self {
-                    at_version: m.at_version,
-                    at_time: m.at_time,
-                    ..scope(
-                        m.project_id,
-                        m.user_id,
-                        m.cart_id,
-                        m.currency,
-                        m.locale,
-                        m.country,
-                    )
-                }
-            }
-            Endpoint::RedeemPromoCode => {
-                let m = v1::RedeemPromoCodeRequest::decode(body).map_err(malformed)?;
-                Self {
-                    code: m.coupon_code,
-                    selected_unit_items: m.selected_unit_items,
-                    cart_ref: m.cart.map(|c| c.id),
-                    ..scope(
-                        m.project_id,
-                        m.user_id,
-                        m.cart_id,
-                        m.currency,
-                        m.locale,
-                        m.country,
-                    )
-                }
-            }
-            Endpoint::RemovePromoCode => {
-                let m = v1::RemovePromoCodeRequest::decode(body).map_err(malformed)?;
-                Self {
-                    cart_ref: m.cart.map(|c| c.id),
-                    ..scope(
-                        m.project_id,
-                        m.user_id,
-                        m.cart_id,
-                        m.currency,
-                        m.locale,
-                        m.country,
-                    )
-                }
-            }
-            Endpoint::PromoCodeRewards => {
-                let m = v1::PromoCodeRewardsRequest::decode(body).map_err(malformed)?;
-                Self {
-                    code: m.code,
-                    ..scope(
-                        m.project_id,
-                        m.user_id,
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                        m.country,
-                    )
-                }
-            }
-            Endpoint::VerifyPromoCode => {
-                let m = v1::VerifyPromoCodeRequest::decode(body).map_err(malformed)?;
-                Self {
-                    code: m.code,
-                    ..scope(
-                        m.project_id,
-                        m.user_id,
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                        m.country,
-                    )
-                }
-            }
-        })
-    }
-
     fn check(self, endpoint: Endpoint) -> Result<Request, InvalidInput> {
         let project = match self.project_id {
             None | Some(0) => return Err(InvalidInput::Missing("project_id")),
@@ -513,19 +384,14 @@ impl RawRequest {
         };
         let country = match self.country.as_str() {
             "" => None,
-            c if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
-                Some(c.to_ascii_uppercase())
-            }
-            _ => {
-                return Err(InvalidInput::BadCharacters {
-                    property: "country",
-                    allowed: "a two-letter ISO 3166-1 alpha-2 code",
-                })
-            }
+            c => Some(Country::parse(c)?),
         };
         let code = |property: &'static str| {
             if self.code.is_empty() {
                 Err(InvalidInput::Missing(property))
+            } else if self.code.chars().any(char::is_control) {
+                // JSON bodies are checked whole; a protobuf string can still hold them.
+                Err(InvalidInput::ControlCharacters(property.to_owned()))
             } else if self.code.chars().count() > MAX_CODE_LEN {
                 Err(InvalidInput::TooLong {
                     property,
@@ -575,8 +441,9 @@ impl RawRequest {
                     (None, "") => None,
                     (Some(v), "") if v >= 1 => Some(AsOf::Version(v)),
                     (Some(_), "") => return Err(InvalidInput::BadVersion),
-                    (None, t) if t.len() <= 64 => Some(AsOf::Time(self.at_time)),
-                    (None, _) => return Err(InvalidInput::BadTime),
+                    (None, t) => Some(AsOf::Time(
+                        DateTime::parse(t).map_err(|_| InvalidInput::BadTime("at_time"))?,
+                    )),
                     (Some(_), _) => return Err(InvalidInput::OneOf("at_version", "at_time")),
                 },
             },
@@ -613,265 +480,4 @@ impl RawRequest {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn json(endpoint: Endpoint, body: &str) -> Result<Request, ErrorReply> {
-        decode(endpoint, Encoding::Json, body.as_bytes())
-    }
-
-    fn code_and_text(res: Result<Request, ErrorReply>) -> (u16, u32, String) {
-        let e = res.unwrap_err();
-        (e.status, e.code, e.message())
-    }
-
-    #[test]
-    fn a_full_fill_decodes_with_defaults() {
-        let req = json(
-            Endpoint::Fill,
-            r#"{"project_id":44056,"user_id":"u1","items":[{"sku":"a","quantity":2},{"sku":"b","quantity":0}]}"#,
-        )
-        .unwrap();
-        assert_eq!(req.scope.project.get(), 44056);
-        assert_eq!(req.scope.cart, None);
-        assert_eq!(req.view.currency.as_str(), "USD");
-        assert_eq!(req.view.locale.as_str(), "en");
-        let Action::Fill { items, replace } = req.action else {
-            panic!("not a fill")
-        };
-        assert!(!replace);
-        assert_eq!(items.len(), 2);
-        assert_eq!(items[1].1.get(), 0);
-    }
-
-    #[test]
-    fn negative_and_fractional_quantities_are_1102() {
-        for q in ["-1", "1.5", "2.0", "1e3"] {
-            let body = format!(r#"{{"project_id":1,"user_id":"u","sku":"a","quantity":{q}}}"#);
-            let (status, code, text) = code_and_text(json(Endpoint::PutItem, &body));
-            assert_eq!((status, code), (422, 1102), "quantity {q}");
-            assert_eq!(
-                text,
-                "[0401-1102]: Item quantity must be non-negative integer"
-            );
-        }
-        let body = r#"{"project_id":1,"user_id":"u","sku":"a","quantity":10001}"#;
-        assert_eq!(code_and_text(json(Endpoint::PutItem, body)).1, 1102);
-    }
-
-    #[test]
-    fn missing_and_malformed_input_is_named() {
-        let (status, code, text) = code_and_text(json(
-            Endpoint::PutItem,
-            r#"{"project_id":1,"user_id":"u","quantity":1}"#,
-        ));
-        assert_eq!((status, code), (422, 1102));
-        assert!(text.contains("The property `sku` is required"), "{text}");
-        let (_, _, text) = code_and_text(json(Endpoint::Get, r#"{"user_id":"u"}"#));
-        assert!(text.contains("`project_id`"), "{text}");
-        let (status, ..) = code_and_text(json(Endpoint::Get, "{not json"));
-        assert_eq!(status, 400);
-        let (status, _, text) = code_and_text(json(
-            Endpoint::Get,
-            r#"{"project_id":1,"user_id":"u","colour":"red"}"#,
-        ));
-        assert_eq!(status, 400);
-        assert!(text.contains("colour"), "{text}");
-        let (_, _, text) = code_and_text(json(
-            Endpoint::Clear,
-            r#"{"project_id":1,"user_id":"u","sku":"a"}"#,
-        ));
-        assert!(text.contains("not accepted by clear"), "{text}");
-        let (_, _, text) = code_and_text(json(
-            Endpoint::Fill,
-            r#"{"project_id":1,"user_id":"u","items":[{"sku":"a"}]}"#,
-        ));
-        assert!(text.contains("`quantity` is required"), "{text}");
-    }
-
-    #[test]
-    fn subject_unsafe_ids_are_refused() {
-        for cart in ["a.b", "a b", "*", ">", ""] {
-            let body = format!(r#"{{"project_id":1,"user_id":"u","cart_id":"{cart}"}}"#);
-            let res = json(Endpoint::Get, &body);
-            if cart.is_empty() {
-                assert_eq!(res.unwrap().scope.cart, None);
-            } else {
-                assert_eq!(res.unwrap_err().code, 1102, "cart id {cart:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn too_many_fill_items_are_refused() {
-        let items: Vec<String> = (0..=MAX_LINES)
-            .map(|i| format!(r#"{{"sku":"s{i}","quantity":1}}"#))
-            .collect();
-        let body = format!(
-            r#"{{"project_id":1,"user_id":"u","items":[{}]}}"#,
-            items.join(",")
-        );
-        let e = json(Endpoint::Fill, &body).unwrap_err();
-        assert_eq!((e.status, e.code), (422, 1102));
-    }
-
-    #[test]
-    fn promo_code_requests_decode_with_xsollas_cart_object() {
-        let req = json(
-            Endpoint::RedeemPromoCode,
-            r#"{"project_id":1,"user_id":"u","coupon_code":"WINTER2026","cart":{"id":"current"},"selected_unit_items":{"game_1":"game_1_steam"},"country":"de"}"#,
-        )
-        .unwrap();
-        assert_eq!(req.scope.cart, None);
-        assert_eq!(req.view.country.as_deref(), Some("DE"));
-        let Action::RedeemPromoCode {
-            code,
-            selected_unit_items,
-        } = req.action
-        else {
-            panic!("not a redeem")
-        };
-        assert_eq!(code, "WINTER2026");
-        assert_eq!(selected_unit_items.len(), 1);
-        let req = json(
-            Endpoint::RemovePromoCode,
-            r#"{"project_id":1,"user_id":"u","cart":{"id":"c-1"}}"#,
-        )
-        .unwrap();
-        assert_eq!(req.scope.cart.unwrap().as_str(), "c-1");
-        let (status, code, text) = code_and_text(json(
-            Endpoint::RedeemPromoCode,
-            r#"{"project_id":1,"user_id":"u"}"#,
-        ));
-        assert_eq!((status, code), (422, 1102));
-        assert!(
-            text.contains("The property `coupon_code` is required"),
-            "{text}"
-        );
-        let (_, code, text) = code_and_text(json(
-            Endpoint::RedeemPromoCode,
-            r#"{"project_id":1,"user_id":"u","coupon_code":"A","cart_id":"a","cart":{"id":"b"}}"#,
-        ));
-        assert_eq!(code, 1102);
-        assert!(text.contains("at most one"), "{text}");
-        let (_, _, text) = code_and_text(json(
-            Endpoint::Get,
-            r#"{"project_id":1,"user_id":"u","coupon_code":"A"}"#,
-        ));
-        assert!(text.contains("not accepted by get"), "{text}");
-        let req = json(
-            Endpoint::VerifyPromoCode,
-            r#"{"project_id":1,"user_id":"u","code":"X"}"#,
-        )
-        .unwrap();
-        assert_eq!(req.action, Action::VerifyPromoCode { code: "X".into() });
-        assert!(Endpoint::VerifyPromoCode.is_query());
-        assert!(!Endpoint::RedeemPromoCode.is_query());
-        let m = v1::RedeemPromoCodeRequest {
-            project_id: 1,
-            user_id: "u".into(),
-            coupon_code: "C".into(),
-            cart: Some(v1::CartRef { id: "c-2".into() }),
-            ..Default::default()
-        };
-        let req = decode(
-            Endpoint::RedeemPromoCode,
-            Encoding::Protobuf,
-            &m.encode_to_vec(),
-        )
-        .unwrap();
-        assert_eq!(req.scope.cart.unwrap().as_str(), "c-2");
-    }
-
-    #[test]
-    fn protobuf_requests_decode_to_the_same_values() {
-        let m = v1::PutItemRequest {
-            project_id: 7,
-            user_id: "u".into(),
-            cart_id: "c-1".into(),
-            currency: "eur".into(),
-            locale: "de".into(),
-            sku: "a".into(),
-            quantity: 3,
-            country: "de".into(),
-        };
-        let req = decode(Endpoint::PutItem, Encoding::Protobuf, &m.encode_to_vec()).unwrap();
-        assert_eq!(req.scope.cart.unwrap().as_str(), "c-1");
-        assert_eq!(req.view.currency.as_str(), "EUR");
-        assert_eq!(req.view.country.as_deref(), Some("DE"));
-        assert!(matches!(req.action, Action::PutItem { quantity, .. } if quantity.get() == 3));
-        let m = v1::PutItemRequest { quantity: -2, ..m };
-        let e = decode(Endpoint::PutItem, Encoding::Protobuf, &m.encode_to_vec()).unwrap_err();
-        assert_eq!(e.code, 1102);
-        let e = decode(Endpoint::Fill, Encoding::Protobuf, &[0xff, 0xff, 0xff]).unwrap_err();
-        assert_eq!(e.status, 400);
-    }
-}
-
-#[cfg(test)]
-mod no_panic {
-    //! Whatever bytes arrive, decoding answers Ok or an error reply; it never panics.
-
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn endpoint() -> impl Strategy<Value = Endpoint> {
-        prop::sample::select(Endpoint::ALL.to_vec())
-    }
-
-    /// JSON bodies built from the real property names with values of any type, which
-    /// reach much deeper into the checks than random bytes do.
-    fn json_body() -> impl Strategy<Value = Vec<u8>> {
-        let value = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::from),
-            any::<i64>().prop_map(serde_json::Value::from),
-            any::<u64>().prop_map(serde_json::Value::from),
-            any::<f64>().prop_map(serde_json::Value::from),
-            ".{0,300}".prop_map(serde_json::Value::from),
-        ];
-        let names = prop::sample::select(vec![
-            "project_id",
-            "user_id",
-            "cart_id",
-            "currency",
-            "locale",
-            "items",
-            "replace",
-            "sku",
-            "quantity",
-            "other",
-        ]);
-        prop::collection::vec((names, value, any::<bool>()), 0..10).prop_map(|fields| {
-            let mut body = serde_json::Map::new();
-            for (name, value, as_items) in fields {
-                let value = if as_items && name == "items" {
-                    serde_json::json!([{"sku": value.clone(), "quantity": value}])
-                } else {
-                    value
-                };
-                body.insert(name.to_owned(), value);
-            }
-            serde_json::to_vec(&body).unwrap()
-        })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
-
-        #[test]
-        fn random_bytes_never_panic(endpoint in endpoint(), bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode(endpoint, Encoding::Json, &bytes);
-            let _ = decode(endpoint, Encoding::Protobuf, &bytes);
-        }
-
-        #[test]
-        fn structured_json_never_panics(endpoint in endpoint(), body in json_body()) {
-            if let Err(e) = decode(endpoint, Encoding::Json, &body) {
-                prop_assert!(e.status == 400 || e.status == 422, "unexpected status {}", e.status);
-                prop_assert_eq!(e.code, 1102);
-            }
-        }
-    }
-}
+mod tests;

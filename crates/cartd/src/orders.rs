@@ -371,12 +371,12 @@ impl Orders {
             Some(l @ 1..=10) => l,
             Some(_) => return Err(errors::out_of_range("`limit` must be from 1 to 10")),
         };
-        for date in [&r.created_date_from, &r.created_date_until]
-            .into_iter()
-            .flatten()
-        {
-            if date.is_empty() || date.len() > 64 {
-                return Err(ErrorReply::invalid(&InvalidInput::BadTime));
+        for (property, date) in [
+            ("created_date_from", &r.created_date_from),
+            ("created_date_until", &r.created_date_until),
+        ] {
+            if date.as_ref().is_some_and(|d| d.is_empty() || d.len() > 64) {
+                return Err(ErrorReply::invalid(&InvalidInput::BadDate(property)));
             }
         }
         let offset = r.offset.unwrap_or(0);
@@ -395,7 +395,7 @@ impl Orders {
             .await
             .map_err(|e| match e {
                 OrderStoreError::Store(StoreError::Invalid(_)) => {
-                    ErrorReply::invalid(&InvalidInput::BadTime)
+                    ErrorReply::invalid(&InvalidInput::BadDate("created_date_from"))
                 }
                 e => reply(e),
             })?;

@@ -282,20 +282,30 @@ fn the_demo_catalog_is_valid_and_round_trips() {
 }
 
 #[test]
-fn rfc3339_dates() {
-    assert_eq!(rfc3339_seconds("1970-01-01T00:00:00Z"), Some(0));
-    assert_eq!(rfc3339_seconds("1970-01-01T01:00:00+01:00"), Some(0));
+fn dates_are_read_by_the_one_date_parser() {
+    assert_eq!(parse_date("f", "1970-01-01T00:00:00Z"), Ok(0));
+    assert_eq!(parse_date("f", "1970-01-01T01:00:00+01:00"), Ok(0));
     assert_eq!(
-        rfc3339_seconds("2026-01-01T00:00:00.123Z"),
-        Some(1_767_225_600)
+        parse_date("f", "2026-01-01T00:00:00.123Z"),
+        Ok(1_767_225_600)
     );
     for bad in [
         "2026-02-30T00:00:00Z",
         "2026-01-01",
         "2026-01-01T00:00:00",
         "x",
+        "now",
+        "epoch",
+        "infinity",
     ] {
-        assert_eq!(rfc3339_seconds(bad), None, "{bad}");
+        assert_eq!(
+            parse_date("periods[0].date_from", bad),
+            Err(ValidationError::Date {
+                field: "periods[0].date_from".to_owned(),
+                value: bad.to_owned()
+            }),
+            "{bad}"
+        );
     }
 }
 
@@ -421,4 +431,92 @@ fn the_default_price_is_enabled_and_a_paid_item_has_a_price() {
         {"currency": "EUR", "amount": "1", "is_enabled": false}
     ]})))
     .unwrap();
+}
+
+#[test]
+fn admin_bodies_are_objects_without_nul() {
+    let e = decode::<CatalogDocument>(br#"[[]]"#).unwrap_err();
+    assert!(
+        matches!(&e, DecodeError::Shape(e) if e.to_string().contains("one JSON object, not an array")),
+        "{e}"
+    );
+    let mut doc = json!({"projects": [{"project_id": 1, "items": [item()]}]});
+    doc["projects"][0]["items"][0]["description"] = json!({"en": "two\nlines\tand a tab"});
+    assert!(parse_document(&serde_json::to_vec(&doc).unwrap()).is_ok());
+    doc["projects"][0]["items"][0]["description"] = json!({"en": "nul\u{0}"});
+    let e = parse_document(&serde_json::to_vec(&doc).unwrap()).unwrap_err();
+    let DecodeError::Invalid(e) = e else {
+        panic!("{e}")
+    };
+    assert_eq!(e.field(), "projects[0].items[0].description.en");
+    doc["projects"][0]["items"][0]["description"] = json!({"e\nn": "x"});
+    let e = parse_document(&serde_json::to_vec(&doc).unwrap()).unwrap_err();
+    assert!(
+        matches!(&e, DecodeError::Invalid(v) if v.field() == r#"projects[0].items[0].description["e\nn"]"#),
+        "{e}"
+    );
+}
+
+#[test]
+fn admin_request_bodies_decode_into_checked_values() {
+    let body = serde_json::to_vec(&json!({"project_id": 7, "item": item()})).unwrap();
+    let change = request::decode_item(&body).unwrap();
+    assert_eq!(
+        (change.project.get(), change.subject.sku.as_str()),
+        (7, "sword_1")
+    );
+    let mut bad = item();
+    bad["prices"][0]["currency"] = json!("XYZ");
+    let body = serde_json::to_vec(&json!({"project_id": 7, "item": bad})).unwrap();
+    let e = request::decode_item(&body).unwrap_err();
+    assert_eq!((e.status, e.code), (422, 1102));
+    assert!(e.message().contains("`item.prices[0].currency`"), "{e}");
+    for body in [&br#"[7, {"sku": "a"}]"#[..], br#"[7, "a"]"#, b"null"] {
+        let e = request::decode_item(body).unwrap_err();
+        assert_eq!(e.status, 422, "{e}");
+        let e = request::decode_delete(body, request::KeyField::Sku).unwrap_err();
+        assert!(e.message().contains("one JSON object"), "{e}");
+    }
+    let e = request::decode_delete(
+        br#"{"project_id":7,"sku":"a\u0000"}"#,
+        request::KeyField::Sku,
+    )
+    .unwrap_err();
+    assert!(e.message().contains("`sku`"), "{e}");
+    let key =
+        request::decode_delete(br#"{"project_id":7,"code":"C"}"#, request::KeyField::Code).unwrap();
+    assert_eq!(key.subject, "C");
+    assert!(
+        request::decode_delete(br#"{"project_id":7,"sku":"a"}"#, request::KeyField::Code).is_err()
+    );
+    assert_eq!(request::decode_export(b"  ").unwrap(), None);
+    assert!(request::decode_export(br#"{"project_id":0}"#).is_err());
+}
+
+#[test]
+fn admin_get_reads_at_time_with_the_date_parser() {
+    let get = request::decode_get(
+        br#"{"project_id":7,"at_time":"2026-01-01T01:00:00+01:00","kind":"item","key":"a"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        get.at,
+        Some(request::CatalogPoint::Time(
+            cart_domain::DateTime::parse("2026-01-01T00:00:00Z").unwrap()
+        ))
+    );
+    for bad in ["now", "epoch", "infinity", "2026-01-01"] {
+        let body = format!(r#"{{"project_id":7,"at_time":"{bad}"}}"#);
+        let e = request::decode_get(body.as_bytes()).unwrap_err();
+        assert!(e.message().contains("`at_time`"), "{e}");
+    }
+    assert!(request::decode_get(br#"{"project_id":7,"kind":"shoe","key":"a"}"#).is_err());
+    assert!(request::decode_import(br#"{"catalog":{"projects":[]},"mode":"wipe"}"#).is_err());
+    assert!(
+        request::decode_import(br#"{"catalog":{"projects":[]},"mode":"replace"}"#)
+            .unwrap()
+            .replace
+    );
+    let changes = request::decode_changes(br#"{"project_id":7,"limit":99999}"#).unwrap();
+    assert_eq!(changes.limit, request::MAX_CHANGES);
 }

@@ -1,5 +1,8 @@
 use super::*;
-use cart_domain::CartId;
+use cart_domain::{
+    CartId, Currency, Discount, OrderLine, OrderSnapshot, OrderTotal, PaymentMode, ProjectId,
+    PromotionRef, Sku, UserId,
+};
 
 fn line(sku: &str, qty: u32, amount: &str, before: &str) -> OrderLine {
     OrderLine {

@@ -167,10 +167,10 @@ impl App {
             Action::Get { as_of: Some(as_of) } => {
                 let as_of = match as_of {
                     request::AsOf::Version(v) => AsOf::Version(*v),
-                    request::AsOf::Time(t) => AsOf::Time(t.clone()),
+                    request::AsOf::Time(t) => AsOf::Time(t.to_string()),
                 };
                 let loaded = store.load_as_of(&key, &as_of).await.map_err(|e| match e {
-                    e if e.is_invalid_input() => ErrorReply::invalid(&InvalidInput::BadTime),
+                    e if e.is_invalid_input() => ErrorReply::invalid(&InvalidInput::BadTime("at_time")),
                     e => reply(e),
                 })?;
                 if let (AsOf::Version(wanted), Some(found)) = (&as_of, &loaded) {
@@ -218,7 +218,7 @@ impl App {
             project,
             code,
             at.now,
-            request.view.country.as_deref(),
+            request.view.country_code(),
             purchases,
             &Default::default(),
         )
@@ -297,7 +297,7 @@ impl App {
                 project: key.project,
                 catalog,
                 currency: &view_options.currency,
-                country: view_options.country.as_deref(),
+                country: view_options.country_code(),
                 now: at.now,
                 purchases,
                 promo_code: cart.promo_code(),
@@ -383,7 +383,7 @@ impl App {
                     project,
                     code,
                     now,
-                    request.view.country.as_deref(),
+                    request.view.country_code(),
                     purchases,
                     selected_unit_items,
                 )

@@ -1,0 +1,54 @@
+//! The reply of `<prefix>.feed.status`: where the event relay and the asynchronous
+//! projections stand in the cart log (docs/events.md, "Lag, for operators").
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole reply. The log's figures are PostgreSQL's (the same whichever instance
+/// answers); `this_instance` is the answering instance's own relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct FeedStatusReply {
+    /// The JetStream stream the relay publishes to, e.g. `CART_EVENTS`.
+    pub stream: String,
+    pub relay: RelayLag,
+    /// Per asynchronous projection, by name (`sku_activity`).
+    pub projections: BTreeMap<String, ProjectionLag>,
+    /// Null when this instance runs no relay (`CART_RELAY=false`).
+    pub this_instance: Option<InstanceRelay>,
+}
+
+/// The relay's checkpoint in the log and how far behind it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RelayLag {
+    /// `<tx_id>:<global_position>` of the last event published.
+    pub checkpoint: String,
+    /// Committed events after the checkpoint, at most 100,000 (then "or more").
+    pub lag_events: u64,
+    /// Age of the oldest of them, in seconds; 0 when nothing is behind.
+    pub lag_seconds: f64,
+}
+
+/// A projection's checkpoint and the events after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ProjectionLag {
+    pub checkpoint: String,
+    pub lag_events: u64,
+}
+
+/// The answering instance's relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct InstanceRelay {
+    /// Whether this instance holds the relay's lock (one instance at a time does).
+    pub relay_active: bool,
+    /// Events this instance's relay published since it started.
+    pub published: u64,
+    /// Publishes JetStream dropped as duplicates (`Nats-Msg-Id` seen before).
+    pub duplicates_dropped: u64,
+    /// The last publish error, null when none.
+    pub last_error: Option<String>,
+}

@@ -170,7 +170,9 @@ impl App {
                     request::AsOf::Time(t) => AsOf::Time(t.to_string()),
                 };
                 let loaded = store.load_as_of(&key, &as_of).await.map_err(|e| match e {
-                    e if e.is_invalid_input() => ErrorReply::invalid(&InvalidInput::BadTime("at_time")),
+                    e if e.is_invalid_input() => {
+                        ErrorReply::invalid(&InvalidInput::BadTime("at_time"))
+                    }
                     e => reply(e),
                 })?;
                 if let (AsOf::Version(wanted), Some(found)) = (&as_of, &loaded) {

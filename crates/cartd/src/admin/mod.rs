@@ -20,8 +20,7 @@ use serde_json::{json, Value};
 
 use edit::{applied_reply, changes_of, check_merge, entity_path, pid, project_of, put, remove};
 use requests::{
-    decode, decode_or_default, ChangesRequest, ExportRequest, GetRequest, ImportRequest, ItemKey,
-    ItemRequest, PromoCodeKey, PromoCodeRequest, PromotionKey, PromotionRequest,
+    decode, decode_or_default, ChangesRequest, ExportRequest, GetRequest, ImportRequest,
 };
 
 use crate::catalog::CatalogCache;
@@ -96,10 +95,9 @@ impl Admin {
     ) -> Result<Value, ErrorReply> {
         match (entity, verb) {
             (Entity::Item, Verb::Create | Verb::Update) => {
-                let r: ItemRequest = decode(body)?;
-                let item = r.item;
-                item.validate().map_err(|e| reply(e.under("item")))?;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_item(body)?;
+                let item = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     put(
                         &mut c.items,
                         |i| i.sku == item.sku,
@@ -112,10 +110,9 @@ impl Admin {
                 .await
             }
             (Entity::Promotion, Verb::Create | Verb::Update) => {
-                let r: PromotionRequest = decode(body)?;
-                let p = r.promotion;
-                p.validate().map_err(|e| reply(e.under("promotion")))?;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_promotion(body)?;
+                let p = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     put(
                         &mut c.promotions,
                         |x| x.id == p.id,
@@ -128,10 +125,9 @@ impl Admin {
                 .await
             }
             (Entity::PromoCode, Verb::Create | Verb::Update) => {
-                let r: PromoCodeRequest = decode(body)?;
-                let code = r.promo_code;
-                code.validate().map_err(|e| reply(e.under("promo_code")))?;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_promo_code(body)?;
+                let code = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     put(
                         &mut c.promo_codes,
                         |x| x.code == code.code,
@@ -144,17 +140,17 @@ impl Admin {
                 .await
             }
             (Entity::Item, Verb::Delete) => {
-                let r: ItemKey = decode(body)?;
-                let sku = r.sku;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_delete(body, admin::request::KeyField::Sku)?;
+                let sku = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     remove(&mut c.items, |i| i.sku == sku, EntityKind::Item, &sku)
                 })
                 .await
             }
             (Entity::Promotion, Verb::Delete) => {
-                let r: PromotionKey = decode(body)?;
-                let id = r.id;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_delete(body, admin::request::KeyField::Id)?;
+                let id = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     remove(
                         &mut c.promotions,
                         |p| p.id == id,
@@ -165,9 +161,9 @@ impl Admin {
                 .await
             }
             (Entity::PromoCode, Verb::Delete) => {
-                let r: PromoCodeKey = decode(body)?;
-                let code = r.code;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_delete(body, admin::request::KeyField::Code)?;
+                let code = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     remove(
                         &mut c.promo_codes,
                         |p| p.code == code,

@@ -1,32 +1,12 @@
-//! The bodies of the admin requests (JSON, unknown properties refused).
+//! The bodies of the admin requests not yet taken from `cart_proto::admin::request`
+//! (import, export, get, changes; JSON, unknown properties refused).
 
-use cart_proto::admin::{self, CatalogDocument, Item, PromoCode, Promotion};
+use cart_proto::admin::{self, CatalogDocument};
 use cart_proto::ErrorReply;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::edge::errors::reply;
-
-/// Declares a request of `project_id`, an optional `expected_version` and one field.
-macro_rules! request {
-    ($name:ident, $field:ident: $ty:ty) => {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub(super) struct $name {
-            pub(super) project_id: u64,
-            #[serde(default)]
-            pub(super) expected_version: Option<i64>,
-            pub(super) $field: $ty,
-        }
-    };
-}
-
-request!(ItemRequest, item: Item);
-request!(PromotionRequest, promotion: Promotion);
-request!(PromoCodeRequest, promo_code: PromoCode);
-request!(ItemKey, sku: String);
-request!(PromotionKey, id: String);
-request!(PromoCodeKey, code: String);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -19,9 +19,7 @@ use cart_store::catalog::{
 use serde_json::{json, Value};
 
 use edit::{applied_reply, changes_of, check_merge, entity_path, pid, project_of, put, remove};
-use requests::{
-    decode, decode_or_default, ChangesRequest, ExportRequest, GetRequest, ImportRequest,
-};
+use requests::{decode, GetRequest};
 
 use crate::catalog::CatalogCache;
 use crate::edge::errors::{self, reply};
@@ -223,24 +221,15 @@ impl Admin {
     }
 
     async fn import(&self, body: &[u8]) -> Result<Value, ErrorReply> {
-        let r: ImportRequest = decode(body)?;
-        let replace = match r.mode.as_deref() {
-            None | Some("merge") => false,
-            Some("replace") => true,
-            Some(other) => {
-                return Err(reply(ValidationError::Invalid {
-                    field: "mode".to_owned(),
-                    reason: format!("{other:?} is neither \"merge\" nor \"replace\""),
-                }))
-            }
-        };
-        // A replace stands alone; a merge may refer to what is stored (checked below).
+        let r = admin::request::decode_import(body)?;
+        let replace = r.replace;
+        // The decoder checked each entity; a replace must also stand alone as a whole
+        // (a merge may refer to what is stored: checked below).
         if replace {
-            r.catalog.validate()
-        } else {
-            r.catalog.validate_entities()
+            r.catalog
+                .validate()
+                .map_err(|e| reply(e.under("catalog")))?;
         }
-        .map_err(|e| reply(e.under("catalog")))?;
         // A merge is checked against the stored version it read and written only if
         // that version is still current: a concurrent change (an item deleted that the
         // file refers to) makes it check again, as `change` does.
@@ -286,9 +275,8 @@ impl Admin {
     }
 
     async fn export(&self, body: &[u8]) -> Result<Value, ErrorReply> {
-        let r: ExportRequest = decode_or_default(body)?;
-        let projects = match r.project_id {
-            Some(p) => vec![pid(p).map_err(reply)?],
+        let projects = match admin::request::decode_export(body)? {
+            Some(p) => vec![pid(p.get()).map_err(reply)?],
             None => self.store.projects().await.map_err(reply)?,
         };
         let mut doc = CatalogDocument::default();
@@ -372,16 +360,15 @@ impl Admin {
     }
 
     async fn changes(&self, body: &[u8]) -> Result<Value, ErrorReply> {
-        let r: ChangesRequest = decode(body)?;
-        let id = pid(r.project_id).map_err(reply)?;
-        let limit = r.limit.unwrap_or(1000).clamp(1, 10_000);
+        let r = admin::request::decode_changes(body)?;
+        let id = pid(r.project.get()).map_err(reply)?;
         let changes = self
             .store
-            .changes(id, r.after_version.unwrap_or(0), limit)
+            .changes(id, r.after_version, r.limit)
             .await
             .map_err(reply)?;
         Ok(json!({
-            "project_id": r.project_id,
+            "project_id": r.project.get(),
             "changes": changes.iter().map(|c| json!({
                 "version": c.version,
                 "kind": c.kind.as_str(),

@@ -9,9 +9,8 @@
 //! docs/catalog.md describes the format and docs/protocol.md lists the endpoints.
 
 mod edit;
-mod requests;
 
-use cart_proto::admin::{self, CatalogDocument, ProjectCatalog, ValidationError};
+use cart_proto::admin::{self, CatalogDocument, ProjectCatalog};
 use cart_proto::ErrorReply;
 use cart_store::catalog::{
     CatalogAt, CatalogError, CatalogStore, Change, EntityKind, ProjectChanges,
@@ -19,7 +18,6 @@ use cart_store::catalog::{
 use serde_json::{json, Value};
 
 use edit::{applied_reply, changes_of, check_merge, entity_path, pid, project_of, put, remove};
-use requests::{decode, GetRequest};
 
 use crate::catalog::CatalogCache;
 use crate::edge::errors::{self, reply};
@@ -288,74 +286,55 @@ impl Admin {
     }
 
     async fn get(&self, body: &[u8]) -> Result<Value, ErrorReply> {
-        let r: GetRequest = decode(body)?;
-        let id = pid(r.project_id).map_err(reply)?;
-        let at = match (r.at_version, r.at_time) {
-            (Some(_), Some(_)) => {
-                return Err(reply(ValidationError::Invalid {
-                    field: "at_time".to_owned(),
-                    reason: "give `at_version` or `at_time`, not both".to_owned(),
-                }))
-            }
-            (Some(v), None) => Some(CatalogAt::Version(v)),
-            (None, Some(t)) => {
-                admin::parse_date("at_time", &t).map_err(reply)?;
-                Some(CatalogAt::Time(t))
-            }
-            (None, None) => None,
-        };
+        let r = admin::request::decode_get(body)?;
+        let project_id = r.project.get();
+        let id = pid(project_id).map_err(reply)?;
+        let at = r.at.map(|at| match at {
+            admin::request::CatalogPoint::Version(v) => CatalogAt::Version(v),
+            // A checked date, written in a form PostgreSQL reads exactly.
+            admin::request::CatalogPoint::Time(t) => CatalogAt::Time(t.to_string()),
+        });
         let snapshot = match &at {
             Some(at) => self.store.catalog_at(id, at).await,
             None => self.store.current(id).await,
         }
         .map_err(reply)?;
-        let catalog = project_of(r.project_id, &snapshot)?;
-        match (r.kind.as_deref(), r.key) {
-            (None, None) => Ok(json!({
-                "project_id": r.project_id,
+        let catalog = project_of(project_id, &snapshot)?;
+        let Some((kind, key)) = r.entity else {
+            return Ok(json!({
+                "project_id": project_id,
                 "version": snapshot.version,
                 "catalog": catalog,
+            }));
+        };
+        // The decoder accepts only the three kinds.
+        let kind = EntityKind::parse(&kind).ok_or_else(|| internal(&kind))?;
+        let document = match kind {
+            EntityKind::Item => catalog
+                .items
+                .iter()
+                .find(|i| i.sku == key)
+                .map(serde_json::to_value),
+            EntityKind::Promotion => catalog
+                .promotions
+                .iter()
+                .find(|p| p.id == key)
+                .map(serde_json::to_value),
+            EntityKind::PromoCode => catalog
+                .promo_codes
+                .iter()
+                .find(|c| c.code == key)
+                .map(serde_json::to_value),
+        };
+        match document {
+            Some(doc) => Ok(json!({
+                "project_id": project_id,
+                "version": snapshot.version,
+                "kind": kind.as_str(),
+                "key": key,
+                "document": doc.map_err(|e| internal(&e))?,
             })),
-            (Some(kind), Some(key)) => {
-                let Some(kind) = EntityKind::parse(kind) else {
-                    return Err(reply(ValidationError::Invalid {
-                        field: "kind".to_owned(),
-                        reason: format!(
-                            "{kind:?} is not one of \"item\", \"promotion\", \"promo_code\""
-                        ),
-                    }));
-                };
-                let document = match kind {
-                    EntityKind::Item => catalog
-                        .items
-                        .iter()
-                        .find(|i| i.sku == key)
-                        .map(serde_json::to_value),
-                    EntityKind::Promotion => catalog
-                        .promotions
-                        .iter()
-                        .find(|p| p.id == key)
-                        .map(serde_json::to_value),
-                    EntityKind::PromoCode => catalog
-                        .promo_codes
-                        .iter()
-                        .find(|c| c.code == key)
-                        .map(serde_json::to_value),
-                };
-                match document {
-                    Some(doc) => Ok(json!({
-                        "project_id": r.project_id,
-                        "version": snapshot.version,
-                        "kind": kind.as_str(),
-                        "key": key,
-                        "document": doc.map_err(|e| internal(&e))?,
-                    })),
-                    None => Err(errors::not_found(kind, &key, Some(r.project_id))),
-                }
-            }
-            _ => Err(errors::out_of_range(
-                "Give both `kind` and `key`, or neither",
-            )),
+            None => Err(errors::not_found(kind, &key, Some(project_id))),
         }
     }
 

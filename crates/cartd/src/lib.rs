@@ -28,6 +28,16 @@ pub use cart_proto::COMMAND_ID_HEADER;
 pub use config::{Config, LogFormat};
 pub use edge::MAX_PAYLOAD;
 
+/// The subject of every endpoint after the prefix (`fill`, `order.checkout`,
+/// `admin.catalog.import`, `feed.status`, ...), in the order they are subscribed: for
+/// tests and tools that must reach every endpoint.
+pub fn endpoint_subjects() -> Vec<&'static str> {
+    edge::Endpoint::all()
+        .into_iter()
+        .map(edge::Endpoint::subject)
+        .collect()
+}
+
 /// A running service instance.
 pub struct Server {
     service: edge::Running,

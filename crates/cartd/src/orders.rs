@@ -2,7 +2,8 @@
 //! get and search for the shopper; payment confirmation and refunds for the payment
 //! side. docs/protocol.md lists the bodies; docs/orders.md the rules.
 //!
-//! The shell's part: parse and check the request, load the cart, take one catalog
+//! The shell's part: take the body as `cart_proto::order::request` decoded and checked
+//! it (one JSON object, no control characters, dates parsed), load the cart, take one catalog
 //! snapshot and one clock reading, count the user's purchases, price the cart and freeze
 //! it (`OrderSnapshot::from_priced`). The order store then decides under its locks.
 
@@ -10,29 +11,21 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cart_domain::{
-    AppliedCode, Cart, CartId, Catalog, CheckoutKind, Currency, InvalidInput, OrderError,
-    OrderSnapshot, PaymentMode, PricingContext, ProjectId, Purchases, Quantity, Sku, Timestamp,
-    UserId, MAX_QUANTITY,
+    AppliedCode, Cart, Catalog, CheckoutKind, Currency, InvalidInput, OrderError, OrderSnapshot,
+    PricingContext, ProjectId, Purchases, Quantity, Sku, Timestamp, UserId,
 };
-use cart_proto::order::{
-    self as wire, CancelOrderRequest, CheckoutItemRequest, CheckoutReply, CheckoutRequest,
-    ConfirmPaymentRequest, GetOrderRequest, OrderSearchReply, SearchOrdersRequest,
-};
+use cart_proto::order::{self as wire, CheckoutReply, OrderSearchReply};
 use cart_proto::view::AmountFormat;
 use cart_proto::ErrorReply;
 use cart_store::orders::{
     Checkout, CheckoutOutcome, Created, LoadedOrder, OrderStore, OrderStoreError, Payment, Search,
 };
 use cart_store::{EventStore, ProcessedCommand, StoreError, StreamKey};
-use rust_decimal::Decimal;
-use serde::de::DeserializeOwned;
 
 use crate::app::now;
 use crate::catalog::CatalogCache;
 use crate::edge::errors::{self, reply};
-use crate::edge::{Incoming, OrderEndpoint, PaymentEndpoint, Reply};
-
-const MAX_TEXT: usize = 128;
+use crate::edge::{record_scope, Incoming, OrderEndpoint, PaymentEndpoint, Reply};
 
 #[derive(Clone)]
 pub(crate) struct Orders {
@@ -71,11 +64,15 @@ impl Orders {
         let reply = match endpoint {
             OrderEndpoint::Checkout | OrderEndpoint::CheckoutFree => {
                 let free = endpoint == OrderEndpoint::CheckoutFree;
-                self.checkout(decode(body)?, free, command).await
+                self.checkout(wire::request::decode_checkout(body)?, free, command)
+                    .await
             }
-            OrderEndpoint::CheckoutItem => self.checkout_item(decode(body)?, command).await,
-            OrderEndpoint::Get => self.get(decode(body)?).await,
-            OrderEndpoint::Search => self.search(decode(body)?).await,
+            OrderEndpoint::CheckoutItem => {
+                self.checkout_item(wire::request::decode_checkout_item(body)?, command)
+                    .await
+            }
+            OrderEndpoint::Get => self.get(wire::request::decode_get(body)?).await,
+            OrderEndpoint::Search => self.search(wire::request::decode_search(body)?).await,
         };
         reply.map(Reply::json)
     }
@@ -88,30 +85,29 @@ impl Orders {
     ) -> Result<Reply, ErrorReply> {
         let body = &incoming.body;
         let reply = match endpoint {
-            PaymentEndpoint::Confirm => self.confirm(decode(body)?).await,
-            PaymentEndpoint::Cancel => self.cancel(decode(body)?).await,
+            PaymentEndpoint::Confirm => self.confirm(wire::request::decode_confirm(body)?).await,
+            PaymentEndpoint::Cancel => self.cancel(wire::request::decode_cancel(body)?).await,
         };
         reply.map(Reply::json)
     }
 
     async fn checkout(
         &self,
-        r: CheckoutRequest,
+        r: wire::request::CheckoutBody,
         free: bool,
         command: Option<ProcessedCommand>,
     ) -> Result<Vec<u8>, ErrorReply> {
-        let project = project(r.project_id)?;
-        let user = UserId::parse(r.user_id).map_err(reply)?;
+        let (project, user) = (r.project, r.user);
+        record_scope(project, &user, None);
         if let Some(reply) = self.replayed(project, &user, command.as_ref()).await? {
             return Ok(reply);
         }
-        let cart_id = match r.cart_id {
-            Some(id) => CartId::parse(id).map_err(reply)?,
-            None => crate::current_cart_id(project, &user),
-        };
-        let currency = currency(r.currency.as_deref())?;
-        let country = country(r.country.as_deref())?;
-        let custom_parameters = custom_parameters(r.custom_parameters)?;
+        let cart_id = r
+            .cart
+            .unwrap_or_else(|| crate::current_cart_id(project, &user));
+        let (currency, country) = (r.currency, r.country);
+        let country = country.as_ref().map(|c| c.as_str().to_owned());
+        let custom_parameters = r.custom_parameters;
         let key = StreamKey::new(project, user.clone(), cart_id.clone());
         let loaded = self.carts.load(&key).await.map_err(reply)?;
         let ((catalog, versions), now) = (self.catalog.versioned(), now());
@@ -150,31 +146,24 @@ impl Orders {
 
     async fn checkout_item(
         &self,
-        r: CheckoutItemRequest,
+        r: wire::request::CheckoutItemBody,
         command: Option<ProcessedCommand>,
     ) -> Result<Vec<u8>, ErrorReply> {
-        let project = project(r.project_id)?;
-        let user = UserId::parse(r.user_id).map_err(reply)?;
+        let (project, user) = (r.project, r.user);
+        record_scope(project, &user, None);
         if let Some(reply) = self.replayed(project, &user, command.as_ref()).await? {
             return Ok(reply);
         }
-        let sku = Sku::parse(r.sku).map_err(reply)?;
-        let quantity = i64::try_from(r.quantity.unwrap_or(1))
-            .ok()
-            .filter(|q| *q >= 1)
-            .and_then(|q| Quantity::parse(q).ok())
-            .ok_or_else(|| {
-                errors::out_of_range(format!(
-                    "`quantity` must be an integer from 1 to {MAX_QUANTITY}"
-                ))
-            })?;
-        let currency = currency(r.currency.as_deref())?;
-        let country = country(r.country.as_deref())?;
-        let custom_parameters = custom_parameters(r.custom_parameters)?;
+        let sku = r.sku;
+        // The decoder keeps `quantity` within 1 to MAX_QUANTITY.
+        let quantity = Quantity::parse(i64::from(r.quantity)).map_err(reply)?;
+        let (currency, country) = (r.currency, r.country);
+        let country = country.as_ref().map(|c| c.as_str().to_owned());
+        let custom_parameters = r.custom_parameters;
         let (catalog, versions) = self.catalog.versioned();
         let now = now();
         // The code's verdict is the domain's to act on, with the user's redemptions.
-        let promo_code = match r.promo_code.filter(|c| !c.is_empty()) {
+        let promo_code = match r.promo_code {
             None => None,
             Some(code) => {
                 let purchases = self
@@ -338,18 +327,13 @@ impl Orders {
         }
     }
 
-    async fn get(&self, r: GetOrderRequest) -> Result<Vec<u8>, ErrorReply> {
-        let project = project(r.project_id)?;
-        let user = UserId::parse(r.user_id).map_err(reply)?;
-        let loaded = match (r.order_id, r.token) {
-            (Some(id), None) => self.orders.load(project, id).await,
-            (None, Some(token)) if !token.is_empty() && token.len() <= MAX_TEXT => {
+    async fn get(&self, r: wire::request::GetOrderBody) -> Result<Vec<u8>, ErrorReply> {
+        let (project, user) = (r.project, r.user);
+        record_scope(project, &user, None);
+        let loaded = match r.order {
+            wire::request::OrderRef::Id(id) => self.orders.load(project, id).await,
+            wire::request::OrderRef::Token(token) => {
                 self.orders.load_by_token(project, &token).await
-            }
-            _ => {
-                return Err(errors::out_of_range(
-                    "Give exactly one of `order_id` and `token` (1 to 128 characters)",
-                ))
             }
         }
         .map_err(reply)?;
@@ -359,23 +343,10 @@ impl Orders {
         self.view(&loaded)
     }
 
-    async fn search(&self, r: SearchOrdersRequest) -> Result<Vec<u8>, ErrorReply> {
-        let project = project(r.project_id)?;
-        let user = UserId::parse(r.user_id).map_err(reply)?;
-        let limit = match r.limit {
-            None => 10,
-            Some(l @ 1..=10) => l,
-            Some(_) => return Err(errors::out_of_range("`limit` must be from 1 to 10")),
-        };
-        for (property, date) in [
-            ("created_date_from", &r.created_date_from),
-            ("created_date_until", &r.created_date_until),
-        ] {
-            if date.as_ref().is_some_and(|d| d.is_empty() || d.len() > 64) {
-                return Err(ErrorReply::invalid(&InvalidInput::BadDate(property)));
-            }
-        }
-        let offset = r.offset.unwrap_or(0);
+    async fn search(&self, r: wire::request::SearchOrdersBody) -> Result<Vec<u8>, ErrorReply> {
+        let (project, user) = (r.project, r.user);
+        record_scope(project, &user, None);
+        let (limit, offset) = (r.limit, r.offset);
         let page = self
             .orders
             .search(
@@ -384,8 +355,9 @@ impl Orders {
                 &Search {
                     limit,
                     offset,
-                    created_from: r.created_date_from,
-                    created_until: r.created_date_until,
+                    // Checked dates, written in a form PostgreSQL reads exactly.
+                    created_from: r.created_from.map(|d| d.to_string()),
+                    created_until: r.created_until.map(|d| d.to_string()),
                 },
             )
             .await
@@ -409,16 +381,9 @@ impl Orders {
         .unwrap_or_default())
     }
 
-    async fn confirm(&self, r: ConfirmPaymentRequest) -> Result<Vec<u8>, ErrorReply> {
-        let project = project(r.project_id)?;
-        let amount = amount(&r.amount)?;
-        let currency = Currency::parse(&r.currency).map_err(reply)?;
-        let mode = match r.mode.as_deref() {
-            None | Some("default") => PaymentMode::Default,
-            Some("sandbox") => PaymentMode::Sandbox,
-            Some(_) => return Err(errors::out_of_range("`mode` is default or sandbox")),
-        };
-        text("invoice_id", &r.invoice_id)?;
+    async fn confirm(&self, r: wire::request::ConfirmPaymentBody) -> Result<Vec<u8>, ErrorReply> {
+        let project = r.project;
+        let (amount, currency, mode) = (r.amount, r.currency, r.mode);
         let catalog = self.catalog.snapshot();
         let decided = self
             .orders
@@ -439,12 +404,8 @@ impl Orders {
         self.view(&decided.map_err(reply)?)
     }
 
-    async fn cancel(&self, r: CancelOrderRequest) -> Result<Vec<u8>, ErrorReply> {
-        let project = project(r.project_id)?;
-        let reason = r.reason.unwrap_or_else(|| "refund".to_owned());
-        if reason.len() > 1000 {
-            return Err(errors::out_of_range("`reason` may hold at most 1000 bytes"));
-        }
+    async fn cancel(&self, r: wire::request::CancelOrderBody) -> Result<Vec<u8>, ErrorReply> {
+        let (project, reason) = (r.project, r.reason);
         let decided = self
             .orders
             .cancel(project, r.order_id, reason)
@@ -467,69 +428,4 @@ fn checkout_reply(created: &Created) -> Vec<u8> {
         status: created.status.name().to_owned(),
     })
     .unwrap_or_default()
-}
-
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ErrorReply> {
-    serde_json::from_slice(body).map_err(reply)
-}
-
-fn project(id: u64) -> Result<ProjectId, ErrorReply> {
-    ProjectId::parse(id).map_err(reply)
-}
-
-fn currency(value: Option<&str>) -> Result<Currency, ErrorReply> {
-    match value {
-        None | Some("") => Ok(Currency::usd()),
-        Some(c) => Currency::parse(c).map_err(reply),
-    }
-}
-
-fn country(value: Option<&str>) -> Result<Option<String>, ErrorReply> {
-    match value {
-        None | Some("") => Ok(None),
-        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
-            Ok(Some(c.to_ascii_uppercase()))
-        }
-        Some(_) => Err(errors::out_of_range(
-            "`country` is an ISO 3166-1 alpha-2 code",
-        )),
-    }
-}
-
-fn custom_parameters(value: Option<serde_json::Value>) -> Result<Option<String>, ErrorReply> {
-    match value {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v @ serde_json::Value::Object(_)) if v.to_string().len() <= 8 * 1024 => {
-            Ok(Some(v.to_string()))
-        }
-        Some(_) => Err(errors::out_of_range(
-            "`custom_parameters` is an object of at most 8 KiB",
-        )),
-    }
-}
-
-fn text(property: &'static str, value: &str) -> Result<(), ErrorReply> {
-    if value.is_empty() {
-        return Err(ErrorReply::invalid(&InvalidInput::Missing(property)));
-    }
-    if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
-        return Err(errors::out_of_range(format!(
-            "`{property}` is 1 to {MAX_TEXT} printable characters"
-        )));
-    }
-    Ok(())
-}
-
-/// A money amount from the wire: a decimal string, never a number, never negative.
-fn amount(text: &str) -> Result<Decimal, ErrorReply> {
-    let bad = || {
-        errors::out_of_range(format!(
-            "`amount` must be a non-negative decimal string such as \"6.84\", not {text:?}"
-        ))
-    };
-    if text.is_empty() || text.len() > 40 || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-    {
-        return Err(bad());
-    }
-    text.parse::<Decimal>().map_err(|_| bad())
 }

@@ -9,9 +9,8 @@
 //! docs/catalog.md describes the format and docs/protocol.md lists the endpoints.
 
 mod edit;
-mod requests;
 
-use cart_proto::admin::{self, CatalogDocument, ProjectCatalog, ValidationError};
+use cart_proto::admin::{self, CatalogDocument, ProjectCatalog};
 use cart_proto::ErrorReply;
 use cart_store::catalog::{
     CatalogAt, CatalogError, CatalogStore, Change, EntityKind, ProjectChanges,
@@ -19,10 +18,6 @@ use cart_store::catalog::{
 use serde_json::{json, Value};
 
 use edit::{applied_reply, changes_of, check_merge, entity_path, pid, project_of, put, remove};
-use requests::{
-    decode, decode_or_default, ChangesRequest, ExportRequest, GetRequest, ImportRequest, ItemKey,
-    ItemRequest, PromoCodeKey, PromoCodeRequest, PromotionKey, PromotionRequest,
-};
 
 use crate::catalog::CatalogCache;
 use crate::edge::errors::{self, reply};
@@ -96,10 +91,9 @@ impl Admin {
     ) -> Result<Value, ErrorReply> {
         match (entity, verb) {
             (Entity::Item, Verb::Create | Verb::Update) => {
-                let r: ItemRequest = decode(body)?;
-                let item = r.item;
-                item.validate().map_err(|e| reply(e.under("item")))?;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_item(body)?;
+                let item = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     put(
                         &mut c.items,
                         |i| i.sku == item.sku,
@@ -112,10 +106,9 @@ impl Admin {
                 .await
             }
             (Entity::Promotion, Verb::Create | Verb::Update) => {
-                let r: PromotionRequest = decode(body)?;
-                let p = r.promotion;
-                p.validate().map_err(|e| reply(e.under("promotion")))?;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_promotion(body)?;
+                let p = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     put(
                         &mut c.promotions,
                         |x| x.id == p.id,
@@ -128,10 +121,9 @@ impl Admin {
                 .await
             }
             (Entity::PromoCode, Verb::Create | Verb::Update) => {
-                let r: PromoCodeRequest = decode(body)?;
-                let code = r.promo_code;
-                code.validate().map_err(|e| reply(e.under("promo_code")))?;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_promo_code(body)?;
+                let code = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     put(
                         &mut c.promo_codes,
                         |x| x.code == code.code,
@@ -144,17 +136,17 @@ impl Admin {
                 .await
             }
             (Entity::Item, Verb::Delete) => {
-                let r: ItemKey = decode(body)?;
-                let sku = r.sku;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_delete(body, admin::request::KeyField::Sku)?;
+                let sku = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     remove(&mut c.items, |i| i.sku == sku, EntityKind::Item, &sku)
                 })
                 .await
             }
             (Entity::Promotion, Verb::Delete) => {
-                let r: PromotionKey = decode(body)?;
-                let id = r.id;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_delete(body, admin::request::KeyField::Id)?;
+                let id = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     remove(
                         &mut c.promotions,
                         |p| p.id == id,
@@ -165,9 +157,9 @@ impl Admin {
                 .await
             }
             (Entity::PromoCode, Verb::Delete) => {
-                let r: PromoCodeKey = decode(body)?;
-                let code = r.code;
-                self.change(r.project_id, r.expected_version, |c| {
+                let r = admin::request::decode_delete(body, admin::request::KeyField::Code)?;
+                let code = r.subject;
+                self.change(r.project.get(), r.expected_version, |c| {
                     remove(
                         &mut c.promo_codes,
                         |p| p.code == code,
@@ -227,24 +219,15 @@ impl Admin {
     }
 
     async fn import(&self, body: &[u8]) -> Result<Value, ErrorReply> {
-        let r: ImportRequest = decode(body)?;
-        let replace = match r.mode.as_deref() {
-            None | Some("merge") => false,
-            Some("replace") => true,
-            Some(other) => {
-                return Err(reply(ValidationError::Invalid {
-                    field: "mode".to_owned(),
-                    reason: format!("{other:?} is neither \"merge\" nor \"replace\""),
-                }))
-            }
-        };
-        // A replace stands alone; a merge may refer to what is stored (checked below).
+        let r = admin::request::decode_import(body)?;
+        let replace = r.replace;
+        // The decoder checked each entity; a replace must also stand alone as a whole
+        // (a merge may refer to what is stored: checked below).
         if replace {
-            r.catalog.validate()
-        } else {
-            r.catalog.validate_entities()
+            r.catalog
+                .validate()
+                .map_err(|e| reply(e.under("catalog")))?;
         }
-        .map_err(|e| reply(e.under("catalog")))?;
         // A merge is checked against the stored version it read and written only if
         // that version is still current: a concurrent change (an item deleted that the
         // file refers to) makes it check again, as `change` does.
@@ -290,9 +273,8 @@ impl Admin {
     }
 
     async fn export(&self, body: &[u8]) -> Result<Value, ErrorReply> {
-        let r: ExportRequest = decode_or_default(body)?;
-        let projects = match r.project_id {
-            Some(p) => vec![pid(p).map_err(reply)?],
+        let projects = match admin::request::decode_export(body)? {
+            Some(p) => vec![pid(p.get()).map_err(reply)?],
             None => self.store.projects().await.map_err(reply)?,
         };
         let mut doc = CatalogDocument::default();
@@ -304,88 +286,68 @@ impl Admin {
     }
 
     async fn get(&self, body: &[u8]) -> Result<Value, ErrorReply> {
-        let r: GetRequest = decode(body)?;
-        let id = pid(r.project_id).map_err(reply)?;
-        let at = match (r.at_version, r.at_time) {
-            (Some(_), Some(_)) => {
-                return Err(reply(ValidationError::Invalid {
-                    field: "at_time".to_owned(),
-                    reason: "give `at_version` or `at_time`, not both".to_owned(),
-                }))
-            }
-            (Some(v), None) => Some(CatalogAt::Version(v)),
-            (None, Some(t)) => {
-                admin::parse_date("at_time", &t).map_err(reply)?;
-                Some(CatalogAt::Time(t))
-            }
-            (None, None) => None,
-        };
+        let r = admin::request::decode_get(body)?;
+        let project_id = r.project.get();
+        let id = pid(project_id).map_err(reply)?;
+        let at = r.at.map(|at| match at {
+            admin::request::CatalogPoint::Version(v) => CatalogAt::Version(v),
+            // A checked date, written in a form PostgreSQL reads exactly.
+            admin::request::CatalogPoint::Time(t) => CatalogAt::Time(t.to_string()),
+        });
         let snapshot = match &at {
             Some(at) => self.store.catalog_at(id, at).await,
             None => self.store.current(id).await,
         }
         .map_err(reply)?;
-        let catalog = project_of(r.project_id, &snapshot)?;
-        match (r.kind.as_deref(), r.key) {
-            (None, None) => Ok(json!({
-                "project_id": r.project_id,
+        let catalog = project_of(project_id, &snapshot)?;
+        let Some((kind, key)) = r.entity else {
+            return Ok(json!({
+                "project_id": project_id,
                 "version": snapshot.version,
                 "catalog": catalog,
+            }));
+        };
+        // The decoder accepts only the three kinds.
+        let kind = EntityKind::parse(&kind).ok_or_else(|| internal(&kind))?;
+        let document = match kind {
+            EntityKind::Item => catalog
+                .items
+                .iter()
+                .find(|i| i.sku == key)
+                .map(serde_json::to_value),
+            EntityKind::Promotion => catalog
+                .promotions
+                .iter()
+                .find(|p| p.id == key)
+                .map(serde_json::to_value),
+            EntityKind::PromoCode => catalog
+                .promo_codes
+                .iter()
+                .find(|c| c.code == key)
+                .map(serde_json::to_value),
+        };
+        match document {
+            Some(doc) => Ok(json!({
+                "project_id": project_id,
+                "version": snapshot.version,
+                "kind": kind.as_str(),
+                "key": key,
+                "document": doc.map_err(|e| internal(&e))?,
             })),
-            (Some(kind), Some(key)) => {
-                let Some(kind) = EntityKind::parse(kind) else {
-                    return Err(reply(ValidationError::Invalid {
-                        field: "kind".to_owned(),
-                        reason: format!(
-                            "{kind:?} is not one of \"item\", \"promotion\", \"promo_code\""
-                        ),
-                    }));
-                };
-                let document = match kind {
-                    EntityKind::Item => catalog
-                        .items
-                        .iter()
-                        .find(|i| i.sku == key)
-                        .map(serde_json::to_value),
-                    EntityKind::Promotion => catalog
-                        .promotions
-                        .iter()
-                        .find(|p| p.id == key)
-                        .map(serde_json::to_value),
-                    EntityKind::PromoCode => catalog
-                        .promo_codes
-                        .iter()
-                        .find(|c| c.code == key)
-                        .map(serde_json::to_value),
-                };
-                match document {
-                    Some(doc) => Ok(json!({
-                        "project_id": r.project_id,
-                        "version": snapshot.version,
-                        "kind": kind.as_str(),
-                        "key": key,
-                        "document": doc.map_err(|e| internal(&e))?,
-                    })),
-                    None => Err(errors::not_found(kind, &key, Some(r.project_id))),
-                }
-            }
-            _ => Err(errors::out_of_range(
-                "Give both `kind` and `key`, or neither",
-            )),
+            None => Err(errors::not_found(kind, &key, Some(project_id))),
         }
     }
 
     async fn changes(&self, body: &[u8]) -> Result<Value, ErrorReply> {
-        let r: ChangesRequest = decode(body)?;
-        let id = pid(r.project_id).map_err(reply)?;
-        let limit = r.limit.unwrap_or(1000).clamp(1, 10_000);
+        let r = admin::request::decode_changes(body)?;
+        let id = pid(r.project.get()).map_err(reply)?;
         let changes = self
             .store
-            .changes(id, r.after_version.unwrap_or(0), limit)
+            .changes(id, r.after_version, r.limit)
             .await
             .map_err(reply)?;
         Ok(json!({
-            "project_id": r.project_id,
+            "project_id": r.project.get(),
             "changes": changes.iter().map(|c| json!({
                 "version": c.version,
                 "kind": c.kind.as_str(),

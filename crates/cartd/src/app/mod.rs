@@ -18,7 +18,7 @@ use cart_proto::{encode, Encoding, ErrorReply};
 use crate::catalog::CatalogCache;
 use crate::edge::errors::{self, reply};
 use crate::edge::ledger::Command;
-use crate::edge::{Incoming, Reply};
+use crate::edge::{record_scope, Incoming, Reply};
 use cart_store::{
     AsOf, EventStore, GroupCommit, GroupConfig, GroupRead, Loaded, PendingAppend, StoreError,
     StreamKey,
@@ -117,15 +117,9 @@ impl App {
     ) -> Result<Reply, ErrorReply> {
         let encoding = incoming.encoding;
         let decoded = request::decode(endpoint, encoding, &incoming.body)?;
-        let span = tracing::Span::current();
-        span.record("project", decoded.scope.project.get());
-        span.record("user", decoded.scope.user.as_str());
-        let cart = decoded
-            .scope
-            .cart
-            .as_ref()
-            .map_or("current", |c| c.as_str());
-        span.record("cart_id", cart);
+        let scope = &decoded.scope;
+        let cart = scope.cart.as_ref().map_or("current", |c| c.as_str());
+        record_scope(scope.project, &scope.user, Some(cart));
         let body = self.handle(decoded, encoding, incoming.command).await?;
         Ok(Reply { body, encoding })
     }
@@ -176,7 +170,9 @@ impl App {
                     request::AsOf::Time(t) => AsOf::Time(t.to_string()),
                 };
                 let loaded = store.load_as_of(&key, &as_of).await.map_err(|e| match e {
-                    e if e.is_invalid_input() => ErrorReply::invalid(&InvalidInput::BadTime("at_time")),
+                    e if e.is_invalid_input() => {
+                        ErrorReply::invalid(&InvalidInput::BadTime("at_time"))
+                    }
                     e => reply(e),
                 })?;
                 if let (AsOf::Version(wanted), Some(found)) = (&as_of, &loaded) {

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 
 pub(crate) use endpoint::{AdminEndpoint, Endpoint, Entity, OrderEndpoint, PaymentEndpoint, Verb};
 pub use respond::MAX_PAYLOAD;
-pub(crate) use respond::{ErrorStats, Handler, Incoming, Reply};
+pub(crate) use respond::{record_scope, ErrorStats, Handler, Incoming, Reply};
 
 use crate::Config;
 

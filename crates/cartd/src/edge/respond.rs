@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use async_nats::service;
 use bytes::Bytes;
+use cart_domain::{ProjectId, UserId};
 use cart_proto::{Encoding, ErrorReply};
 use futures::FutureExt;
 use tracing::Instrument;
@@ -121,6 +122,17 @@ pub(crate) async fn respond<H: Handler>(
         .await
     {
         span.in_scope(|| tracing::warn!(error = %e, "could not send the reply"));
+    }
+}
+
+/// Names whose request this is in the request's `cart` span, once the handler has
+/// decoded it (`cart` None for requests that name no cart).
+pub(crate) fn record_scope(project: ProjectId, user: &UserId, cart: Option<&str>) {
+    let span = tracing::Span::current();
+    span.record("project", project.get());
+    span.record("user", user.as_str());
+    if let Some(cart) = cart {
+        span.record("cart_id", cart);
     }
 }
 

@@ -118,7 +118,8 @@ pub(crate) fn unknown_item_text(project: ProjectId, sku: &Sku) -> String {
     format!("Item with Project Id = {project} and Sku = {sku} not found")
 }
 
-fn capitalized(text: &str) -> String {
+/// The text with its first letter in upper case, as Xsolla's messages begin.
+pub fn capitalized(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),

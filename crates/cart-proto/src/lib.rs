@@ -15,7 +15,7 @@ pub mod schema;
 pub mod subject;
 pub mod view;
 
-pub use error::ErrorReply;
+pub use error::{capitalized, ErrorReply};
 
 /// Types generated from `proto/cart/v1`.
 pub mod v1 {

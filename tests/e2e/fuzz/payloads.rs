@@ -217,7 +217,7 @@ pub(crate) fn generate(
                     || (kind == Kind::LargeBody
                         && body.len() > 65_536
                         && !subject.starts_with("admin."))
-                    || bad_headers(subject, &headers));
+                    || bad_headers(subject, kind, &headers));
             Payload {
                 index,
                 subject,
@@ -249,7 +249,7 @@ const BAD_COMMAND_IDS: &[&str] = &[" ", "\u{fc}n\u{ef}c\u{f6}de", "a b\t\u{0}\u{
 /// Headers no command may be taken with: one `Cart-Command-Id`, in any casing, with a
 /// bad value; or a protobuf Content-Type with parameters on a cart subject, which reads
 /// a JSON body as protobuf (not a message).
-fn bad_headers(subject: &str, headers: &[(String, String)]) -> bool {
+fn bad_headers(subject: &str, kind: Kind, headers: &[(String, String)]) -> bool {
     let ids: Vec<&String> = headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("cart-command-id"))
@@ -258,7 +258,10 @@ fn bad_headers(subject: &str, headers: &[(String, String)]) -> bool {
     let bad_id = COMMANDS.contains(&subject)
         && ids.len() == 1
         && (ids[0].len() > 128 || BAD_COMMAND_IDS.contains(&ids[0].as_str()));
-    let protobuf_with_charset = protobuf_of(subject, &json!({})).is_some()
+    // A JSON body labelled protobuf with parameters must not be read as JSON; a real
+    // protobuf body (kind Protobuf) so labelled may well be valid.
+    let protobuf_with_charset = kind != Kind::Protobuf
+        && protobuf_of(subject, &json!({})).is_some()
         && headers.iter().any(|(n, v)| {
             n.eq_ignore_ascii_case("content-type")
                 && v.to_ascii_lowercase().starts_with("application/protobuf;")

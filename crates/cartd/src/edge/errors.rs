@@ -5,6 +5,7 @@
 
 use cart_domain::{CartError, InvalidInput, OrderError, ProjectId, UserId};
 use cart_proto::admin::{DecodeError, ValidationError};
+use cart_proto::capitalized;
 use cart_proto::{ErrorReply, COMMAND_ID_HEADER};
 use cart_store::catalog::{CatalogError, EntityKind};
 use cart_store::orders::OrderStoreError;
@@ -75,19 +76,16 @@ impl ToReply for InvalidInput {
     }
 }
 
+// Admin errors are cart-proto's, and so is their wire form.
 impl ToReply for ValidationError {
     fn to_reply(&self) -> ErrorReply {
-        unprocessable(self)
+        cart_proto::admin::request::invalid_reply(self)
     }
 }
 
 impl ToReply for DecodeError {
     fn to_reply(&self) -> ErrorReply {
-        match self {
-            DecodeError::Syntax(e) => ErrorReply::malformed(e),
-            DecodeError::Shape(e) => unprocessable(e),
-            DecodeError::Invalid(e) => unprocessable(e),
-        }
+        cart_proto::admin::request::decode_reply(self)
     }
 }
 
@@ -148,10 +146,6 @@ pub(crate) fn cart_refusal(project: ProjectId, user: &UserId, error: &CartError)
     }
 }
 
-fn unprocessable(e: &dyn std::fmt::Display) -> ErrorReply {
-    ErrorReply::new(422, 1102, format!("Unprocessable Entity. {e}"))
-}
-
 /// A catalog that is not at the version the caller expected.
 pub(crate) fn catalog_conflict(project_id: u64, expected: i64, actual: i64) -> ErrorReply {
     ErrorReply::new(
@@ -203,10 +197,12 @@ pub(crate) fn already_exists(kind: EntityKind, key: &str) -> ErrorReply {
     }
 }
 
-/// A change that met a moving target too often (optimistic concurrency gave up).
+/// A change that met a moving target too often (optimistic concurrency gave up): a
+/// conflict the caller may retry, as a cart command's lost attempts are (409), not a
+/// failure of the service.
 pub(crate) fn too_busy(what: &str) -> ErrorReply {
     ErrorReply::new(
-        503,
+        409,
         1102,
         format!("The catalog is changing too often to apply the {what}; try again"),
     )
@@ -247,14 +243,6 @@ pub(crate) fn too_large(limit: usize) -> ErrorReply {
 /// A request property with a value out of its range (`what` says what is allowed).
 pub(crate) fn out_of_range(what: impl std::fmt::Display) -> ErrorReply {
     ErrorReply::new(422, 1102, format!("Unprocessable Entity. {what}"))
-}
-
-fn capitalized(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]

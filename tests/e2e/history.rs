@@ -606,3 +606,33 @@ async fn cartctl_draws_its_progress_bar_on_a_terminal_only() {
     pool.close().await;
     w.finish().await;
 }
+
+/// `cartctl get | head -0`: the reader is gone before cartctl writes. `println!` would
+/// panic ("failed printing to stdout: Broken pipe"); cartctl ends quietly instead.
+#[tokio::test]
+async fn cartctl_ends_quietly_when_its_reader_is_gone() {
+    let w = World::start().await;
+    let binary = tokio::task::spawn_blocking(cart_tests::cartctl_binary)
+        .await
+        .unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = tokio::process::Command::new(&binary)
+        .args(["--nats-url", &nats_url(), "--subject-prefix", &w.prefix])
+        .args(["--user", "pipe-user", "get"])
+        .env_remove("DATABASE_URL")
+        .env_remove("NATS_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        // Not `output()`: tokio's would replace the closed pipe with one of its own.
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{out:?}");
+    w.finish().await;
+}

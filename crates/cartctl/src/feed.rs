@@ -208,7 +208,7 @@ async fn status(g: &Global) -> anyhow::Result<i32> {
         .with_context(|| format!("request {subject} (is cartd running? try `make run`)"))?;
     let status: serde_json::Value =
         serde_json::from_slice(&reply.payload).context("decode the status")?;
-    println!("{}", serde_json::to_string_pretty(&status)?);
+    crate::print_json(&status)?;
     Ok(0)
 }
 

@@ -132,11 +132,33 @@ async fn main() {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => std::process::exit(code),
+        // A reader that went away (`cartctl checkout | head -3`) ends the command quietly,
+        // as it ends `cat`.
+        Err(e) if is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {
             eprintln!("cartctl: {e:#}");
             std::process::exit(2);
         }
     }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Prints a value as pretty JSON on stdout. Unlike `println!`, which panics when stdout
+/// is a closed pipe, a failed write is an error for `main`.
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
 }
 
 fn scope(g: &Global) -> (u64, String, String, String, String) {
@@ -322,7 +344,7 @@ pub(crate) async fn json_request(
     }
     let value: serde_json::Value =
         serde_json::from_slice(&reply.payload).context("the reply is not JSON")?;
-    println!("{}", serde_json::to_string_pretty(&value)?);
+    print_json(&value)?;
     Ok(0)
 }
 
@@ -348,7 +370,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             .await
             .with_context(|| format!("no cart service answered {subject}"))?;
         let info: serde_json::Value = serde_json::from_slice(&reply.payload)?;
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        print_json(&info)?;
         return Ok(0);
     }
 
@@ -386,6 +408,6 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     } else {
         serde_json::from_slice(&reply.payload).context("decode JSON reply")?
     };
-    println!("{}", serde_json::to_string_pretty(&cart)?);
+    print_json(&cart)?;
     Ok(0)
 }

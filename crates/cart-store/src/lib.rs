@@ -31,15 +31,68 @@ pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedComman
 
 /// An error and its causes on one line, for logs: `StoreError::Database` alone says only
 /// "database error", the cause says what PostgreSQL answered.
+/// A cause whose text the message already holds is left out: async-nats and std's I/O
+/// errors repeat their source in their own message (`no responders: no responders`).
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
-    text
+    // Some errors also print their source inside their own message; say each part once.
+    let mut parts: Vec<&str> = Vec::new();
+    for part in text.split(": ") {
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Layer>>,
+    }
+
+    fn layer(text: &'static str, source: Option<Layer>) -> Layer {
+        Layer {
+            text,
+            source: source.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn a_cause_the_message_already_holds_is_said_once() {
+        let repeated = layer(
+            "no responders",
+            Some(layer("no responders", Some(layer("no responders", None)))),
+        );
+        assert_eq!(error_chain(&repeated), "no responders");
+        let nested = layer(
+            "request cart.get: no responders",
+            Some(layer("no responders", None)),
+        );
+        assert_eq!(error_chain(&nested), "request cart.get: no responders");
+        let inside = layer(
+            "no responders: no responders",
+            Some(layer("no responders", None)),
+        );
+        assert_eq!(error_chain(&inside), "no responders");
+        let distinct = layer("database error", Some(layer("connection refused", None)));
+        assert_eq!(error_chain(&distinct), "database error: connection refused");
+    }
 }
 
 /// The schema migrations, applied at start.

@@ -136,7 +136,7 @@ async fn main() {
         // as it ends `cat`.
         Err(e) if is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {
-            eprintln!("cartctl: {e:#}");
+            eprintln!("cartctl: {}", cart_store::error_chain(&*e));
             std::process::exit(2);
         }
     }

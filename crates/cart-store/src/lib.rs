@@ -54,6 +54,9 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// The schema migrations, applied at start.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
 #[cfg(test)]
 mod tests {
     use super::error_chain;
@@ -94,6 +97,3 @@ mod tests {
         assert_eq!(error_chain(&distinct), "database error: connection refused");
     }
 }
-
-/// The schema migrations, applied at start.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

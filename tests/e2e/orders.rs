@@ -538,3 +538,112 @@ async fn a_relay_that_restarts_before_its_checkpoint_publishes_each_order_event_
     assert_eq!(ids.len(), 3);
     w.finish().await;
 }
+
+/// Issue 11, points 2 to 5, through the real service: NUL characters are refused naming
+/// the property (they once reached PostgreSQL and got 500), an array body is not read by
+/// position, search dates are parsed before any SQL (never PostgreSQL's `now`), and the
+/// promo-code queries take no currency or locale. Nothing is written by any of them.
+#[tokio::test]
+async fn control_characters_arrays_and_words_for_dates_are_refused_before_the_store() {
+    let w = World::start().await;
+    ok(
+        &w,
+        "item.put",
+        req("ann", None, json!({"sku": "cup01", "quantity": 1})),
+    )
+    .await;
+    let cases = [
+        (
+            "order.checkout",
+            req(
+                "ann",
+                None,
+                json!({"custom_parameters": {"note": "a\u{0}b"}}),
+            ),
+            "custom_parameters.note",
+        ),
+        (
+            "order.checkout",
+            req("ann", None, json!({"custom_parameters": {"a\u{0}": 1}})),
+            "custom_parameters",
+        ),
+        (
+            "order.checkout_item",
+            req(
+                "ann",
+                None,
+                json!({"sku": "cup01", "custom_parameters": {"n": "\u{0}"}}),
+            ),
+            "custom_parameters.n",
+        ),
+        (
+            "order.get",
+            req("ann", None, json!({"token": "tok\u{0}"})),
+            "token",
+        ),
+        (
+            "order.search",
+            req("ann", None, json!({"created_date_from": "not a date"})),
+            "created_date_from",
+        ),
+        (
+            "order.search",
+            req("ann", None, json!({"created_date_until": "now"})),
+            "created_date_until",
+        ),
+        (
+            "order.search",
+            req("ann", None, json!({"created_date_from": "infinity"})),
+            "created_date_from",
+        ),
+        (
+            "order.search",
+            req("ann", None, json!({"created_date_from": "epoch"})),
+            "created_date_from",
+        ),
+    ];
+    for (endpoint, body, property) in cases {
+        let e = refused(&w, endpoint, body.clone()).await;
+        assert_eq!((e.status, e.code), (422, 1102), "{endpoint} {body}: {e:?}");
+        assert!(e.text.contains(property), "{endpoint} {body}: {e:?}");
+    }
+    // A user with no orders gets the same refusal, not an empty 200.
+    let e = refused(
+        &w,
+        "order.search",
+        req("nobody", None, json!({"created_date_from": "yesterday"})),
+    )
+    .await;
+    assert_eq!((e.status, e.code), (422, 1102), "{e:?}");
+
+    // An order body is one object: an array is not read by position.
+    let e = refused(&w, "order.checkout", json!([PROJECT, "ann"])).await;
+    assert_eq!(e.status, 400, "{e:?}");
+    // A cancel reason with a NUL, on an order that exists.
+    ok(&w, "order.checkout", req("ann", None, json!({}))).await;
+    let e = refused(
+        &w,
+        "payment.cancel",
+        json!({"project_id": PROJECT, "order_id": 1, "reason": "x\u{0}"}),
+    )
+    .await;
+    assert_eq!((e.status, e.code), (422, 1102), "{e:?}");
+    assert_eq!(order(&w, "ann", 1).await["status"], "new");
+
+    // Only the one order of the valid checkout exists.
+    let found = ok(&w, "order.search", req("ann", None, json!({}))).await;
+    assert_eq!(found["orders"].as_array().map(Vec::len), Some(1), "{found}");
+
+    // The promo-code queries take neither currency nor locale, as their protobuf.
+    for endpoint in ["promocode.verify", "promocode.rewards"] {
+        for extra in [json!({"currency": "USD"}), json!({"locale": "en"})] {
+            let mut body = req("ann", None, json!({"code": "WINTER2026"}));
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            let e = refused(&w, endpoint, body.clone()).await;
+            assert!(matches!(e.status, 400 | 422), "{endpoint} {body}: {e:?}");
+        }
+    }
+    w.finish().await;
+}

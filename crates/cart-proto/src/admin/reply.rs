@@ -40,14 +40,15 @@ pub struct ImportReply {
     pub projects: Vec<ChangeReply>,
 }
 
-/// An entity of a `get` reply; written as the bare document.
+/// An entity of a `get` reply; written as the bare document (boxed: the three differ
+/// much in size).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum EntityDocument {
-    Item(Item),
-    Promotion(Promotion),
-    PromoCode(PromoCode),
+    Item(Box<Item>),
+    Promotion(Box<Promotion>),
+    PromoCode(Box<PromoCode>),
 }
 
 /// The reply to `get`: the whole catalog, or the one entity asked for.

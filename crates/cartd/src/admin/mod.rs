@@ -318,17 +318,17 @@ impl Admin {
                 .items
                 .into_iter()
                 .find(|i| i.sku == key)
-                .map(EntityDocument::Item),
+                .map(|x| EntityDocument::Item(Box::new(x))),
             EntityKind::Promotion => catalog
                 .promotions
                 .into_iter()
                 .find(|p| p.id == key)
-                .map(EntityDocument::Promotion),
+                .map(|x| EntityDocument::Promotion(Box::new(x))),
             EntityKind::PromoCode => catalog
                 .promo_codes
                 .into_iter()
                 .find(|c| c.code == key)
-                .map(EntityDocument::PromoCode),
+                .map(|x| EntityDocument::PromoCode(Box::new(x))),
         };
         match document {
             Some(document) => to_value(&GetReply::Entity {

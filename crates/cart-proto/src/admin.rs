@@ -217,6 +217,7 @@ pub enum PeriodUnit {
 
 /// A real-money price. `country` makes it a country-specific price of its currency.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = schema::country_alias))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {

@@ -102,7 +102,10 @@ async fn real_admin_replies_and_errors_match_the_schemas() {
     )
     .await;
     assert_eq!(created["version"], 2);
-    let update = json!({"project_id": P, "expected_version": 2, "item": item("2.49")});
+    // `country_iso` is read as `country`: the schema takes it too.
+    let mut updated = item("2.49");
+    updated["prices"][1] = json!({"currency": "EUR", "amount": "1.59", "country_iso": "DE"});
+    let update = json!({"project_id": P, "expected_version": 2, "item": updated});
     change("item.update", update).await;
     let promotion = json!({"id": "half", "name": "Half", "date_start": "2026-01-01T00:00:00Z",
         "skus": ["sword_1"], "discount": {"percent": "50"}, "limits": {"per_user": 1}});

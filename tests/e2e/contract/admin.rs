@@ -76,6 +76,29 @@ fn the_admin_schemas_are_not_vacuous() {
     assert!(s.rejects("catalog-document", &json!({"projects": [{"items": []}]})));
 }
 
+/// Every `admin.catalog.*` operation of docs/asyncapi.yaml replies with one of the
+/// generated catalog schemas (or an error), none with a plain object.
+#[test]
+fn every_catalog_admin_operation_uses_the_generated_schemas() {
+    let text = std::fs::read_to_string(super::docs().join("asyncapi.yaml")).unwrap();
+    let operations: Vec<&str> = text.split("\n  admin-catalog-").skip(1).collect();
+    assert_eq!(operations.len(), 13, "13 catalog admin operations");
+    assert!(
+        !text.contains("AdminCatalogRequest"),
+        "a plain admin request remains"
+    );
+    for operation in operations {
+        let block = operation.split("\n  admin-webhook-").next().unwrap();
+        let replies: Vec<&str> = block
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- $ref: '#/channels/Inbox/messages/"))
+            .collect();
+        assert_eq!(replies.len(), 2, "{block}");
+        assert!(replies[0].starts_with("Catalog"), "{block}");
+        assert_eq!(replies[1], "Error'", "{block}");
+    }
+}
+
 #[tokio::test]
 async fn real_admin_replies_and_errors_match_the_schemas() {
     let s = Schemas::load();

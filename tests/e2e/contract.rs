@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 
 use crate::{req, PROJECT};
 
+mod admin;
+
 fn docs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs")
 }

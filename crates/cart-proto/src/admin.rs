@@ -18,7 +18,10 @@ mod check;
 mod convert;
 mod decode;
 mod error;
+pub mod reply;
 pub mod request;
+#[cfg(feature = "schema")]
+mod schema;
 mod validate;
 
 pub use check::{check_currency, check_sku, parse_date};
@@ -128,6 +131,7 @@ fn yes() -> bool {
 }
 
 /// Item type, as Xsolla names it.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemType {
@@ -138,6 +142,7 @@ pub enum ItemType {
     GameKey,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VirtualItemType {
@@ -146,6 +151,7 @@ pub enum VirtualItemType {
     NonRenewingSubscription,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
@@ -153,6 +159,7 @@ pub struct Group {
     pub name: String,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attribute {
@@ -162,6 +169,7 @@ pub struct Attribute {
     pub values: Vec<AttributeValue>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeValue {
@@ -169,6 +177,7 @@ pub struct AttributeValue {
     pub value: String,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryOptions {
@@ -178,12 +187,14 @@ pub struct InventoryOptions {
     pub expiration_period: Option<ExpirationPeriod>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Consumable {
     pub usages_count: u32,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpirationPeriod {
@@ -192,6 +203,7 @@ pub struct ExpirationPeriod {
     pub value: u32,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeriodUnit {
@@ -204,6 +216,8 @@ pub enum PeriodUnit {
 }
 
 /// A real-money price. `country` makes it a country-specific price of its currency.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = schema::country_alias))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
@@ -222,6 +236,7 @@ pub struct Price {
 }
 
 /// A price in a virtual currency (the SKU of a `virtual_currency` item), whole units.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualPrice {
@@ -231,6 +246,7 @@ pub struct VirtualPrice {
     pub is_default: bool,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IntervalType {
@@ -240,6 +256,7 @@ pub enum IntervalType {
 }
 
 /// When the per-user limit resets. `time` is `HH:00:00+hh:mm` (whole hours).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecurrentSchedule {
@@ -253,6 +270,7 @@ pub struct RecurrentSchedule {
     pub time: String,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -267,6 +285,7 @@ pub struct Limits {
 }
 
 /// A sales period; `date_until` null means open-ended.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Period {
@@ -276,6 +295,7 @@ pub struct Period {
 }
 
 /// A value-point reward granted with the item.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VpReward {
@@ -292,6 +312,7 @@ pub struct VpReward {
 }
 
 /// A catalog item in Xsolla's shape.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Item {
@@ -329,6 +350,7 @@ pub struct Item {
 }
 
 /// A promotion's discount: a percent or a fixed value off the unit price (one of them).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Discount {
@@ -338,12 +360,14 @@ pub struct Discount {
     pub value: Option<Dec>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PercentDiscount {
     pub percent: Dec,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bonus {
@@ -351,6 +375,7 @@ pub struct Bonus {
     pub quantity: i64,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromotionLimits {
@@ -359,6 +384,7 @@ pub struct PromotionLimits {
 }
 
 /// An item promotion: a discount or bonus items, for the listed SKUs, within a window.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Promotion {
@@ -376,6 +402,7 @@ pub struct Promotion {
     pub limits: Option<PromotionLimits>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operator {
@@ -389,6 +416,7 @@ pub enum Operator {
 
 /// A condition on the cart total (`price_conditions`) or on an item's unit price
 /// (`item_price_conditions`), in the cart's currency.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceCondition {
@@ -396,6 +424,7 @@ pub struct PriceCondition {
     pub value: Dec,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscountedItem {
@@ -405,6 +434,7 @@ pub struct DiscountedItem {
 
 /// A unit with several variants (e.g. a game with a key per platform), of which the user
 /// picks one on redeem (`selected_unit_items: {unit_sku: item_sku}`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnitItems {
@@ -413,6 +443,7 @@ pub struct UnitItems {
 }
 
 /// A promo code, with Xsolla's definition knobs.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromoCode {
@@ -452,6 +483,7 @@ pub struct PromoCode {
 }
 
 /// One project's catalog.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectCatalog {
@@ -465,6 +497,7 @@ pub struct ProjectCatalog {
 }
 
 /// A catalog document: deploy/catalog.json, `import` requests and `export` replies.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogDocument {

@@ -11,7 +11,7 @@ use std::path::Path;
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 
-use crate::{feed, order, v1};
+use crate::{admin, feed, order, v1};
 
 /// One schema file: its name in `docs/schemas` and its content.
 pub struct SchemaFile {
@@ -69,6 +69,20 @@ pub fn all() -> Vec<SchemaFile> {
         schema_of::<order::CheckoutReply>("checkout-reply", Written),
         schema_of::<order::OrderView>("order", Written),
         schema_of::<order::OrderSearchReply>("order-search-reply", Written),
+        // Catalog admin (JSON only, docs/catalog.md).
+        schema_of::<admin::request::ItemBody>("catalog-item-request", Read),
+        schema_of::<admin::request::PromotionBody>("catalog-promotion-request", Read),
+        schema_of::<admin::request::PromoCodeBody>("catalog-promo-code-request", Read),
+        schema_of::<admin::request::KeyBody>("catalog-delete-request", Read),
+        schema_of::<admin::request::ImportBody>("catalog-import-request", Read),
+        schema_of::<admin::request::ExportBody>("catalog-export-request", Read),
+        schema_of::<admin::request::GetBody>("catalog-get-request", Read),
+        schema_of::<admin::request::ChangesBody>("catalog-changes-request", Read),
+        schema_of::<admin::reply::ChangeReply>("catalog-change-reply", Written),
+        schema_of::<admin::reply::ImportReply>("catalog-import-reply", Written),
+        schema_of::<admin::CatalogDocument>("catalog-document", Written),
+        schema_of::<admin::reply::GetReply>("catalog-get-reply", Written),
+        schema_of::<admin::reply::ChangesReply>("catalog-changes-reply", Written),
         // The feed.
         schema_of::<feed::FeedStatusReply>("feed-status", Written),
         // Stream messages: CART_EVENTS and CART_ORDERS.

@@ -74,36 +74,45 @@ pub fn invalid_reply(e: &ValidationError) -> ErrorReply {
     ErrorReply::new(422, 1102, format!("Unprocessable Entity. {e}"))
 }
 
+/// The body of `item.create` and `item.update`.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct ItemBody {
+pub(crate) struct ItemBody {
     project_id: u64,
     #[serde(default)]
     expected_version: Option<i64>,
     item: Item,
 }
 
+/// The body of `promotion.create` and `promotion.update`.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct PromotionBody {
+pub(crate) struct PromotionBody {
     project_id: u64,
     #[serde(default)]
     expected_version: Option<i64>,
     promotion: Promotion,
 }
 
+/// The body of `promocode.create` and `promocode.update`.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct PromoCodeBody {
+pub(crate) struct PromoCodeBody {
     project_id: u64,
     #[serde(default)]
     expected_version: Option<i64>,
     promo_code: PromoCode,
 }
 
+/// The body of the deletes: the key the endpoint names and no other (`sku` for
+/// `item.delete`, `id` for `promotion.delete`, `code` for `promocode.delete`).
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct KeyBody {
+pub(crate) struct KeyBody {
     project_id: u64,
     #[serde(default)]
     expected_version: Option<i64>,
@@ -115,28 +124,41 @@ struct KeyBody {
     code: Option<String>,
 }
 
+/// The body of `import`.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct ImportBody {
+pub(crate) struct ImportBody {
     catalog: CatalogDocument,
+    /// `merge` (the default) or `replace`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["merge", "replace", null])))]
     mode: Option<String>,
     #[serde(default)]
     expected_version: Option<i64>,
 }
 
+/// The body of `export`; an empty body exports every project.
 #[derive(Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct ExportBody {
+pub(crate) struct ExportBody {
     #[serde(default)]
     project_id: Option<u64>,
 }
 
+/// The body of `get`: `kind` and `key` together, or neither; `at_version` or
+/// `at_time` (RFC 3339), or neither.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct GetBody {
+pub(crate) struct GetBody {
     project_id: u64,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("enum" = ["item", "promotion", "promo_code", null]))
+    )]
     kind: Option<String>,
     #[serde(default)]
     key: Option<String>,
@@ -146,9 +168,11 @@ struct GetBody {
     at_time: Option<String>,
 }
 
+/// The body of `changes`.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct ChangesBody {
+pub(crate) struct ChangesBody {
     project_id: u64,
     #[serde(default)]
     after_version: Option<i64>,

@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use cart_proto::admin::reply::{AppliedChange, ChangeReply};
 use cart_proto::admin::{ProjectCatalog, ValidationError};
 use cart_proto::ErrorReply;
 use cart_store::catalog::{Action, Applied, CatalogSnapshot, Change, EntityKind};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::internal;
 use crate::edge::errors::{self, reply};
@@ -235,14 +236,18 @@ pub(super) fn merge_path(
     }
 }
 
-pub(super) fn applied_reply(a: &Applied) -> Value {
-    json!({
-        "project_id": a.project_id,
-        "version": a.version,
-        "changes": a.changes.iter().map(|(kind, key, op)| json!({
-            "kind": kind.as_str(),
-            "key": key,
-            "operation": op.as_str(),
-        })).collect::<Vec<_>>(),
-    })
+pub(super) fn applied_reply(a: &Applied) -> ChangeReply {
+    ChangeReply {
+        project_id: a.project_id.unsigned_abs(),
+        version: a.version,
+        changes: a
+            .changes
+            .iter()
+            .map(|(kind, key, op)| AppliedChange {
+                kind: kind.as_str().to_owned(),
+                key: key.clone(),
+                operation: op.as_str().to_owned(),
+            })
+            .collect(),
+    }
 }

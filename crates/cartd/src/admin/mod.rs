@@ -10,12 +10,16 @@
 
 mod edit;
 
+use cart_proto::admin::reply::{
+    ChangesReply, EntityDocument, GetReply, ImportReply, RecordedChange,
+};
 use cart_proto::admin::{self, CatalogDocument, ProjectCatalog};
 use cart_proto::ErrorReply;
 use cart_store::catalog::{
     CatalogAt, CatalogError, CatalogStore, Change, EntityKind, ProjectChanges,
 };
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use edit::{applied_reply, changes_of, check_merge, entity_path, pid, project_of, put, remove};
 
@@ -202,7 +206,7 @@ impl Admin {
                 .apply(id, Some(snapshot.version), vec![change])
                 .await
             {
-                Ok(applied) => return Ok(applied_reply(&applied)),
+                Ok(applied) => return to_value(&applied_reply(&applied)),
                 // Someone else changed the catalog meanwhile: check again on theirs,
                 // unless the caller asked for a version.
                 Err(CatalogError::Conflict { actual, .. }) if expected_version.is_none() => {
@@ -255,10 +259,10 @@ impl Admin {
             }
             match self.store.apply_many(batches).await {
                 Ok(applied) => {
-                    return Ok(json!({
-                        "mode": if replace { "replace" } else { "merge" },
-                        "projects": applied.iter().map(applied_reply).collect::<Vec<_>>(),
-                    }))
+                    return to_value(&ImportReply {
+                        mode: if replace { "replace" } else { "merge" }.to_owned(),
+                        projects: applied.iter().map(applied_reply).collect(),
+                    })
                 }
                 Err(CatalogError::Conflict { actual, .. }) if retry => {
                     tracing::debug!(
@@ -282,7 +286,7 @@ impl Admin {
             let snapshot = self.store.current(id).await.map_err(reply)?;
             doc.projects.push(project_of(id.unsigned_abs(), &snapshot)?);
         }
-        serde_json::to_value(doc).map_err(|e| internal(&e))
+        to_value(&doc)
     }
 
     async fn get(&self, body: &[u8]) -> Result<Value, ErrorReply> {
@@ -301,39 +305,39 @@ impl Admin {
         .map_err(reply)?;
         let catalog = project_of(project_id, &snapshot)?;
         let Some((kind, key)) = r.entity else {
-            return Ok(json!({
-                "project_id": project_id,
-                "version": snapshot.version,
-                "catalog": catalog,
-            }));
+            return to_value(&GetReply::Catalog {
+                project_id,
+                version: snapshot.version,
+                catalog,
+            });
         };
         // The decoder accepts only the three kinds.
         let kind = EntityKind::parse(&kind).ok_or_else(|| internal(&kind))?;
         let document = match kind {
             EntityKind::Item => catalog
                 .items
-                .iter()
+                .into_iter()
                 .find(|i| i.sku == key)
-                .map(serde_json::to_value),
+                .map(|x| EntityDocument::Item(Box::new(x))),
             EntityKind::Promotion => catalog
                 .promotions
-                .iter()
+                .into_iter()
                 .find(|p| p.id == key)
-                .map(serde_json::to_value),
+                .map(|x| EntityDocument::Promotion(Box::new(x))),
             EntityKind::PromoCode => catalog
                 .promo_codes
-                .iter()
+                .into_iter()
                 .find(|c| c.code == key)
-                .map(serde_json::to_value),
+                .map(|x| EntityDocument::PromoCode(Box::new(x))),
         };
         match document {
-            Some(doc) => Ok(json!({
-                "project_id": project_id,
-                "version": snapshot.version,
-                "kind": kind.as_str(),
-                "key": key,
-                "document": doc.map_err(|e| internal(&e))?,
-            })),
+            Some(document) => to_value(&GetReply::Entity {
+                project_id,
+                version: snapshot.version,
+                kind: kind.as_str().to_owned(),
+                key,
+                document,
+            }),
             None => Err(errors::not_found(kind, &key, Some(project_id))),
         }
     }
@@ -346,18 +350,26 @@ impl Admin {
             .changes(id, r.after_version, r.limit)
             .await
             .map_err(reply)?;
-        Ok(json!({
-            "project_id": r.project.get(),
-            "changes": changes.iter().map(|c| json!({
-                "version": c.version,
-                "kind": c.kind.as_str(),
-                "key": c.key,
-                "operation": c.operation.as_str(),
-                "document": c.document,
-                "recorded_at": c.recorded_at,
-            })).collect::<Vec<_>>(),
-        }))
+        to_value(&ChangesReply {
+            project_id: r.project.get(),
+            changes: changes
+                .into_iter()
+                .map(|c| RecordedChange {
+                    version: c.version,
+                    kind: c.kind.as_str().to_owned(),
+                    key: c.key,
+                    operation: c.operation.as_str().to_owned(),
+                    document: c.document,
+                    recorded_at: c.recorded_at,
+                })
+                .collect(),
+        })
     }
+}
+
+/// A reply body of cart-proto's admin reply types (docs/schemas/catalog-*-reply.json).
+fn to_value(reply: &impl Serialize) -> Result<Value, ErrorReply> {
+    serde_json::to_value(reply).map_err(|e| internal(&e))
 }
 
 fn json_reply(value: Value) -> Reply {

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${FUZZ_SECS:-60}"
-targets="${FUZZ_TARGETS:-cart_request_json cart_request_protobuf order_request admin_document cart_event order_event}"
+targets="${FUZZ_TARGETS:-cart_request_json cart_request_protobuf order_request admin_document admin_request cart_event order_event}"
 # The toolchain is stable: RUSTC_BOOTSTRAP lets it take the -Z flags libFuzzer builds
 # need. No sanitizer: the decoders are safe Rust (unsafe_code is forbidden), and it
 # triples the inputs per second; debug assertions make overflows panic, as in tests.
@@ -17,7 +17,7 @@ flags=(--sanitizer none --debug-assertions)
 # The instrumented build stays in fuzz/target, apart from the workspace's.
 unset CARGO_TARGET_DIR
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-[ -d corpus/cart_event ] || cargo run -q --example seed
+[ -d corpus/admin_request ] || cargo run -q --example seed
 cargo fuzz build "${flags[@]}"
 mkdir -p logs
 failed=()

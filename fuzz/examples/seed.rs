@@ -35,6 +35,7 @@ fn main() {
         order_requests().iter().map(|v| v.to_string().into_bytes()),
     );
     write(&corpus, "admin_document", admin_documents(&root.join("..")));
+    write(&corpus, "admin_request", admin_requests(&root.join("..")));
     write(&corpus, "cart_event", cart_events());
     write(&corpus, "order_event", order_events());
 }
@@ -140,6 +141,37 @@ fn admin_documents(repo: &Path) -> Vec<Vec<u8>> {
             }
         }
     }
+    out
+}
+
+/// A body of every `admin.catalog.*` endpoint, its entities taken from the demo catalog.
+fn admin_requests(repo: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(repo.join("tests/fixtures/catalog.json")).expect("read a catalog");
+    let doc: Value = serde_json::from_slice(&bytes).expect("demo catalogs are JSON");
+    let project = &doc["projects"][0];
+    let id = project["project_id"].clone();
+    let mut out = vec![
+        json!({"catalog": doc, "mode": "replace", "expected_version": 3}),
+        json!({"catalog": doc, "mode": "merge"}),
+        json!({"project_id": id}),
+        json!({"project_id": id, "sku": "cup01", "expected_version": 2}),
+        json!({"project_id": id, "id": "spring", "expected_version": 2}),
+        json!({"project_id": id, "code": "BOOSTER50"}),
+        json!({"project_id": id, "kind": "item", "key": "cup01", "at_version": 4}),
+        json!({"project_id": id, "at_time": "2026-12-04T17:39:12Z"}),
+        json!({"project_id": id, "after_version": 2, "limit": 50}),
+    ];
+    for (kind, field) in [
+        ("items", "item"),
+        ("promotions", "promotion"),
+        ("promo_codes", "promo_code"),
+    ] {
+        for entity in project[kind].as_array().into_iter().flatten() {
+            out.push(json!({"project_id": id, "expected_version": 1, field: entity}));
+        }
+    }
+    let mut out: Vec<Vec<u8>> = out.iter().map(|v| v.to_string().into_bytes()).collect();
+    out.push(vec![]);
     out
 }
 

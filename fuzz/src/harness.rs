@@ -15,7 +15,7 @@ pub struct Target {
 }
 
 /// Every target, as `make fuzz` runs them and the regression test replays them.
-pub const TARGETS: [Target; 6] = [
+pub const TARGETS: [Target; 7] = [
     Target {
         name: "cart_request_json",
         run: cart_request_json,
@@ -31,6 +31,10 @@ pub const TARGETS: [Target; 6] = [
     Target {
         name: "admin_document",
         run: admin_document,
+    },
+    Target {
+        name: "admin_request",
+        run: admin_request,
     },
     Target {
         name: "cart_event",
@@ -75,14 +79,39 @@ fn check_refusal(refusal: &cart_proto::ErrorReply) {
     );
 }
 
-/// The JSON bodies of the order and payment endpoints.
+/// The result of a checked decoder: a value, or a refusal that passes [`check_refusal`].
+fn check<T>(decoded: Result<T, cart_proto::ErrorReply>) {
+    if let Err(refusal) = decoded {
+        check_refusal(&refusal);
+    }
+}
+
+/// The body of every order and payment endpoint, through the checked decoders cartd
+/// uses (`order::request::decode_*`).
 pub fn order_request(data: &[u8]) {
-    let _ = serde_json::from_slice::<order::CheckoutRequest>(data);
-    let _ = serde_json::from_slice::<order::CheckoutItemRequest>(data);
-    let _ = serde_json::from_slice::<order::GetOrderRequest>(data);
-    let _ = serde_json::from_slice::<order::SearchOrdersRequest>(data);
-    let _ = serde_json::from_slice::<order::ConfirmPaymentRequest>(data);
-    let _ = serde_json::from_slice::<order::CancelOrderRequest>(data);
+    use order::request as r;
+    check(r::decode_checkout(data));
+    check(r::decode_checkout_item(data));
+    check(r::decode_get(data));
+    check(r::decode_search(data));
+    check(r::decode_confirm(data));
+    check(r::decode_cancel(data));
+}
+
+/// The body of every `admin.catalog.*` endpoint, through the checked decoders cartd uses
+/// (`admin::request::decode_*`).
+pub fn admin_request(data: &[u8]) {
+    use admin::request as r;
+    check(r::decode_item(data));
+    check(r::decode_promotion(data));
+    check(r::decode_promo_code(data));
+    for field in [r::KeyField::Sku, r::KeyField::Id, r::KeyField::Code] {
+        check(r::decode_delete(data, field));
+    }
+    check(r::decode_import(data));
+    check(r::decode_export(data));
+    check(r::decode_get(data));
+    check(r::decode_changes(data));
 }
 
 /// The admin format: entities as the admin endpoints take them, and whole documents.

@@ -45,6 +45,11 @@ enum Failure {
     NoContentType,
     /// Accepted, though no endpoint may accept it (`Payload::must_refuse`).
     Accepted,
+    /// Answered with another status than the contract fixes (`Payload::status`).
+    WrongStatus {
+        want: u16,
+        got: u16,
+    },
 }
 
 impl Failure {
@@ -58,6 +63,7 @@ impl Failure {
             Failure::Unstructured(why) => format!("unstructured error reply: {why}"),
             Failure::NoContentType => "reply without Content-Type".to_owned(),
             Failure::Accepted => "bad input accepted (200)".to_owned(),
+            Failure::WrongStatus { want, got } => format!("{got} where {want} is due"),
         }
     }
 }
@@ -96,9 +102,10 @@ async fn send(client: &Client, payload: &Payload) -> Result<u16, Failure> {
         .raw(payload.subject, headers, payload.body.clone())
         .await
     {
-        Ok((headers, body)) => match judge(headers.as_ref(), &body) {
-            Ok(200) if payload.must_refuse => Err(Failure::Accepted),
-            outcome => outcome,
+        Ok((headers, body)) => match (judge(headers.as_ref(), &body), payload.status) {
+            (Ok(200), _) if payload.must_refuse => Err(Failure::Accepted),
+            (Ok(got), Some(want)) if got != want => Err(Failure::WrongStatus { want, got }),
+            (outcome, _) => outcome,
         },
         Err(e) => Err(match e.kind() {
             RequestErrorKind::TimedOut => Failure::NoReply,
@@ -220,6 +227,7 @@ async fn generated_payloads_on_every_subject_get_structured_replies_and_break_no
             headers: vec![],
             body: serde_json::to_vec(body).unwrap(),
             must_refuse: false,
+            status: None,
         };
         if let Err(failure) = send(client, &payload).await {
             dead.push(format!("  {subject}: {}", failure.category()));

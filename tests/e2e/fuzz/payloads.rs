@@ -25,10 +25,13 @@ pub(crate) enum Kind {
     LargeBody,
     OddHeaders,
     Protobuf,
+    /// A valid body that breaks one rule of its subject (a date order.search cannot
+    /// read, a property the subject does not take).
+    BrokenRule,
 }
 
 impl Kind {
-    const ALL: [Kind; 13] = [
+    const ALL: [Kind; 14] = [
         Kind::RandomBytes,
         Kind::ScalarBody,
         Kind::WrongType,
@@ -42,6 +45,7 @@ impl Kind {
         Kind::LargeBody,
         Kind::OddHeaders,
         Kind::Protobuf,
+        Kind::BrokenRule,
     ];
 }
 
@@ -55,8 +59,12 @@ pub(crate) struct Payload {
     /// Input that no endpoint may accept (the subject's own rules considered): a JSON
     /// array or scalar for a body, NUL, an unknown property with control characters,
     /// nesting past any limit, a body over 64 KiB where it is documented, a bad
-    /// `Cart-Command-Id` on a command, a JSON body labelled protobuf.
+    /// `Cart-Command-Id`, a JSON body labelled protobuf.
     pub(crate) must_refuse: bool,
+    /// The one status the reply must have, where the contract fixes it: 413 for a body
+    /// over 64 KiB, then 422 for a bad `Cart-Command-Id` (any endpoint), then 422 for a
+    /// body breaking a documented rule ([`Kind::BrokenRule`]).
+    pub(crate) status: Option<u16>,
 }
 
 impl fmt::Display for Payload {
@@ -212,12 +220,18 @@ pub(crate) fn generate(
             let (subject, valid) = &subjects[rng.usize(..subjects.len())];
             let kind = Kind::ALL[rng.usize(..Kind::ALL.len())];
             let (headers, body, bad_body) = make(&mut rng, kind, subject, valid);
-            let must_refuse = *subject != "feed.status"
-                && (bad_body
-                    || (kind == Kind::LargeBody
-                        && body.len() > 65_536
-                        && !subject.starts_with("admin."))
-                    || bad_headers(subject, kind, &headers));
+            // The edge checks the size, then the command id, then the handler the body;
+            // feed.status reads no body.
+            let status = if body.len() > MAX_BODY {
+                Some(413)
+            } else if bad_command_id(&headers) || bad_body == Bad::Status(422) {
+                Some(422)
+            } else {
+                None
+            };
+            let must_refuse = status.is_some()
+                || (*subject != "feed.status"
+                    && (bad_body != Bad::No || bad_content_type(subject, kind, &headers)));
             Payload {
                 index,
                 subject,
@@ -225,57 +239,99 @@ pub(crate) fn generate(
                 headers,
                 body,
                 must_refuse,
+                status,
             }
         })
         .collect()
 }
 
-/// The subjects that take `Cart-Command-Id` (docs/protocol.md): commands and checkouts.
-const COMMANDS: &[&str] = &[
-    "fill",
-    "item.put",
-    "item.delete",
-    "clear",
-    "promocode.redeem",
-    "promocode.remove",
-    "order.checkout",
-    "order.checkout_item",
-    "order.checkout_free",
-];
+/// The documented limit of every request body, admin included (docs/protocol.md).
+const MAX_BODY: usize = 64 * 1024;
+
+/// How a generated body breaks the contract on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bad {
+    No,
+    /// No endpoint may accept it; which refusal depends on the endpoint.
+    Refused,
+    /// The contract fixes the refusal's status.
+    Status(u16),
+}
+
+impl From<bool> for Bad {
+    fn from(bad: bool) -> Self {
+        if bad {
+            Bad::Refused
+        } else {
+            Bad::No
+        }
+    }
+}
 
 /// Values that break the documented rule (1-128 printable ASCII characters, no spaces).
 const BAD_COMMAND_IDS: &[&str] = &[" ", "\u{fc}n\u{ef}c\u{f6}de", "a b\t\u{0}\u{7f}"];
 
-/// Headers no command may be taken with: one `Cart-Command-Id`, in any casing, with a
-/// bad value; or a protobuf Content-Type with parameters on a cart subject, which reads
-/// a JSON body as protobuf (not a message).
-fn bad_headers(subject: &str, kind: Kind, headers: &[(String, String)]) -> bool {
-    let ids: Vec<&String> = headers
+/// A `Cart-Command-Id` (in any casing) that every endpoint, queries and admin included,
+/// refuses 422: a bad value, or two different values. (An empty value is not counted: a
+/// header without a value may not reach the service at all.)
+fn bad_command_id(headers: &[(String, String)]) -> bool {
+    let ids: Vec<&str> = headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("cart-command-id"))
-        .map(|(_, v)| v)
+        .map(|(_, v)| v.as_str())
         .collect();
-    let bad_id = COMMANDS.contains(&subject)
-        && ids.len() == 1
-        && (ids[0].len() > 128 || BAD_COMMAND_IDS.contains(&ids[0].as_str()));
-    // A JSON body labelled protobuf with parameters must not be read as JSON; a real
-    // protobuf body (kind Protobuf) so labelled may well be valid.
-    let protobuf_with_charset = kind != Kind::Protobuf
+    let bad = |id: &str| id.len() > 128 || BAD_COMMAND_IDS.contains(&id);
+    ids.iter().any(|id| bad(id))
+        || (ids.len() == 2 && ids[0] != ids[1] && ids.iter().all(|id| !id.is_empty()))
+}
+
+/// A JSON body labelled protobuf with parameters on a cart subject: it is read as
+/// protobuf and is not a message. A real protobuf body (kind Protobuf) so labelled may
+/// well be valid.
+fn bad_content_type(subject: &str, kind: Kind, headers: &[(String, String)]) -> bool {
+    kind != Kind::Protobuf
         && protobuf_of(subject, &json!({})).is_some()
         && headers.iter().any(|(n, v)| {
             n.eq_ignore_ascii_case("content-type")
                 && v.to_ascii_lowercase().starts_with("application/protobuf;")
-        });
-    bad_id || protobuf_with_charset
+        })
 }
 
-/// Headers, body, and whether the body alone is one no endpoint may accept.
+/// Dates order.search must refuse 422 (`created_date_from`, `created_date_until`):
+/// words PostgreSQL would read as dates, and text that is no date.
+const BAD_DATES: &[&str] = &["now", "epoch", "infinity", "-infinity", "not a date", ""];
+
+/// `valid` with one rule of `subject` broken, and the status the contract fixes for it:
+/// a bad date for order.search, currency or locale for promocode.verify/rewards (which
+/// take neither, in JSON as in protobuf), and otherwise a property no request has.
+fn broken_rule(rng: &mut fastrand::Rng, subject: &str, valid: &Value) -> (Value, Bad) {
+    let mut body = valid.clone();
+    match subject {
+        "order.search" => {
+            let field = pick(rng, &["created_date_from", "created_date_until"]);
+            body[field] = json!(pick(rng, BAD_DATES));
+            (body, Bad::Status(422))
+        }
+        "promocode.verify" | "promocode.rewards" => {
+            let (field, value) = [("currency", "USD"), ("locale", "en")][rng.usize(..2)];
+            body[field] = json!(value);
+            (body, Bad::Status(422))
+        }
+        "feed.status" => (body, Bad::No),
+        _ => {
+            body["no_such_property"] = json!(1);
+            (body, Bad::Refused)
+        }
+    }
+}
+
+/// Headers, body, and how the body alone breaks the contract.
 fn make(
     rng: &mut fastrand::Rng,
     kind: Kind,
     subject: &str,
     valid: &Value,
-) -> (Vec<(String, String)>, Vec<u8>, bool) {
+) -> (Vec<(String, String)>, Vec<u8>, Bad) {
     let mut bad = false;
     let json_body = |v: &Value| serde_json::to_vec(v).expect("a Value serializes");
     let body = match kind {
@@ -354,7 +410,12 @@ fn make(
         Kind::OddHeaders => json_body(valid),
         Kind::Protobuf => {
             let (headers, body) = protobuf(rng, subject, valid);
-            return (headers, body, false);
+            return (headers, body, Bad::No);
+        }
+        // No odd headers: a Content-Type could make the JSON body protobuf.
+        Kind::BrokenRule => {
+            let (body, bad) = broken_rule(rng, subject, valid);
+            return (vec![], json_body(&body), bad);
         }
     };
     let headers = if kind == Kind::OddHeaders || rng.u8(..8) == 0 {
@@ -362,7 +423,7 @@ fn make(
     } else {
         vec![]
     };
-    (headers, body, bad)
+    (headers, body, bad.into())
 }
 
 fn pick<'a>(rng: &mut fastrand::Rng, from: &[&'a str]) -> &'a str {

@@ -382,10 +382,7 @@ impl RawRequest {
             "" => None,
             _ => Some(CartId::parse(cart_id)?),
         };
-        let country = match self.country.as_str() {
-            "" => None,
-            c => Some(Country::parse(c)?),
-        };
+        let country = country_if_given(&self.country)?;
         let code = |property: &'static str| {
             if self.code.is_empty() {
                 Err(InvalidInput::Missing(property))
@@ -401,10 +398,7 @@ impl RawRequest {
                 Ok(self.code.clone())
             }
         };
-        let currency = match self.currency.as_str() {
-            "" => Currency::usd(),
-            c => Currency::parse(c)?,
-        };
+        let currency = currency_or_usd(&self.currency)?;
         let locale = match self.locale.as_str() {
             "" => Locale::en(),
             l => Locale::parse(l)?,
@@ -476,6 +470,22 @@ impl RawRequest {
             },
             action,
         })
+    }
+}
+
+/// A currency, USD when not given (empty): carts and orders alike.
+pub(crate) fn currency_or_usd(value: &str) -> Result<Currency, InvalidInput> {
+    match value {
+        "" => Ok(Currency::usd()),
+        c => Currency::parse(c),
+    }
+}
+
+/// A country, none when not given (empty): carts and orders alike.
+pub(crate) fn country_if_given(value: &str) -> Result<Option<Country>, InvalidInput> {
+    match value {
+        "" => Ok(None),
+        c => Country::parse(c).map(Some),
     }
 }
 

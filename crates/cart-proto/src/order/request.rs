@@ -390,32 +390,35 @@ fn checked<T>(check: impl FnOnce() -> Result<T, InvalidInput>) -> Result<T, Erro
 }
 
 /// A currency, USD when absent or empty.
-pub fn currency(value: Option<&str>) -> Result<Currency, InvalidInput> {
-    match value {
-        None | Some("") => Ok(Currency::usd()),
-        Some(c) => Currency::parse(c),
-    }
+fn currency(value: Option<&str>) -> Result<Currency, InvalidInput> {
+    crate::request::currency_or_usd(value.unwrap_or_default())
 }
 
 /// A country, None when absent or empty.
-pub fn country(value: Option<&str>) -> Result<Option<Country>, InvalidInput> {
-    match value {
-        None | Some("") => Ok(None),
-        Some(c) => Country::parse(c).map(Some),
-    }
+fn country(value: Option<&str>) -> Result<Option<Country>, InvalidInput> {
+    crate::request::country_if_given(value.unwrap_or_default())
 }
 
 /// `custom_parameters`: an object of at most `MAX_CUSTOM_PARAMETERS` bytes, as JSON text.
 fn custom_parameters(value: Option<serde_json::Value>) -> Result<Option<String>, InvalidInput> {
     match value {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v @ serde_json::Value::Object(_)) if v.to_string().len() <= MAX_CUSTOM_PARAMETERS => {
-            Ok(Some(v.to_string()))
+        Some(v @ serde_json::Value::Object(_)) => {
+            let text = v.to_string();
+            if text.len() <= MAX_CUSTOM_PARAMETERS {
+                Ok(Some(text))
+            } else {
+                Err(bad_custom_parameters())
+            }
         }
-        Some(_) => Err(InvalidInput::Invalid {
-            property: "custom_parameters",
-            expected: "an object of at most 8 KiB",
-        }),
+        Some(_) => Err(bad_custom_parameters()),
+    }
+}
+
+fn bad_custom_parameters() -> InvalidInput {
+    InvalidInput::Invalid {
+        property: "custom_parameters",
+        expected: "an object of at most 8 KiB",
     }
 }
 
@@ -434,7 +437,7 @@ fn text(property: &'static str, value: String, max: usize) -> Result<String, Inv
 ///
 /// # Errors
 /// `BadAmount(property)`.
-pub fn amount(property: &'static str, text: &str) -> Result<Decimal, InvalidInput> {
+fn amount(property: &'static str, text: &str) -> Result<Decimal, InvalidInput> {
     let plain = !text.is_empty()
         && text.len() <= MAX_AMOUNT_LEN
         && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');

@@ -6,6 +6,7 @@
 
 mod chart;
 mod cpu;
+mod fulfilment;
 mod limits;
 mod load;
 mod orders;
@@ -52,6 +53,18 @@ enum Command {
     Load(Box<load::LoadArgs>),
     /// The purchase path of a running cartd: fill, checkout, payment, per step and whole.
     Orders(orders::OrdersArgs),
+    /// Whole purchases against a running cartd and cart-webhook worker, with the
+    /// project's webhook pointed at a receiver of the bench's own (make bench-fulfilment).
+    Fulfilment(Box<fulfilment::FulfilmentArgs>),
+    /// Delete JetStream streams (missing ones are fine), so that a run starts without the
+    /// last run's messages and consumers (make bench-fulfilment runs this first).
+    DropStreams {
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        /// The streams to delete.
+        #[arg(required = true)]
+        streams: Vec<String>,
+    },
     /// Drop the database named in the URL, if it exists, so a service starts on an empty
     /// one (`make bench` runs this before starting cartd).
     DropDatabase {
@@ -71,6 +84,10 @@ async fn main() -> anyhow::Result<()> {
         } => feed(&database_url, events, runs.max(1)).await,
         Command::Load(args) => load::run(*args).await,
         Command::Orders(args) => orders::run(args).await,
+        Command::Fulfilment(args) => fulfilment::run(*args).await,
+        Command::DropStreams { nats_url, streams } => {
+            fulfilment::drop_streams(&nats_url, &streams).await
+        }
         Command::DropDatabase { database_url } => drop_database(&database_url).await,
     }
 }

@@ -34,20 +34,21 @@ impl ProcessedCommand {
     }
 }
 
+/// A command id's ledger row (`$1` project, `$2` user, `$3` command id).
+pub const LOOKUP: &str = "select fingerprint, content_type, reply from processed_commands \
+     where project_id = $1 and user_id = $2 and command_id = $3";
+
 /// The ledger row of a command id.
 pub(crate) async fn lookup(
     conn: &mut PgConnection,
     (project, user, command_id): LedgerKey<'_>,
 ) -> Result<Option<ProcessedCommand>, sqlx::Error> {
-    let row = sqlx::query(
-        "select fingerprint, content_type, reply from processed_commands \
-         where project_id = $1 and user_id = $2 and command_id = $3",
-    )
-    .bind(project)
-    .bind(user)
-    .bind(command_id)
-    .fetch_optional(conn)
-    .await?;
+    let row = sqlx::query(LOOKUP)
+        .bind(project)
+        .bind(user)
+        .bind(command_id)
+        .fetch_optional(conn)
+        .await?;
     row.map(|row| {
         Ok(ProcessedCommand {
             command_id: command_id.to_owned(),

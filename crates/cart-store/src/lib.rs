@@ -29,6 +29,15 @@ pub use ledger::Replay;
 pub use rebuild::{rebuild_projection, Progress, RebuildReport};
 pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StreamKey};
 
+/// The SQL text of every hot or background statement outside the feed, as the code runs
+/// it, so that `tests/plans.rs` checks the plans of exactly these (ARCHITECTURE.md,
+/// "Plans that cannot go stale").
+pub mod statements {
+    pub use crate::ledger::LOOKUP as LEDGER_LOOKUP;
+    pub use crate::orders::statements::{EXPIRING, LOAD_ORDER, PURCHASES, REDEMPTIONS};
+    pub use crate::store::{CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM, UPSERT_PROJECTIONS};
+}
+
 /// An error and its causes on one line, for logs: `StoreError::Database` alone says only
 /// "database error", the cause says what PostgreSQL answered.
 /// A cause whose text the message already holds is left out: async-nats and std's I/O

@@ -16,7 +16,23 @@ use crate::ledger::{self, LedgerKey};
 use crate::locks;
 pub use crate::StoreError;
 pub(crate) use projection::lines_json;
+pub use projection::UPSERT_PROJECTIONS;
 use projection::{cart_from_lines, upsert_projections};
+
+/// The projected carts of a batch of gets (`$1`: their stream ids).
+pub const GROUPED_GET: &str =
+    "select stream_id, version, lines from cart_projection where stream_id = any($1)";
+
+/// A cart's whole stream, to fold (`$1`: the stream id).
+pub const LOAD_STREAM: &str =
+    "select version, event_type, schema_version, payload from cart_events \
+     where stream_id = $1 order by version";
+
+/// The latest version of each stream of an append batch that has one (`$1`: the ids).
+pub const CURRENT_VERSIONS: &str =
+    "select s.id, (select max(version) from cart_events e where e.stream_id = s.id) \
+     from unnest($1::uuid[]) as s(id) \
+     where exists (select 1 from cart_events e where e.stream_id = s.id)";
 
 /// A cart's identity: one user's cart in one project.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -189,12 +205,10 @@ impl EventStore {
         &self,
         stream_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Result<Loaded, StoreError>>, StoreError> {
-        let rows = sqlx::query(
-            "select stream_id, version, lines from cart_projection where stream_id = any($1)",
-        )
-        .bind(stream_ids)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(GROUPED_GET)
+            .bind(stream_ids)
+            .fetch_all(&self.pool)
+            .await?;
         let mut found = HashMap::with_capacity(rows.len());
         for row in rows {
             let stream_id: Uuid = row.try_get("stream_id")?;
@@ -266,13 +280,10 @@ impl EventStore {
 /// [`EventStore::load`] on the caller's connection or transaction.
 pub async fn load_in(conn: &mut PgConnection, key: &StreamKey) -> Result<Loaded, StoreError> {
     let stream_id = key.stream_id();
-    let rows = sqlx::query(
-        "select version, event_type, schema_version, payload from cart_events \
-         where stream_id = $1 order by version",
-    )
-    .bind(stream_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(LOAD_STREAM)
+        .bind(stream_id)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut cart = Cart::default();
     let mut version = 0;
     for row in rows {
@@ -391,14 +402,10 @@ async fn current_versions(
     let mut ids: Vec<Uuid> = appends.iter().map(|a| a.key.stream_id()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
-        "select s.id, (select max(version) from cart_events e where e.stream_id = s.id) \
-         from unnest($1::uuid[]) as s(id) \
-         where exists (select 1 from cart_events e where e.stream_id = s.id)",
-    )
-    .bind(&ids)
-    .fetch_all(conn)
-    .await?;
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(CURRENT_VERSIONS)
+        .bind(&ids)
+        .fetch_all(conn)
+        .await?;
     Ok(rows.into_iter().collect())
 }
 

@@ -36,6 +36,19 @@ pub mod statements {
     pub use crate::ledger::LOOKUP as LEDGER_LOOKUP;
     pub use crate::orders::statements::{EXPIRING, LOAD_ORDER, PURCHASES, REDEMPTIONS};
     pub use crate::store::{CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM, UPSERT_PROJECTIONS};
+
+    /// The batch statements the service plans at every execution (sqlx `persistent(false)`:
+    /// an unnamed statement, which PostgreSQL always plans for its parameters, on the
+    /// tables' sizes of that moment). Every other statement is prepared once per
+    /// connection and may run a generic plan. A batch's plan is worth a parse: a cached
+    /// plan made while a table was known empty (vacuumed then) probes nothing, it scans,
+    /// once per key of the batch.
+    pub const PLANNED_EACH_TIME: [&str; 3] = [GROUPED_GET, CURRENT_VERSIONS, PURCHASES];
+
+    /// Whether sqlx may keep `sql` prepared on the connection (see [`PLANNED_EACH_TIME`]).
+    pub(crate) fn prepared(sql: &str) -> bool {
+        !PLANNED_EACH_TIME.contains(&sql)
+    }
 }
 
 /// An error and its causes on one line, for logs: `StoreError::Database` alone says only

@@ -77,16 +77,40 @@ async fn fresh() -> (TestDb, PgConnection) {
     (db, conn)
 }
 
+/// A statement prepared on the test's session, as the service's connection holds it.
+struct Prepared {
+    name: &'static str,
+    /// The service plans it at every execution (`statements::PLANNED_EACH_TIME`).
+    each_time: bool,
+}
+
 /// `PREPARE name AS sql`, on the session, as sqlx does for the service's statements.
-async fn prepare(conn: &mut PgConnection, name: &str, sql: &str) {
+async fn prepare(conn: &mut PgConnection, name: &'static str, sql: &str) -> Prepared {
     conn.execute(format!("prepare {name} as {sql}").as_str())
         .await
         .unwrap_or_else(|e| panic!("prepare {name}: {e}"));
+    Prepared {
+        name,
+        each_time: statements::PLANNED_EACH_TIME.contains(&sql),
+    }
+}
+
+/// The session's plan mode for the next execution of `statement`: a statement the
+/// service runs unnamed gets a plan for its parameters every time, as here.
+async fn plan_mode(conn: &mut PgConnection, statement: &Prepared) {
+    let mode = if statement.each_time {
+        "set plan_cache_mode = force_custom_plan"
+    } else {
+        "reset plan_cache_mode"
+    };
+    conn.execute(mode).await.expect("set the plan mode");
 }
 
 /// `EXECUTE name(args)` once per argument list, in order.
-async fn execute(conn: &mut PgConnection, name: &str, runs: &[String]) {
+async fn execute(conn: &mut PgConnection, statement: &Prepared, runs: &[String]) {
+    let name = statement.name;
     for args in runs {
+        plan_mode(conn, statement).await;
         conn.execute(format!("execute {name}({args})").as_str())
             .await
             .unwrap_or_else(|e| panic!("execute {name}({args}): {e}"));
@@ -94,7 +118,9 @@ async fn execute(conn: &mut PgConnection, name: &str, runs: &[String]) {
 }
 
 /// The plan in use for `EXECUTE name(args)`, run (and rolled back) with `ANALYZE`.
-async fn plan_in_use(conn: &mut PgConnection, name: &str, args: &str) -> Value {
+async fn plan_in_use(conn: &mut PgConnection, statement: &Prepared, args: &str) -> Value {
+    let name = statement.name;
+    plan_mode(conn, statement).await;
     conn.execute("begin").await.expect("begin");
     let plan: Value = sqlx::query_scalar(&format!(
         "explain (analyze, format json) execute {name}({args})"
@@ -137,12 +163,13 @@ fn rows_read(plan: &Value, table: &str) -> f64 {
 /// The statement's plan in use scans no part of `table` beyond about `needed` rows.
 async fn assert_no_scan(
     conn: &mut PgConnection,
-    name: &str,
+    statement: &Prepared,
     args: &str,
     table: &str,
     needed: usize,
 ) {
-    let plan = plan_in_use(conn, name, args).await;
+    let name = statement.name;
+    let plan = plan_in_use(conn, statement, args).await;
     let pretty = serde_json::to_string_pretty(&plan).unwrap_or_default();
     let seq = nodes(&plan)
         .into_iter()
@@ -200,18 +227,18 @@ async fn fill_carts(conn: &mut PgConnection, carts: usize) {
 #[tokio::test]
 async fn grouped_gets_read_only_their_carts_whatever_the_table_held_when_prepared() {
     let (_db, mut conn) = fresh().await;
-    prepare(&mut conn, "idle_get", statements::GROUPED_GET).await;
-    prepare(&mut conn, "busy_get", statements::GROUPED_GET).await;
+    let idle_get = prepare(&mut conn, "idle_get", statements::GROUPED_GET).await;
+    let busy_get = prepare(&mut conn, "busy_get", statements::GROUPED_GET).await;
     let one = uuids(&[stream(1)]);
     let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
-    execute(&mut conn, "idle_get", &[0; 6].map(|_| one.clone())).await;
+    execute(&mut conn, &idle_get, &[0; 6].map(|_| one.clone())).await;
     let busy = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
-    execute(&mut conn, "busy_get", &busy).await;
+    execute(&mut conn, &busy_get, &busy).await;
     // The size issue 16 measured: 9,700 rows read per scan of `cart_projection`.
     fill_carts(&mut conn, 10_000).await;
-    for name in ["idle_get", "busy_get"] {
-        assert_no_scan(&mut conn, name, &one, "cart_projection", 1).await;
-        assert_no_scan(&mut conn, name, &batch, "cart_projection", 256).await;
+    for get in [&idle_get, &busy_get] {
+        assert_no_scan(&mut conn, get, &one, "cart_projection", 1).await;
+        assert_no_scan(&mut conn, get, &batch, "cart_projection", 256).await;
     }
 }
 
@@ -219,29 +246,30 @@ async fn grouped_gets_read_only_their_carts_whatever_the_table_held_when_prepare
 #[tokio::test]
 async fn appends_and_loads_read_only_their_streams_whatever_the_table_held_when_prepared() {
     let (_db, mut conn) = fresh().await;
-    prepare(&mut conn, "current_versions", statements::CURRENT_VERSIONS).await;
-    prepare(&mut conn, "load_stream", statements::LOAD_STREAM).await;
-    prepare(&mut conn, "upsert", statements::UPSERT_PROJECTIONS).await;
+    let current_versions =
+        prepare(&mut conn, "current_versions", statements::CURRENT_VERSIONS).await;
+    let load_stream = prepare(&mut conn, "load_stream", statements::LOAD_STREAM).await;
+    let upsert = prepare(&mut conn, "upsert", statements::UPSERT_PROJECTIONS).await;
     let one = uuids(&[stream(1)]);
     let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
     let runs = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
-    execute(&mut conn, "current_versions", &runs).await;
+    execute(&mut conn, &current_versions, &runs).await;
     let loads: Vec<String> = (0..6).map(|i| format!("'{}'", stream(i))).collect();
-    execute(&mut conn, "load_stream", &loads).await;
-    let upsert = |n: usize| {
+    execute(&mut conn, &load_stream, &loads).await;
+    let upsert_args = |n: usize| {
         format!(
             "array['{}']::uuid[], '{{44056}}', '{{u{n}}}', '{{c}}', '{{{n}}}', array['[]']::jsonb[]",
             stream(1_000_000 + n)
         )
     };
-    let upserts: Vec<String> = (1..=6).map(upsert).collect();
-    execute(&mut conn, "upsert", &upserts).await;
+    let upserts: Vec<String> = (1..=6).map(upsert_args).collect();
+    execute(&mut conn, &upsert, &upserts).await;
     fill_carts(&mut conn, 10_000).await;
-    assert_no_scan(&mut conn, "current_versions", &one, "cart_events", 1).await;
-    assert_no_scan(&mut conn, "current_versions", &batch, "cart_events", 256).await;
+    assert_no_scan(&mut conn, &current_versions, &one, "cart_events", 1).await;
+    assert_no_scan(&mut conn, &current_versions, &batch, "cart_events", 256).await;
     let load = format!("'{}'", stream(7));
-    assert_no_scan(&mut conn, "load_stream", &load, "cart_events", 5).await;
-    assert_no_scan(&mut conn, "upsert", &upsert(7), "cart_projection", 1).await;
+    assert_no_scan(&mut conn, &load_stream, &load, "cart_events", 5).await;
+    assert_no_scan(&mut conn, &upsert, &upsert_args(7), "cart_projection", 1).await;
 }
 
 /// Paid orders of 1,000 users over 500 SKUs (one unit line each, 100 per SKU), their
@@ -276,23 +304,23 @@ async fn fill_orders(conn: &mut PgConnection, orders: usize) {
 #[tokio::test]
 async fn purchase_counts_read_only_their_skus_whatever_the_table_held_when_prepared() {
     let (_db, mut conn) = fresh().await;
-    prepare(&mut conn, "purchases", statements::PURCHASES).await;
-    prepare(&mut conn, "redemptions", statements::REDEMPTIONS).await;
+    let purchases = prepare(&mut conn, "purchases", statements::PURCHASES).await;
+    let redemptions = prepare(&mut conn, "redemptions", statements::REDEMPTIONS).await;
     let paid = "'{paid,done,canceled}'";
     let view = format!("44056, 'user7', '{{sku7,sku8,sku9}}', null, 0, {paid}, '{{0,0,0}}'");
     let checkout = format!("44056, 'user7', '{{sku7}}', 0, 0, {paid}, '{{0}}'");
     let payment = format!("44056, 'user7', '{{sku7,sku8}}', null, 7, {paid}, '{{0,0}}'");
     let runs = [&view, &view, &checkout, &checkout, &payment, &payment].map(|a| a.to_string());
-    execute(&mut conn, "purchases", &runs).await;
+    execute(&mut conn, &purchases, &runs).await;
     let code = "44056, '{code7}', 'user7', 'code7'".to_owned();
-    execute(&mut conn, "redemptions", &[0; 6].map(|_| code.clone())).await;
+    execute(&mut conn, &redemptions, &[0; 6].map(|_| code.clone())).await;
     fill_orders(&mut conn, 50_000).await;
-    assert_no_scan(&mut conn, "purchases", &view, "order_units", 300).await;
-    assert_no_scan(&mut conn, "purchases", &checkout, "order_units", 100).await;
-    assert_no_scan(&mut conn, "purchases", &payment, "order_units", 200).await;
+    assert_no_scan(&mut conn, &purchases, &view, "order_units", 300).await;
+    assert_no_scan(&mut conn, &purchases, &checkout, "order_units", 100).await;
+    assert_no_scan(&mut conn, &purchases, &payment, "order_units", 200).await;
     assert_no_scan(
         &mut conn,
-        "redemptions",
+        &redemptions,
         &code,
         "promo_code_redemptions",
         1_000,
@@ -305,33 +333,60 @@ async fn purchase_counts_read_only_their_skus_whatever_the_table_held_when_prepa
 #[tokio::test]
 async fn order_and_ledger_lookups_read_only_their_rows_whatever_the_table_held_when_prepared() {
     let (_db, mut conn) = fresh().await;
-    prepare(&mut conn, "load_order", statements::LOAD_ORDER).await;
-    prepare(&mut conn, "expiring", statements::EXPIRING).await;
-    prepare(&mut conn, "ledger", statements::LEDGER_LOOKUP).await;
+    let load_order = prepare(&mut conn, "load_order", statements::LOAD_ORDER).await;
+    let expiring = prepare(&mut conn, "expiring", statements::EXPIRING).await;
+    let ledger = prepare(&mut conn, "ledger", statements::LEDGER_LOOKUP).await;
     let order = |n: usize| format!("'0dde0000-0000-0000-0000-{n:012x}'");
     execute(
         &mut conn,
-        "load_order",
+        &load_order,
         &(1..=6).map(order).collect::<Vec<_>>(),
     )
     .await;
-    let expiring = |n: usize| format!("44056, 'user{n}', 100000, null, '{{sku1,sku2}}'");
+    let expiring_args = |n: usize| format!("44056, 'user{n}', 100000, null, '{{sku1,sku2}}'");
     execute(
         &mut conn,
-        "expiring",
-        &(1..=6).map(expiring).collect::<Vec<_>>(),
+        &expiring,
+        &(1..=6).map(expiring_args).collect::<Vec<_>>(),
     )
     .await;
     let command = |n: usize| format!("44056, 'user{}', 'command{n}'", n % 1000);
     execute(
         &mut conn,
-        "ledger",
+        &ledger,
         &(1..=6).map(command).collect::<Vec<_>>(),
     )
     .await;
     fill_orders(&mut conn, 50_000).await;
-    assert_no_scan(&mut conn, "load_order", &order(77), "order_events", 2).await;
+    assert_no_scan(&mut conn, &load_order, &order(77), "order_events", 2).await;
     // A user's 50 orders, all paid: the status is checked on each.
-    assert_no_scan(&mut conn, "expiring", &expiring(7), "orders", 50).await;
-    assert_no_scan(&mut conn, "ledger", &command(77), "processed_commands", 1).await;
+    assert_no_scan(&mut conn, &expiring, &expiring_args(7), "orders", 50).await;
+    assert_no_scan(&mut conn, &ledger, &command(77), "processed_commands", 1).await;
+}
+
+/// The statements the service plans at every execution keep a good plan even when their
+/// session prepared them on tables known to be empty: vacuumed and analyzed while empty,
+/// where any cached plan would scan (once per key, for a batch).
+#[tokio::test]
+async fn batches_planned_each_time_probe_tables_that_were_analyzed_empty() {
+    let (_db, mut conn) = fresh().await;
+    conn.execute("vacuum analyze cart_projection, cart_events, order_units")
+        .await
+        .expect("analyze the empty tables");
+    let get = prepare(&mut conn, "get", statements::GROUPED_GET).await;
+    let versions = prepare(&mut conn, "versions", statements::CURRENT_VERSIONS).await;
+    let purchases = prepare(&mut conn, "purchases", statements::PURCHASES).await;
+    assert!(get.each_time && versions.each_time && purchases.each_time);
+    let one = uuids(&[stream(1)]);
+    let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    let runs = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
+    execute(&mut conn, &get, &runs).await;
+    execute(&mut conn, &versions, &runs).await;
+    let view = "44056, 'user7', '{sku7,sku8,sku9}', null, 0, '{paid,done,canceled}', '{0,0,0}'";
+    execute(&mut conn, &purchases, &[0; 6].map(|_| view.to_owned())).await;
+    fill_carts(&mut conn, 10_000).await;
+    fill_orders(&mut conn, 50_000).await;
+    assert_no_scan(&mut conn, &get, &batch, "cart_projection", 256).await;
+    assert_no_scan(&mut conn, &versions, &batch, "cart_events", 256).await;
+    assert_no_scan(&mut conn, &purchases, view, "order_units", 300).await;
 }

@@ -17,17 +17,19 @@ use crate::locks::{self, LockKey};
 /// Per SKU (`$3`, with the start of its window `$7`): the user's (`$2`) paid units in all
 /// and in the window, everyone's paid units, and, when `$4` is set, other users' holds
 /// (unpaid units created after it); `$5` is an order not to count, `$6` the paid statuses.
-pub const PURCHASES: &str =
-    "select w.sku, \
-           coalesce(sum(u.quantity) filter (where u.user_id = $2 and u.status = any($6)), 0)::int8 as user_total, \
-           coalesce(sum(u.quantity) filter (where u.user_id = $2 and u.status = any($6) \
-             and u.paid_at >= to_timestamp(w.since)), 0)::int8 as user_window, \
-           coalesce(sum(u.quantity) filter (where u.status = any($6)), 0)::int8 as sold, \
-           coalesce(sum(u.quantity) filter (where $4::int8 is not null and u.status = 'new' \
-             and u.user_id <> $2 and u.created_at > to_timestamp($4::int8)), 0)::int8 as held \
-         from unnest($3::text[], $7::int8[]) as w(sku, since) \
-         left join order_units u on u.project_id = $1 and u.sku = w.sku and u.order_id <> $5 \
-         group by w.sku";
+/// Each SKU is counted in a `lateral` aggregate, so its plan reads that SKU's rows by
+/// `order_units_by_sku` whatever the table held when it was made; a join let the generic
+/// plan read every unit of the project (ARCHITECTURE.md, "Plans that cannot go stale").
+pub const PURCHASES: &str = "select w.sku, c.user_total, c.user_window, c.sold, c.held \
+     from unnest($3::text[], $7::int8[]) as w(sku, since) \
+     cross join lateral (select \
+       coalesce(sum(u.quantity) filter (where u.user_id = $2 and u.status = any($6)), 0)::int8 as user_total, \
+       coalesce(sum(u.quantity) filter (where u.user_id = $2 and u.status = any($6) \
+         and u.paid_at >= to_timestamp(w.since)), 0)::int8 as user_window, \
+       coalesce(sum(u.quantity) filter (where u.status = any($6)), 0)::int8 as sold, \
+       coalesce(sum(u.quantity) filter (where $4::int8 is not null and u.status = 'new' \
+         and u.user_id <> $2 and u.created_at > to_timestamp($4::int8)), 0)::int8 as held \
+       from order_units u where u.project_id = $1 and u.sku = w.sku and u.order_id <> $5) as c";
 
 /// The redemptions of a code's promotion (`$2`), the user's (`$3`) and of the code (`$4`).
 pub const REDEMPTIONS: &str = "select count(*) filter (where code = any($2))::int8 as total, \
@@ -135,6 +137,7 @@ pub(super) async fn read(
         return Ok(purchases);
     }
     let rows = sqlx::query(PURCHASES)
+        .persistent(crate::statements::prepared(PURCHASES))
         .bind(pid(project))
         .bind(user.as_str())
         .bind(windows.keys().map(|s| s.as_str()).collect::<Vec<_>>())

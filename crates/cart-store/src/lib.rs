@@ -33,9 +33,10 @@ pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedComman
 /// it, so that `tests/plans.rs` checks the plans of exactly these (ARCHITECTURE.md,
 /// "Plans that cannot go stale").
 pub mod statements {
-    pub use crate::ledger::LOOKUP as LEDGER_LOOKUP;
+    pub use crate::ledger::{LOOKUP as LEDGER_LOOKUP, REMOVE as LEDGER_REMOVE};
     pub use crate::orders::statements::{EXPIRING, LOAD_ORDER, PURCHASES, REDEMPTIONS};
     pub use crate::store::{CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM, UPSERT_PROJECTIONS};
+    pub use crate::subscription::{APPLIED_VERSIONS, GONE_LINES, STORED_LINES};
 
     /// The batch statements the service plans at every execution (sqlx `persistent(false)`:
     /// an unnamed statement, which PostgreSQL always plans for its parameters, on the
@@ -43,7 +44,15 @@ pub mod statements {
     /// connection and may run a generic plan. A batch's plan is worth a parse: a cached
     /// plan made while a table was known empty (vacuumed then) probes nothing, it scans,
     /// once per key of the batch.
-    pub const PLANNED_EACH_TIME: [&str; 3] = [GROUPED_GET, CURRENT_VERSIONS, PURCHASES];
+    pub const PLANNED_EACH_TIME: [&str; 7] = [
+        GROUPED_GET,
+        CURRENT_VERSIONS,
+        PURCHASES,
+        LEDGER_REMOVE,
+        APPLIED_VERSIONS,
+        STORED_LINES,
+        GONE_LINES,
+    ];
 
     /// Whether sqlx may keep `sql` prepared on the connection (see [`PLANNED_EACH_TIME`]).
     pub(crate) fn prepared(sql: &str) -> bool {

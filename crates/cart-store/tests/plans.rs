@@ -390,3 +390,54 @@ async fn batches_planned_each_time_probe_tables_that_were_analyzed_empty() {
     assert_no_scan(&mut conn, &versions, &batch, "cart_events", 256).await;
     assert_no_scan(&mut conn, &purchases, view, "order_units", 300).await;
 }
+
+/// Asynchronous projection batches (`sku_activity`): the versions applied of a page's
+/// streams, their stored lines, and the lines a batch took away; and the command
+/// ledger's take-back of a batch's repeated ids.
+#[tokio::test]
+async fn projection_batches_and_ledger_takebacks_touch_only_their_keys() {
+    let (_db, mut conn) = fresh().await;
+    let applied = prepare(&mut conn, "applied", statements::APPLIED_VERSIONS).await;
+    let stored = prepare(&mut conn, "stored", statements::STORED_LINES).await;
+    let gone = prepare(&mut conn, "gone", statements::GONE_LINES).await;
+    let remove = prepare(&mut conn, "remove", statements::LEDGER_REMOVE).await;
+    let one = uuids(&[stream(1)]);
+    let page = uuids(&(0..500).map(|i| stream(i * 17)).collect::<Vec<_>>());
+    let runs = [&one, &one, &one, &page, &page, &page].map(|a| a.to_string());
+    let with_name = runs.clone().map(|ids| format!("'sku_activity', {ids}"));
+    execute(&mut conn, &applied, &with_name).await;
+    execute(&mut conn, &stored, &runs).await;
+    let lines = |n: usize| {
+        let ids = uuids(&(0..n).map(|i| stream(i * 17)).collect::<Vec<_>>());
+        format!("{ids}, '{{{}}}'", vec!["gold"; n].join(","))
+    };
+    execute(&mut conn, &gone, &[1, 1, 1, 200, 200, 200].map(lines)).await;
+    let keys = |n: usize| {
+        let users: Vec<String> = (0..n).map(|i| format!("user{i}")).collect();
+        let commands: Vec<String> = (0..n).map(|i| format!("command{i}")).collect();
+        format!(
+            "'{{{}}}', '{{{}}}', '{{{}}}'",
+            vec!["44056"; n].join(","),
+            users.join(","),
+            commands.join(",")
+        )
+    };
+    execute(&mut conn, &remove, &[1, 1, 1, 2, 2, 2].map(keys)).await;
+    conn.execute(
+        "insert into projection_versions (projection, stream_id, version) \
+         select 'sku_activity', ('5eed0000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid, 5 \
+         from generate_series(0, 49999) i; \
+         insert into sku_activity_lines (stream_id, sku, quantity) \
+         select ('5eed0000-0000-0000-0000-' || lpad(to_hex(i / 2), 12, '0'))::uuid, \
+           case i % 2 when 0 then 'gold' else 'cup01' end, 1 \
+         from generate_series(0, 99999) i",
+    )
+    .await
+    .expect("fill the projection tables");
+    fill_orders(&mut conn, 50_000).await;
+    let page_args = format!("'sku_activity', {page}");
+    assert_no_scan(&mut conn, &applied, &page_args, "projection_versions", 500).await;
+    assert_no_scan(&mut conn, &stored, &page, "sku_activity_lines", 1_000).await;
+    assert_no_scan(&mut conn, &gone, &lines(200), "sku_activity_lines", 200).await;
+    assert_no_scan(&mut conn, &remove, &keys(2), "processed_commands", 2).await;
+}

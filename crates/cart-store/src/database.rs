@@ -81,13 +81,131 @@ pub async fn connect(config: &DbConfig) -> Result<PgPool, StoreError> {
             value: fsync,
         });
     }
+    for warning in setting_warnings(&read_settings(&pool).await?) {
+        tracing::warn!(
+            setting = warning.setting,
+            value = %warning.value,
+            "PostgreSQL runs with {} = {}: {}",
+            warning.setting,
+            warning.value,
+            warning.cost
+        );
+    }
     crate::MIGRATOR.run(&pool).await?;
     Ok(pool)
 }
 
+/// A server setting the service runs with but warns about, and what it costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingWarning {
+    pub setting: &'static str,
+    pub value: String,
+    pub cost: &'static str,
+}
+
+/// The settings [`setting_warnings`] judges.
+const WATCHED: [&str; 2] = ["autovacuum", "track_counts"];
+
+/// What the server says of the watched settings, as `(name, value)`.
+///
+/// # Errors
+/// The query fails.
+pub async fn read_settings(pool: &PgPool) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(
+        sqlx::query_as("select name, setting from pg_settings where name = any($1) order by name")
+            .bind(&WATCHED[..])
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// The warnings for `settings` (as [`read_settings`] reads them; `on`/`off` in any case).
+/// Autovacuum also needs `track_counts`: without it nothing is ever vacuumed or analyzed.
+pub fn setting_warnings(settings: &[(String, String)]) -> Vec<SettingWarning> {
+    let off = |value: &str| matches!(value.to_ascii_lowercase().as_str(), "off" | "false" | "0");
+    settings
+        .iter()
+        .filter(|(name, value)| WATCHED.contains(&name.as_str()) && off(value))
+        .filter_map(|(name, value)| {
+            let setting = WATCHED.into_iter().find(|w| w == name)?;
+            Some(SettingWarning {
+                setting,
+                value: value.clone(),
+                cost: AUTOVACUUM_OFF_COSTS,
+            })
+        })
+        .collect()
+}
+
+/// What a server that never vacuums or analyzes on its own costs the service
+/// (docs/operations.md, "Autovacuum").
+const AUTOVACUUM_OFF_COSTS: &str = "tables are never vacuumed or analyzed on their own: \
+     dead rows of updated and deleted rows (webhook deliveries, orders, projections, \
+     checkpoints) pile up and every scan of them slows down, the table statistics stay \
+     those of the last manual ANALYZE (plans of new statements are costed on them), and \
+     transaction ids are never frozen; run VACUUM (ANALYZE) regularly (docs/operations.md)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn autovacuum_off_is_warned_about_naming_the_setting_its_value_and_its_cost() {
+        let warnings =
+            setting_warnings(&settings(&[("autovacuum", "off"), ("track_counts", "on")]));
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].setting, "autovacuum");
+        assert_eq!(warnings[0].value, "off");
+        assert!(
+            warnings[0].cost.contains("analyzed"),
+            "{}",
+            warnings[0].cost
+        );
+        assert!(
+            warnings[0].cost.contains("dead rows"),
+            "{}",
+            warnings[0].cost
+        );
+        let both = setting_warnings(&settings(&[("autovacuum", "OFF"), ("track_counts", "off")]));
+        let named: Vec<&str> = both.iter().map(|w| w.setting).collect();
+        assert_eq!(named, ["autovacuum", "track_counts"]);
+    }
+
+    #[test]
+    fn a_server_that_vacuums_on_its_own_gets_no_warning() {
+        let on = settings(&[
+            ("autovacuum", "on"),
+            ("track_counts", "on"),
+            ("fsync", "off"),
+        ]);
+        assert_eq!(setting_warnings(&on), []);
+        assert_eq!(setting_warnings(&[]), []);
+    }
+
+    #[tokio::test]
+    async fn the_warning_follows_what_the_server_says_of_autovacuum() {
+        let (_db, pool) = crate::testing::database().await;
+        let shown: String = sqlx::query_scalar("show autovacuum")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let read = read_settings(&pool).await.unwrap();
+        assert!(
+            read.contains(&("autovacuum".to_owned(), shown.clone())),
+            "{read:?}"
+        );
+        let warned = setting_warnings(&read)
+            .iter()
+            .any(|w| w.setting == "autovacuum");
+        assert_eq!(warned, shown == "off", "show autovacuum says {shown}");
+    }
 
     #[tokio::test]
     async fn processes_creating_the_same_database_at_once_all_succeed() {

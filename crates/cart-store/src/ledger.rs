@@ -34,20 +34,21 @@ impl ProcessedCommand {
     }
 }
 
+/// A command id's ledger row (`$1` project, `$2` user, `$3` command id).
+pub const LOOKUP: &str = "select fingerprint, content_type, reply from processed_commands \
+     where project_id = $1 and user_id = $2 and command_id = $3";
+
 /// The ledger row of a command id.
 pub(crate) async fn lookup(
     conn: &mut PgConnection,
     (project, user, command_id): LedgerKey<'_>,
 ) -> Result<Option<ProcessedCommand>, sqlx::Error> {
-    let row = sqlx::query(
-        "select fingerprint, content_type, reply from processed_commands \
-         where project_id = $1 and user_id = $2 and command_id = $3",
-    )
-    .bind(project)
-    .bind(user)
-    .bind(command_id)
-    .fetch_optional(conn)
-    .await?;
+    let row = sqlx::query(LOOKUP)
+        .bind(project)
+        .bind(user)
+        .bind(command_id)
+        .fetch_optional(conn)
+        .await?;
     row.map(|row| {
         Ok(ProcessedCommand {
             command_id: command_id.to_owned(),
@@ -100,6 +101,15 @@ pub(crate) fn was_recorded(recorded: &HashSet<(i64, String, String)>, key: Ledge
     recorded.contains(&(key.0, key.1.to_owned(), key.2.to_owned()))
 }
 
+/// The ledger rows of the keys (`$1` projects, `$2` users, `$3` command ids), found by
+/// one primary-key probe per key and deleted by their row ids: a `delete ... using`
+/// join may be planned as a scan of the whole ledger (ARCHITECTURE.md, "Plans that
+/// cannot go stale").
+pub const REMOVE: &str = "delete from processed_commands where ctid = any(array( \
+       select p.ctid from unnest($1::bigint[], $2::text[], $3::text[]) as k(pr, u, c) \
+       cross join lateral (select ctid from processed_commands p \
+         where p.project_id = k.pr and p.user_id = k.u and p.command_id = k.c offset 0) as p))";
+
 /// Takes back rows this transaction recorded for commands that lost after all.
 pub(crate) async fn remove(
     conn: &mut PgConnection,
@@ -108,14 +118,12 @@ pub(crate) async fn remove(
     if keys.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "delete from processed_commands p using unnest($1::bigint[], $2::text[], $3::text[]) as k(pr, u, c) \
-         where p.project_id = k.pr and p.user_id = k.u and p.command_id = k.c",
-    )
-    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
+    sqlx::query(REMOVE)
+        .persistent(crate::statements::prepared(REMOVE))
+        .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -29,6 +29,38 @@ pub use ledger::Replay;
 pub use rebuild::{rebuild_projection, Progress, RebuildReport};
 pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StreamKey};
 
+/// The SQL text of every hot or background statement outside the feed, as the code runs
+/// it, so that `tests/plans.rs` checks the plans of exactly these (ARCHITECTURE.md,
+/// "Plans that cannot go stale").
+pub mod statements {
+    pub use crate::ledger::{LOOKUP as LEDGER_LOOKUP, REMOVE as LEDGER_REMOVE};
+    pub use crate::orders::statements::{EXPIRING, LOAD_ORDER, PURCHASES, REDEMPTIONS};
+    pub use crate::store::{CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM, UPSERT_PROJECTIONS};
+    pub use crate::subscription::{APPLIED_VERSIONS, GONE_LINES, STORED_LINES};
+
+    /// The batch statements the service plans at every execution (sqlx `persistent(false)`:
+    /// an unnamed statement, which PostgreSQL always plans for its parameters, on the
+    /// tables' sizes of that moment). Every other statement is prepared once per
+    /// connection and may run a generic plan. A batch's plan is worth a parse: a cached
+    /// plan made while a table was known empty (vacuumed then) probes nothing, it scans,
+    /// once per key of the batch. The append batch's versions are not among them: the
+    /// hottest statement keeps its prepared plan, a probe per key unless `cart_events` was
+    /// analyzed while empty (docs/operations.md).
+    pub const PLANNED_EACH_TIME: [&str; 6] = [
+        GROUPED_GET,
+        PURCHASES,
+        LEDGER_REMOVE,
+        APPLIED_VERSIONS,
+        STORED_LINES,
+        GONE_LINES,
+    ];
+
+    /// Whether sqlx may keep `sql` prepared on the connection (see [`PLANNED_EACH_TIME`]).
+    pub(crate) fn prepared(sql: &str) -> bool {
+        !PLANNED_EACH_TIME.contains(&sql)
+    }
+}
+
 /// An error and its causes on one line, for logs: `StoreError::Database` alone says only
 /// "database error", the cause says what PostgreSQL answered.
 /// A cause whose text the message already holds is left out: async-nats and std's I/O

@@ -16,7 +16,32 @@ use crate::ledger::{self, LedgerKey};
 use crate::locks;
 pub use crate::StoreError;
 pub(crate) use projection::lines_json;
+pub use projection::UPSERT_PROJECTIONS;
 use projection::{cart_from_lines, upsert_projections};
+
+// Batches of keys are `unnest`ed and each key is looked up in a `lateral` subquery the
+// planner cannot turn into a join (`offset 0`, `limit`): the only plan for a key is then
+// a probe of the primary key, in a generic plan made on an empty table as in a custom
+// plan of 256 keys on a table without statistics. `= any($1)` and a plain join leave the
+// planner free to scan the whole table, and it does: a custom plan of a full batch on
+// 10,000 carts seq-scanned `cart_projection` (issue 16), and the generic plan of the
+// versions hashed all of `cart_events`. ARCHITECTURE.md, "Plans that cannot go stale".
+
+/// The projected carts of a batch of gets (`$1`: their stream ids, without repeats).
+pub const GROUPED_GET: &str = "select s.id as stream_id, p.version, p.lines \
+     from unnest($1::uuid[]) as s(id) \
+     cross join lateral (select version, lines from cart_projection p \
+       where p.stream_id = s.id offset 0) as p";
+
+/// A cart's whole stream, to fold (`$1`: the stream id).
+pub const LOAD_STREAM: &str =
+    "select version, event_type, schema_version, payload from cart_events \
+     where stream_id = $1 order by version";
+
+/// The latest version of each stream of an append batch that has one (`$1`: the ids).
+pub const CURRENT_VERSIONS: &str = "select s.id, v.version from unnest($1::uuid[]) as s(id) \
+     cross join lateral (select e.version from cart_events e where e.stream_id = s.id \
+       order by e.version desc limit 1) as v";
 
 /// A cart's identity: one user's cart in one project.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -189,12 +214,15 @@ impl EventStore {
         &self,
         stream_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Result<Loaded, StoreError>>, StoreError> {
-        let rows = sqlx::query(
-            "select stream_id, version, lines from cart_projection where stream_id = any($1)",
-        )
-        .bind(stream_ids)
-        .fetch_all(&self.pool)
-        .await?;
+        // Each key is a probe: a cart asked twice in a batch is probed once.
+        let mut ids = stream_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows = sqlx::query(GROUPED_GET)
+            .persistent(crate::statements::prepared(GROUPED_GET))
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?;
         let mut found = HashMap::with_capacity(rows.len());
         for row in rows {
             let stream_id: Uuid = row.try_get("stream_id")?;
@@ -266,13 +294,10 @@ impl EventStore {
 /// [`EventStore::load`] on the caller's connection or transaction.
 pub async fn load_in(conn: &mut PgConnection, key: &StreamKey) -> Result<Loaded, StoreError> {
     let stream_id = key.stream_id();
-    let rows = sqlx::query(
-        "select version, event_type, schema_version, payload from cart_events \
-         where stream_id = $1 order by version",
-    )
-    .bind(stream_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(LOAD_STREAM)
+        .bind(stream_id)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut cart = Cart::default();
     let mut version = 0;
     for row in rows {
@@ -391,14 +416,11 @@ async fn current_versions(
     let mut ids: Vec<Uuid> = appends.iter().map(|a| a.key.stream_id()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
-        "select s.id, (select max(version) from cart_events e where e.stream_id = s.id) \
-         from unnest($1::uuid[]) as s(id) \
-         where exists (select 1 from cart_events e where e.stream_id = s.id)",
-    )
-    .bind(&ids)
-    .fetch_all(conn)
-    .await?;
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(CURRENT_VERSIONS)
+        .persistent(crate::statements::prepared(CURRENT_VERSIONS))
+        .bind(&ids)
+        .fetch_all(conn)
+        .await?;
     Ok(rows.into_iter().collect())
 }
 

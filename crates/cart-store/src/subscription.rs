@@ -69,6 +69,27 @@ pub async fn save_checkpoint(
     Ok(())
 }
 
+// A batch reads and writes per key, each key a probe of the primary key in a `lateral`
+// subquery (or by row id), planned at every execution: a batch of up to a page of streams
+// against `= any($1)` or a join was free to scan the table, as the grouped gets did
+// (ARCHITECTURE.md, "Plans that cannot go stale").
+
+/// The version a projection (`$1`) last applied of each stream of a batch (`$2`).
+pub const APPLIED_VERSIONS: &str = "select s.id, v.version from unnest($2::uuid[]) as s(id) \
+     cross join lateral (select version from projection_versions v \
+       where v.projection = $1 and v.stream_id = s.id offset 0) as v";
+
+/// The `sku_activity` lines of a batch's carts (`$1`: their stream ids).
+pub const STORED_LINES: &str = "select s.id, l.sku, l.quantity from unnest($1::uuid[]) as s(id) \
+     cross join lateral (select sku, quantity from sku_activity_lines l \
+       where l.stream_id = s.id offset 0) as l";
+
+/// Deletes the `sku_activity` lines `($1 stream, $2 sku)` by their row ids.
+pub const GONE_LINES: &str = "delete from sku_activity_lines where ctid = any(array( \
+       select l.ctid from unnest($1::uuid[], $2::text[]) as d(s, k) \
+       cross join lateral (select ctid from sku_activity_lines l \
+         where l.stream_id = d.s and l.sku = d.k offset 0) as l))";
+
 /// Claims a batch's events for a projection: keeps those newer than anything the
 /// projection applied to their stream (earlier events of the batch included), records
 /// the newest claimed version of each stream, and drops the rest, already applied.
@@ -80,16 +101,14 @@ pub async fn claim<'e>(
     let mut streams: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
     streams.sort_unstable();
     streams.dedup();
-    let applied: HashMap<Uuid, i64> = sqlx::query_as(
-        "select stream_id, version from projection_versions \
-         where projection = $1 and stream_id = any($2)",
-    )
-    .bind(projection)
-    .bind(&streams)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
+    let applied: HashMap<Uuid, i64> = sqlx::query_as(APPLIED_VERSIONS)
+        .persistent(crate::statements::prepared(APPLIED_VERSIONS))
+        .bind(projection)
+        .bind(&streams)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
     let mut newest = applied.clone();
     let mut claimed = Vec::with_capacity(events.len());
     for event in events {
@@ -179,12 +198,11 @@ impl Projection for SkuActivity {
         streams.dedup();
         // The lines of the batch's carts as stored, changed in memory event by event,
         // then written back with the per-SKU totals: a few statements per batch.
-        let stored: Vec<(Uuid, String, i64)> = sqlx::query_as(
-            "select stream_id, sku, quantity from sku_activity_lines where stream_id = any($1)",
-        )
-        .bind(&streams)
-        .fetch_all(&mut *conn)
-        .await?;
+        let stored: Vec<(Uuid, String, i64)> = sqlx::query_as(STORED_LINES)
+            .persistent(crate::statements::prepared(STORED_LINES))
+            .bind(&streams)
+            .fetch_all(&mut *conn)
+            .await?;
         let mut lines: HashMap<Uuid, BTreeMap<String, i64>> = HashMap::new();
         for (stream, sku, quantity) in stored {
             lines.entry(stream).or_default().insert(sku, quantity);
@@ -238,14 +256,12 @@ impl Projection for SkuActivity {
             }
         }
         if !gone.is_empty() {
-            sqlx::query(
-                "delete from sku_activity_lines l using unnest($1::uuid[], $2::text[]) as d(s, k) \
-                 where l.stream_id = d.s and l.sku = d.k",
-            )
-            .bind(gone.iter().map(|g| g.0).collect::<Vec<_>>())
-            .bind(gone.iter().map(|g| g.1.as_str()).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query(GONE_LINES)
+                .persistent(crate::statements::prepared(GONE_LINES))
+                .bind(gone.iter().map(|g| g.0).collect::<Vec<_>>())
+                .bind(gone.iter().map(|g| g.1.as_str()).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
         }
         if !kept.is_empty() {
             sqlx::query(

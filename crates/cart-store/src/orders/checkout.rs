@@ -239,6 +239,16 @@ async fn check(
 
 /// Expires the user's older unpaid orders that share a limited item or the promo code
 /// with the new one (each under its order lock, in order id order).
+/// The user's (`$2`) unpaid orders older than `$3` that hold the promo code `$4` or one of
+/// the SKUs `$5`: a new checkout expires them.
+pub const EXPIRING: &str =
+    "select o.order_id from orders o where o.project_id = $1 and o.user_id = $2 \
+       and o.status = 'new' and o.order_id < $3 \
+       and (($4::text is not null and o.promo_code = $4) \
+         or exists (select 1 from order_units u where u.project_id = o.project_id \
+                      and u.order_id = o.order_id and u.sku = any($5))) \
+     order by o.order_id";
+
 async fn expire_older(
     conn: &mut PgConnection,
     request: &Checkout,
@@ -247,21 +257,14 @@ async fn expire_older(
     promo_code: Option<&str>,
 ) -> Result<Vec<OrderId>, OrderStoreError> {
     let project = request.project;
-    let expiring: Vec<i64> = sqlx::query_scalar(
-        "select o.order_id from orders o where o.project_id = $1 and o.user_id = $2 \
-           and o.status = 'new' and o.order_id < $3 \
-           and (($4::text is not null and o.promo_code = $4) \
-             or exists (select 1 from order_units u where u.project_id = o.project_id \
-                          and u.order_id = o.order_id and u.sku = any($5))) \
-         order by o.order_id",
-    )
-    .bind(pid(project))
-    .bind(request.user.as_str())
-    .bind(oid(order_id))
-    .bind(promo_code)
-    .bind(limited.keys().map(Sku::as_str).collect::<Vec<_>>())
-    .fetch_all(&mut *conn)
-    .await?;
+    let expiring: Vec<i64> = sqlx::query_scalar(EXPIRING)
+        .bind(pid(project))
+        .bind(request.user.as_str())
+        .bind(oid(order_id))
+        .bind(promo_code)
+        .bind(limited.keys().map(Sku::as_str).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
     let mut expired = Vec::new();
     for old in expiring {
         let old = u64::try_from(old).unwrap_or(0);

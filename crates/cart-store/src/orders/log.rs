@@ -12,19 +12,21 @@ use uuid::Uuid;
 
 use super::{oid, order_stream_id, pid, LoadedOrder, OrderStoreError};
 
+/// An order's whole stream, to fold (`$1`: the order's stream id).
+pub const LOAD_ORDER: &str =
+    "select version, event_type, schema_version, payload from order_events \
+     where stream_id = $1 order by version";
+
 /// Folds one order's stream; None for an order that does not exist.
 pub(super) async fn load(
     conn: &mut PgConnection,
     project: ProjectId,
     order_id: OrderId,
 ) -> Result<Option<LoadedOrder>, OrderStoreError> {
-    let rows = sqlx::query(
-        "select version, event_type, schema_version, payload from order_events \
-         where stream_id = $1 order by version",
-    )
-    .bind(order_stream_id(project, order_id))
-    .fetch_all(conn)
-    .await?;
+    let rows = sqlx::query(LOAD_ORDER)
+        .bind(order_stream_id(project, order_id))
+        .fetch_all(conn)
+        .await?;
     if rows.is_empty() {
         return Ok(None);
     }

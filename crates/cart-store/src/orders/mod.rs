@@ -29,6 +29,13 @@ mod log;
 mod payment;
 mod purchases;
 
+/// The SQL of the order store's hot statements (see [`crate::statements`]).
+pub(crate) mod statements {
+    pub use super::checkout::EXPIRING;
+    pub use super::log::LOAD_ORDER;
+    pub use super::purchases::{PURCHASES, REDEMPTIONS};
+}
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -14,6 +14,29 @@ use sqlx::{PgConnection, Row};
 use super::{pid, OrderStore, OrderStoreError};
 use crate::locks::{self, LockKey};
 
+/// Per SKU (`$3`, with the start of its window `$7`): the user's (`$2`) paid units in all
+/// and in the window, everyone's paid units, and, when `$4` is set, other users' holds
+/// (unpaid units created after it); `$5` is an order not to count, `$6` the paid statuses.
+/// Each SKU is counted in a `lateral` aggregate, so its plan reads that SKU's rows by
+/// `order_units_by_sku` whatever the table held when it was made; a join let the generic
+/// plan read every unit of the project (ARCHITECTURE.md, "Plans that cannot go stale").
+pub const PURCHASES: &str = "select w.sku, c.user_total, c.user_window, c.sold, c.held \
+     from unnest($3::text[], $7::int8[]) as w(sku, since) \
+     cross join lateral (select \
+       coalesce(sum(u.quantity) filter (where u.user_id = $2 and u.status = any($6)), 0)::int8 as user_total, \
+       coalesce(sum(u.quantity) filter (where u.user_id = $2 and u.status = any($6) \
+         and u.paid_at >= to_timestamp(w.since)), 0)::int8 as user_window, \
+       coalesce(sum(u.quantity) filter (where u.status = any($6)), 0)::int8 as sold, \
+       coalesce(sum(u.quantity) filter (where $4::int8 is not null and u.status = 'new' \
+         and u.user_id <> $2 and u.created_at > to_timestamp($4::int8)), 0)::int8 as held \
+       from order_units u where u.project_id = $1 and u.sku = w.sku and u.order_id <> $5) as c";
+
+/// The redemptions of a code's promotion (`$2`), the user's (`$3`) and of the code (`$4`).
+pub const REDEMPTIONS: &str = "select count(*) filter (where code = any($2))::int8 as total, \
+       count(*) filter (where code = any($2) and user_id = $3)::int8 as by_user, \
+       count(*) filter (where code = $4)::int8 as by_code \
+     from promo_code_redemptions where project_id = $1 and code = any($2)";
+
 /// The order statuses whose units count as bought (refunds give nothing back).
 const PAID: [&str; 3] = ["paid", "done", "canceled"];
 
@@ -113,27 +136,17 @@ pub(super) async fn read(
     if windows.is_empty() {
         return Ok(purchases);
     }
-    let rows = sqlx::query(
-        "select w.sku, \
-           coalesce(sum(u.quantity) filter (where u.user_id = $2 and u.status = any($6)), 0)::int8 as user_total, \
-           coalesce(sum(u.quantity) filter (where u.user_id = $2 and u.status = any($6) \
-             and u.paid_at >= to_timestamp(w.since)), 0)::int8 as user_window, \
-           coalesce(sum(u.quantity) filter (where u.status = any($6)), 0)::int8 as sold, \
-           coalesce(sum(u.quantity) filter (where $4::int8 is not null and u.status = 'new' \
-             and u.user_id <> $2 and u.created_at > to_timestamp($4::int8)), 0)::int8 as held \
-         from unnest($3::text[], $7::int8[]) as w(sku, since) \
-         left join order_units u on u.project_id = $1 and u.sku = w.sku and u.order_id <> $5 \
-         group by w.sku",
-    )
-    .bind(pid(project))
-    .bind(user.as_str())
-    .bind(windows.keys().map(|s| s.as_str()).collect::<Vec<_>>())
-    .bind(hold_since.map(Timestamp::unix))
-    .bind(exclude)
-    .bind(&PAID[..])
-    .bind(windows.values().map(|t| t.unix()).collect::<Vec<_>>())
-    .fetch_all(conn)
-    .await?;
+    let rows = sqlx::query(PURCHASES)
+        .persistent(crate::statements::prepared(PURCHASES))
+        .bind(pid(project))
+        .bind(user.as_str())
+        .bind(windows.keys().map(|s| s.as_str()).collect::<Vec<_>>())
+        .bind(hold_since.map(Timestamp::unix))
+        .bind(exclude)
+        .bind(&PAID[..])
+        .bind(windows.values().map(|t| t.unix()).collect::<Vec<_>>())
+        .fetch_all(conn)
+        .await?;
     for row in rows {
         let sku: String = row.try_get("sku")?;
         let Ok(sku) = Sku::parse(sku) else { continue };
@@ -165,18 +178,13 @@ async fn read_redemptions(
     purchases: &mut Purchases,
 ) -> Result<(), sqlx::Error> {
     for (code, siblings) in codes {
-        let row = sqlx::query(
-            "select count(*) filter (where code = any($2))::int8 as total, \
-                    count(*) filter (where code = any($2) and user_id = $3)::int8 as by_user, \
-                    count(*) filter (where code = $4)::int8 as by_code \
-             from promo_code_redemptions where project_id = $1 and code = any($2)",
-        )
-        .bind(pid(project))
-        .bind(siblings)
-        .bind(user.as_str())
-        .bind(code)
-        .fetch_one(&mut *conn)
-        .await?;
+        let row = sqlx::query(REDEMPTIONS)
+            .bind(pid(project))
+            .bind(siblings)
+            .bind(user.as_str())
+            .bind(code)
+            .fetch_one(&mut *conn)
+            .await?;
         purchases.promo_codes.insert(
             code.clone(),
             PromoCodeUsage {

@@ -10,6 +10,13 @@ use uuid::Uuid;
 
 use super::{project_id, Append};
 
+/// The projection rows of an append batch, one per stream, never moving a row back.
+pub const UPSERT_PROJECTIONS: &str =
+    "insert into cart_projection (stream_id, project_id, user_id, cart_id, version, lines) \
+     select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[]) \
+     on conflict (stream_id) do update set version = excluded.version, lines = excluded.lines, updated_at = now() \
+     where cart_projection.version < excluded.version";
+
 pub(super) async fn upsert_projections(
     conn: &mut PgConnection,
     winners: &[(&Append<'_>, i64)],
@@ -27,20 +34,31 @@ pub(super) async fn upsert_projections(
     }
     let mut rows: Vec<_> = latest.into_iter().collect();
     rows.sort_by_key(|(id, _)| *id);
-    sqlx::query(
-        "insert into cart_projection (stream_id, project_id, user_id, cart_id, version, lines) \
-         select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[]) \
-         on conflict (stream_id) do update set version = excluded.version, lines = excluded.lines, updated_at = now() \
-         where cart_projection.version < excluded.version",
-    )
-    .bind(rows.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, (a, _))| project_id(a.key.project)).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, (a, _))| a.key.user.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, (a, _))| a.key.cart.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, (_, v))| *v).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, (a, _))| lines_json(a.cart)).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
+    sqlx::query(UPSERT_PROJECTIONS)
+        .bind(rows.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(_, (a, _))| project_id(a.key.project))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|(_, (a, _))| a.key.user.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|(_, (a, _))| a.key.cart.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|(_, (_, v))| *v).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(_, (a, _))| lines_json(a.cart))
+                .collect::<Vec<_>>(),
+        )
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -1,0 +1,440 @@
+//! Plans that cannot go stale (ARCHITECTURE.md, "Architecture invariants").
+//!
+//! PostgreSQL keeps a prepared statement's plan for the session; after five executions
+//! it may switch to a generic plan, costed with the table sizes of that moment, and keeps
+//! it until the table is analyzed, which with autovacuum off never happens. A custom
+//! plan is made per execution but trusts the same stale statistics. Each test here
+//! prepares hot statements of the service (their exact text, `cart_store::statements`)
+//! on one session of a fresh database whose tables are EMPTY, executes each as the
+//! service does (single keys, then full batches) six times, fills the tables with tens of
+//! thousands of rows without `ANALYZE`, and runs the statement again under
+//! `EXPLAIN (ANALYZE)` on the same session: the plan in use must not scan the table
+//! (no `Seq Scan on <table>`) and must read only about the rows it needs.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use cart_store::statements;
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
+use uuid::Uuid;
+
+/// A database of the test's own, dropped when the test ends, passed or failed.
+struct TestDb {
+    name: String,
+    admin: PgConnectOptions,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (name, admin) = (self.name.clone(), self.admin.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let drop = async {
+                    let mut conn = admin.connect().await?;
+                    conn.execute(format!("drop database if exists {name} with (force)").as_str())
+                        .await?;
+                    conn.close().await
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(30), drop).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A fresh, migrated database with empty tables, and the one session the test uses.
+async fn fresh() -> (TestDb, PgConnection) {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let admin = PgConnectOptions::from_str(&url).expect("DATABASE_URL is a PostgreSQL URL");
+    let name = format!("cart_store_plans_{}", Uuid::new_v4().simple());
+    let mut conn = admin.connect().await.expect("connect to PostgreSQL");
+    conn.execute(format!("create database {name}").as_str())
+        .await
+        .expect("create the test database");
+    conn.close().await.ok();
+    let db = TestDb {
+        name: name.clone(),
+        admin: admin.clone(),
+    };
+    let mut conn = admin
+        .database(&name)
+        .connect()
+        .await
+        .expect("connect to the test database");
+    cart_store::MIGRATOR
+        .run(&mut conn)
+        .await
+        .expect("migrate the test database");
+    (db, conn)
+}
+
+/// A statement prepared on the test's session, as the service's connection holds it.
+struct Prepared {
+    name: &'static str,
+    /// The service plans it at every execution (`statements::PLANNED_EACH_TIME`).
+    each_time: bool,
+}
+
+/// `PREPARE name AS sql`, on the session, as sqlx does for the service's statements.
+async fn prepare(conn: &mut PgConnection, name: &'static str, sql: &str) -> Prepared {
+    conn.execute(format!("prepare {name} as {sql}").as_str())
+        .await
+        .unwrap_or_else(|e| panic!("prepare {name}: {e}"));
+    Prepared {
+        name,
+        each_time: statements::PLANNED_EACH_TIME.contains(&sql),
+    }
+}
+
+/// The session's plan mode for the next execution of `statement`: a statement the
+/// service runs unnamed gets a plan for its parameters every time, as here.
+async fn plan_mode(conn: &mut PgConnection, statement: &Prepared) {
+    let mode = if statement.each_time {
+        "set plan_cache_mode = force_custom_plan"
+    } else {
+        "reset plan_cache_mode"
+    };
+    conn.execute(mode).await.expect("set the plan mode");
+}
+
+/// `EXECUTE name(args)` once per argument list, in order.
+async fn execute(conn: &mut PgConnection, statement: &Prepared, runs: &[String]) {
+    let name = statement.name;
+    for args in runs {
+        plan_mode(conn, statement).await;
+        conn.execute(format!("execute {name}({args})").as_str())
+            .await
+            .unwrap_or_else(|e| panic!("execute {name}({args}): {e}"));
+    }
+}
+
+/// The plan in use for `EXECUTE name(args)`, run (and rolled back) with `ANALYZE`.
+async fn plan_in_use(conn: &mut PgConnection, statement: &Prepared, args: &str) -> Value {
+    let name = statement.name;
+    plan_mode(conn, statement).await;
+    conn.execute("begin").await.expect("begin");
+    let plan: Value = sqlx::query_scalar(&format!(
+        "explain (analyze, format json) execute {name}({args})"
+    ))
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap_or_else(|e| panic!("explain execute {name}: {e}"));
+    conn.execute("rollback").await.expect("rollback");
+    plan[0]["Plan"].clone()
+}
+
+/// The plan's nodes, depth first.
+fn nodes(plan: &Value) -> Vec<&Value> {
+    let mut all = vec![plan];
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        all.extend(nodes(child));
+    }
+    all
+}
+
+/// Rows the plan's scans of `table` looked at: returned or removed, over all loops.
+fn rows_read(plan: &Value, table: &str) -> f64 {
+    nodes(plan)
+        .into_iter()
+        .filter(|n| n["Relation Name"] == table)
+        .map(|n| {
+            let per_loop = [
+                "Actual Rows",
+                "Rows Removed by Filter",
+                "Rows Removed by Index Recheck",
+            ]
+            .iter()
+            .filter_map(|k| n[*k].as_f64())
+            .sum::<f64>();
+            per_loop * n["Actual Loops"].as_f64().unwrap_or(1.0)
+        })
+        .sum()
+}
+
+/// The statement's plan in use scans no part of `table` beyond about `needed` rows.
+async fn assert_no_scan(
+    conn: &mut PgConnection,
+    statement: &Prepared,
+    args: &str,
+    table: &str,
+    needed: usize,
+) {
+    let name = statement.name;
+    let plan = plan_in_use(conn, statement, args).await;
+    let pretty = serde_json::to_string_pretty(&plan).unwrap_or_default();
+    let seq = nodes(&plan)
+        .into_iter()
+        .any(|n| n["Node Type"] == "Seq Scan" && n["Relation Name"] == table);
+    assert!(
+        !seq,
+        "{name}: Seq Scan on {table} in the plan in use:\n{pretty}"
+    );
+    let read = rows_read(&plan, table);
+    // Twice what the answer needs, and at least a few: a plan that reads a key's rows
+    // passes; one that reads a project's or the whole table's rows does not.
+    let bound = (needed * 2).max(16) as f64;
+    assert!(
+        read <= bound,
+        "{name}: read {read} rows of {table} for about {needed}:\n{pretty}"
+    );
+}
+
+/// A SQL array literal of uuids.
+fn uuids(ids: &[Uuid]) -> String {
+    let items: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    format!("'{{{}}}'::uuid[]", items.join(","))
+}
+
+/// The stream id of cart `n` in the fills below.
+fn stream(n: usize) -> Uuid {
+    Uuid::from_u128(0x5eed_0000_0000_0000_0000_0000_0000_0000 + n as u128)
+}
+
+/// `n` carts' projection rows, each with three lines, and five events per cart.
+async fn fill_carts(conn: &mut PgConnection, carts: usize) {
+    conn.execute(
+        format!(
+            "insert into cart_projection (stream_id, project_id, user_id, cart_id, version, lines) \
+             select ('5eed0000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid, 44056, \
+               'user' || i, 'cart', 5, \
+               '[{{\"sku\":\"cup01\",\"quantity\":2}},{{\"sku\":\"gold\",\"quantity\":10}},{{\"sku\":\"t-shirt01\",\"quantity\":1}}]' \
+             from generate_series(0, {last}) i; \
+             insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
+             select ('5eed0000-0000-0000-0000-' || lpad(to_hex(i / 5), 12, '0'))::uuid, i % 5 + 1, \
+               gen_random_uuid(), 44056, 'ItemQuantitySet', 1, '{{\"sku\":\"gold\",\"quantity\":1}}', '{{}}' \
+             from generate_series(0, {last_event}) i",
+            last = carts - 1,
+            last_event = carts * 5 - 1,
+        )
+        .as_str(),
+    )
+    .await
+    .expect("fill the cart tables");
+}
+
+/// Grouped gets: one query for the gets that arrive together, from one cart at idle to
+/// a full batch under load (`GroupConfig::max_batch`, 256). Prepared on a session that
+/// served only single gets (a service just started), and on one that served both.
+#[tokio::test]
+async fn grouped_gets_read_only_their_carts_whatever_the_table_held_when_prepared() {
+    let (_db, mut conn) = fresh().await;
+    let idle_get = prepare(&mut conn, "idle_get", statements::GROUPED_GET).await;
+    let busy_get = prepare(&mut conn, "busy_get", statements::GROUPED_GET).await;
+    let one = uuids(&[stream(1)]);
+    let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    execute(&mut conn, &idle_get, &[0; 6].map(|_| one.clone())).await;
+    let busy = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
+    execute(&mut conn, &busy_get, &busy).await;
+    // The size issue 16 measured: 9,700 rows read per scan of `cart_projection`.
+    fill_carts(&mut conn, 10_000).await;
+    for get in [&idle_get, &busy_get] {
+        assert_no_scan(&mut conn, get, &one, "cart_projection", 1).await;
+        assert_no_scan(&mut conn, get, &batch, "cart_projection", 256).await;
+    }
+}
+
+/// The append path: the batch's stream versions, a cart's load, the projection upsert.
+#[tokio::test]
+async fn appends_and_loads_read_only_their_streams_whatever_the_table_held_when_prepared() {
+    let (_db, mut conn) = fresh().await;
+    let current_versions =
+        prepare(&mut conn, "current_versions", statements::CURRENT_VERSIONS).await;
+    let load_stream = prepare(&mut conn, "load_stream", statements::LOAD_STREAM).await;
+    let upsert = prepare(&mut conn, "upsert", statements::UPSERT_PROJECTIONS).await;
+    let one = uuids(&[stream(1)]);
+    let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    let runs = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
+    execute(&mut conn, &current_versions, &runs).await;
+    let loads: Vec<String> = (0..6).map(|i| format!("'{}'", stream(i))).collect();
+    execute(&mut conn, &load_stream, &loads).await;
+    let upsert_args = |n: usize| {
+        format!(
+            "array['{}']::uuid[], '{{44056}}', '{{u{n}}}', '{{c}}', '{{{n}}}', array['[]']::jsonb[]",
+            stream(1_000_000 + n)
+        )
+    };
+    let upserts: Vec<String> = (1..=6).map(upsert_args).collect();
+    execute(&mut conn, &upsert, &upserts).await;
+    fill_carts(&mut conn, 10_000).await;
+    assert_no_scan(&mut conn, &current_versions, &one, "cart_events", 1).await;
+    assert_no_scan(&mut conn, &current_versions, &batch, "cart_events", 256).await;
+    let load = format!("'{}'", stream(7));
+    assert_no_scan(&mut conn, &load_stream, &load, "cart_events", 5).await;
+    assert_no_scan(&mut conn, &upsert, &upsert_args(7), "cart_projection", 1).await;
+}
+
+/// Paid orders of 1,000 users over 500 SKUs (one unit line each, 100 per SKU), their
+/// events (two per order) and a redemption of one of 50 codes per order.
+async fn fill_orders(conn: &mut PgConnection, orders: usize) {
+    conn.execute(
+        format!(
+            "insert into orders (project_id, order_id, stream_id, user_id, cart_id, payment_token, status, promo_code, version, created_at) \
+             select 44056, i, ('0dde0000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid, 'user' || (i % 1000), \
+               'cart', md5(i::text), 'paid', null, 2, now() from generate_series(1, {orders}) i; \
+             insert into order_units (project_id, order_id, user_id, sku, quantity, status, created_at, paid_at) \
+             select 44056, i, 'user' || (i % 1000), 'sku' || (i % 500), 1, 'paid', now(), now() \
+             from generate_series(1, {orders}) i; \
+             insert into order_events (stream_id, version, event_id, project_id, order_id, user_id, event_type, schema_version, payload, metadata) \
+             select ('0dde0000-0000-0000-0000-' || lpad(to_hex(i / 2), 12, '0'))::uuid, i % 2 + 1, gen_random_uuid(), \
+               44056, i / 2, 'user', 'OrderPaid', 1, '{{}}', '{{}}' from generate_series(2, {events}) i; \
+             insert into promo_code_redemptions (project_id, order_id, user_id, code) \
+             select 44056, i, 'user' || (i % 1000), 'code' || (i % 50) from generate_series(1, {orders}) i; \
+             insert into processed_commands (project_id, user_id, command_id, fingerprint, stream_id, content_type, reply) \
+             select 44056, 'user' || (i % 1000), 'command' || i, '\\x00', gen_random_uuid(), 'application/json', '\\x00' \
+             from generate_series(1, {orders}) i",
+            events = orders * 2 + 1,
+        )
+        .as_str(),
+    )
+    .await
+    .expect("fill the order tables");
+}
+
+/// Purchase counts (cart views, fills, checkouts and payments of limited items) and
+/// redemption counts of limited promo codes.
+#[tokio::test]
+async fn purchase_counts_read_only_their_skus_whatever_the_table_held_when_prepared() {
+    let (_db, mut conn) = fresh().await;
+    let purchases = prepare(&mut conn, "purchases", statements::PURCHASES).await;
+    let redemptions = prepare(&mut conn, "redemptions", statements::REDEMPTIONS).await;
+    let paid = "'{paid,done,canceled}'";
+    let view = format!("44056, 'user7', '{{sku7,sku8,sku9}}', null, 0, {paid}, '{{0,0,0}}'");
+    let checkout = format!("44056, 'user7', '{{sku7}}', 0, 0, {paid}, '{{0}}'");
+    let payment = format!("44056, 'user7', '{{sku7,sku8}}', null, 7, {paid}, '{{0,0}}'");
+    let runs = [&view, &view, &checkout, &checkout, &payment, &payment].map(|a| a.to_string());
+    execute(&mut conn, &purchases, &runs).await;
+    let code = "44056, '{code7}', 'user7', 'code7'".to_owned();
+    execute(&mut conn, &redemptions, &[0; 6].map(|_| code.clone())).await;
+    fill_orders(&mut conn, 50_000).await;
+    assert_no_scan(&mut conn, &purchases, &view, "order_units", 300).await;
+    assert_no_scan(&mut conn, &purchases, &checkout, "order_units", 100).await;
+    assert_no_scan(&mut conn, &purchases, &payment, "order_units", 200).await;
+    assert_no_scan(
+        &mut conn,
+        &redemptions,
+        &code,
+        "promo_code_redemptions",
+        1_000,
+    )
+    .await;
+}
+
+/// Orders by id (every payment, cancel and done folds its order), the expiry of a user's
+/// older unpaid orders at checkout, and the command ledger's lookup.
+#[tokio::test]
+async fn order_and_ledger_lookups_read_only_their_rows_whatever_the_table_held_when_prepared() {
+    let (_db, mut conn) = fresh().await;
+    let load_order = prepare(&mut conn, "load_order", statements::LOAD_ORDER).await;
+    let expiring = prepare(&mut conn, "expiring", statements::EXPIRING).await;
+    let ledger = prepare(&mut conn, "ledger", statements::LEDGER_LOOKUP).await;
+    let order = |n: usize| format!("'0dde0000-0000-0000-0000-{n:012x}'");
+    execute(
+        &mut conn,
+        &load_order,
+        &(1..=6).map(order).collect::<Vec<_>>(),
+    )
+    .await;
+    let expiring_args = |n: usize| format!("44056, 'user{n}', 100000, null, '{{sku1,sku2}}'");
+    execute(
+        &mut conn,
+        &expiring,
+        &(1..=6).map(expiring_args).collect::<Vec<_>>(),
+    )
+    .await;
+    let command = |n: usize| format!("44056, 'user{}', 'command{n}'", n % 1000);
+    execute(
+        &mut conn,
+        &ledger,
+        &(1..=6).map(command).collect::<Vec<_>>(),
+    )
+    .await;
+    fill_orders(&mut conn, 50_000).await;
+    assert_no_scan(&mut conn, &load_order, &order(77), "order_events", 2).await;
+    // A user's 50 orders, all paid: the status is checked on each.
+    assert_no_scan(&mut conn, &expiring, &expiring_args(7), "orders", 50).await;
+    assert_no_scan(&mut conn, &ledger, &command(77), "processed_commands", 1).await;
+}
+
+/// The statements the service plans at every execution keep a good plan even when their
+/// session prepared them on tables known to be empty: vacuumed and analyzed while empty,
+/// where any cached plan would scan (once per key, for a batch).
+#[tokio::test]
+async fn batches_planned_each_time_probe_tables_that_were_analyzed_empty() {
+    let (_db, mut conn) = fresh().await;
+    conn.execute("vacuum analyze cart_projection, cart_events, order_units")
+        .await
+        .expect("analyze the empty tables");
+    let get = prepare(&mut conn, "get", statements::GROUPED_GET).await;
+    let purchases = prepare(&mut conn, "purchases", statements::PURCHASES).await;
+    assert!(get.each_time && purchases.each_time);
+    let one = uuids(&[stream(1)]);
+    let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    let runs = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
+    execute(&mut conn, &get, &runs).await;
+    let view = "44056, 'user7', '{sku7,sku8,sku9}', null, 0, '{paid,done,canceled}', '{0,0,0}'";
+    execute(&mut conn, &purchases, &[0; 6].map(|_| view.to_owned())).await;
+    fill_carts(&mut conn, 10_000).await;
+    fill_orders(&mut conn, 50_000).await;
+    assert_no_scan(&mut conn, &get, &batch, "cart_projection", 256).await;
+    assert_no_scan(&mut conn, &purchases, view, "order_units", 300).await;
+}
+
+/// Asynchronous projection batches (`sku_activity`): the versions applied of a page's
+/// streams, their stored lines, and the lines a batch took away; and the command
+/// ledger's take-back of a batch's repeated ids.
+#[tokio::test]
+async fn projection_batches_and_ledger_takebacks_touch_only_their_keys() {
+    let (_db, mut conn) = fresh().await;
+    let applied = prepare(&mut conn, "applied", statements::APPLIED_VERSIONS).await;
+    let stored = prepare(&mut conn, "stored", statements::STORED_LINES).await;
+    let gone = prepare(&mut conn, "gone", statements::GONE_LINES).await;
+    let remove = prepare(&mut conn, "remove", statements::LEDGER_REMOVE).await;
+    let one = uuids(&[stream(1)]);
+    let page = uuids(&(0..500).map(|i| stream(i * 17)).collect::<Vec<_>>());
+    let runs = [&one, &one, &one, &page, &page, &page].map(|a| a.to_string());
+    let with_name = runs.clone().map(|ids| format!("'sku_activity', {ids}"));
+    execute(&mut conn, &applied, &with_name).await;
+    execute(&mut conn, &stored, &runs).await;
+    let lines = |n: usize| {
+        let ids = uuids(&(0..n).map(|i| stream(i * 17)).collect::<Vec<_>>());
+        format!("{ids}, '{{{}}}'", vec!["gold"; n].join(","))
+    };
+    execute(&mut conn, &gone, &[1, 1, 1, 200, 200, 200].map(lines)).await;
+    let keys = |n: usize| {
+        let users: Vec<String> = (0..n).map(|i| format!("user{i}")).collect();
+        let commands: Vec<String> = (0..n).map(|i| format!("command{i}")).collect();
+        format!(
+            "'{{{}}}', '{{{}}}', '{{{}}}'",
+            vec!["44056"; n].join(","),
+            users.join(","),
+            commands.join(",")
+        )
+    };
+    execute(&mut conn, &remove, &[1, 1, 1, 2, 2, 2].map(keys)).await;
+    conn.execute(
+        "insert into projection_versions (projection, stream_id, version) \
+         select 'sku_activity', ('5eed0000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid, 5 \
+         from generate_series(0, 49999) i; \
+         insert into sku_activity_lines (stream_id, sku, quantity) \
+         select ('5eed0000-0000-0000-0000-' || lpad(to_hex(i / 2), 12, '0'))::uuid, \
+           case i % 2 when 0 then 'gold' else 'cup01' end, 1 \
+         from generate_series(0, 99999) i",
+    )
+    .await
+    .expect("fill the projection tables");
+    fill_orders(&mut conn, 50_000).await;
+    let page_args = format!("'sku_activity', {page}");
+    assert_no_scan(&mut conn, &applied, &page_args, "projection_versions", 500).await;
+    assert_no_scan(&mut conn, &stored, &page, "sku_activity_lines", 1_000).await;
+    assert_no_scan(&mut conn, &gone, &lines(200), "sku_activity_lines", 200).await;
+    assert_no_scan(&mut conn, &remove, &keys(2), "processed_commands", 2).await;
+}

@@ -163,3 +163,59 @@ async fn histories(
     }
     Ok(streams)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `OrderCreated` row written by hand, recorded `age` ago (the payload is never
+    /// decoded by the lag).
+    async fn created(conn: &mut PgConnection, order_id: i64, age: &str) {
+        sqlx::query(
+            "insert into order_events (stream_id, version, event_id, project_id, order_id, \
+                 user_id, event_type, schema_version, payload, metadata, recorded_at) \
+             values ($1, 1, $2, 1, $3, 'u', 'OrderCreated', 1, '{}', '{}', \
+                     now() - $4::interval)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(Uuid::now_v7())
+        .bind(order_id)
+        .bind(age)
+        .execute(conn)
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_order_lag_counts_the_order_events_after_the_checkpoint_and_ages_by_the_oldest() {
+        let (_db, pool) = crate::testing::database().await;
+        let mut conn = pool.acquire().await.unwrap();
+        assert_eq!(
+            lag(&mut conn, crate::Position::default()).await.unwrap(),
+            (0, 0.0)
+        );
+        created(&mut conn, 1, "1 hour").await;
+        for order_id in 2..5 {
+            created(&mut conn, order_id, "0 s").await;
+        }
+        let (events, seconds) = lag(&mut conn, crate::Position::default()).await.unwrap();
+        assert_eq!(events, 4);
+        assert!((3599.0..3700.0).contains(&seconds), "{seconds}");
+        // After the oldest: the others, a few seconds old at most.
+        let first: (String, i64) = sqlx::query_as(
+            "select tx_id::text, global_position from order_events where order_id = 1",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        let after = crate::Position {
+            tx_id: first.0.parse().unwrap(),
+            global_position: first.1,
+        };
+        let (events, seconds) = lag(&mut conn, after).await.unwrap();
+        assert_eq!(events, 3);
+        assert!(seconds < 60.0, "{seconds}");
+        // Cart events are not order events.
+        assert_eq!(crate::feed::lag(&mut conn, after).await.unwrap().0, 0);
+    }
+}

@@ -13,6 +13,10 @@ pub struct FeedStatusReply {
     /// The JetStream stream the relay publishes to, e.g. `CART_EVENTS`.
     pub stream: String,
     pub relay: RelayLag,
+    /// The order relay (order events onto `CART_ORDERS`): its stream, checkpoint in the
+    /// order log and lag. Absent in replies of instances from before it was reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders_relay: Option<OrdersRelayLag>,
     /// Per asynchronous projection, by name (`sku_activity`).
     pub projections: BTreeMap<String, ProjectionLag>,
     /// Null when this instance runs no relay (`CART_RELAY=false`).
@@ -26,6 +30,20 @@ pub struct RelayLag {
     /// `<tx_id>:<global_position>` of the last event published.
     pub checkpoint: String,
     /// Committed events after the checkpoint, at most 100,000 (then "or more").
+    pub lag_events: u64,
+    /// Age of the oldest of them, in seconds; 0 when nothing is behind.
+    pub lag_seconds: f64,
+}
+
+/// The order relay's stream, checkpoint in the order log and how far behind it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct OrdersRelayLag {
+    /// The JetStream stream of order events, e.g. `CART_ORDERS`.
+    pub stream: String,
+    /// `<tx_id>:<global_position>` of the last order event published.
+    pub checkpoint: String,
+    /// Committed order events after the checkpoint, at most 100,000 (then "or more").
     pub lag_events: u64,
     /// Age of the oldest of them, in seconds; 0 when nothing is behind.
     pub lag_seconds: f64,

@@ -4,8 +4,10 @@
 //! - Reads the log in its gap-safe global order ([`cart_store::feed`]), so a late
 //!   commit is never skipped and a rolled-back append is never waited for.
 //! - Publishes each event with `Nats-Msg-Id` = its event id, so JetStream drops a
-//!   re-publish inside the stream's duplicate window; never two events of one cart in
-//!   flight, so a failed publish can never let a later event of that cart overtake it.
+//!   re-publish inside the stream's duplicate window. A page's events are all in flight
+//!   at once, except that an event waits for the ack of the previous event of its cart
+//!   (or order): a failed publish can never let a later event of that cart overtake it
+//!   (the `publish` module has the argument).
 //! - Moves its checkpoint only after every publish of a page is acknowledged. A crash
 //!   between the acks and the checkpoint re-publishes that page, and JetStream drops the
 //!   duplicates.
@@ -16,20 +18,24 @@
 //! - NATS down: publishes fail, the checkpoint stays, the relay backs off and catches up
 //!   afterwards. Commands never wait for the relay.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, message::PublishMessage, stream};
+use async_nats::jetstream::{self, stream};
 use cart_proto::order as order_wire;
 use cart_proto::subject;
 use cart_store::feed::{self, Filter, Position, RecordedEvent};
-use cart_store::orders::{self, OrderStoreError, RecordedOrderEvent};
+use cart_store::orders::{self, OrderStoreError};
 use cart_store::subscription;
 use cart_store::{error_chain, StoreError};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::outgoing::{cart_outgoing, order_outgoing, Outgoing};
+
+mod outgoing;
+mod publish;
 
 /// Where and how events are published.
 #[derive(Debug, Clone)]
@@ -59,93 +65,6 @@ pub enum Log {
     /// `order_events`, on `<prefix>.orders.<project>.<order_id>.<status>`, each event with
     /// the order as it was right after it; money at `amount_scale` decimals.
     Orders { amount_scale: u32 },
-}
-
-/// One message ready to publish, and the stream (cart or order) it keeps in order.
-struct Outgoing {
-    stream_id: sqlx::types::Uuid,
-    subject: String,
-    message: PublishMessage,
-}
-
-fn cart_outgoing(prefix: &str, event: &RecordedEvent) -> Outgoing {
-    let envelope = event.envelope();
-    let subject = subject::event_subject(
-        prefix,
-        event.project_id,
-        &event.user_id,
-        &event.cart_id,
-        &envelope.event_type,
-        cart_proto::event::sku_of(&event.event).map(|s| s.as_str()),
-    );
-    // Serializing a generated message cannot fail.
-    let body = serde_json::to_vec(&envelope).unwrap_or_default();
-    let message = PublishMessage::build()
-        .payload(body.into())
-        .message_id(&envelope.event_id)
-        .header("Content-Type", "application/json")
-        .header("Cart-Event-Type", envelope.event_type.as_str())
-        .header("Cart-Position", envelope.position.as_str())
-        .header("Cart-Stream-Id", envelope.stream_id.as_str())
-        .header("Cart-Version", event.version.to_string().as_str());
-    Outgoing {
-        stream_id: event.stream_id,
-        subject,
-        message,
-    }
-}
-
-fn order_outgoing(prefix: &str, amount_scale: u32, event: &RecordedOrderEvent) -> Outgoing {
-    let status = order_wire::status_after(&event.event);
-    let format = cart_proto::view::AmountFormat {
-        scale: amount_scale,
-    };
-    let envelope = order_wire::OrderEventEnvelope {
-        event_id: event.event_id.to_string(),
-        position: event.position.to_string(),
-        project_id: event.project_id,
-        order_id: event.order_id,
-        user_id: event.user_id.clone(),
-        version: event.version,
-        event_type: event.event.event_type().to_owned(),
-        status: status.name().to_owned(),
-        recorded_at: event.recorded_at.clone(),
-        // Every stored order starts with OrderCreated, so the view exists.
-        order: order_wire::view(&event.order, format).unwrap_or_else(|| order_wire::OrderView {
-            order_id: event.order_id,
-            project_id: event.project_id,
-            status: status.name().to_owned(),
-            user_id: event.user_id.clone(),
-            cart_id: None,
-            date_created: event.recorded_at.clone(),
-            mode: None,
-            invoice_id: None,
-            is_free: false,
-            promo_code: None,
-            expired_by: None,
-            cancel_reason: None,
-            custom_parameters: None,
-            content: order_wire::OrderContent {
-                price: None,
-                is_free: false,
-                items: Vec::new(),
-            },
-        }),
-    };
-    let subject = order_wire::order_subject(prefix, event.project_id, event.order_id, status);
-    let body = serde_json::to_vec(&envelope).unwrap_or_default();
-    let message = PublishMessage::build()
-        .payload(body.into())
-        .message_id(&envelope.event_id)
-        .header("Content-Type", "application/json")
-        .header("Order-Event-Type", envelope.event_type.as_str())
-        .header("Order-Position", envelope.position.as_str())
-        .header("Order-Version", event.version.to_string().as_str());
-    Outgoing {
-        stream_id: event.stream_id,
-        subject,
-        message,
-    }
 }
 
 impl RelayConfig {
@@ -259,7 +178,8 @@ impl Relay {
     }
 
     /// Publishes events in order, waiting for every acknowledgement. Events of
-    /// different carts are pipelined; an event of a cart with one in flight waits for it.
+    /// different carts are pipelined; an event of a cart with one in flight waits for its
+    /// ack, and only for that one.
     ///
     /// # Errors
     /// The first failed publish or acknowledgement. Some events may have been stored;
@@ -273,24 +193,7 @@ impl Relay {
     }
 
     async fn publish_all(&self, outgoing: Vec<Outgoing>) -> Result<Published, RelayError> {
-        let mut outcome = Published::default();
-        let mut pending = Vec::new();
-        let mut in_flight = HashSet::new();
-        for out in outgoing {
-            if !in_flight.insert(out.stream_id) {
-                settle(&mut pending, &mut outcome).await?;
-                in_flight.clear();
-                in_flight.insert(out.stream_id);
-            }
-            let ack = self
-                .js
-                .send_publish(out.subject, out.message)
-                .await
-                .map_err(|e| RelayError::Publish(e.to_string()))?;
-            pending.push(ack);
-        }
-        settle(&mut pending, &mut outcome).await?;
-        Ok(outcome)
+        publish::publish_all(&self.js, outgoing).await
     }
 
     /// One step of the active relay on its locked session: reads a page after the
@@ -452,14 +355,13 @@ impl Relay {
     /// locked session: a slow or failed measurement can never cost the relay its lock
     /// (the count is bounded by [`feed::LAG_COUNT_CAP`] as well).
     async fn measure_lag(&self, checkpoint: Position) -> Result<(i64, f64), RelayError> {
-        if self.config.log != Log::Carts {
-            // Orders are few; their lag is not measured.
-            return Ok((0, 0.0));
-        }
         let mut conn = tokio::time::timeout(Duration::from_secs(1), self.pool.acquire())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)??;
-        Ok(feed::lag(&mut conn, checkpoint).await?)
+        Ok(match self.config.log {
+            Log::Carts => feed::lag(&mut conn, checkpoint).await?,
+            Log::Orders { .. } => orders::lag(&mut conn, checkpoint).await?,
+        })
     }
 }
 
@@ -495,21 +397,6 @@ fn failure_reason(error: &RelayError) -> &'static str {
         }
         _ => "relay step failed",
     }
-}
-
-async fn settle(
-    pending: &mut Vec<jetstream::context::PublishAckFuture>,
-    outcome: &mut Published,
-) -> Result<(), RelayError> {
-    for ack in pending.drain(..) {
-        let ack = ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
-        if ack.duplicate {
-            outcome.duplicates += 1;
-        } else {
-            outcome.stored += 1;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

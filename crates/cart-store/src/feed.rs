@@ -102,6 +102,16 @@ pub struct Filter {
     pub since: Option<String>,
 }
 
+impl Filter {
+    /// Whether the filter lets every event through (the relay's reads).
+    pub fn is_everything(&self) -> bool {
+        self.project_id.is_none()
+            && self.stream_id.is_none()
+            && self.event_types.is_empty()
+            && self.since.is_none()
+    }
+}
+
 // The conditions of a `Filter`, bound as $3 to $6 by `bind_filter` ($1, $2: the position).
 macro_rules! filter_sql {
     () => {
@@ -112,16 +122,62 @@ macro_rules! filter_sql {
     };
 }
 
-// Owners (user, cart) are looked up once per page and stream rather than joined per row:
-// the per-row join cost more than the rest of the read.
-const SELECT: &str = concat!(
-    "select e.tx_id::text as tx_id, e.global_position, e.stream_id, e.version, e.event_id, \
-        e.project_id, \
-        to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') as recorded_at, \
-        e.event_type, e.schema_version, e.payload \
-     from cart_events e \
-     where e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) and ",
-    filter_sql!()
+// The columns every page read returns. Owners (user, cart) are looked up once per page
+// and stream rather than joined per row: the per-row join cost more than the rest of the
+// read.
+macro_rules! select_sql {
+    () => {
+        "select e.tx_id::text as tx_id, e.global_position, e.stream_id, e.version, e.event_id, \
+            e.project_id, \
+            to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') as recorded_at, \
+            e.event_type, e.schema_version, e.payload \
+         from cart_events e \
+         where e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) and "
+    };
+}
+
+// Plans that cannot go stale. PostgreSQL may keep one generic plan per prepared statement
+// for the connection's life, made from the table sizes of the first executions; with
+// autovacuum off nothing ever invalidates it. Each statement below is shaped so that its
+// generic plan is right whatever the sizes were: `tests/feed_plans.rs` prepares them on
+// empty tables, fills the tables and checks the plan still in use.
+
+/// The relay's page (no filter): the next `$3` events after `($1, $2)`, read in the order
+/// of the `(tx_id, global_position)` index. The filter's "`$n` is null or ..." conditions
+/// are left out on purpose: their estimate of one row made the generic plan a bitmap scan
+/// of everything after the position, then a sort, which under a backlog reads the whole
+/// backlog for every page.
+pub const PAGE_SQL: &str = concat!(
+    select_sql!(),
+    "(e.tx_id, e.global_position) > ($1::text::xid8, $2) \
+     order by e.tx_id, e.global_position limit $3"
+);
+
+/// The rest of a page's last transaction, after `($1, $2)`.
+pub const PAGE_REST_SQL: &str = concat!(
+    select_sql!(),
+    "e.tx_id = $1::text::xid8 and e.global_position > $2 order by e.global_position"
+);
+
+/// The owners of a page's streams: one primary-key probe per stream id. A lateral
+/// subquery with `limit` is never flattened into a join, so no plan can turn it into a
+/// scan of `cart_streams` (a plain `= any($1)` or a join on `unnest($1)` can be).
+pub const OWNERS_SQL: &str = "select o.stream_id, o.user_id, o.cart_id \
+     from unnest($1::uuid[]) as ids(id) \
+     cross join lateral (select s.stream_id, s.user_id, s.cart_id from cart_streams s \
+                         where s.stream_id = ids.id limit 1) o";
+
+// The exporter's filtered page and rest; the filter is bound as $3 to $6.
+const FILTERED_PAGE_SQL: &str = concat!(
+    select_sql!(),
+    filter_sql!(),
+    "and (e.tx_id, e.global_position) > ($1::text::xid8, $2) \
+     order by e.tx_id, e.global_position limit $7"
+);
+const FILTERED_REST_SQL: &str = concat!(
+    select_sql!(),
+    filter_sql!(),
+    "and e.tx_id = $1::text::xid8 and e.global_position > $2 order by e.global_position"
 );
 
 /// The number of events after `after` that match `filter`, visible or not yet (for a
@@ -156,27 +212,37 @@ pub async fn read_page(
     limit: i64,
     filter: &Filter,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let page = format!(
-        "{SELECT} and (e.tx_id, e.global_position) > ($1::text::xid8, $2) \
-         order by e.tx_id, e.global_position limit $7"
-    );
-    let rows = bind_filter(sqlx::query(&page), after, filter)
-        .bind(limit.max(1))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(StoreError::from_query)?;
-    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit.max(1);
+    let limit = limit.max(1);
+    let rows = if filter.is_everything() {
+        sqlx::query(PAGE_SQL)
+            .bind(after.tx_id.to_string())
+            .bind(after.global_position)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await
+    } else {
+        bind_filter(sqlx::query(FILTERED_PAGE_SQL), after, filter)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await
+    }
+    .map_err(StoreError::from_query)?;
+    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
     let mut events = rows.iter().map(recorded).collect::<Result<Vec<_>, _>>()?;
     if let (true, Some(last)) = (full, events.last().map(|e| e.position)) {
         // Finish the last transaction so that its events are delivered together.
-        let rest = format!(
-            "{SELECT} and e.tx_id = $1::text::xid8 and e.global_position > $2 \
-             order by e.global_position"
-        );
-        let rows = bind_filter(sqlx::query(&rest), last, filter)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(StoreError::from_query)?;
+        let rows = if filter.is_everything() {
+            sqlx::query(PAGE_REST_SQL)
+                .bind(last.tx_id.to_string())
+                .bind(last.global_position)
+                .fetch_all(&mut *conn)
+                .await
+        } else {
+            bind_filter(sqlx::query(FILTERED_REST_SQL), last, filter)
+                .fetch_all(&mut *conn)
+                .await
+        }
+        .map_err(StoreError::from_query)?;
         for row in &rows {
             events.push(recorded(row)?);
         }
@@ -196,15 +262,13 @@ async fn fill_owners(
     if ids.is_empty() {
         return Ok(());
     }
-    let owners: std::collections::HashMap<Uuid, (String, String)> = sqlx::query_as(
-        "select stream_id, user_id, cart_id from cart_streams where stream_id = any($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|(id, user, cart)| (id, (user, cart)))
-    .collect();
+    let owners: std::collections::HashMap<Uuid, (String, String)> = sqlx::query_as(OWNERS_SQL)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(id, user, cart)| (id, (user, cart)))
+        .collect();
     for event in events {
         // A stream always has its owner row (written with its first event); a log
         // edited by hand may not, and its events still go out, with empty owners.
@@ -250,6 +314,22 @@ pub async fn position_at(conn: &mut PgConnection, since: &str) -> Result<Positio
     row.map_or(Ok(Position::default()), |row| position_of(&row))
 }
 
+/// The lag statement of a log table (`cart_events`, `order_events`), bound as [`lag_of`]
+/// binds it.
+macro_rules! lag_sql {
+    ($table:literal) => {
+        concat!(
+            "select count(*) as n, \
+                    coalesce(extract(epoch from now() - min(recorded_at))::float8, 0) as age \
+             from (select recorded_at from ",
+            $table,
+            " where (tx_id, global_position) > ($1::text::xid8, $2) \
+               order by tx_id, global_position limit $3) ahead"
+        )
+    };
+}
+pub(crate) use lag_sql;
+
 /// The most events [`lag`] counts. Counting a large backlog row by row would take
 /// longer the further a reader falls behind; a figure equal to the cap means "at least".
 pub const LAG_COUNT_CAP: i64 = 100_000;
@@ -266,18 +346,26 @@ async fn lag_capped(
     after: Position,
     cap: i64,
 ) -> Result<(i64, f64), StoreError> {
-    let row = sqlx::query(
-        "select count(*) as n, \
-                coalesce(extract(epoch from now() - min(recorded_at))::float8, 0) as age \
-         from (select recorded_at from cart_events \
-               where (tx_id, global_position) > ($1::text::xid8, $2) \
-               order by tx_id, global_position limit $3) ahead",
-    )
-    .bind(after.tx_id.to_string())
-    .bind(after.global_position)
-    .bind(cap.max(1))
-    .fetch_one(&mut *conn)
-    .await?;
+    lag_of(conn, LAG_SQL, after, cap).await
+}
+
+/// [`lag`]'s statement: counts at most `$3` events after `($1, $2)` in the order of the
+/// `(tx_id, global_position)` index, and the age of the oldest of them.
+pub const LAG_SQL: &str = lag_sql!("cart_events");
+
+/// The lag of a log, by its [`lag_sql`] statement.
+pub(crate) async fn lag_of(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    after: Position,
+    cap: i64,
+) -> Result<(i64, f64), StoreError> {
+    let row = sqlx::query(sql)
+        .bind(after.tx_id.to_string())
+        .bind(after.global_position)
+        .bind(cap.max(1))
+        .fetch_one(&mut *conn)
+        .await?;
     Ok((row.try_get("n")?, row.try_get("age")?))
 }
 

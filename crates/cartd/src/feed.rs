@@ -6,7 +6,7 @@ use std::time::Duration;
 use cart_proto::ErrorReply;
 use cart_relay::Relay;
 use cart_store::subscription::{self, SkuActivity};
-use cart_store::{feed, StoreError};
+use cart_store::{feed, orders, StoreError};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -21,6 +21,9 @@ pub(crate) struct FeedStatus {
     pub(crate) relay: Option<Relay>,
     pub(crate) checkpoint_name: String,
     pub(crate) stream: String,
+    /// The order relay's checkpoint row and stream.
+    pub(crate) orders_checkpoint_name: String,
+    pub(crate) orders_stream: String,
 }
 
 impl FeedStatus {
@@ -36,6 +39,8 @@ impl FeedStatus {
         let (lag_events, lag_seconds) = feed::lag(&mut conn, checkpoint).await?;
         let projection = subscription::checkpoint(&mut conn, SkuActivity::NAME).await?;
         let (projection_lag, _) = feed::lag(&mut conn, projection).await?;
+        let orders = subscription::checkpoint(&mut conn, &self.orders_checkpoint_name).await?;
+        let (orders_lag_events, orders_lag_seconds) = orders::lag(&mut conn, orders).await?;
         let instance = self.relay.as_ref().map(|relay| {
             let s = relay.status();
             serde_json::json!({
@@ -51,6 +56,12 @@ impl FeedStatus {
                 "checkpoint": checkpoint.to_string(),
                 "lag_events": lag_events,
                 "lag_seconds": lag_seconds,
+            },
+            "orders_relay": {
+                "stream": self.orders_stream,
+                "checkpoint": orders.to_string(),
+                "lag_events": orders_lag_events,
+                "lag_seconds": orders_lag_seconds,
             },
             "projections": {
                 SkuActivity::NAME: { "checkpoint": projection.to_string(), "lag_events": projection_lag },

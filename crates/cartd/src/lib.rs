@@ -123,9 +123,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let relay = config
         .relay
         .then(|| cart_relay::Relay::new(pool.clone(), client.clone(), relay_config.clone()));
-    let order_relay = config.relay.then(|| {
-        cart_relay::Relay::new(pool.clone(), client.clone(), config.orders_relay_config())
-    });
+    let orders_relay_config = config.orders_relay_config();
+    let order_relay = config
+        .relay
+        .then(|| cart_relay::Relay::new(pool.clone(), client.clone(), orders_relay_config.clone()));
     for relay in relay.iter().chain(order_relay.iter()).cloned() {
         let mut stopped = stopped.clone();
         background.spawn(async move {
@@ -144,6 +145,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         relay,
         checkpoint_name: relay_config.checkpoint_name(),
         stream: relay_config.stream,
+        orders_checkpoint_name: orders_relay_config.checkpoint_name(),
+        orders_stream: orders_relay_config.stream,
     };
     let services = dispatch::Services {
         carts: app,

@@ -51,7 +51,9 @@ use uuid::Uuid;
 use crate::locks::Deadlock;
 use crate::store::{project_id as pid, ProcessedCommand, StoreError};
 
-pub use feed::{read_page, RecordedOrderEvent};
+pub use feed::{
+    lag, read_page, RecordedOrderEvent, ORDER_HISTORIES_SQL, ORDER_LAG_SQL, ORDER_PAGE_SQL,
+};
 pub use purchases::limited_skus;
 
 /// Why an order store operation failed. Refusals a caller can act on come back as

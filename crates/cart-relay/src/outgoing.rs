@@ -1,0 +1,99 @@
+//! The messages a relay publishes: one per event, with its subject, `Nats-Msg-Id` and
+//! headers, and the stream (cart or order) whose order it must keep.
+
+use async_nats::jetstream::message::PublishMessage;
+use cart_proto::order as order_wire;
+use cart_proto::subject;
+use cart_store::feed::RecordedEvent;
+use cart_store::orders::RecordedOrderEvent;
+
+/// One message ready to publish, and the stream (cart or order) it keeps in order.
+pub(crate) struct Outgoing {
+    pub(crate) stream_id: sqlx::types::Uuid,
+    pub(crate) subject: String,
+    pub(crate) message: PublishMessage,
+}
+
+pub(crate) fn cart_outgoing(prefix: &str, event: &RecordedEvent) -> Outgoing {
+    let envelope = event.envelope();
+    let subject = subject::event_subject(
+        prefix,
+        event.project_id,
+        &event.user_id,
+        &event.cart_id,
+        &envelope.event_type,
+        cart_proto::event::sku_of(&event.event).map(|s| s.as_str()),
+    );
+    // Serializing a generated message cannot fail.
+    let body = serde_json::to_vec(&envelope).unwrap_or_default();
+    let message = PublishMessage::build()
+        .payload(body.into())
+        .message_id(&envelope.event_id)
+        .header("Content-Type", "application/json")
+        .header("Cart-Event-Type", envelope.event_type.as_str())
+        .header("Cart-Position", envelope.position.as_str())
+        .header("Cart-Stream-Id", envelope.stream_id.as_str())
+        .header("Cart-Version", event.version.to_string().as_str());
+    Outgoing {
+        stream_id: event.stream_id,
+        subject,
+        message,
+    }
+}
+
+pub(crate) fn order_outgoing(
+    prefix: &str,
+    amount_scale: u32,
+    event: &RecordedOrderEvent,
+) -> Outgoing {
+    let status = order_wire::status_after(&event.event);
+    let format = cart_proto::view::AmountFormat {
+        scale: amount_scale,
+    };
+    let envelope = order_wire::OrderEventEnvelope {
+        event_id: event.event_id.to_string(),
+        position: event.position.to_string(),
+        project_id: event.project_id,
+        order_id: event.order_id,
+        user_id: event.user_id.clone(),
+        version: event.version,
+        event_type: event.event.event_type().to_owned(),
+        status: status.name().to_owned(),
+        recorded_at: event.recorded_at.clone(),
+        // Every stored order starts with OrderCreated, so the view exists.
+        order: order_wire::view(&event.order, format).unwrap_or_else(|| order_wire::OrderView {
+            order_id: event.order_id,
+            project_id: event.project_id,
+            status: status.name().to_owned(),
+            user_id: event.user_id.clone(),
+            cart_id: None,
+            date_created: event.recorded_at.clone(),
+            mode: None,
+            invoice_id: None,
+            is_free: false,
+            promo_code: None,
+            expired_by: None,
+            cancel_reason: None,
+            custom_parameters: None,
+            content: order_wire::OrderContent {
+                price: None,
+                is_free: false,
+                items: Vec::new(),
+            },
+        }),
+    };
+    let subject = order_wire::order_subject(prefix, event.project_id, event.order_id, status);
+    let body = serde_json::to_vec(&envelope).unwrap_or_default();
+    let message = PublishMessage::build()
+        .payload(body.into())
+        .message_id(&envelope.event_id)
+        .header("Content-Type", "application/json")
+        .header("Order-Event-Type", envelope.event_type.as_str())
+        .header("Order-Position", envelope.position.as_str())
+        .header("Order-Version", event.version.to_string().as_str());
+    Outgoing {
+        stream_id: event.stream_id,
+        subject,
+        message,
+    }
+}

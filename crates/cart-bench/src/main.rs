@@ -5,6 +5,7 @@
 //! against this machine's NATS and PostgreSQL limits, measured in the same run.
 
 mod chart;
+mod claim;
 mod cpu;
 mod limits;
 mod load;
@@ -52,6 +53,8 @@ enum Command {
     Load(Box<load::LoadArgs>),
     /// The purchase path of a running cartd: fill, checkout, payment, per step and whole.
     Orders(orders::OrdersArgs),
+    /// What one webhook claim costs at backlogs of 100 to 100,000 due deliveries.
+    Claim(claim::ClaimArgs),
     /// Drop the database named in the URL, if it exists, so a service starts on an empty
     /// one (`make bench` runs this before starting cartd).
     DropDatabase {
@@ -71,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         } => feed(&database_url, events, runs.max(1)).await,
         Command::Load(args) => load::run(*args).await,
         Command::Orders(args) => orders::run(args).await,
+        Command::Claim(args) => claim::run(args).await,
         Command::DropDatabase { database_url } => drop_database(&database_url).await,
     }
 }

@@ -13,6 +13,7 @@ pub mod intake;
 pub mod payload;
 pub mod schedule;
 pub mod store;
+pub mod wake;
 
 use std::future::Future;
 use std::str::FromStr;
@@ -22,7 +23,7 @@ use cart_store::orders::OrderStoreError;
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 pub use config::Config;
@@ -100,11 +101,12 @@ pub async fn connect(config: &Config) -> Result<PgPool, WebhookError> {
         ("statement_timeout", "10s".to_owned()),
     ]);
     let pool = PgPoolOptions::new()
-        // One connection per delivery loop, one for intake, one for admin and follow-ups.
+        // One connection per delivery loop, one for intake, one for admin and follow-ups,
+        // and the one `wake::listen` holds.
         .max_connections(
             u32::try_from(config.concurrency)
                 .unwrap_or(16)
-                .saturating_add(3),
+                .saturating_add(4),
         )
         .connect_with(options)
         .await?;
@@ -151,12 +153,16 @@ pub async fn run_with(
     let service = admin::start(&client, &config, pool.clone()).await?;
 
     let (stop_tx, stop) = watch::channel(false);
+    // Rung by this process's intake and by NOTIFYs of every process's intake.
+    let wake = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
+    tasks.spawn(wake::listen(pool.clone(), wake.clone(), stop.clone()));
     tasks.spawn(intake::run(
         jetstream.clone(),
         config.clone(),
         pool.clone(),
         dead.clone(),
+        wake.clone(),
         stop.clone(),
     ));
     let worker = Arc::new(deliver::Worker::new(
@@ -165,6 +171,7 @@ pub async fn run_with(
         dead,
         mark,
         tls,
+        wake,
     ));
     for _ in 0..config.concurrency.max(1) {
         tasks.spawn(worker.clone().run(stop.clone()));

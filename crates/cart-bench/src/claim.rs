@@ -1,0 +1,165 @@
+//! `cart-bench claim`: what one webhook claim costs at backlogs of 100, 10,000 and
+//! 100,000 due deliveries (issue 16: "a worker's claim costs the same at a backlog of
+//! 100 and of 100,000").
+//!
+//! Per backlog, a fresh database `cart_bench_claim` (dropped first) is migrated; on a
+//! single connection the worker's statements are prepared and run on the EMPTY tables
+//! (so their plans are made there, as a worker started on a new database makes them);
+//! then the backlog is seeded by one `generate_series` insert, with no ANALYZE (as with
+//! autovacuum off); then `--claims` claims are timed, each the worker's own short
+//! transaction: begin, `store::claim`, `store::lease`, commit. After each timed claim,
+//! untimed, the outcome is recorded as a retry due at once (`store::finish_attempt`),
+//! which puts the delivery back at the end of the due rows: the backlog stays the same
+//! through the run, and the rows a claim passes over are what a real worker leaves.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use cart_webhook::store::{self, Attempt, Next};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+#[derive(Debug, clap::Args)]
+pub struct ClaimArgs {
+    /// The PostgreSQL server; the database `cart_bench_claim` is (re)created on it.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Backlogs of due deliveries to measure at, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [100_i64, 10_000, 100_000])]
+    backlogs: Vec<i64>,
+    /// Timed claims per backlog.
+    #[arg(long, default_value_t = 2_000)]
+    claims: usize,
+}
+
+/// One backlog's figures.
+struct Figures {
+    backlog: i64,
+    median: Duration,
+    p90: Duration,
+    max: Duration,
+}
+
+pub async fn run(args: ClaimArgs) -> anyhow::Result<()> {
+    let url = crate::database_url(&args.database_url, "cart_bench_claim");
+    let mut figures = Vec::new();
+    for &backlog in &args.backlogs {
+        crate::drop_database(&url).await?;
+        figures.push(measure(&url, backlog, args.claims.max(1)).await?);
+    }
+    crate::drop_database(&url).await?;
+    println!(
+        "webhook claim cost: begin + claim + lease + commit, {} claims per backlog, one connection, plans made on empty tables, no ANALYZE",
+        args.claims
+    );
+    println!("| due deliveries | median per claim | p90 | max |");
+    println!("|---|---|---|---|");
+    for f in &figures {
+        println!(
+            "| {} | {:.3} ms | {:.3} ms | {:.3} ms |",
+            f.backlog,
+            ms(f.median),
+            ms(f.p90),
+            ms(f.max)
+        );
+    }
+    if let (Some(first), Some(last)) = (figures.first(), figures.last()) {
+        println!(
+            "median at {} / median at {}: {:.2}",
+            last.backlog,
+            first.backlog,
+            last.median.as_secs_f64() / first.median.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn measure(url: &str, backlog: i64, claims: usize) -> anyhow::Result<Figures> {
+    let mut config = cart_webhook::Config::from_env();
+    config.database_url = url.to_owned();
+    // Creates and migrates the database.
+    let setup = cart_webhook::connect(&config)
+        .await
+        .with_context(|| format!("prepare {url}"))?;
+    // The claiming session: one connection, so the statements it prepares on the empty
+    // tables are the ones timed.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .with_context(|| format!("connect to {url}"))?;
+    for _ in 0..10 {
+        let mut tx = pool.begin().await?;
+        anyhow::ensure!(store::claim(&mut tx).await?.is_none(), "tables not empty");
+        tx.commit().await?;
+    }
+    seed(&setup, backlog).await?;
+    setup.close().await;
+
+    let worker = uuid::Uuid::new_v4();
+    let mut times = Vec::with_capacity(claims);
+    for _ in 0..claims {
+        let started = Instant::now();
+        let mut tx = pool.begin().await?;
+        let claimed = store::claim(&mut tx)
+            .await?
+            .context("the backlog ran dry")?;
+        let number =
+            store::lease(&mut tx, claimed.event_id, worker, Duration::from_secs(60)).await?;
+        tx.commit().await?;
+        times.push(started.elapsed());
+        // Untimed: a retry due at once, at the end of the due rows.
+        let attempt = Attempt {
+            attempt: number,
+            started_at: SystemTime::now(),
+            status_code: Some(500),
+            latency: Duration::from_millis(1),
+            outcome: "retry",
+            error: None,
+        };
+        store::finish_attempt(
+            &pool,
+            claimed.event_id,
+            worker,
+            &attempt,
+            Next::RetryAfter(Duration::ZERO),
+        )
+        .await?;
+    }
+    pool.close().await;
+    times.sort_unstable();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+    Ok(Figures {
+        backlog,
+        median: at(0.5),
+        p90: at(0.9),
+        max: at(1.0),
+    })
+}
+
+/// `backlog` due, ready order_paid deliveries of as many orders, due over the last
+/// hour, with a payload of the size intake stores.
+async fn seed(pool: &PgPool, backlog: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into webhook_deliveries (event_id, project_id, order_id, version,
+           notification_type, envelope, ready, next_attempt_at)
+         select gen_random_uuid(), 1, g, 2, 'order_paid',
+           jsonb_build_object('event_type', 'OrderPaid', 'order',
+             jsonb_build_object('invoice_id', 'inv-' || g, 'items', repeat('x', 600))),
+           true, now() - interval '1 hour' + interval '1 millisecond' * g
+         from generate_series(1, $1::bigint) g",
+    )
+    .bind(backlog)
+    .execute(pool)
+    .await
+    .context("seed the backlog")?;
+    Ok(())
+}

@@ -34,11 +34,17 @@ pub struct ClaimArgs {
     /// Timed claims per backlog.
     #[arg(long, default_value_t = 2_000)]
     claims: usize,
+    /// Also measure at the first backlog after this many deliveries finished without a
+    /// VACUUM (autovacuum off): the dead index entries they leave; 0 to skip.
+    #[arg(long, default_value_t = 100_000)]
+    history: i64,
 }
 
 /// One backlog's figures.
 struct Figures {
     backlog: i64,
+    /// Deliveries finished before, with no VACUUM since.
+    history: i64,
     median: Duration,
     p90: Duration,
     max: Duration,
@@ -49,19 +55,25 @@ pub async fn run(args: ClaimArgs) -> anyhow::Result<()> {
     let mut figures = Vec::new();
     for &backlog in &args.backlogs {
         crate::drop_database(&url).await?;
-        figures.push(measure(&url, backlog, args.claims.max(1)).await?);
+        figures.push(measure(&url, backlog, 0, args.claims.max(1)).await?);
+    }
+    let mut history = None;
+    if let (Some(&backlog), true) = (args.backlogs.first(), args.history > 0) {
+        crate::drop_database(&url).await?;
+        history = Some(measure(&url, backlog, args.history, args.claims.max(1)).await?);
     }
     crate::drop_database(&url).await?;
     println!(
         "webhook claim cost: begin + claim + lease + commit, {} claims per backlog, one connection, plans made on empty tables, no ANALYZE",
         args.claims
     );
-    println!("| due deliveries | median per claim | p90 | max |");
-    println!("|---|---|---|---|");
-    for f in &figures {
+    println!("| due deliveries | finished before, no VACUUM | median per claim | p90 | max |");
+    println!("|---|---|---|---|---|");
+    for f in figures.iter().chain(&history) {
         println!(
-            "| {} | {:.3} ms | {:.3} ms | {:.3} ms |",
+            "| {} | {} | {:.3} ms | {:.3} ms | {:.3} ms |",
             f.backlog,
+            f.history,
             ms(f.median),
             ms(f.p90),
             ms(f.max)
@@ -82,7 +94,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn measure(url: &str, backlog: i64, claims: usize) -> anyhow::Result<Figures> {
+async fn measure(
+    url: &str,
+    backlog: i64,
+    history: i64,
+    claims: usize,
+) -> anyhow::Result<Figures> {
     let mut config = cart_webhook::Config::from_env();
     config.database_url = url.to_owned();
     // Creates and migrates the database.
@@ -100,6 +117,9 @@ async fn measure(url: &str, backlog: i64, claims: usize) -> anyhow::Result<Figur
         let mut tx = pool.begin().await?;
         anyhow::ensure!(store::claim(&mut tx).await?.is_none(), "tables not empty");
         tx.commit().await?;
+    }
+    if history > 0 {
+        finished(&setup, history).await?;
     }
     seed(&setup, backlog).await?;
     setup.close().await;
@@ -139,6 +159,7 @@ async fn measure(url: &str, backlog: i64, claims: usize) -> anyhow::Result<Figur
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     Ok(Figures {
         backlog,
+        history,
         median: at(0.5),
         p90: at(0.9),
         max: at(1.0),
@@ -161,5 +182,28 @@ async fn seed(pool: &PgPool, backlog: i64) -> anyhow::Result<()> {
     .execute(pool)
     .await
     .context("seed the backlog")?;
+    Ok(())
+}
+
+/// `count` deliveries made as the worker makes them, each leaving the row versions a
+/// worker leaves (recorded, leased, delivered), with no VACUUM after: their dead entries
+/// stay at the old end of the claim's index, due before the backlog seeded next.
+async fn finished(pool: &PgPool, count: i64) -> anyhow::Result<()> {
+    sqlx::raw_sql(&format!(
+        "insert into webhook_deliveries (event_id, project_id, order_id, version,
+           notification_type, envelope, ready, next_attempt_at)
+         select gen_random_uuid(), 2, g, 2, 'order_paid', '{{}}', true,
+           now() - interval '2 hours' + interval '1 millisecond' * g
+         from generate_series(1, {count}) g;
+         update webhook_deliveries set attempts = 1, leased_by = gen_random_uuid(),
+           leased_at = now(), leased_until = now() + interval '1 minute'
+         where project_id = 2;
+         update webhook_deliveries set status = 'delivered', finished_at = now(),
+           leased_until = null, leased_by = null, leased_at = null, followed_up_at = now()
+         where project_id = 2;"
+    ))
+    .execute(pool)
+    .await
+    .context("seed the finished deliveries")?;
     Ok(())
 }

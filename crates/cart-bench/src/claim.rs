@@ -11,6 +11,9 @@
 //! untimed, the outcome is recorded as a retry due at once (`store::finish_attempt`),
 //! which puts the delivery back at the end of the due rows: the backlog stays the same
 //! through the run, and the rows a claim passes over are what a real worker leaves.
+//! The commit waits for the WAL flush, so the claim's statements (claim + lease, without
+//! begin and commit) are timed apart too. A last pair of rows measures at the first
+//! backlog after `--history` deliveries finished, without and with the worker's VACUUM.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,8 +46,11 @@ pub struct ClaimArgs {
 /// One backlog's figures.
 struct Figures {
     backlog: i64,
-    /// Deliveries finished before, with no VACUUM since.
+    /// Deliveries finished before, and whether `store::vacuum` ran after them.
     history: i64,
+    vacuumed: bool,
+    /// Median of the claim's and the lease's statements alone (no begin, no commit).
+    statements: Duration,
     median: Duration,
     p90: Duration,
     max: Duration,
@@ -55,36 +61,45 @@ pub async fn run(args: ClaimArgs) -> anyhow::Result<()> {
     let mut figures = Vec::new();
     for &backlog in &args.backlogs {
         crate::drop_database(&url).await?;
-        figures.push(measure(&url, backlog, 0, args.claims.max(1)).await?);
+        figures.push(measure(&url, backlog, (0, false), args.claims.max(1)).await?);
     }
-    let mut history = None;
     if let (Some(&backlog), true) = (args.backlogs.first(), args.history > 0) {
-        crate::drop_database(&url).await?;
-        history = Some(measure(&url, backlog, args.history, args.claims.max(1)).await?);
+        for vacuumed in [false, true] {
+            crate::drop_database(&url).await?;
+            let history = (args.history, vacuumed);
+            figures.push(measure(&url, backlog, history, args.claims.max(1)).await?);
+        }
     }
     crate::drop_database(&url).await?;
     println!(
         "webhook claim cost: begin + claim + lease + commit, {} claims per backlog, one connection, plans made on empty tables, no ANALYZE",
         args.claims
     );
-    println!("| due deliveries | finished before, no VACUUM | median per claim | p90 | max |");
-    println!("|---|---|---|---|---|");
-    for f in figures.iter().chain(&history) {
+    println!("| due deliveries | finished before | median per claim | p90 | max | claim + lease statements alone (median) |");
+    println!("|---|---|---|---|---|---|");
+    for f in &figures {
+        let history = match (f.history, f.vacuumed) {
+            (0, _) => "0".to_owned(),
+            (n, false) => format!("{n}, no VACUUM"),
+            (n, true) => format!("{n}, then the worker's VACUUM"),
+        };
         println!(
-            "| {} | {} | {:.3} ms | {:.3} ms | {:.3} ms |",
+            "| {} | {history} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms |",
             f.backlog,
-            f.history,
             ms(f.median),
             ms(f.p90),
-            ms(f.max)
+            ms(f.max),
+            ms(f.statements)
         );
     }
-    if let (Some(first), Some(last)) = (figures.first(), figures.last()) {
+    let fresh: Vec<&Figures> = figures.iter().filter(|f| f.history == 0).collect();
+    if let (Some(first), Some(last)) = (fresh.first(), fresh.last()) {
         println!(
-            "median at {} / median at {}: {:.2}",
+            "median at {} / median at {}: {:.2} per claim, {:.2} for the statements alone",
             last.backlog,
             first.backlog,
-            last.median.as_secs_f64() / first.median.as_secs_f64()
+            last.median.as_secs_f64() / first.median.as_secs_f64(),
+            last.statements.as_secs_f64() / first.statements.as_secs_f64()
         );
     }
     Ok(())
@@ -97,7 +112,7 @@ fn ms(d: Duration) -> f64 {
 async fn measure(
     url: &str,
     backlog: i64,
-    history: i64,
+    (history, vacuumed): (i64, bool),
     claims: usize,
 ) -> anyhow::Result<Figures> {
     let mut config = cart_webhook::Config::from_env();
@@ -120,20 +135,26 @@ async fn measure(
     }
     if history > 0 {
         finished(&setup, history).await?;
+        if vacuumed {
+            store::vacuum(&setup).await?;
+        }
     }
     seed(&setup, backlog).await?;
     setup.close().await;
 
     let worker = uuid::Uuid::new_v4();
     let mut times = Vec::with_capacity(claims);
+    let mut statements = Vec::with_capacity(claims);
     for _ in 0..claims {
         let started = Instant::now();
         let mut tx = pool.begin().await?;
+        let sent = Instant::now();
         let claimed = store::claim(&mut tx)
             .await?
             .context("the backlog ran dry")?;
         let number =
             store::lease(&mut tx, claimed.event_id, worker, Duration::from_secs(60)).await?;
+        statements.push(sent.elapsed());
         tx.commit().await?;
         times.push(started.elapsed());
         // Untimed: a retry due at once, at the end of the due rows.
@@ -156,10 +177,13 @@ async fn measure(
     }
     pool.close().await;
     times.sort_unstable();
+    statements.sort_unstable();
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     Ok(Figures {
         backlog,
         history,
+        vacuumed,
+        statements: statements[statements.len() / 2],
         median: at(0.5),
         p90: at(0.9),
         max: at(1.0),

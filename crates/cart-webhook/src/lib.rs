@@ -13,6 +13,7 @@ pub mod intake;
 pub mod payload;
 pub mod schedule;
 pub mod store;
+mod vacuum;
 pub mod wake;
 
 use std::future::Future;
@@ -102,11 +103,11 @@ pub async fn connect(config: &Config) -> Result<PgPool, WebhookError> {
     ]);
     let pool = PgPoolOptions::new()
         // One connection per delivery loop, one for intake, one for admin and follow-ups,
-        // and the one `wake::listen` holds.
+        // the one `wake::listen` holds and one for the VACUUM.
         .max_connections(
             u32::try_from(config.concurrency)
                 .unwrap_or(16)
-                .saturating_add(4),
+                .saturating_add(5),
         )
         .connect_with(options)
         .await?;
@@ -177,6 +178,9 @@ pub async fn run_with(
         tasks.spawn(worker.clone().run(stop.clone()));
     }
     tasks.spawn(worker.clone().follow_ups(stop.clone()));
+    if !config.vacuum_every.is_zero() {
+        tasks.spawn(vacuum::run(pool.clone(), config.vacuum_every, stop.clone()));
+    }
     tracing::info!(prefix = %config.prefix, stream = %config.orders_stream, consumer = %config.consumer, "cart-webhook running");
 
     let result = tokio::select! {

@@ -479,3 +479,21 @@ pub async fn note_follow_up_error(
         .await?;
     Ok(())
 }
+
+/// Vacuums the outbox (`skip_locked`: when another instance's VACUUM or autovacuum holds
+/// the table, this one is skipped). Each lease and outcome leaves a dead row version
+/// whose entry stays at the old end of `webhook_deliveries_ready` until a VACUUM: the
+/// claim skips such entries without reading the table, but walks their index pages, so
+/// without VACUUM (autovacuum off) its cost would grow with the deliveries ever made.
+/// On a connection of its own, without the 10 s statement timeout, closed afterwards.
+pub async fn vacuum(pool: &PgPool) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    conn.close_on_drop();
+    sqlx::query("set statement_timeout = 0")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("vacuum (skip_locked) webhook_deliveries")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -123,3 +123,34 @@ async fn a_mark_that_fails_after_the_2xx_is_retried_by_the_follow_up_loop() {
     assert_eq!(receiver.calls().len(), 1, "the webhook is not sent again");
     worker.abort();
 }
+
+/// The worker's own VACUUM of the outbox (`--vacuum-every`): it runs, beside the
+/// deliveries, so the claim's index sheds the dead entries of finished deliveries even
+/// with autovacuum off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_worker_vacuums_the_outbox_on_its_own() {
+    let w = World::new().await;
+    let receiver = Receiver::start(vec![]).await;
+    let mut config = w.config.clone();
+    config.vacuum_every = Duration::from_millis(200);
+    let worker = w.start_worker_with(config);
+    w.set_webhook(1, &receiver.url, "s", 1).await;
+    w.publish(&paid(1, 131)).await;
+    w.wait_status(131, "order_paid", "delivered").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let vacuumed: bool = sqlx::query_scalar(
+            "select last_vacuum is not null from pg_stat_user_tables
+             where relname = 'webhook_deliveries'",
+        )
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+        if vacuumed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never vacuumed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.abort();
+}

@@ -6,6 +6,7 @@
 #   make bench-feed  export and projection-rebuild throughput (BENCHMARKS.md)
 #   make bench    command throughput, latency and memory of a release cartd under load
 #   make bench-orders  the purchase path (fill, checkout, payment) of a release cartd
+#   make bench-fulfilment  whole purchases to webhooks and `done`: cartd + cart-webhook under load
 #   make schemas  regenerate docs/schemas/*.json from the Rust types
 #   make contract check docs/schemas against the types and validate docs/asyncapi.yaml
 #   make fuzz     every cargo-fuzz target for FUZZ_SECS seconds each (docs/testing.md)
@@ -35,10 +36,10 @@ TEST_CMD = $(if $(shell $(CARGO) nextest --version 2>/dev/null),$(CARGO) nextest
 # cart-domain must stay free of I/O, async and wire-format crates.
 DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 
-.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders schemas schemas-check asyncapi-validate contract fuzz fuzz-live
+.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment schemas schemas-check asyncapi-validate contract fuzz fuzz-live
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders schemas contract fuzz fuzz-live"
+	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment schemas contract fuzz fuzz-live"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -100,6 +101,47 @@ bench-orders: services
 		sleep 0.3; \
 	done; \
 	'$(BENCH_BIN)/cart-bench' orders --subject-prefix '$(BENCH_PREFIX)' $(BENCH_ORDERS_ARGS)
+
+# Fulfilment under load (issue 16): a release cartd (relays on) and a release cart-webhook
+# worker on a fresh database (BENCH_FULFILMENT_DATABASE_URL, dropped first) and fresh
+# streams (deleted first), with subjects, streams and consumer of their own; driven by
+# `cart-bench fulfilment`, which runs the webhook receiver itself. Figures on stdout and
+# in $(BENCH_OUT)/fulfilment.json, logs in $(BENCH_OUT)/cartd-fulfilment.log and
+# $(BENCH_OUT)/cart-webhook-fulfilment.log.
+#   make bench-fulfilment BENCH_FULFILMENT_ARGS='--phases 32+64:300 --drain-secs 300'
+#   make bench-fulfilment BENCH_WEBHOOK_ARGS='--poll 100ms --concurrency 8'  (cart-webhook --help)
+BENCH_FULFILMENT_ARGS ?=
+BENCH_WEBHOOK_ARGS ?=
+BENCH_FULFILMENT_DATABASE_URL ?= $(shell sed -E 's#^([a-z]+://[^/?]*)(/[^?]*)?#\1/cart_bench_fulfilment#' <<< '$(DATABASE_URL)')
+BENCH_FULFILMENT_PREFIX ?= cart.benchf
+BENCH_FULFILMENT_STREAMS ?= CART_BENCHF
+bench-fulfilment: services
+	$(CARGO) build --release -p cartd -p cart-webhook -p cart-bench --bins
+	mkdir -p '$(BENCH_OUT)'
+	'$(BENCH_BIN)/cart-bench' drop-database --database-url '$(BENCH_FULFILMENT_DATABASE_URL)'
+	'$(BENCH_BIN)/cart-bench' drop-streams $(BENCH_FULFILMENT_STREAMS)_EVENTS \
+		$(BENCH_FULFILMENT_STREAMS)_ORDERS $(BENCH_FULFILMENT_STREAMS)_WEBHOOK_DEAD
+	export DATABASE_URL='$(BENCH_FULFILMENT_DATABASE_URL)' RUST_LOG=warn \
+		CART_SUBJECT_PREFIX='$(BENCH_FULFILMENT_PREFIX)' \
+		CART_ORDERS_STREAM='$(BENCH_FULFILMENT_STREAMS)_ORDERS'; \
+	CART_CATALOG='$(CATALOG)' CART_SERVICE_NAME='$(BENCH_SERVICE)-fulfilment' \
+	CART_EVENTS_STREAM='$(BENCH_FULFILMENT_STREAMS)_EVENTS' CART_EVENTS_MAX_AGE_SECS=3600 \
+		'$(BENCH_BIN)/cartd' $(BENCH_CARTD_ARGS) >'$(BENCH_OUT)/cartd-fulfilment.log' 2>&1 & \
+	cartd=$$!; \
+	CART_WEBHOOK_CONSUMER=cart-bench-fulfilment \
+	CART_WEBHOOK_DEAD_STREAM='$(BENCH_FULFILMENT_STREAMS)_WEBHOOK_DEAD' \
+		'$(BENCH_BIN)/cart-webhook' $(BENCH_WEBHOOK_ARGS) >'$(BENCH_OUT)/cart-webhook-fulfilment.log' 2>&1 & \
+	worker=$$!; \
+	trap 'kill $$cartd $$worker 2>/dev/null || true; wait $$cartd $$worker 2>/dev/null || true' EXIT; \
+	trap 'exit 130' INT TERM; \
+	'$(BENCH_BIN)/cart-bench' fulfilment --subject-prefix '$(BENCH_FULFILMENT_PREFIX)' \
+		--orders-stream '$(BENCH_FULFILMENT_STREAMS)_ORDERS' --catalog '$(CATALOG)' \
+		--out '$(BENCH_OUT)/fulfilment.json' $(BENCH_FULFILMENT_ARGS) || { \
+		status=$$?; \
+		echo "make bench-fulfilment: cart-bench failed; last lines of the logs:" >&2; \
+		tail -n 10 '$(BENCH_OUT)/cartd-fulfilment.log' '$(BENCH_OUT)/cart-webhook-fulfilment.log' >&2; \
+		exit $$status; \
+	}
 
 # Load benchmark: a release cartd on a fresh database (BENCH_DATABASE_URL, dropped
 # first), driven over NATS by `cart-bench load`, which also measures this machine's NATS

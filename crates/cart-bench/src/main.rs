@@ -7,6 +7,7 @@
 mod chart;
 mod claim;
 mod cpu;
+mod fulfilment;
 mod limits;
 mod load;
 mod orders;
@@ -55,6 +56,18 @@ enum Command {
     Orders(orders::OrdersArgs),
     /// What one webhook claim costs at backlogs of 100 to 100,000 due deliveries.
     Claim(claim::ClaimArgs),
+    /// Whole purchases against a running cartd and cart-webhook worker, with the
+    /// project's webhook pointed at a receiver of the bench's own (make bench-fulfilment).
+    Fulfilment(Box<fulfilment::FulfilmentArgs>),
+    /// Delete JetStream streams (missing ones are fine), so that a run starts without the
+    /// last run's messages and consumers (make bench-fulfilment runs this first).
+    DropStreams {
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        /// The streams to delete.
+        #[arg(required = true)]
+        streams: Vec<String>,
+    },
     /// Drop the database named in the URL, if it exists, so a service starts on an empty
     /// one (`make bench` runs this before starting cartd).
     DropDatabase {
@@ -75,6 +88,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Load(args) => load::run(*args).await,
         Command::Orders(args) => orders::run(args).await,
         Command::Claim(args) => claim::run(args).await,
+        Command::Fulfilment(args) => fulfilment::run(*args).await,
+        Command::DropStreams { nats_url, streams } => {
+            fulfilment::drop_streams(&nats_url, &streams).await
+        }
         Command::DropDatabase { database_url } => drop_database(&database_url).await,
     }
 }

@@ -52,7 +52,11 @@ impl Steps {
     }
 }
 
-async fn request(client: &Client, subject: String, body: Value) -> anyhow::Result<Value> {
+pub(crate) async fn request(
+    client: &Client,
+    subject: String,
+    body: Value,
+) -> anyhow::Result<Value> {
     let reply = client
         .request(subject.clone(), serde_json::to_vec(&body)?.into())
         .await

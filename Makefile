@@ -71,6 +71,14 @@ bench-feed: services
 bench-domain:
 	$(CARGO) bench -p cart-domain --bench domain
 
+# A webhook claim's cost at backlogs of 100, 10,000 and 100,000 due deliveries, each on
+# a fresh database cart_bench_claim (dropped first and after; BENCHMARKS.md, issue 16).
+#   make bench-claim BENCH_CLAIM_ARGS='--claims 500 --backlogs 100,100000'
+.PHONY: bench-claim
+BENCH_CLAIM_ARGS ?=
+bench-claim: services
+	DATABASE_URL='$(TEST_DATABASE_URL)' $(CARGO) run --release -q -p cart-bench -- claim $(BENCH_CLAIM_ARGS)
+
 # The purchase path: a release cartd (relays on) on a fresh database, driven by
 # `cart-bench orders` (fill, checkout, payment per fresh user), after a fills-only phase
 # by the same clients for the ratio.  make bench-orders BENCH_ORDERS_ARGS='--clients 32'

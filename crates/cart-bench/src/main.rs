@@ -5,6 +5,7 @@
 //! against this machine's NATS and PostgreSQL limits, measured in the same run.
 
 mod chart;
+mod claim;
 mod cpu;
 mod fulfilment;
 mod limits;
@@ -53,6 +54,8 @@ enum Command {
     Load(Box<load::LoadArgs>),
     /// The purchase path of a running cartd: fill, checkout, payment, per step and whole.
     Orders(orders::OrdersArgs),
+    /// What one webhook claim costs at backlogs of 100 to 100,000 due deliveries.
+    Claim(claim::ClaimArgs),
     /// Whole purchases against a running cartd and cart-webhook worker, with the
     /// project's webhook pointed at a receiver of the bench's own (make bench-fulfilment).
     Fulfilment(Box<fulfilment::FulfilmentArgs>),
@@ -84,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         } => feed(&database_url, events, runs.max(1)).await,
         Command::Load(args) => load::run(*args).await,
         Command::Orders(args) => orders::run(args).await,
+        Command::Claim(args) => claim::run(args).await,
         Command::Fulfilment(args) => fulfilment::run(*args).await,
         Command::DropStreams { nats_url, streams } => {
             fulfilment::drop_streams(&nats_url, &streams).await

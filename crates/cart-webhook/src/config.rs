@@ -82,6 +82,12 @@ pub struct Config {
     #[arg(long, env = "CART_WEBHOOK_CANCEL_GRACE", default_value = "60s", value_parser = parse_duration)]
     pub cancel_grace: Duration,
 
+    /// How often this instance vacuums the outbox (`webhook_deliveries`), so that the
+    /// claim's index holds no dead entries of finished deliveries (which only VACUUM
+    /// removes, and autovacuum may be off); 0s for never.
+    #[arg(long, env = "CART_WEBHOOK_VACUUM_EVERY", default_value = "60s", value_parser = parse_duration)]
+    pub vacuum_every: Duration,
+
     /// Extra trusted CA certificates for https receivers (PEM, one or more), beside the
     /// bundled Mozilla roots: a private CA, or a receiver's self-signed certificate.
     /// Read at start; an unreadable file or one without a certificate stops the worker.

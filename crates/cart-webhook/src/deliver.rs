@@ -17,10 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::jetstream::{self, stream};
 use cart_proto::order::OrderEventEnvelope;
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::http::{self, HttpError};
-use crate::payload;
+use crate::payload::{self, NotificationType};
 use crate::store::{self, Attempt, Claimed, FollowUp, Next};
 use crate::{Config, MarkDelivered, MarkError, WebhookError};
 
@@ -123,6 +123,18 @@ pub struct Worker {
     mark: MarkDelivered,
     /// The TLS client of https receivers (built once: the roots and `--ca-file`).
     tls: tokio_rustls::TlsConnector,
+    /// Rung when a delivery is recorded (by this process's intake, or another's through
+    /// LISTEN: `crate::wake`); idle loops then claim at once instead of at the next poll.
+    wake: Arc<Notify>,
+}
+
+/// What a follow-up did.
+enum Performed {
+    Done,
+    /// The order store refused: retrying cannot help.
+    Refused(String),
+    /// Anything else: retried.
+    Failed(String),
 }
 
 impl Worker {
@@ -132,6 +144,7 @@ impl Worker {
         dead: DeadLetters,
         mark: MarkDelivered,
         tls: tokio_rustls::TlsConnector,
+        wake: Arc<Notify>,
     ) -> Self {
         Self {
             id: uuid::Uuid::new_v4(),
@@ -140,15 +153,21 @@ impl Worker {
             dead,
             mark,
             tls,
+            wake,
         }
     }
 
-    /// A delivery loop: steps until idle, then waits `poll` (or `stop`).
+    /// A delivery loop: steps until idle, then waits for a wake, `poll` or `stop`.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<(), WebhookError> {
         loop {
             if *stop.borrow() {
                 return Ok(());
             }
+            // Registered before the step, so that a wake rung while the step finds
+            // nothing is not lost.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let idle = match self.deliver_one().await {
                 Ok(Step::Worked) => false,
                 Ok(Step::Idle) => true,
@@ -158,8 +177,10 @@ impl Worker {
                 }
             };
             if idle {
+                // The poll stays as the safety net (a lost NOTIFY, a retry's due time).
                 tokio::select! {
                     _ = stop.changed() => return Ok(()),
+                    () = &mut woken => {}
                     () = tokio::time::sleep(self.config.poll) => {}
                 }
             }
@@ -175,6 +196,11 @@ impl Worker {
             if *stop.borrow() {
                 return Ok(());
             }
+            // Registered before the step, so that a wake rung while the step finds
+            // nothing is not lost.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let idle = match self.follow_up_one().await {
                 Ok(Step::Worked) => false,
                 Ok(Step::Idle) => true,
@@ -184,8 +210,10 @@ impl Worker {
                 }
             };
             if idle {
+                // The poll stays as the safety net (a lost NOTIFY, a retry's due time).
                 tokio::select! {
                     _ = stop.changed() => return Ok(()),
+                    () = &mut woken => {}
                     () = tokio::time::sleep(self.config.poll) => {}
                 }
             }
@@ -195,7 +223,7 @@ impl Worker {
     async fn deliver_one(&self) -> Result<Step, store::StoreError> {
         // The claim: a short transaction, committed before the call.
         let mut tx = self.pool.begin().await?;
-        let Some(claimed) = store::claim(&mut tx, self.config.cancel_grace).await? else {
+        let Some(claimed) = store::claim(&mut tx).await? else {
             tx.commit().await?;
             return Ok(Step::Idle);
         };
@@ -250,7 +278,30 @@ impl Worker {
             ?next,
             "webhook attempt"
         );
+        if let Some(work) = follow_up_of(&claimed, &attempt, next) {
+            self.follow_up_now(work).await;
+        }
         Ok(Step::Worked)
+    }
+
+    /// The follow-up of a delivery this loop just finished, right after the outcome's
+    /// commit: the order marked done (OrderDone) within the same step as its 2xx, rather
+    /// than at the follow-up loop's next turn. The row's follow-up stays to do until this
+    /// succeeds, so a crash or failure here is retried by the follow-up loop (after
+    /// `store::FOLLOW_UP_AFTER`); both ends are idempotent.
+    async fn follow_up_now(&self, work: FollowUp) {
+        let event_id = work.event_id();
+        let error = match self.perform(&work).await {
+            Performed::Done => None,
+            Performed::Refused(text) => Some(text),
+            Performed::Failed(text) => {
+                tracing::warn!(%event_id, error = %text, "follow-up failed; the follow-up loop will retry");
+                return;
+            }
+        };
+        if let Err(e) = store::followed_up(&self.pool, event_id, error.as_deref()).await {
+            tracing::warn!(%event_id, error = %cart_store::error_chain(&e), "recording a follow-up; the follow-up loop will redo it");
+        }
     }
 
     /// `finish_attempt`, retried on database errors with backoff (100 ms doubling up to
@@ -369,28 +420,48 @@ impl Worker {
 
     /// Marks a delivered order_paid's order done, or publishes a failed delivery's dead
     /// letter, under the row's lock; a failure is retried after `poll` (at least 1 s).
+    /// This is the crash-safe retry of `follow_up_now`, and the path of the order_paid
+    /// deliveries failed as superseded (never attempted, so no loop finished them).
     async fn follow_up_one(&self) -> Result<Step, store::StoreError> {
         let mut tx = self.pool.begin().await?;
         let Some(work) = store::claim_follow_up(&mut tx).await? else {
             tx.commit().await?;
             return Ok(Step::Idle);
         };
-        let (event_id, result) = match work {
+        let event_id = work.event_id();
+        let retry_after = self.config.poll.max(Duration::from_secs(1));
+        match self.perform(&work).await {
+            Performed::Done => {
+                store::follow_up_done(&mut tx, event_id, None, retry_after).await?;
+            }
+            Performed::Refused(text) => {
+                store::follow_up_done(&mut tx, event_id, None, Duration::ZERO).await?;
+                store::note_follow_up_error(&mut tx, event_id, &text).await?;
+            }
+            Performed::Failed(text) => {
+                tracing::warn!(%event_id, error = %text, "follow-up failed; will retry");
+                store::follow_up_done(&mut tx, event_id, Some(&text), retry_after).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Step::Worked)
+    }
+
+    /// A follow-up's work: the order store's mark, or the dead letter's publish.
+    async fn perform(&self, work: &FollowUp) -> Performed {
+        match work {
             FollowUp::MarkDone {
                 event_id,
                 project_id,
                 order_id,
-            } => match (self.mark)(project_id, order_id).await {
-                Ok(()) => (event_id, Ok(())),
+            } => match (self.mark)(*project_id, *order_id).await {
+                Ok(()) => Performed::Done,
                 // Retrying a refusal cannot help: give up, loudly, and keep the reason.
                 Err(MarkError::Refused(text)) => {
                     tracing::error!(%event_id, project_id, order_id, reason = %text, "the order store refused to mark the order done");
-                    store::follow_up_done(&mut tx, event_id, None, Duration::ZERO).await?;
-                    store::note_follow_up_error(&mut tx, event_id, &text).await?;
-                    tx.commit().await?;
-                    return Ok(Step::Worked);
+                    Performed::Refused(text)
                 }
-                Err(MarkError::Failed(text)) => (event_id, Err(text)),
+                Err(MarkError::Failed(text)) => Performed::Failed(text),
             },
             FollowUp::DeadLetter {
                 event_id,
@@ -404,8 +475,8 @@ impl Worker {
                 last_error,
             } => {
                 // Failed without an attempt: an order_paid superseded by its order's
-                // order_canceled, which was sent first (store::claim).
-                let reason = if attempts == 0 {
+                // order_canceled, which was sent first (store::order_queue).
+                let reason = if *attempts == 0 {
                     "superseded"
                 } else if last_outcome.as_deref() == Some("permanent") {
                     "permanent"
@@ -424,20 +495,47 @@ impl Worker {
                     "envelope": envelope,
                 });
                 let body = serde_json::to_vec(&body).unwrap_or_default();
-                (
-                    event_id,
-                    self.dead
-                        .publish(event_id, project_id, order_id, body)
-                        .await,
-                )
+                match self
+                    .dead
+                    .publish(*event_id, *project_id, *order_id, body)
+                    .await
+                {
+                    Ok(()) => Performed::Done,
+                    Err(text) => Performed::Failed(text),
+                }
             }
-        };
-        if let Err(e) = &result {
-            tracing::warn!(%event_id, error = %e, "follow-up failed; will retry");
         }
-        let retry_after = self.config.poll.max(Duration::from_secs(1));
-        store::follow_up_done(&mut tx, event_id, result.err().as_deref(), retry_after).await?;
-        tx.commit().await?;
-        Ok(Step::Worked)
+    }
+}
+
+/// The follow-up a finished attempt leaves, as `store::finish_attempt` records it: a
+/// delivered order_paid's order to mark done (not a free order's, whose OrderDone caused
+/// it), a failed delivery's dead letter.
+fn follow_up_of(claimed: &Claimed, attempt: &Attempt, next: Next) -> Option<FollowUp> {
+    match next {
+        Next::Delivered
+            if claimed.kind == NotificationType::OrderPaid
+                && claimed.envelope["event_type"].as_str() != Some("OrderDone") =>
+        {
+            Some(FollowUp::MarkDone {
+                event_id: claimed.event_id,
+                project_id: claimed.project_id,
+                order_id: claimed.order_id,
+            })
+        }
+        Next::Failed => Some(FollowUp::DeadLetter {
+            event_id: claimed.event_id,
+            project_id: claimed.project_id,
+            order_id: claimed.order_id,
+            kind: claimed.kind.as_str().to_owned(),
+            attempts: attempt.attempt,
+            envelope: claimed.envelope.clone(),
+            last_status_code: attempt
+                .status_code
+                .map(|c| i16::try_from(c).unwrap_or(i16::MAX)),
+            last_outcome: Some(attempt.outcome.to_owned()),
+            last_error: attempt.error.clone(),
+        }),
+        _ => None,
     }
 }

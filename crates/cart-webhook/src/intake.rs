@@ -9,8 +9,10 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind};
 use cart_proto::order::OrderEventEnvelope;
 use futures::StreamExt;
+use std::sync::Arc;
+
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::deliver::DeadLetters;
 use crate::payload::NotificationType;
@@ -55,6 +57,7 @@ pub async fn run(
     config: Config,
     pool: PgPool,
     dead: DeadLetters,
+    wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), WebhookError> {
     let consumer = loop {
@@ -91,8 +94,15 @@ pub async fn run(
                 ))
             }
         };
-        let ack = match take(&pool, &message.payload).await {
-            Ok(()) => AckKind::Ack,
+        let ack = match take(&pool, &message.payload, config.cancel_grace).await {
+            Ok(inserted) => {
+                if inserted {
+                    // This process's idle loops claim it now; other processes' are woken
+                    // by the NOTIFY of the insert (`crate::wake`).
+                    wake.notify_waiters();
+                }
+                AckKind::Ack
+            }
             Err(Take::Unreadable(reason)) => {
                 // Not an order event at all: never deliverable, and redelivering would
                 // not change that: terminate.
@@ -153,16 +163,16 @@ enum Take {
     Store(store::StoreError),
 }
 
-/// Records the delivery an event causes, if it causes one. Events of other types are
-/// acked without being decoded further.
-async fn take(pool: &PgPool, payload: &[u8]) -> Result<(), Take> {
+/// Records the delivery an event causes, if it causes one; true when a row was inserted.
+/// Events of other types are acked without being decoded further.
+async fn take(pool: &PgPool, payload: &[u8], cancel_grace: Duration) -> Result<bool, Take> {
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| Take::Unreadable(e.to_string()))?;
     let Some(event_type) = value.get("event_type").and_then(|t| t.as_str()) else {
         return Err(Take::Unreadable("no event_type".into()));
     };
     if !NotificationType::may_notify(event_type) {
-        return Ok(());
+        return Ok(false);
     }
     let undecodable = |reason: String| Take::Undecodable {
         event_type: event_type.to_owned(),
@@ -171,7 +181,7 @@ async fn take(pool: &PgPool, payload: &[u8]) -> Result<(), Take> {
     let envelope: OrderEventEnvelope =
         serde_json::from_value(value.clone()).map_err(|e| undecodable(e.to_string()))?;
     let Some(kind) = NotificationType::for_event(&envelope) else {
-        return Ok(());
+        return Ok(false);
     };
     let event_id = uuid::Uuid::parse_str(&envelope.event_id)
         .map_err(|e| undecodable(format!("event id {:?}: {e}", envelope.event_id)))?;
@@ -183,7 +193,7 @@ async fn take(pool: &PgPool, payload: &[u8]) -> Result<(), Take> {
         kind,
         envelope: serde_json::to_value(&envelope).map_err(|e| undecodable(e.to_string()))?,
     };
-    let inserted = store::insert_delivery(pool, &delivery)
+    let inserted = store::insert_delivery(pool, &delivery, cancel_grace)
         .await
         .map_err(Take::Store)?;
     tracing::info!(
@@ -193,5 +203,5 @@ async fn take(pool: &PgPool, payload: &[u8]) -> Result<(), Take> {
         inserted,
         "order event recorded for delivery"
     );
-    Ok(())
+    Ok(inserted)
 }

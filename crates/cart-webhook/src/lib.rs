@@ -13,6 +13,8 @@ pub mod intake;
 pub mod payload;
 pub mod schedule;
 pub mod store;
+mod vacuum;
+pub mod wake;
 
 use std::future::Future;
 use std::str::FromStr;
@@ -22,7 +24,7 @@ use cart_store::orders::OrderStoreError;
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 pub use config::Config;
@@ -100,11 +102,12 @@ pub async fn connect(config: &Config) -> Result<PgPool, WebhookError> {
         ("statement_timeout", "10s".to_owned()),
     ]);
     let pool = PgPoolOptions::new()
-        // One connection per delivery loop, one for intake, one for admin and follow-ups.
+        // One connection per delivery loop, one for intake, one for admin and follow-ups,
+        // the one `wake::listen` holds and one for the VACUUM.
         .max_connections(
             u32::try_from(config.concurrency)
                 .unwrap_or(16)
-                .saturating_add(3),
+                .saturating_add(5),
         )
         .connect_with(options)
         .await?;
@@ -151,12 +154,16 @@ pub async fn run_with(
     let service = admin::start(&client, &config, pool.clone()).await?;
 
     let (stop_tx, stop) = watch::channel(false);
+    // Rung by this process's intake and by NOTIFYs of every process's intake.
+    let wake = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
+    tasks.spawn(wake::listen(pool.clone(), wake.clone(), stop.clone()));
     tasks.spawn(intake::run(
         jetstream.clone(),
         config.clone(),
         pool.clone(),
         dead.clone(),
+        wake.clone(),
         stop.clone(),
     ));
     let worker = Arc::new(deliver::Worker::new(
@@ -165,11 +172,15 @@ pub async fn run_with(
         dead,
         mark,
         tls,
+        wake,
     ));
     for _ in 0..config.concurrency.max(1) {
         tasks.spawn(worker.clone().run(stop.clone()));
     }
     tasks.spawn(worker.clone().follow_ups(stop.clone()));
+    if !config.vacuum_every.is_zero() {
+        tasks.spawn(vacuum::run(pool.clone(), config.vacuum_every, stop.clone()));
+    }
     tracing::info!(prefix = %config.prefix, stream = %config.orders_stream, consumer = %config.consumer, "cart-webhook running");
 
     let result = tokio::select! {

@@ -1,5 +1,11 @@
-//! The webhook tables (migrations 0006 and 0007): settings, the delivery outbox and attempts.
-//! The only module of this crate that writes SQL.
+//! The webhook tables (migrations 0006, 0007 and 0008): settings, the delivery outbox and
+//! attempts. The only module of this crate (with `order_queue`) that writes SQL.
+//!
+//! The hot statements are `pub const`s, so that `tests/plans.rs` prepares exactly the
+//! text the worker runs and checks that their plans stay index scans however empty the
+//! tables were when they were planned.
+
+pub mod order_queue;
 
 use std::time::Duration;
 
@@ -80,23 +86,15 @@ pub struct NewDelivery {
 }
 
 /// Records a delivery; false when it was there already (a redelivered message, or the
-/// same notification of the order under another event id).
-pub async fn insert_delivery(pool: &PgPool, d: &NewDelivery) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "insert into webhook_deliveries
-           (event_id, project_id, order_id, version, notification_type, envelope)
-         values ($1, $2, $3, $4, $5, $6)
-         on conflict do nothing",
-    )
-    .bind(d.event_id)
-    .bind(pid(d.project_id))
-    .bind(pid(d.order_id))
-    .bind(d.version)
-    .bind(d.kind.as_str())
-    .bind(&d.envelope)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// same notification of the order under another event id). Its place in its order's
+/// queue is decided here (`order_queue::insert`): an order_canceled that may have no
+/// order_paid coming waits `cancel_grace` for one.
+pub async fn insert_delivery(
+    pool: &PgPool,
+    d: &NewDelivery,
+    cancel_grace: Duration,
+) -> Result<bool, StoreError> {
+    order_queue::insert(pool, d, cancel_grace).await
 }
 
 /// A claimed delivery, locked by the (short) transaction it was claimed in until
@@ -112,87 +110,42 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-/// Claims one due pending delivery whose lease is free or expired, and locks its row
-/// for the claiming transaction, which the caller ends with `lease` or `postpone` and
-/// commits before any HTTP call. A delivery is claimable only when no earlier pending
-/// delivery of the same order exists (pending includes leased, i.e. in flight; an
-/// earlier one locked by another claim is skipped by `skip locked` and this condition
-/// keeps the later one back), so an order is never delivered by two workers at once
-/// and its notifications go out in event order.
+/// The claim: the first due, ready, pending delivery whose lease is free or expired, in
+/// `next_attempt_at, id` order, locked (`skip locked`: claims of other loops and
+/// processes pass each other). `ready` (kept by `order_queue`) already says that the row
+/// heads its order's queue and waits for nothing, so this is a range scan of the
+/// partial index `webhook_deliveries_ready` that stops at the first row it can lock,
+/// whatever the backlog. `now()` (stable) bounds the scan in the index; the lease's
+/// end is compared with `clock_timestamp()`. The rows it passes over are the leased
+/// ones (deliveries in flight, at most one per delivery loop of all workers) and those
+/// other claims hold.
+pub const CLAIM_SQL: &str = "select d.event_id, d.project_id, d.order_id, d.notification_type,
+       d.envelope, d.attempts, d.leased_until is not null as lease_lost
+    from webhook_deliveries d
+    where d.status = 'pending' and d.ready and d.next_attempt_at <= now()
+      and (d.leased_until is null or d.leased_until < clock_timestamp())
+    order by d.next_attempt_at, d.id
+    limit 1
+    for update of d skip locked";
+
+/// Claims one due delivery (`CLAIM_SQL`) and locks its row for the claiming
+/// transaction, which the caller ends with `lease` or `postpone` and commits before any
+/// HTTP call.
 ///
-/// An order_canceled of a paid order (its envelope's order has an invoice and is not
-/// free) waits, with no time limit, until its order's order_paid is recorded and
-/// finished (delivered or failed): intake instances may record an order's two events
-/// in either order, and however late the paid event is, it comes. Any other
-/// order_canceled (a free order's, or one without an invoice) waits up to
-/// `cancel_grace` from its intake for an order_paid to be recorded, since none may come
-/// (a free order done before this worker sent free orders' order_paid).
-///
-/// Before claiming, a pending order_paid never attempted whose order's order_canceled
-/// was already attempted or finished is failed as superseded (dead-lettered with reason
-/// `superseded`) rather than sent after it; only odd histories get there.
+/// Only the head of an order's queue is ready (`order_queue`): an earlier pending
+/// delivery of the same order (pending includes leased, i.e. in flight) holds the later
+/// one back, so an order is never delivered by two workers at once and its
+/// notifications go out in event order. An order_canceled of a paid order waits, with no
+/// time limit, until its order_paid is recorded and finished; any other order_canceled
+/// waits up to the grace for an order_paid to be recorded. An order_paid recorded after
+/// its order's order_canceled was attempted is failed as superseded when it is recorded,
+/// and one still pending when its cancel finishes is failed then; no claim sweeps.
 ///
 /// When the claimed row's previous lease expired without an outcome (its worker died
 /// or stalled mid-call), that attempt is recorded as an `error` whose outcome is
 /// unknown; a stalled worker that comes back later replaces it with what it saw.
-pub async fn claim(
-    tx: &mut Transaction<'_, Postgres>,
-    cancel_grace: Duration,
-) -> Result<Option<Claimed>, StoreError> {
-    sqlx::query(
-        "update webhook_deliveries set status = 'failed', finished_at = clock_timestamp(),
-           leased_until = null
-         where event_id in (
-           select d.event_id from webhook_deliveries d
-           where d.status = 'pending' and d.notification_type = 'order_paid'
-             and d.attempts = 0
-             and exists (
-               select 1 from webhook_deliveries c
-               where c.project_id = d.project_id and c.order_id = d.order_id
-                 and c.notification_type = 'order_canceled'
-                 and (c.status <> 'pending' or c.attempts > 0))
-           for update of d skip locked)",
-    )
-    .execute(&mut **tx)
-    .await?;
-    let row = sqlx::query(
-        "select d.event_id, d.project_id, d.order_id, d.notification_type, d.envelope,
-                d.attempts, d.leased_until is not null as lease_lost
-         from webhook_deliveries d
-         where d.status = 'pending' and d.next_attempt_at <= clock_timestamp()
-           and (d.leased_until is null or d.leased_until < clock_timestamp())
-           and not exists (
-             select 1 from webhook_deliveries e
-             where e.project_id = d.project_id and e.order_id = d.order_id
-               and e.status = 'pending' and e.version < d.version)
-           -- Superseded (as above) since the update's snapshot: left to the next claim.
-           and not (d.notification_type = 'order_paid' and d.attempts = 0
-             and exists (
-               select 1 from webhook_deliveries c
-               where c.project_id = d.project_id and c.order_id = d.order_id
-                 and c.notification_type = 'order_canceled'
-                 and (c.status <> 'pending' or c.attempts > 0)))
-           and (d.notification_type = 'order_paid'
-             or exists (
-               select 1 from webhook_deliveries p
-               where p.project_id = d.project_id and p.order_id = d.order_id
-                 and p.notification_type = 'order_paid'
-                 and p.status in ('delivered', 'failed'))
-             or (not (d.envelope -> 'order' ->> 'invoice_id' is not null
-                      and coalesce((d.envelope -> 'order' ->> 'is_free')::boolean, false)
-                          = false)
-               and (exists (
-                      select 1 from webhook_deliveries p
-                      where p.project_id = d.project_id and p.order_id = d.order_id
-                        and p.notification_type = 'order_paid')
-                    or d.created_at < clock_timestamp() - make_interval(secs => $1))))
-         order by d.next_attempt_at, d.id
-         limit 1
-         for update of d skip locked",
-    )
-    .bind(cancel_grace.as_secs_f64())
-    .fetch_optional(&mut **tx)
-    .await?;
+pub async fn claim(tx: &mut Transaction<'_, Postgres>) -> Result<Option<Claimed>, StoreError> {
+    let row = sqlx::query(CLAIM_SQL).fetch_optional(&mut **tx).await?;
     let Some(r) = row else { return Ok(None) };
     let event_id: uuid::Uuid = r.get("event_id");
     if r.get::<bool, _>("lease_lost") {
@@ -228,6 +181,13 @@ pub async fn claim(
     }))
 }
 
+/// The lease of a claimed delivery (by its primary key).
+pub const LEASE_SQL: &str = "update webhook_deliveries set attempts = attempts + 1,
+       leased_by = $2, leased_at = clock_timestamp(),
+       leased_until = clock_timestamp() + make_interval(secs => $3)
+     where event_id = $1
+     returning attempts";
+
 /// Leases a claimed delivery to `worker` for `lease` and counts the attempt about to
 /// be made; returns its number. The caller commits, then makes the call. The lease is
 /// timed from the statement's clock (`clock_timestamp()`), not from the claiming
@@ -238,18 +198,12 @@ pub async fn lease(
     worker: uuid::Uuid,
     lease: Duration,
 ) -> Result<i32, StoreError> {
-    let attempt: i32 = sqlx::query_scalar(
-        "update webhook_deliveries set attempts = attempts + 1, leased_by = $2,
-           leased_at = clock_timestamp(),
-           leased_until = clock_timestamp() + make_interval(secs => $3)
-         where event_id = $1
-         returning attempts",
-    )
-    .bind(event_id)
-    .bind(worker)
-    .bind(lease.as_secs_f64())
-    .fetch_one(&mut **tx)
-    .await?;
+    let attempt: i32 = sqlx::query_scalar(LEASE_SQL)
+        .bind(event_id)
+        .bind(worker)
+        .bind(lease.as_secs_f64())
+        .fetch_one(&mut **tx)
+        .await?;
     Ok(attempt)
 }
 
@@ -299,12 +253,36 @@ pub enum Next {
     RetryAfter(Duration),
 }
 
+/// How long a finished delivery's follow-up (order done, dead letter) is left to the
+/// loop that finished it, which does it right after the outcome's commit, before the
+/// follow-up loop takes it over as the crash-safe retry.
+pub const FOLLOW_UP_AFTER: Duration = Duration::from_secs(5);
+
+/// The outcome's update: only while the lease is still `worker`'s (`leased_by` and the
+/// attempt number unchanged). A finished delivery's `next_attempt_at` is when the
+/// follow-up loop may take over its follow-up (`FOLLOW_UP_AFTER`).
+pub const FINISH_SQL: &str = "update webhook_deliveries set status = $2,
+       next_attempt_at = now() + make_interval(secs => $4),
+       finished_at = case when $5 then now() end,
+       leased_until = null, leased_by = null, leased_at = null,
+       -- A delivered order_canceled leaves nothing to follow up, nor does a free
+       -- order's order_paid (its OrderDone caused it: the order is done already).
+       followed_up_at = case when $2 = 'delivered'
+                          and (notification_type = 'order_canceled'
+                               or envelope ->> 'event_type' = 'OrderDone')
+                        then now() end
+     where event_id = $1 and status = 'pending' and leased_by = $6 and attempts = $3
+     returning project_id, order_id, notification_type";
+
 /// Records an attempt made under `worker`'s lease and, only while that lease is still
 /// this worker's (`leased_by` and the attempt number unchanged: nobody claimed the
 /// delivery again after the lease expired), the delivery's new state, ending the lease.
 /// The attempt's row is written in any case (replacing the "lease expired" row another
 /// worker may have written for it). Returns false when the lease was lost: the state
 /// then belongs to the worker holding the newer lease and is left alone.
+///
+/// A delivery that ends (delivered or failed) releases its order's other notification
+/// in the same transaction, under the order's lock (`order_queue::release_sibling`).
 pub async fn finish_attempt(
     pool: &PgPool,
     event_id: uuid::Uuid,
@@ -317,7 +295,16 @@ pub async fn finish_attempt(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or_default();
+    let (status, delay, finished) = match next {
+        Next::Delivered => ("delivered", FOLLOW_UP_AFTER.as_secs_f64(), true),
+        Next::Failed => ("failed", FOLLOW_UP_AFTER.as_secs_f64(), true),
+        Next::RetryAfter(d) => ("pending", d.as_secs_f64(), false),
+    };
     let mut tx = pool.begin().await?;
+    if finished {
+        // The order's lock first, as intake takes it: then the rows.
+        order_queue::lock_order_of(&mut tx, event_id).await?;
+    }
     sqlx::query(
         "insert into webhook_attempts
            (event_id, attempt, started_at, status_code, latency_ms, outcome, error)
@@ -339,34 +326,44 @@ pub async fn finish_attempt(
     .bind(attempt.error.as_deref())
     .execute(&mut *tx)
     .await?;
-    let (status, delay, finished) = match next {
-        Next::Delivered => ("delivered", 0.0, true),
-        Next::Failed => ("failed", 0.0, true),
-        Next::RetryAfter(d) => ("pending", d.as_secs_f64(), false),
-    };
-    let done = sqlx::query(
-        "update webhook_deliveries set status = $2,
-           next_attempt_at = now() + make_interval(secs => $4),
-           finished_at = case when $5 then now() end,
-           leased_until = null, leased_by = null, leased_at = null,
-           -- A delivered order_canceled leaves nothing to follow up, nor does a free
-           -- order's order_paid (its OrderDone caused it: the order is done already).
-           followed_up_at = case when $2 = 'delivered'
-                              and (notification_type = 'order_canceled'
-                                   or envelope ->> 'event_type' = 'OrderDone')
-                            then now() end
-         where event_id = $1 and status = 'pending' and leased_by = $6 and attempts = $3",
+    let row = sqlx::query(FINISH_SQL)
+        .bind(event_id)
+        .bind(status)
+        .bind(attempt.attempt)
+        .bind(delay)
+        .bind(finished)
+        .bind(worker)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let kept = row.is_some();
+    if let (true, Some(r)) = (finished, row) {
+        let kind_text: String = r.get("notification_type");
+        if let Some(kind) = NotificationType::parse(&kind_text) {
+            order_queue::release_sibling(&mut tx, r.get("project_id"), r.get("order_id"), kind)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(kept)
+}
+
+/// Ends a finished delivery's follow-up from the loop that finished it (no row lock:
+/// the follow-up loop does not take it before `FOLLOW_UP_AFTER`, and both ends are
+/// idempotent). `error` keeps the reason a follow-up was given up.
+pub async fn followed_up(
+    pool: &PgPool,
+    event_id: uuid::Uuid,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update webhook_deliveries set followed_up_at = now(), follow_up_error = $2
+         where event_id = $1 and followed_up_at is null",
     )
     .bind(event_id)
-    .bind(status)
-    .bind(attempt.attempt)
-    .bind(delay)
-    .bind(finished)
-    .bind(worker)
-    .execute(&mut *tx)
+    .bind(error)
+    .execute(pool)
     .await?;
-    tx.commit().await?;
-    Ok(done.rows_affected() == 1)
+    Ok(())
 }
 
 /// Work left after a delivery finished: marking a delivered order_paid's order done,
@@ -391,26 +388,35 @@ pub enum FollowUp {
     },
 }
 
+impl FollowUp {
+    pub fn event_id(&self) -> uuid::Uuid {
+        match self {
+            Self::MarkDone { event_id, .. } | Self::DeadLetter { event_id, .. } => *event_id,
+        }
+    }
+}
+
+/// The follow-up claim: a range scan of the partial index `webhook_deliveries_follow_up`
+/// (finished deliveries whose follow-up is not done) in `finished_at` order.
+pub const FOLLOW_UP_SQL: &str = "select d.event_id, d.project_id, d.order_id,
+       d.notification_type, d.status, d.attempts, d.envelope, a.status_code, a.outcome,
+       a.error
+    from webhook_deliveries d
+    left join webhook_attempts a on a.event_id = d.event_id and a.attempt = d.attempts
+    where d.followed_up_at is null and d.finished_at is not null
+      and d.next_attempt_at <= now()
+      and ((d.status = 'delivered' and d.notification_type = 'order_paid')
+        or d.status = 'failed')
+    order by d.finished_at
+    limit 1
+    for update of d skip locked";
+
 /// Claims one follow-up (locked for the transaction): the caller does it, then calls
 /// `follow_up_done` in the same transaction.
 pub async fn claim_follow_up(
     tx: &mut Transaction<'_, Postgres>,
 ) -> Result<Option<FollowUp>, StoreError> {
-    let row = sqlx::query(
-        "select d.event_id, d.project_id, d.order_id, d.notification_type, d.status,
-                d.attempts, d.envelope, a.status_code, a.outcome, a.error
-         from webhook_deliveries d
-         left join webhook_attempts a on a.event_id = d.event_id and a.attempt = d.attempts
-         where d.followed_up_at is null and d.finished_at is not null
-           and d.next_attempt_at <= now()
-           and ((d.status = 'delivered' and d.notification_type = 'order_paid')
-             or d.status = 'failed')
-         order by d.finished_at
-         limit 1
-         for update of d skip locked",
-    )
-    .fetch_optional(&mut **tx)
-    .await?;
+    let row = sqlx::query(FOLLOW_UP_SQL).fetch_optional(&mut **tx).await?;
     let Some(r) = row else { return Ok(None) };
     let event_id: uuid::Uuid = r.get("event_id");
     let project_id = u64::try_from(r.get::<i64, _>("project_id")).unwrap_or_default();
@@ -470,6 +476,24 @@ pub async fn note_follow_up_error(
         .bind(event_id)
         .bind(error)
         .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Vacuums the outbox (`skip_locked`: when another instance's VACUUM or autovacuum holds
+/// the table, this one is skipped). Each lease and outcome leaves a dead row version
+/// whose entry stays at the old end of `webhook_deliveries_ready` until a VACUUM: the
+/// claim skips such entries without reading the table, but walks their index pages, so
+/// without VACUUM (autovacuum off) its cost would grow with the deliveries ever made.
+/// On a connection of its own, without the 10 s statement timeout, closed afterwards.
+pub async fn vacuum(pool: &PgPool) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    conn.close_on_drop();
+    sqlx::query("set statement_timeout = 0")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("vacuum (skip_locked) webhook_deliveries")
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }

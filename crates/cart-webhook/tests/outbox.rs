@@ -21,6 +21,7 @@ async fn insert(w: &World, order: u64) -> uuid::Uuid {
             kind: NotificationType::OrderPaid,
             envelope: serde_json::to_value(&e).unwrap(),
         },
+        Duration::from_secs(60),
     )
     .await
     .unwrap();
@@ -37,10 +38,7 @@ async fn a_lease_is_timed_from_the_clock_not_the_claims_start() {
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    let claimed = store::claim(&mut tx, Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
+    let claimed = store::claim(&mut tx).await.unwrap().unwrap();
     assert_eq!(claimed.event_id, event_id);
     sqlx::query("select pg_sleep(0.5)")
         .execute(&mut *tx)
@@ -77,10 +75,7 @@ async fn a_late_success_is_recorded_after_a_postponing_claim() {
     let event_id = insert(&w, 2).await;
     let stalled = uuid::Uuid::new_v4();
     let mut tx = w.pool.begin().await.unwrap();
-    store::claim(&mut tx, Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
+    store::claim(&mut tx).await.unwrap().unwrap();
     let number = store::lease(&mut tx, event_id, stalled, Duration::from_secs(3))
         .await
         .unwrap();
@@ -92,10 +87,7 @@ async fn a_late_success_is_recorded_after_a_postponing_claim() {
         .await
         .unwrap();
     let mut tx = w.pool.begin().await.unwrap();
-    let again = store::claim(&mut tx, Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = store::claim(&mut tx).await.unwrap().unwrap();
     assert_eq!(again.event_id, event_id);
     store::postpone(&mut tx, event_id, Duration::from_secs(60))
         .await

@@ -1,0 +1,185 @@
+//! Plans that cannot go stale (issue 16): the worker's hot statements keep index plans
+//! whatever the tables held when they were prepared, with no ANALYZE ever (autovacuum
+//! off, as on the machine where the stale claim stopped every delivery).
+//!
+//! Each statement is the exact text the worker runs (the `pub const`s of
+//! `cart_webhook::store`), PREPAREd on one session of a fresh database with EMPTY
+//! tables and executed there, then the tables are filled and `EXPLAIN EXECUTE` on the
+//! same session shows the plan that session would go on using. The session forces the
+//! generic plan: in the worker's default mode PostgreSQL uses either a custom plan
+//! (made at each execution, with the tables' current size: it cannot go stale) or,
+//! after five executions, this generic one, kept until the table is analyzed, so the
+//! generic plan made on empty tables is the one that must be right.
+
+mod common;
+
+use cart_webhook::store::{self, order_queue};
+use cart_webhook::Config;
+use common::TestDb;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+
+async fn fresh() -> (TestDb, PgPool) {
+    let db = TestDb::new().await;
+    let mut config = Config::from_env();
+    config.database_url = db.url.clone();
+    let pool = cart_webhook::connect(&config).await.unwrap();
+    (db, pool)
+}
+
+/// (name, SQL, arguments of EXECUTE): every statement the claim, the lease, the outcome,
+/// intake's queue and the follow-up run against `webhook_deliveries` per delivery.
+fn statements() -> [(&'static str, &'static str, &'static str); 6] {
+    [
+        ("claim", store::CLAIM_SQL, ""),
+        ("follow_up", store::FOLLOW_UP_SQL, ""),
+        ("sibling", order_queue::SIBLING_SQL, "(1, 5, 'order_paid')"),
+        ("lock_order_of", order_queue::LOCK_ORDER_OF_SQL, "('00000000-0000-0000-0000-000000000001')"),
+        ("lease", store::LEASE_SQL, "('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000002', 30.0)"),
+        ("finish", store::FINISH_SQL, "('00000000-0000-0000-0000-000000000001', 'delivered', 1, 5.0, true, '00000000-0000-0000-0000-000000000002')"),
+    ]
+}
+
+/// The session's statements, prepared and run six times on the empty tables.
+async fn prepare_on_empty_tables(pool: &PgPool) -> PoolConnection<Postgres> {
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("set plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for (name, sql, args) in statements() {
+        sqlx::raw_sql(&format!("prepare {name} as {sql}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("prepare {name}: {e}"));
+        for _ in 0..6 {
+            sqlx::raw_sql(&format!("execute {name}{args}"))
+                .execute(&mut *conn)
+                .await
+                .unwrap_or_else(|e| panic!("execute {name}: {e}"));
+        }
+    }
+    conn
+}
+
+/// 20,000 orders, no ANALYZE: most delivered and followed up, 2,000 order_paid due and
+/// ready (the first 8 in flight), 1,000 paid orders' cancels waiting for them, 500
+/// finished deliveries whose follow-up is to do, 500 retries due in an hour.
+async fn fill(pool: &PgPool) {
+    sqlx::raw_sql(
+        "insert into webhook_deliveries (event_id, project_id, order_id, version,
+           notification_type, envelope, status, ready, next_attempt_at, finished_at,
+           followed_up_at, attempts, leased_until, leased_by)
+         select gen_random_uuid(), 1, g, 2, 'order_paid', '{\"event_type\": \"OrderPaid\"}',
+           case when g <= 2500 then 'pending' when g <= 3000 then 'failed' else 'delivered' end,
+           g <= 2500,
+           case when g <= 2000 then now() - interval '1 minute' * (2000 - g)
+                when g <= 2500 then now() + interval '1 hour' else now() end,
+           case when g > 2500 then now() end,
+           case when g > 3000 then now() end,
+           case when g <= 2000 then 0 else 1 end,
+           case when g <= 8 then now() + interval '1 minute' end,
+           case when g <= 8 then gen_random_uuid() end
+         from generate_series(1, 20000) g;
+         insert into webhook_deliveries (event_id, project_id, order_id, version,
+           notification_type, envelope)
+         select gen_random_uuid(), 1, g, 3, 'order_canceled', '{}'
+         from generate_series(1, 1000) g;",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// Every scan of a table in a JSON plan: (node type, relation, index).
+fn scans(plan: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
+    let text = |key: &str| plan[key].as_str().unwrap_or_default().to_owned();
+    // ModifyTable names its table too, but reads through the scan below it.
+    if plan.get("Relation Name").is_some() && text("Node Type").ends_with("Scan") {
+        out.push((text("Node Type"), text("Relation Name"), text("Index Name")));
+    }
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        scans(child, out);
+    }
+}
+
+async fn explain(
+    conn: &mut PoolConnection<Postgres>,
+    options: &str,
+    name: &str,
+    args: &str,
+) -> serde_json::Value {
+    let plan: serde_json::Value = sqlx::query_scalar(&format!(
+        "explain ({options} format json) execute {name}{args}"
+    ))
+    .fetch_one(&mut **conn)
+    .await
+    .unwrap_or_else(|e| panic!("explain {name}: {e}"));
+    plan[0].clone()
+}
+
+#[tokio::test]
+async fn the_workers_statements_keep_index_plans_made_on_empty_tables() {
+    let (_db, pool) = fresh().await;
+    let mut conn = prepare_on_empty_tables(&pool).await;
+    fill(&pool).await;
+    for (name, _, args) in statements() {
+        let plan = explain(&mut conn, "", name, args).await;
+        let mut found = Vec::new();
+        scans(&plan["Plan"], &mut found);
+        let deliveries: Vec<_> = found
+            .iter()
+            .filter(|(_, relation, _)| relation == "webhook_deliveries")
+            .collect();
+        assert!(!deliveries.is_empty(), "{name}: {plan:#}");
+        for (node, _, index) in &deliveries {
+            assert!(
+                node.starts_with("Index") && !index.is_empty(),
+                "{name} must read webhook_deliveries through an index, not {node}: {plan:#}"
+            );
+        }
+        // And they are the plans that were made on the empty tables.
+        let generic: i64 =
+            sqlx::query_scalar("select generic_plans from pg_prepared_statements where name = $1")
+                .bind(name)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        assert!(generic >= 6, "{name}: the generic plan is the one in use");
+    }
+    let claim = explain(&mut conn, "", "claim", "").await;
+    let mut found = Vec::new();
+    scans(&claim["Plan"], &mut found);
+    assert_eq!(
+        found,
+        [(
+            "Index Scan".to_owned(),
+            "webhook_deliveries".to_owned(),
+            "webhook_deliveries_ready".to_owned()
+        )],
+        "the claim is one range scan of the ready index: {claim:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_reads_a_handful_of_pages_at_a_backlog_of_thousands() {
+    let (_db, pool) = fresh().await;
+    let mut conn = prepare_on_empty_tables(&pool).await;
+    fill(&pool).await;
+    // Run for real (in a transaction rolled back): the pages it touched, the rows it
+    // passed over. The 8 leased rows at the head of the index are passed over; the
+    // 1,992 other due rows and the 18,000 others are not read.
+    sqlx::query("begin").execute(&mut *conn).await.unwrap();
+    let plan = explain(&mut conn, "analyze, buffers,", "claim", "").await;
+    sqlx::query("rollback").execute(&mut *conn).await.unwrap();
+    let top = &plan["Plan"];
+    assert_eq!(top["Actual Rows"], 1, "{plan:#}");
+    let pages =
+        top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap();
+    assert!(pages <= 12, "the claim read {pages} pages: {plan:#}");
+    let mut node = top;
+    while node["Node Type"] != "Index Scan" {
+        node = &node["Plans"][0];
+    }
+    assert_eq!(node["Rows Removed by Filter"], 8, "{plan:#}");
+}

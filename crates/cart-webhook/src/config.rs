@@ -70,8 +70,13 @@ pub struct Config {
     pub poll: Duration,
 
     /// Delivery loops in this instance (deliveries in flight at once).
-    #[arg(long, env = "CART_WEBHOOK_CONCURRENCY", default_value_t = 4)]
+    #[arg(long, env = "CART_WEBHOOK_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
+
+    /// Order events recorded at once by this instance's intake (each acked when its own
+    /// insert commits).
+    #[arg(long, env = "CART_WEBHOOK_INTAKE_CONCURRENCY", default_value_t = 16)]
+    pub intake_concurrency: usize,
 
     /// When a project has no webhook settings, or they are disabled, its deliveries stay
     /// pending and are looked at again after this long.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind};
 use cart_proto::order::OrderEventEnvelope;
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::sync::Arc;
 
@@ -76,10 +77,18 @@ pub async fn run(
         .messages()
         .await
         .map_err(|e| WebhookError::JetStream(format!("pull: {e}")))?;
+    // Up to `intake_concurrency` events recorded at once: one at a time, each insert's
+    // commit (a disk flush) capped intake near 100 events/s, below a sale's purchase
+    // rate. Concurrent inserts are as safe as several instances' (an order's rows are
+    // written under its advisory lock, `store::order_queue`), and their commits share
+    // flushes. Each message is acked when its own insert commits.
+    let limit = config.intake_concurrency.max(1);
+    let mut in_flight = FuturesUnordered::new();
     loop {
         let next = tokio::select! {
-            _ = stop.changed() => return Ok(()),
-            next = messages.next() => next,
+            _ = stop.changed() => break,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+            next = messages.next(), if in_flight.len() < limit => next,
         };
         let message = match next {
             Some(Ok(message)) => message,
@@ -94,57 +103,71 @@ pub async fn run(
                 ))
             }
         };
-        let ack = match take(&pool, &message.payload, config.cancel_grace).await {
-            Ok(inserted) => {
-                if inserted {
-                    // This process's idle loops claim it now; other processes' are woken
-                    // by the NOTIFY of the insert (`crate::wake`).
-                    wake.notify_waiters();
-                }
-                AckKind::Ack
+        in_flight.push(handle(message, &pool, &config, &dead, &wake));
+    }
+    // Stopping: the events already taken are recorded and acked, not left to redelivery.
+    while in_flight.next().await.is_some() {}
+    Ok(())
+}
+
+/// Records one event's delivery (if it causes one) and acks, naks or terminates it.
+async fn handle(
+    message: jetstream::Message,
+    pool: &PgPool,
+    config: &Config,
+    dead: &DeadLetters,
+    wake: &Notify,
+) {
+    let ack = match take(pool, &message.payload, config.cancel_grace).await {
+        Ok(inserted) => {
+            if inserted {
+                // This process's idle loops claim it now; other processes' are woken
+                // by the NOTIFY of the insert (`crate::wake`).
+                wake.notify_waiters();
             }
-            Err(Take::Unreadable(reason)) => {
-                // Not an order event at all: never deliverable, and redelivering would
-                // not change that: terminate.
-                tracing::error!(subject = %message.subject, %reason, "unreadable order event; terminated");
-                AckKind::Term
-            }
-            Err(Take::Undecodable { event_type, reason }) => {
-                // An event that may cause a webhook but does not decode (a newer
-                // producer's shape, a bug): kept in the dead-letter stream before it is
-                // terminated, so that it can be looked at and replayed; if the dead
-                // letter cannot be published, the event is redelivered later instead.
-                let sequence = message
-                    .info()
-                    .map(|i| format!("{}-{}", i.stream, i.stream_sequence))
-                    .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
-                let body = serde_json::json!({
-                    "reason": "undecodable",
-                    "event_type": event_type,
-                    "error": reason,
-                    "subject": message.subject.as_str(),
-                    "payload": String::from_utf8_lossy(&message.payload),
-                });
-                let body = serde_json::to_vec(&body).unwrap_or_default();
-                match dead.publish_undecodable(&sequence, body).await {
-                    Ok(()) => {
-                        tracing::error!(subject = %message.subject, %event_type, %reason, "undecodable order event; dead-lettered and terminated");
-                        AckKind::Term
-                    }
-                    Err(e) => {
-                        tracing::warn!(subject = %message.subject, error = %e, "dead-lettering an undecodable order event; will be redelivered");
-                        AckKind::Nak(Some(UNDECODABLE_RETRY))
-                    }
-                }
-            }
-            Err(Take::Store(e)) => {
-                tracing::warn!(error = %cart_store::error_chain(&e), "recording a delivery; will be redelivered");
-                AckKind::Nak(Some(Duration::from_secs(1)))
-            }
-        };
-        if let Err(e) = message.ack_with(ack).await {
-            tracing::warn!(error = %e, "ack of an order event");
+            AckKind::Ack
         }
+        Err(Take::Unreadable(reason)) => {
+            // Not an order event at all: never deliverable, and redelivering would
+            // not change that: terminate.
+            tracing::error!(subject = %message.subject, %reason, "unreadable order event; terminated");
+            AckKind::Term
+        }
+        Err(Take::Undecodable { event_type, reason }) => {
+            // An event that may cause a webhook but does not decode (a newer
+            // producer's shape, a bug): kept in the dead-letter stream before it is
+            // terminated, so that it can be looked at and replayed; if the dead
+            // letter cannot be published, the event is redelivered later instead.
+            let sequence = message
+                .info()
+                .map(|i| format!("{}-{}", i.stream, i.stream_sequence))
+                .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
+            let body = serde_json::json!({
+                "reason": "undecodable",
+                "event_type": event_type,
+                "error": reason,
+                "subject": message.subject.as_str(),
+                "payload": String::from_utf8_lossy(&message.payload),
+            });
+            let body = serde_json::to_vec(&body).unwrap_or_default();
+            match dead.publish_undecodable(&sequence, body).await {
+                Ok(()) => {
+                    tracing::error!(subject = %message.subject, %event_type, %reason, "undecodable order event; dead-lettered and terminated");
+                    AckKind::Term
+                }
+                Err(e) => {
+                    tracing::warn!(subject = %message.subject, error = %e, "dead-lettering an undecodable order event; will be redelivered");
+                    AckKind::Nak(Some(UNDECODABLE_RETRY))
+                }
+            }
+        }
+        Err(Take::Store(e)) => {
+            tracing::warn!(error = %cart_store::error_chain(&e), "recording a delivery; will be redelivered");
+            AckKind::Nak(Some(Duration::from_secs(1)))
+        }
+    };
+    if let Err(e) = message.ack_with(ack).await {
+        tracing::warn!(error = %e, "ack of an order event");
     }
 }
 

@@ -102,12 +102,12 @@ pub async fn connect(config: &Config) -> Result<PgPool, WebhookError> {
         ("statement_timeout", "10s".to_owned()),
     ]);
     let pool = PgPoolOptions::new()
-        // One connection per delivery loop, one for intake, one for admin and follow-ups,
-        // the one `wake::listen` holds and one for the VACUUM.
+        // One connection per delivery loop and per event intake records at once, one
+        // for admin and follow-ups, the one `wake::listen` holds and one for the VACUUM.
         .max_connections(
-            u32::try_from(config.concurrency)
-                .unwrap_or(16)
-                .saturating_add(5),
+            u32::try_from(config.concurrency.saturating_add(config.intake_concurrency))
+                .unwrap_or(32)
+                .saturating_add(4),
         )
         .connect_with(options)
         .await?;

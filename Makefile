@@ -7,6 +7,7 @@
 #   make bench    command throughput, latency and memory of a release cartd under load
 #   make bench-orders  the purchase path (fill, checkout, payment) of a release cartd
 #   make bench-fulfilment  whole purchases to webhooks and `done`: cartd + cart-webhook under load
+#   make bench-claim  the webhook claim's cost at backlogs of 100 to 100,000
 #   make schemas  regenerate docs/schemas/*.json from the Rust types
 #   make contract check docs/schemas against the types and validate docs/asyncapi.yaml
 #   make fuzz     every cargo-fuzz target for FUZZ_SECS seconds each (docs/testing.md)
@@ -39,7 +40,7 @@ DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 .PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment schemas schemas-check asyncapi-validate contract fuzz fuzz-live
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment schemas contract fuzz fuzz-live"
+	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-claim schemas contract fuzz fuzz-live"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 

@@ -18,8 +18,9 @@ pub mod orders;
 mod rebuild;
 mod store;
 pub mod subscription;
-#[cfg(test)]
-mod testing;
+/// Fresh databases for tests (this crate's and its integration tests'); not for services.
+#[doc(hidden)]
+pub mod testing;
 
 pub use database::{connect, ensure_database, DbConfig};
 pub use error::{InvalidText, InvalidTextKind, StoreError};

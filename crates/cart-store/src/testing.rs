@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 /// Drops the database when dropped, on a thread and runtime of its own: the test's
@@ -47,6 +47,36 @@ impl Drop for TestDb {
 /// Creates and migrates a fresh database on the server of `DATABASE_URL` (default: the
 /// local server's maintenance database). Keep the `TestDb` alive for the test's length.
 pub async fn database() -> (TestDb, PgPool) {
+    let (db, options) = create().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .connect_with(options)
+        .await
+        .expect("connect to the test database");
+    crate::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrate the test database");
+    (db, pool)
+}
+
+/// A fresh, migrated database and one session on it: for tests that look at what one
+/// session holds (its prepared statements and their plans).
+pub async fn session() -> (TestDb, PgConnection) {
+    let (db, options) = create().await;
+    let mut conn = options
+        .connect()
+        .await
+        .expect("connect to the test database");
+    crate::MIGRATOR
+        .run(&mut conn)
+        .await
+        .expect("migrate the test database");
+    (db, conn)
+}
+
+/// Creates an empty database of a unique name; its connect options.
+async fn create() -> (TestDb, PgConnectOptions) {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let admin = PgConnectOptions::from_str(&url).expect("DATABASE_URL is a PostgreSQL URL");
@@ -60,20 +90,8 @@ pub async fn database() -> (TestDb, PgPool) {
         .await
         .expect("create a test database");
     conn.close().await.ok();
-    let db = TestDb {
-        name: name.clone(),
-        admin: admin.clone(),
-    };
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .connect_with(admin.database(&name))
-        .await
-        .expect("connect to the test database");
-    crate::MIGRATOR
-        .run(&pool)
-        .await
-        .expect("migrate the test database");
-    (db, pool)
+    let options = admin.clone().database(&name);
+    (TestDb { name, admin }, options)
 }
 
 #[cfg(test)]

@@ -12,63 +12,9 @@
 //! checks with `EXPLAIN EXECUTE` on the same session that the cached plan reads through
 //! an index. The statements are the library's own constants, so they cannot drift.
 
-use std::str::FromStr;
-
 use cart_store::{feed, orders};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
-
-/// A fresh, migrated database, dropped at the end of the test (passed or failed).
-struct Scratch {
-    name: String,
-    admin: PgConnectOptions,
-}
-
-impl Scratch {
-    async fn create() -> (Scratch, PgConnection) {
-        let url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let admin = PgConnectOptions::from_str(&url).expect("DATABASE_URL is a PostgreSQL URL");
-        let name = format!("cart_feed_plans_{}", Uuid::new_v4().simple());
-        let mut conn = admin.connect().await.expect("connect to DATABASE_URL");
-        sqlx::query(&format!("create database {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create a scratch database");
-        conn.close().await.ok();
-        let scratch = Scratch {
-            name: name.clone(),
-            admin: admin.clone(),
-        };
-        let mut conn = admin.database(&name).connect().await.expect("connect");
-        cart_store::MIGRATOR
-            .run(&mut conn)
-            .await
-            .expect("migrate the scratch database");
-        (scratch, conn)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let (name, admin) = (self.name.clone(), self.admin.clone());
-        // The test's runtime may be gone or unwinding: a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime to drop the scratch database");
-            runtime.block_on(async move {
-                if let Ok(mut conn) = admin.connect().await {
-                    let sql = format!("drop database if exists {name} with (force)");
-                    let _ = sqlx::query(&sql).execute(&mut conn).await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// Each statement under test: its name, text, the arguments of its executions (SQL
 /// literals), and whether its rows must come in index order (no `Sort` of the page).
@@ -175,7 +121,7 @@ async fn plan(conn: &mut PgConnection, sql: &str) -> String {
 /// Prepares every statement with `before` rows per table already there, runs each six
 /// times, fills the tables to 50,000 events across 5,000 streams, and checks the plans.
 async fn plans_stay_good(before: i64) {
-    let (_scratch, mut conn) = Scratch::create().await;
+    let (_db, mut conn) = cart_store::testing::session().await;
     let (cart, order) = if before > 0 {
         fill(&mut conn, "seed", before, 1).await
     } else {

@@ -11,70 +11,15 @@
 //! `EXPLAIN (ANALYZE)` on the same session: the plan in use must not scan the table
 //! (no `Seq Scan on <table>`) and must read only about the rows it needs.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use cart_store::statements;
+use cart_store::testing::TestDb;
 use serde_json::Value;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
+use sqlx::{Executor, PgConnection};
 use uuid::Uuid;
-
-/// A database of the test's own, dropped when the test ends, passed or failed.
-struct TestDb {
-    name: String,
-    admin: PgConnectOptions,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (name, admin) = (self.name.clone(), self.admin.clone());
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let drop = async {
-                    let mut conn = admin.connect().await?;
-                    conn.execute(format!("drop database if exists {name} with (force)").as_str())
-                        .await?;
-                    conn.close().await
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(30), drop).await;
-            });
-        })
-        .join();
-    }
-}
 
 /// A fresh, migrated database with empty tables, and the one session the test uses.
 async fn fresh() -> (TestDb, PgConnection) {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let admin = PgConnectOptions::from_str(&url).expect("DATABASE_URL is a PostgreSQL URL");
-    let name = format!("cart_store_plans_{}", Uuid::new_v4().simple());
-    let mut conn = admin.connect().await.expect("connect to PostgreSQL");
-    conn.execute(format!("create database {name}").as_str())
-        .await
-        .expect("create the test database");
-    conn.close().await.ok();
-    let db = TestDb {
-        name: name.clone(),
-        admin: admin.clone(),
-    };
-    let mut conn = admin
-        .database(&name)
-        .connect()
-        .await
-        .expect("connect to the test database");
-    cart_store::MIGRATOR
-        .run(&mut conn)
-        .await
-        .expect("migrate the test database");
-    (db, conn)
+    cart_store::testing::session().await
 }
 
 /// A statement prepared on the test's session, as the service's connection holds it.

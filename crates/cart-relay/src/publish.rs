@@ -158,8 +158,8 @@ mod tests {
         ids
     }
 
-    #[tokio::test]
-    async fn a_refused_publish_holds_back_the_rest_of_its_stream_and_only_that() {
+    /// A stream of the test's own (name, subject prefix) on the real server.
+    async fn scratch_stream() -> (jetstream::Context, String, String) {
         let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         let client = async_nats::connect(url).await.unwrap();
         let js = jetstream::new(client);
@@ -173,6 +173,12 @@ mod tests {
         })
         .await
         .unwrap();
+        (js, name, subject)
+    }
+
+    #[tokio::test]
+    async fn a_refused_publish_holds_back_the_rest_of_its_stream_and_only_that() {
+        let (js, name, subject) = scratch_stream().await;
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let on = |s: &str| format!("{subject}.{s}");
         let mut refused = message(a, &on("a"), "a2");
@@ -210,19 +216,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_stream_of_a_page_is_stored_in_order() {
-        let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-        let client = async_nats::connect(url).await.unwrap();
-        let js = jetstream::new(client);
-        let tag = Uuid::new_v4().simple().to_string();
-        let (name, subject) = (format!("RELAY_TEST_{tag}"), format!("relaytest.{tag}"));
-        js.create_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("{subject}.>")],
-            max_age: Duration::from_secs(600),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let (js, name, subject) = scratch_stream().await;
         // 20 streams, interleaved at random, 2,000 events: many repeats per page.
         let streams: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
         let mut next = [0u32; 20];

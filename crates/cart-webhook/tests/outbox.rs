@@ -4,35 +4,13 @@ mod common;
 
 use std::time::Duration;
 
-use cart_webhook::payload::NotificationType;
-use cart_webhook::store::{self, Attempt, NewDelivery, Next};
-use common::{paid, World};
-
-async fn insert(w: &World, order: u64) -> uuid::Uuid {
-    let e = paid(1, order);
-    let event_id = uuid::Uuid::parse_str(&e.event_id).unwrap();
-    let inserted = store::insert_delivery(
-        &w.pool,
-        &NewDelivery {
-            event_id,
-            project_id: 1,
-            order_id: order,
-            version: e.version,
-            kind: NotificationType::OrderPaid,
-            envelope: serde_json::to_value(&e).unwrap(),
-        },
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    assert!(inserted);
-    event_id
-}
+use cart_webhook::store::{self, Attempt, Next};
+use common::World;
 
 #[tokio::test]
 async fn a_lease_is_timed_from_the_clock_not_the_claims_start() {
     let w = World::new().await;
-    let event_id = insert(&w, 1).await;
+    let event_id = w.insert_paid(1).await;
     let mut tx = w.pool.begin().await.unwrap();
     let started: f64 = sqlx::query_scalar("select extract(epoch from now())::float8")
         .fetch_one(&mut *tx)
@@ -72,7 +50,7 @@ async fn a_lease_is_timed_from_the_clock_not_the_claims_start() {
 #[tokio::test]
 async fn a_late_success_is_recorded_after_a_postponing_claim() {
     let w = World::new().await;
-    let event_id = insert(&w, 2).await;
+    let event_id = w.insert_paid(2).await;
     let stalled = uuid::Uuid::new_v4();
     let mut tx = w.pool.begin().await.unwrap();
     store::claim(&mut tx).await.unwrap().unwrap();

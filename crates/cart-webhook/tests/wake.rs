@@ -7,8 +7,6 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cart_webhook::payload::NotificationType;
-use cart_webhook::store::{self, NewDelivery};
 use cart_webhook::{MarkDelivered, MarkError};
 use common::{paid, Receiver, World};
 
@@ -62,22 +60,7 @@ async fn a_delivery_recorded_by_another_process_wakes_an_idle_worker() {
     w.wait_status(111, "order_paid", "delivered").await;
     // Recorded here, as another process's intake would: only its NOTIFY reaches the
     // worker.
-    let e = paid(1, 112);
-    let recorded = store::insert_delivery(
-        &w.pool,
-        &NewDelivery {
-            event_id: uuid::Uuid::parse_str(&e.event_id).unwrap(),
-            project_id: 1,
-            order_id: 112,
-            version: e.version,
-            kind: NotificationType::OrderPaid,
-            envelope: serde_json::to_value(&e).unwrap(),
-        },
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    assert!(recorded);
+    w.insert_paid(112).await;
     w.wait_status(112, "order_paid", "delivered").await;
     assert_eq!(receiver.calls().len(), 2);
     worker.abort();

@@ -291,6 +291,30 @@ pub struct World {
 }
 
 impl World {
+    /// Records an `order_paid` of project 1's `order` straight into the outbox, as an
+    /// intake (this process's or another's) would; its event id.
+    #[allow(dead_code)] // not every test file records deliveries directly
+    pub async fn insert_paid(&self, order: u64) -> uuid::Uuid {
+        let e = paid(1, order);
+        let event_id = uuid::Uuid::parse_str(&e.event_id).unwrap();
+        let inserted = cart_webhook::store::insert_delivery(
+            &self.pool,
+            &cart_webhook::store::NewDelivery {
+                event_id,
+                project_id: 1,
+                order_id: order,
+                version: e.version,
+                kind: cart_webhook::payload::NotificationType::OrderPaid,
+                envelope: serde_json::to_value(&e).unwrap(),
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert!(inserted);
+        event_id
+    }
+
     pub async fn new() -> Self {
         let w = Self::new_without_orders_stream().await;
         // The order relay's stream, as the relay would create it.

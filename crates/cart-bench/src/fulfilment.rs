@@ -12,6 +12,7 @@ mod lag;
 mod purchase;
 mod receiver;
 mod report;
+mod stages;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -218,12 +219,13 @@ impl Bench {
             &self.receiver.arrivals(),
             &done_at,
         );
+        let stages = stages::stages(&self.timelines(&purchases.paid).await?, 5);
         Ok(PhaseReport::new(
             spec,
             load_secs,
             &purchases,
             cart_run,
-            delivery,
+            (delivery, stages),
             drain_secs,
             max_lag,
             at_end,
@@ -299,6 +301,48 @@ impl Bench {
             .map(|row| {
                 let id: i64 = row.try_get("order_id")?;
                 Ok((u64::try_from(id)?, row.try_get("at")?))
+            })
+            .collect()
+    }
+
+    /// Each paid order's path through the service (`stages`), from its tables.
+    async fn timelines(&self, paid: &[figures::Paid]) -> anyhow::Result<Vec<stages::Timeline>> {
+        let replied: HashMap<i64, f64> = paid
+            .iter()
+            .filter_map(|p| Some((i64::try_from(p.order_id).ok()?, p.replied_at)))
+            .collect();
+        let ids: Vec<i64> = replied.keys().copied().collect();
+        let rows = sqlx::query(
+            "select o.order_id, \
+               extract(epoch from p.recorded_at)::float8 as paid_at, \
+               extract(epoch from d.created_at)::float8 as recorded_at, \
+               extract(epoch from a.started_at)::float8 as attempt_at, \
+               a.latency_ms::float8 / 1000 as http_secs, \
+               (select extract(epoch from e.recorded_at)::float8 from order_events e \
+                 where e.stream_id = o.stream_id and e.event_type = 'OrderDone') as done_at \
+             from orders o \
+             join order_events p on p.stream_id = o.stream_id and p.event_type = 'OrderPaid' \
+             left join webhook_deliveries d on d.event_id = p.event_id \
+             left join webhook_attempts a on a.event_id = p.event_id and a.attempt = 1 \
+             where o.project_id = $1 and o.order_id = any($2)",
+        )
+        .bind(i64::try_from(self.args.project)?)
+        .bind(&ids)
+        .persistent(false)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get("order_id")?;
+                Ok(stages::Timeline {
+                    order_id: u64::try_from(id)?,
+                    replied_at: replied.get(&id).copied().unwrap_or_default(),
+                    paid_at: row.try_get("paid_at")?,
+                    recorded_at: row.try_get("recorded_at")?,
+                    attempt_at: row.try_get("attempt_at")?,
+                    http_secs: row.try_get("http_secs")?,
+                    done_at: row.try_get("done_at")?,
+                })
             })
             .collect()
     }

@@ -1,6 +1,7 @@
-//! Delivery: claim a due delivery and lease it in a short committed transaction, POST
-//! it with no transaction open, then record the attempt and the outcome in a second
-//! transaction, only while the lease is still this worker's.
+//! Delivery: claim a due delivery and lease it in one committed statement, POST it with
+//! no transaction open, then record the attempt and the outcome (one statement for a
+//! retry; a short transaction under the order's lock when the delivery ends), only
+//! while the lease is still this worker's.
 //!
 //! No transaction is held during the HTTP call: one holding row locks has an xid, and
 //! the event relays only read below the cluster's oldest running xid, so a held claim
@@ -221,32 +222,34 @@ impl Worker {
     }
 
     async fn deliver_one(&self) -> Result<Step, store::StoreError> {
-        // The claim: a short transaction, committed before the call.
-        let mut tx = self.pool.begin().await?;
-        let Some(claimed) = store::claim(&mut tx).await? else {
-            tx.commit().await?;
-            return Ok(Step::Idle);
-        };
-        // On the claim's own connection: a second pooled connection per loop could wait
-        // for the pool while the claim holds its row lock (and its connection).
-        let settings = store::settings(&mut *tx, claimed.project_id).await?;
-        let Some(settings) = settings.filter(|s| s.enabled) else {
-            // No webhook (yet), or switched off: keep the notification for when the
-            // project turns its webhook on, rather than dropping what it would need.
-            store::postpone(&mut tx, claimed.event_id, self.config.unconfigured_delay).await?;
-            tx.commit().await?;
-            tracing::debug!(
-                project = claimed.project_id,
-                order = claimed.order_id,
-                "no enabled webhook; delivery postponed"
-            );
-            return Ok(Step::Worked);
-        };
-        // The lease's end as this worker sees it, on its own clock, taken before the lease
-        // is written so that it is never later than the database's `leased_until`.
+        // The lease's end as this worker sees it, on its own clock, taken before the
+        // claim writes the lease so that it is never later than the database's
+        // `leased_until`.
         let leased = Instant::now();
-        let number = store::lease(&mut tx, claimed.event_id, self.id, self.config.lease()).await?;
-        tx.commit().await?;
+        // The claim and the lease: one statement, committed before the call.
+        let claim = store::claim(
+            &self.pool,
+            self.id,
+            self.config.lease(),
+            self.config.unconfigured_delay,
+        )
+        .await?;
+        let (claimed, settings, number) = match claim {
+            None => return Ok(Step::Idle),
+            Some(store::Claim::Postponed(claimed)) => {
+                tracing::debug!(
+                    project = claimed.project_id,
+                    order = claimed.order_id,
+                    "no enabled webhook; delivery postponed"
+                );
+                return Ok(Step::Worked);
+            }
+            Some(store::Claim::Leased {
+                delivery,
+                settings,
+                number,
+            }) => (delivery, settings, number),
+        };
 
         // The call, with no transaction open.
         let (attempt, next) = self.attempt(&claimed, number, &settings).await;

@@ -36,8 +36,7 @@ fn pid(project_id: u64) -> i64 {
     i64::try_from(project_id).unwrap_or(i64::MAX)
 }
 
-/// A project's settings, read through `db`: a pool, or the claim's own transaction (so a
-/// delivery loop never needs a second connection while it holds its claim).
+/// A project's settings (the admin endpoints' read; a claim reads them itself).
 pub async fn settings<'e>(
     db: impl sqlx::PgExecutor<'e>,
     project_id: u64,
@@ -97,8 +96,7 @@ pub async fn insert_delivery(
     order_queue::insert(pool, d, cancel_grace).await
 }
 
-/// A claimed delivery, locked by the (short) transaction it was claimed in until
-/// `lease` or `postpone` and the commit.
+/// A claimed delivery.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub event_id: uuid::Uuid,
@@ -110,27 +108,90 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-/// The claim: the first due, ready, pending delivery whose lease is free or expired, in
-/// `next_attempt_at, id` order, locked (`skip locked`: claims of other loops and
-/// processes pass each other). `ready` (kept by `order_queue`) already says that the row
-/// heads its order's queue and waits for nothing, so this is a range scan of the
-/// partial index `webhook_deliveries_ready` that stops at the first row it can lock,
-/// whatever the backlog. `now()` (stable) bounds the scan in the index; the lease's
-/// end is compared with `clock_timestamp()`. The rows it passes over are the leased
-/// ones (deliveries in flight, at most one per delivery loop of all workers) and those
-/// other claims hold.
-pub const CLAIM_SQL: &str = "select d.event_id, d.project_id, d.order_id, d.notification_type,
-       d.envelope, d.attempts, d.leased_until is not null as lease_lost
+/// What a claim did with the delivery it took.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// Leased to the claiming worker, with the project's webhook: attempt `number` is
+    /// to be made now.
+    Leased {
+        delivery: Claimed,
+        settings: Settings,
+        number: i32,
+    },
+    /// The project has no enabled webhook (yet): the delivery was left pending and
+    /// unleased, without counting an attempt, until `postpone` from now. The
+    /// notification is kept for when the project turns its webhook on, rather than
+    /// dropped.
+    Postponed(Claimed),
+}
+
+/// The claim, as one statement (one round trip, one commit, no transaction held
+/// open): take the first due, ready, pending delivery whose lease is free or expired,
+/// in `next_attempt_at, id` order (`skip locked`: claims of other loops and processes
+/// pass each other), and lease it at once, or postpone it when its project has no
+/// enabled webhook.
+///
+/// `ready` (kept by `order_queue`) already says that the row heads its order's queue
+/// and waits for nothing, so `claimed` is a range scan of the partial index
+/// `webhook_deliveries_ready` that stops at the first row it can lock, whatever the
+/// backlog. `now()` (stable) bounds the scan in the index; the lease's end is compared
+/// with, and the lease timed from, `clock_timestamp()`. The rows it passes over are the
+/// leased ones (deliveries in flight, at most one per delivery loop of all workers) and
+/// those other claims hold.
+///
+/// `lost`: when the row's previous lease expired without an outcome (its worker died
+/// or stalled mid-call), that attempt is recorded as an `error` whose outcome is
+/// unknown; a stalled worker that comes back later replaces it with what it saw.
+///
+/// A postponed delivery keeps `leased_by` and `attempts`: when its previous lease had
+/// expired, that worker may still come back with the outcome, and `finish_attempt`
+/// records it only while `leased_by` and `attempts` are its own. Nobody else has sent
+/// the notification since, so a late success must still end the delivery; erasing
+/// `leased_by` would refuse it and send it once more. A later lease overwrites
+/// `leased_by` and counts a new attempt, which ends that.
+///
+/// $1 the worker, $2 the lease in seconds, $3 the postponement in seconds.
+pub const CLAIM_SQL: &str = "with claimed as (
+    select d.event_id, d.attempts, d.leased_at, d.leased_until is not null as lease_lost,
+           coalesce((select s.enabled from webhook_settings s
+                     where s.project_id = d.project_id), false) as go
     from webhook_deliveries d
     where d.status = 'pending' and d.ready and d.next_attempt_at <= now()
       and (d.leased_until is null or d.leased_until < clock_timestamp())
     order by d.next_attempt_at, d.id
     limit 1
-    for update of d skip locked";
+    for update of d skip locked
+), lost as (
+    insert into webhook_attempts
+      (event_id, attempt, started_at, status_code, latency_ms, outcome, error)
+    select event_id, attempts, coalesce(leased_at, now()), null,
+           least(extract(epoch from now() - coalesce(leased_at, now())) * 1000,
+                 2147483647)::integer,
+           'error',
+           'the lease expired without an outcome (the worker stopped or stalled '
+           || 'mid-attempt); the receiver may have had the request'
+    from claimed where lease_lost and attempts > 0
+    on conflict do nothing
+), taken as (
+    update webhook_deliveries d set
+      attempts = case when c.go then d.attempts + 1 else d.attempts end,
+      leased_by = case when c.go then $1 else d.leased_by end,
+      leased_at = case when c.go then clock_timestamp() else d.leased_at end,
+      leased_until = case when c.go
+                       then clock_timestamp() + make_interval(secs => $2) end,
+      next_attempt_at = case when c.go then d.next_attempt_at
+                          else clock_timestamp() + make_interval(secs => $3) end
+    from claimed c
+    where d.event_id = c.event_id
+    returning d.event_id, d.project_id, d.order_id, d.notification_type, d.envelope,
+              d.attempts, c.attempts as attempts_before, c.lease_lost, c.go
+)
+select t.*, s.url, s.secret, s.version
+from taken t left join webhook_settings s on s.project_id = t.project_id and t.go";
 
-/// Claims one due delivery (`CLAIM_SQL`) and locks its row for the claiming
-/// transaction, which the caller ends with `lease` or `postpone` and commits before any
-/// HTTP call.
+/// Claims one due delivery (`CLAIM_SQL`) for `worker`: leased for `lease`, or, when its
+/// project has no enabled webhook, postponed by `postpone`. The caller makes the call
+/// of a leased delivery with no transaction open, then records it (`finish_attempt`).
 ///
 /// Only the head of an order's queue is ready (`order_queue`): an earlier pending
 /// delivery of the same order (pending includes leased, i.e. in flight) holds the later
@@ -140,30 +201,21 @@ pub const CLAIM_SQL: &str = "select d.event_id, d.project_id, d.order_id, d.noti
 /// waits up to the grace for an order_paid to be recorded. An order_paid recorded after
 /// its order's order_canceled was attempted is failed as superseded when it is recorded,
 /// and one still pending when its cancel finishes is failed then; no claim sweeps.
-///
-/// When the claimed row's previous lease expired without an outcome (its worker died
-/// or stalled mid-call), that attempt is recorded as an `error` whose outcome is
-/// unknown; a stalled worker that comes back later replaces it with what it saw.
-pub async fn claim(tx: &mut Transaction<'_, Postgres>) -> Result<Option<Claimed>, StoreError> {
-    let row = sqlx::query(CLAIM_SQL).fetch_optional(&mut **tx).await?;
+pub async fn claim<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    worker: uuid::Uuid,
+    lease: Duration,
+    postpone: Duration,
+) -> Result<Option<Claim>, StoreError> {
+    let row = sqlx::query(CLAIM_SQL)
+        .bind(worker)
+        .bind(lease.as_secs_f64())
+        .bind(postpone.as_secs_f64())
+        .fetch_optional(db)
+        .await?;
     let Some(r) = row else { return Ok(None) };
     let event_id: uuid::Uuid = r.get("event_id");
     if r.get::<bool, _>("lease_lost") {
-        sqlx::query(
-            "insert into webhook_attempts
-               (event_id, attempt, started_at, status_code, latency_ms, outcome, error)
-             select event_id, attempts, coalesce(leased_at, now()), null,
-                    least(extract(epoch from now() - coalesce(leased_at, now())) * 1000,
-                          2147483647)::integer,
-                    'error',
-                    'the lease expired without an outcome (the worker stopped or stalled '
-                    || 'mid-attempt); the receiver may have had the request'
-             from webhook_deliveries where event_id = $1 and attempts > 0
-             on conflict do nothing",
-        )
-        .bind(event_id)
-        .execute(&mut **tx)
-        .await?;
         tracing::warn!(%event_id, "a delivery's lease expired without an outcome; sending it again");
     }
     let kind_text: String = r.get("notification_type");
@@ -171,67 +223,31 @@ pub async fn claim(tx: &mut Transaction<'_, Postgres>) -> Result<Option<Claimed>
         event_id: event_id.to_string(),
         reason: format!("notification type {kind_text:?}"),
     })?;
-    Ok(Some(Claimed {
+    let project_id = u64::try_from(r.get::<i64, _>("project_id")).unwrap_or_default();
+    let delivery = Claimed {
         event_id,
-        project_id: u64::try_from(r.get::<i64, _>("project_id")).unwrap_or_default(),
+        project_id,
         order_id: u64::try_from(r.get::<i64, _>("order_id")).unwrap_or_default(),
         kind,
         envelope: r.get("envelope"),
-        attempts: r.get("attempts"),
+        attempts: r.get("attempts_before"),
+    };
+    // `url` is there exactly when the claim leased (`go`: the settings are enabled).
+    let url: Option<String> = r.get("url");
+    Ok(Some(match url {
+        Some(url) => Claim::Leased {
+            delivery,
+            settings: Settings {
+                project_id,
+                url,
+                secret: r.get("secret"),
+                enabled: true,
+                version: r.get("version"),
+            },
+            number: r.get("attempts"),
+        },
+        None => Claim::Postponed(delivery),
     }))
-}
-
-/// The lease of a claimed delivery (by its primary key).
-pub const LEASE_SQL: &str = "update webhook_deliveries set attempts = attempts + 1,
-       leased_by = $2, leased_at = clock_timestamp(),
-       leased_until = clock_timestamp() + make_interval(secs => $3)
-     where event_id = $1
-     returning attempts";
-
-/// Leases a claimed delivery to `worker` for `lease` and counts the attempt about to
-/// be made; returns its number. The caller commits, then makes the call. The lease is
-/// timed from the statement's clock (`clock_timestamp()`), not from the claiming
-/// transaction's start (`now()`), which may be earlier by the claim's own duration.
-pub async fn lease(
-    tx: &mut Transaction<'_, Postgres>,
-    event_id: uuid::Uuid,
-    worker: uuid::Uuid,
-    lease: Duration,
-) -> Result<i32, StoreError> {
-    let attempt: i32 = sqlx::query_scalar(LEASE_SQL)
-        .bind(event_id)
-        .bind(worker)
-        .bind(lease.as_secs_f64())
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(attempt)
-}
-
-/// Leaves a claimed delivery pending and unleased, without counting an attempt, until
-/// `after`.
-///
-/// `leased_by` (and `attempts`) are kept: when the claimed row's previous lease had
-/// expired (its worker stalled mid-call), that worker may still come back with the
-/// outcome, and `finish_attempt` records it only while `leased_by` and `attempts` are
-/// its own. Nobody else has sent the notification since, so a late success must still
-/// end the delivery; erasing `leased_by` here would refuse it and send it once more.
-/// A later claim overwrites `leased_by` and counts a new attempt, which ends that.
-pub async fn postpone(
-    tx: &mut Transaction<'_, Postgres>,
-    event_id: uuid::Uuid,
-    after: Duration,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "update webhook_deliveries
-           set next_attempt_at = clock_timestamp() + make_interval(secs => $2),
-               leased_until = null
-         where event_id = $1",
-    )
-    .bind(event_id)
-    .bind(after.as_secs_f64())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// One attempt's record.
@@ -258,10 +274,24 @@ pub enum Next {
 /// follow-up loop takes it over as the crash-safe retry.
 pub const FOLLOW_UP_AFTER: Duration = Duration::from_secs(5);
 
-/// The outcome's update: only while the lease is still `worker`'s (`leased_by` and the
-/// attempt number unchanged). A finished delivery's `next_attempt_at` is when the
-/// follow-up loop may take over its follow-up (`FOLLOW_UP_AFTER`).
-pub const FINISH_SQL: &str = "update webhook_deliveries set status = $2,
+/// The attempt's row (written in any case, replacing the "lease expired" row another
+/// worker may have written for it) and the outcome's update, only while the lease is
+/// still `worker`'s (`leased_by` and the attempt number unchanged), in one statement. A
+/// finished delivery's `next_attempt_at` is when the follow-up loop may take over its
+/// follow-up (`FOLLOW_UP_AFTER`).
+///
+/// $1 event, $2 status, $3 attempt, $4 follow-up delay or retry delay (seconds),
+/// $5 finished, $6 worker, $7 started (epoch seconds), $8 HTTP status, $9 latency (ms),
+/// $10 outcome, $11 error.
+pub const FINISH_SQL: &str = "with attempt as (
+    insert into webhook_attempts
+      (event_id, attempt, started_at, status_code, latency_ms, outcome, error)
+    values ($1, $3, to_timestamp($7), $8, $9, $10, $11)
+    on conflict (event_id, attempt) do update set started_at = excluded.started_at,
+      status_code = excluded.status_code, latency_ms = excluded.latency_ms,
+      outcome = excluded.outcome, error = excluded.error
+)
+update webhook_deliveries set status = $2,
        next_attempt_at = now() + make_interval(secs => $4),
        finished_at = case when $5 then now() end,
        leased_until = null, leased_by = null, leased_at = null,
@@ -300,43 +330,32 @@ pub async fn finish_attempt(
         Next::Failed => ("failed", FOLLOW_UP_AFTER.as_secs_f64(), true),
         Next::RetryAfter(d) => ("pending", d.as_secs_f64(), false),
     };
-    let mut tx = pool.begin().await?;
-    if finished {
-        // The order's lock first, as intake takes it: then the rows.
-        order_queue::lock_order_of(&mut tx, event_id).await?;
-    }
-    sqlx::query(
-        "insert into webhook_attempts
-           (event_id, attempt, started_at, status_code, latency_ms, outcome, error)
-         values ($1, $2, to_timestamp($3), $4, $5, $6, $7)
-         on conflict (event_id, attempt) do update set started_at = excluded.started_at,
-           status_code = excluded.status_code, latency_ms = excluded.latency_ms,
-           outcome = excluded.outcome, error = excluded.error",
-    )
-    .bind(event_id)
-    .bind(attempt.attempt)
-    .bind(started)
-    .bind(
-        attempt
-            .status_code
-            .map(|c| i16::try_from(c).unwrap_or(i16::MAX)),
-    )
-    .bind(i32::try_from(attempt.latency.as_millis()).unwrap_or(i32::MAX))
-    .bind(attempt.outcome)
-    .bind(attempt.error.as_deref())
-    .execute(&mut *tx)
-    .await?;
-    let row = sqlx::query(FINISH_SQL)
+    let finish = sqlx::query(FINISH_SQL)
         .bind(event_id)
         .bind(status)
         .bind(attempt.attempt)
         .bind(delay)
         .bind(finished)
         .bind(worker)
-        .fetch_optional(&mut *tx)
-        .await?;
+        .bind(started)
+        .bind(
+            attempt
+                .status_code
+                .map(|c| i16::try_from(c).unwrap_or(i16::MAX)),
+        )
+        .bind(i32::try_from(attempt.latency.as_millis()).unwrap_or(i32::MAX))
+        .bind(attempt.outcome)
+        .bind(attempt.error.as_deref());
+    if !finished {
+        // A retry changes nothing for the order's other notification: one statement.
+        return Ok(finish.fetch_optional(pool).await?.is_some());
+    }
+    let mut tx = pool.begin().await?;
+    // The order's lock first, as intake takes it: then the rows.
+    order_queue::lock_order_of(&mut tx, event_id).await?;
+    let row = finish.fetch_optional(&mut *tx).await?;
     let kept = row.is_some();
-    if let (true, Some(r)) = (finished, row) {
+    if let Some(r) = row {
         let kind_text: String = r.get("notification_type");
         if let Some(kind) = NotificationType::parse(&kind_text) {
             order_queue::release_sibling(&mut tx, r.get("project_id"), r.get("order_id"), kind)

@@ -7,29 +7,55 @@ use std::time::Duration;
 use cart_webhook::store::{self, Attempt, Next};
 use common::World;
 
+/// Project 1's webhook, on or off, straight into the settings table.
+async fn webhook(w: &World, enabled: bool) {
+    store::put_settings(
+        &w.pool,
+        &store::Settings {
+            project_id: 1,
+            url: "http://127.0.0.1:9/hook".to_owned(),
+            secret: "s".to_owned(),
+            enabled,
+            version: 1,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+const LEASE: Duration = Duration::from_secs(3);
+const POSTPONE: Duration = Duration::from_secs(60);
+
 #[tokio::test]
 async fn a_lease_is_timed_from_the_clock_not_the_claims_start() {
     let w = World::new().await;
+    webhook(&w, true).await;
     let event_id = w.insert_paid(1).await;
+    // A claim inside a transaction that began earlier: the lease is still timed from
+    // the claim's own clock, not from the transaction's `now()`.
     let mut tx = w.pool.begin().await.unwrap();
     let started: f64 = sqlx::query_scalar("select extract(epoch from now())::float8")
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    let claimed = store::claim(&mut tx).await.unwrap().unwrap();
-    assert_eq!(claimed.event_id, event_id);
     sqlx::query("select pg_sleep(0.5)")
         .execute(&mut *tx)
         .await
         .unwrap();
-    store::lease(
-        &mut tx,
-        event_id,
-        uuid::Uuid::new_v4(),
-        Duration::from_secs(3),
-    )
-    .await
-    .unwrap();
+    let claim = store::claim(&mut *tx, uuid::Uuid::new_v4(), LEASE, POSTPONE)
+        .await
+        .unwrap()
+        .unwrap();
+    let store::Claim::Leased {
+        delivery, number, ..
+    } = claim
+    else {
+        panic!("an enabled webhook leases: {claim:?}")
+    };
+    assert_eq!(
+        (delivery.event_id, delivery.attempts, number),
+        (event_id, 0, 1)
+    );
     tx.commit().await.unwrap();
     let (at, until): (f64, f64) = sqlx::query_as(
         "select extract(epoch from leased_at)::float8, extract(epoch from leased_until)::float8
@@ -48,29 +74,70 @@ async fn a_lease_is_timed_from_the_clock_not_the_claims_start() {
 }
 
 #[tokio::test]
-async fn a_late_success_is_recorded_after_a_postponing_claim() {
+async fn a_claim_without_an_enabled_webhook_postpones_and_counts_nothing() {
     let w = World::new().await;
-    let event_id = w.insert_paid(2).await;
-    let stalled = uuid::Uuid::new_v4();
-    let mut tx = w.pool.begin().await.unwrap();
-    store::claim(&mut tx).await.unwrap().unwrap();
-    let number = store::lease(&mut tx, event_id, stalled, Duration::from_secs(3))
+    let event_id = w.insert_paid(3).await;
+    let claim = store::claim(&w.pool, uuid::Uuid::new_v4(), LEASE, POSTPONE)
         .await
         .unwrap();
-    tx.commit().await.unwrap();
-    // The stalled worker's lease expires; another loop claims the delivery, finds no
-    // enabled webhook and postpones it, sending nothing.
+    assert!(
+        matches!(&claim, Some(store::Claim::Postponed(d)) if d.event_id == event_id),
+        "no settings: postponed, {claim:?}"
+    );
+    let (attempts, leased, wait): (i32, bool, f64) = sqlx::query_as(
+        "select attempts, leased_until is not null,
+                extract(epoch from next_attempt_at - clock_timestamp())::float8
+         from webhook_deliveries where event_id = $1",
+    )
+    .bind(event_id)
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!((attempts, leased), (0, false));
+    assert!(
+        (55.0..=60.0).contains(&wait),
+        "due again in a minute: {wait}"
+    );
+    // Not due: nothing to claim, even once the webhook is on.
+    webhook(&w, true).await;
+    let none = store::claim(&w.pool, uuid::Uuid::new_v4(), LEASE, POSTPONE)
+        .await
+        .unwrap();
+    assert!(none.is_none(), "{none:?}");
+}
+
+#[tokio::test]
+async fn a_late_success_is_recorded_after_a_postponing_claim() {
+    let w = World::new().await;
+    webhook(&w, true).await;
+    let event_id = w.insert_paid(2).await;
+    let stalled = uuid::Uuid::new_v4();
+    let Some(store::Claim::Leased { number, .. }) = store::claim(&w.pool, stalled, LEASE, POSTPONE)
+        .await
+        .unwrap()
+    else {
+        panic!("leased")
+    };
+    // The stalled worker's lease expires; the project turns its webhook off; another
+    // loop claims the delivery, finds no enabled webhook and postpones it, sending
+    // nothing. The lost lease's attempt is recorded as of unknown outcome.
     sqlx::query("update webhook_deliveries set leased_until = now() - interval '1 second'")
         .execute(&w.pool)
         .await
         .unwrap();
-    let mut tx = w.pool.begin().await.unwrap();
-    let again = store::claim(&mut tx).await.unwrap().unwrap();
-    assert_eq!(again.event_id, event_id);
-    store::postpone(&mut tx, event_id, Duration::from_secs(60))
+    webhook(&w, false).await;
+    let again = store::claim(&w.pool, uuid::Uuid::new_v4(), LEASE, POSTPONE)
         .await
         .unwrap();
-    tx.commit().await.unwrap();
+    assert!(
+        matches!(&again, Some(store::Claim::Postponed(d)) if d.event_id == event_id && d.attempts == 1),
+        "{again:?}"
+    );
+    assert_eq!(
+        w.attempts(2, "order_paid").await,
+        [(1, None, "error".to_owned())],
+        "the lost lease's attempt"
+    );
     // The stalled worker comes back with a success: nobody sent it since, so it ends
     // the delivery.
     let attempt = Attempt {
@@ -86,6 +153,11 @@ async fn a_late_success_is_recorded_after_a_postponing_claim() {
         .unwrap();
     assert!(kept, "the late success is recorded");
     w.wait_status(2, "order_paid", "delivered").await;
+    assert_eq!(
+        w.attempts(2, "order_paid").await,
+        [(1, Some(204), "success".to_owned())],
+        "the late outcome replaces the unknown one"
+    );
 }
 
 /// The order store's refusals reach the worker as refusals (given up, not retried),

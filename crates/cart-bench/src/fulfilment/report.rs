@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::figures::{Delivery, PhaseSpec, Quantiles};
 use super::lag::{Lag, Relays};
 use super::purchase::Purchases;
+use super::stages::Stages;
 use crate::runner::PhaseRun;
 use crate::stats::{Percentiles, Summary};
 
@@ -26,6 +27,8 @@ pub struct PhaseReport {
     /// The cart clients' commands, when the phase had any.
     pub cart_commands: Option<Summary>,
     pub delivery: Delivery,
+    /// Where the webhooks' time went, per stage (`stages`).
+    pub stages: Stages,
     /// How long the wait for missing webhooks and `done`s took.
     pub drain_secs: f64,
     pub cart_relay_max_lag: Lag,
@@ -41,7 +44,7 @@ impl PhaseReport {
         load_secs: f64,
         purchases: &Purchases,
         carts: Option<PhaseRun>,
-        delivery: Delivery,
+        (delivery, stages): (Delivery, Stages),
         drain_secs: f64,
         (cart_relay_max_lag, order_relay_max_lag): (Lag, Lag),
         relays_at_end_of_load: Relays,
@@ -62,6 +65,7 @@ impl PhaseReport {
                     .unwrap_or_else(|| Summary::of(&Default::default(), run.elapsed))
             }),
             delivery,
+            stages,
             drain_secs,
             cart_relay_max_lag,
             order_relay_max_lag,
@@ -116,10 +120,36 @@ pub fn print_phase(r: &PhaseReport) {
         lag(r.relays_after_drain.cart),
         lag(r.relays_after_drain.order),
     );
+    print_stages(&r.stages);
     println!(
         "  feed.status at end of load: {}",
         r.relays_at_end_of_load.feed_status
     );
+}
+
+fn print_stages(s: &Stages) {
+    let q = |q: Option<Quantiles>| {
+        q.map_or_else(
+            || "-".to_owned(),
+            |q| format!("p50 {:.3} s, p99 {:.3} s, max {:.3} s", q.p50, q.p99, q.max),
+        )
+    };
+    println!("  stages: relay and intake {}", q(s.relay_and_intake));
+    println!("          queue (recorded -> first attempt) {}", q(s.queue));
+    println!("          http {}", q(s.http));
+    println!("          attempt end -> done {}", q(s.done_after_webhook));
+    if let Some(t) = s.tail {
+        println!(
+            "  the slowest 1 % ({} purchases), median per stage: relay and intake {:.3} s, queue {:.3} s, http {:.3} s",
+            t.purchases, t.relay_and_intake_p50, t.queue_p50, t.http_p50
+        );
+    }
+    for w in &s.worst_seconds {
+        println!(
+            "  worst second {}: {} purchases, slowest {:.2} s",
+            w.at, w.purchases, w.max_secs
+        );
+    }
 }
 
 /// The table of every phase, in the shape plus `done`, duplicates and lag.

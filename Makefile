@@ -8,6 +8,7 @@
 #   make bench-orders  the purchase path (fill, checkout, payment) of a release cartd
 #   make bench-fulfilment  whole purchases to webhooks and `done`: cartd + cart-webhook under load
 #   make bench-claim  the webhook claim's cost at backlogs of 100 to 100,000
+#   make bench-tracing  command throughput with trace export off, at 100 % and at 1 % sampling
 #   make schemas  regenerate docs/schemas/*.json from the Rust types
 #   make contract check docs/schemas against the types and validate docs/asyncapi.yaml
 #   make fuzz     every cargo-fuzz target for FUZZ_SECS seconds each (docs/testing.md)
@@ -37,10 +38,10 @@ TEST_CMD = $(if $(shell $(CARGO) nextest --version 2>/dev/null),$(CARGO) nextest
 # cart-domain must stay free of I/O, async and wire-format crates.
 DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 
-.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment schemas schemas-check asyncapi-validate contract fuzz fuzz-live
+.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-tracing schemas schemas-check asyncapi-validate contract fuzz fuzz-live
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-claim schemas contract fuzz fuzz-live"
+	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-claim bench-tracing schemas contract fuzz fuzz-live"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -180,6 +181,23 @@ bench: services
 		tail -n 20 '$(BENCH_OUT)/cartd.log' >&2; \
 		exit $$status; \
 	}
+	$(MAKE) --no-print-directory bench-tracing
+
+# What exporting traces costs (issue 12): a release cartd started once per mode and round
+# (export off, 100 % and 1 % sampling to a local OTLP sink the bench runs), interleaved,
+# on a fresh database; medians and ratios to "off" from the same run. `make bench` ends
+# with it; alone:
+#   make bench-tracing BENCH_TRACING_ARGS='--rounds 5 --secs 30'   (cart-bench tracing --help)
+BENCH_TRACING_ARGS ?=
+BENCH_TRACING_DATABASE_URL ?= $(shell sed -E 's#^([a-z]+://[^/?]*)(/[^?]*)?#\1/cart_bench_tracing#' <<< '$(DATABASE_URL)')
+bench-tracing: services
+	$(CARGO) build --release -p cartd -p cart-bench --bins
+	mkdir -p '$(BENCH_OUT)'
+	'$(BENCH_BIN)/cart-bench' drop-database --database-url '$(BENCH_TRACING_DATABASE_URL)'
+	'$(BENCH_BIN)/cart-bench' drop-streams CART_BENCH_TRACING_EVENTS
+	'$(BENCH_BIN)/cart-bench' tracing --cartd '$(BENCH_BIN)/cartd' \
+		--database-url '$(BENCH_TRACING_DATABASE_URL)' --catalog '$(CATALOG)' \
+		--out '$(BENCH_OUT)/tracing.json' $(BENCH_TRACING_ARGS)
 
 # The machine-readable contract (docs/protocol.md, "Machine-readable contract").
 # docs/schemas/*.json are generated from the Rust types; the e2e test `contract` also

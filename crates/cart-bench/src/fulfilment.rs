@@ -143,7 +143,8 @@ impl Bench {
     }
 
     /// Points the project's webhook at the receiver (which waits for the worker), then
-    /// buys once (which waits for cartd and proves the path) before any phase.
+    /// buys once (which waits for cartd) and waits for that purchase's webhook (which
+    /// proves the whole path) before any phase.
     async fn start(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(self.args.wait_secs);
         let p = &self.args.subject_prefix;
@@ -163,9 +164,25 @@ impl Bench {
         .await?;
         let shop = self.shop(0);
         let user = format!("bench-{}-warm-up", self.run);
-        retry_until(deadline, "buy once (is cartd running?)", || {
+        let warm_up = retry_until(deadline, "buy once (is cartd running?)", || {
             purchase::purchase(&self.client, &shop, &user)
         })
+        .await?;
+        // And its webhook: the first phase starts on a running path, not while the
+        // worker's intake still waits for the order relay to create its stream (which it
+        // retries every 2 s): purchases of those seconds would measure the start-up.
+        let key = figures::idempotency_key(self.args.project, warm_up.order_id, "order_paid");
+        retry_until(
+            deadline,
+            "the warm-up's webhook (is cart-webhook running?)",
+            || {
+                let arrived = self.receiver.arrivals().iter().any(|a| a.key == key);
+                async move {
+                    anyhow::ensure!(arrived, "not arrived yet");
+                    Ok(())
+                }
+            },
+        )
         .await?;
         println!(
             "fulfilment benchmark: project {}, one {} per purchase, webhooks to {}, drain up to {} s",

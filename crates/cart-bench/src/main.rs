@@ -14,6 +14,7 @@ mod orders;
 mod report;
 mod runner;
 mod stats;
+mod tracing_cost;
 mod workload;
 
 use std::io;
@@ -59,6 +60,9 @@ enum Command {
     /// Whole purchases against a running cartd and cart-webhook worker, with the
     /// project's webhook pointed at a receiver of the bench's own (make bench-fulfilment).
     Fulfilment(Box<fulfilment::FulfilmentArgs>),
+    /// What exporting traces costs cartd's command throughput: off, 100 % and 1 %
+    /// sampling against a local OTLP sink, interleaved, in one run (make bench-tracing).
+    Tracing(Box<tracing_cost::TracingArgs>),
     /// Delete JetStream streams (missing ones are fine), so that a run starts without the
     /// last run's messages and consumers (make bench-fulfilment runs this first).
     DropStreams {
@@ -89,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Orders(args) => orders::run(args).await,
         Command::Claim(args) => claim::run(args).await,
         Command::Fulfilment(args) => fulfilment::run(*args).await,
+        Command::Tracing(args) => tracing_cost::run(*args).await,
         Command::DropStreams { nats_url, streams } => {
             fulfilment::drop_streams(&nats_url, &streams).await
         }

@@ -235,6 +235,7 @@ impl Worker {
             // project turns its webhook on, rather than dropping what it would need.
             store::postpone(&mut tx, claimed.event_id, self.config.unconfigured_delay).await?;
             tx.commit().await?;
+            crate::metrics::postponed_unconfigured();
             tracing::debug!(
                 project = claimed.project_id,
                 order = claimed.order_id,
@@ -250,6 +251,7 @@ impl Worker {
 
         // The call, with no transaction open.
         let (attempt, next) = self.attempt(&claimed, number, &settings).await;
+        crate::metrics::attempt(&claimed, attempt.outcome);
 
         // The outcome, under the lease: retried while the lease lasts, since an outcome
         // that is not recorded makes the delivery go out again once the lease expires.
@@ -500,7 +502,10 @@ impl Worker {
                     .publish(*event_id, *project_id, *order_id, body)
                     .await
                 {
-                    Ok(()) => Performed::Done,
+                    Ok(()) => {
+                        crate::metrics::dead_letter(reason);
+                        Performed::Done
+                    }
                     Err(text) => Performed::Failed(text),
                 }
             }

@@ -23,9 +23,14 @@ pub(crate) fn reply<E: ToReply>(error: E) -> ErrorReply {
 
 /// 503 while the store cannot be reached (the caller may retry), else 500; logged with
 /// its causes, which the caller never sees.
-fn store_failure(unavailable: bool, error: &dyn std::error::Error) -> ErrorReply {
+fn store_failure(unavailable: bool, error: &(dyn std::error::Error + 'static)) -> ErrorReply {
     if unavailable {
         tracing::warn!(error = %error_chain(error), "store unavailable");
+        crate::metrics::get().db_unavailable(if pool_timed_out(error) {
+            "acquire_timeout"
+        } else {
+            "unreachable"
+        });
         ErrorReply::new(
             503,
             1000,
@@ -35,6 +40,22 @@ fn store_failure(unavailable: bool, error: &dyn std::error::Error) -> ErrorReply
         tracing::error!(error = %error_chain(error), "store error");
         internal()
     }
+}
+
+/// Whether the pool gave no connection within `CART_DB_ACQUIRE_TIMEOUT_MS` (the pool is
+/// exhausted, or PostgreSQL is away), somewhere in the error's causes.
+fn pool_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if matches!(
+            e.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut)
+        ) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The reply to a failure of the service itself; the details go to the log only.

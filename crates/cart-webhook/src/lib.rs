@@ -185,6 +185,8 @@ pub async fn run_bound(
     let (stop_tx, stop) = watch::channel(false);
     let health = Arc::new(cart_metrics::checks::Health::default());
     health.set_pool(pool.clone());
+    // In the `cart_db_pool_*` gauges while the worker runs.
+    let _pool_watch = cart_metrics::watch_pool("cart-webhook", &pool);
     // Served from the start (liveness while NATS is awaited), stopped with the worker;
     // a task of its own, so that its end never ends the worker.
     let admin = admin.map(|listener| {

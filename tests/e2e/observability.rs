@@ -65,7 +65,11 @@ async fn clear_behind_the_cache(w: &World, user: &str, cart: &str) {
 
 #[tokio::test]
 async fn metrics_move_with_requests_conflicts_replays_and_relay_publishes() {
-    let w = World::start_with(|c| c.relay = true).await;
+    let w = World::start_with(|c| {
+        c.relay = true;
+        c.projections = true;
+    })
+    .await;
     let addr = w.servers[0].admin_addr().expect("the admin port is on");
     let before = scrape(addr).await;
     let put = |q: u64| req("obs", Some("c1"), json!({"sku": "cup01", "quantity": q}));
@@ -98,6 +102,17 @@ async fn metrics_move_with_requests_conflicts_replays_and_relay_publishes() {
         refusal.error.status.to_string(),
         refusal.error.code.to_string(),
     );
+    // An order: created from the cart (2 cups at 5.99), paid, refunded.
+    let created = w
+        .client
+        .json("order.checkout", None, req("obs", Some("c1"), json!({})))
+        .await
+        .unwrap();
+    let id = created["order_id"].as_u64().unwrap();
+    let pay = json!({"project_id": PROJECT, "order_id": id, "invoice_id": "inv-obs", "amount": "11.98", "currency": "USD"});
+    w.client.json("payment.confirm", None, pay).await.unwrap();
+    let cancel = json!({"project_id": PROJECT, "order_id": id, "reason": "chargeback"});
+    w.client.json("payment.cancel", None, cancel).await.unwrap();
 
     // cart_events: the two puts' and the clear's events, published by the relay.
     let after = scrape_until(addr, "the relay's publishes are counted", |m| {
@@ -143,6 +158,14 @@ async fn metrics_move_with_requests_conflicts_replays_and_relay_publishes() {
             after.text
         );
     }
+    let project = PROJECT.to_string();
+    for event in ["created", "paid", "canceled"] {
+        let labels = [("project", project.as_str()), ("event", event)];
+        assert!(
+            grew(&before, &after, "cart_orders_total", &labels) >= 1.0,
+            "{event}"
+        );
+    }
     // The pool, observed at the scrape.
     assert!(after.total("cart_db_pool_max_connections", &[("pool", "cartd")]) >= 16.0);
     assert!(after.has("cart_db_pool_connections"));
@@ -154,6 +177,16 @@ async fn metrics_move_with_requests_conflicts_replays_and_relay_publishes() {
     })
     .await;
     assert!(lag.has("cart_relay_lag_seconds"));
+    // The projection folded the events and reports its lag.
+    let folded = scrape_until(addr, "the projection's events are counted", |m| {
+        let sku = [("projection", "sku_activity")];
+        grew(&before, m, "cart_projection_events_applied_total", &sku) >= 3.0
+            && m.samples("cart_projection_lag_events", &sku)
+                .next()
+                .is_some()
+    })
+    .await;
+    folded.assert_catalogued();
     w.finish().await;
 }
 

@@ -77,3 +77,52 @@ impl Metrics {
         self.scrape.samples.iter().any(|s| s.metric == metric)
     }
 }
+
+/// The metric catalog, `deploy/observability/metrics.txt`: `(name, type)` per line.
+pub fn catalog() -> Vec<(String, String)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/observability/metrics.txt"
+    );
+    let text = std::fs::read_to_string(path).expect("deploy/observability/metrics.txt");
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.to_owned(), words.next()?.to_owned()))
+        })
+        .collect()
+}
+
+impl Metrics {
+    /// Panics unless every `cart_*` family of the scrape is in the catalog, with its type:
+    /// the dashboard and the alerts are checked against that catalog.
+    pub fn assert_catalogued(&self) {
+        let catalog = catalog();
+        for sample in &self.scrape.samples {
+            if !sample.metric.starts_with("cart_") {
+                continue;
+            }
+            let kind = match sample.value {
+                Value::Counter(_) => "counter",
+                Value::Gauge(_) => "gauge",
+                Value::Histogram(_) => "histogram",
+                Value::Summary(_) => "summary",
+                Value::Untyped(_) => "untyped",
+            };
+            // A histogram's `_sum` and `_count` come as untyped samples of their own.
+            let base = ["_sum", "_count"]
+                .iter()
+                .find_map(|suffix| sample.metric.strip_suffix(suffix))
+                .filter(|_| kind == "untyped");
+            let (name, kind) = match base {
+                Some(base) => (base, "histogram"),
+                None => (sample.metric.as_str(), kind),
+            };
+            assert!(
+                catalog.iter().any(|(n, k)| n == name && k == kind),
+                "{name} ({kind}) is exported but not in deploy/observability/metrics.txt"
+            );
+        }
+    }
+}

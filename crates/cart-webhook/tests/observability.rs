@@ -101,6 +101,7 @@ async fn metrics_count_attempts_deliveries_dead_letters_and_the_backlog() {
     }
     assert!(sampled.total("cart_webhook_deliveries", &[("state", "pending")]) >= 1.0);
     assert!(sampled.has("cart_db_pool_connections"));
+    sampled.assert_catalogued();
 
     let (status, body) = get(addr, "/readyz").await.unwrap();
     assert_eq!(status, 200, "{body}");

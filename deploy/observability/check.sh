@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# make observability-check: the alert rules pass `promtool check rules` (installed from
+# Debian's `prometheus` package when missing; only the tool is used, no service runs),
+# the dashboard is valid JSON, and both reference only metrics in metrics.txt, the
+# catalog the tests hold against real scrapes.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "observability-check: installing promtool (Debian package prometheus)" >&2
+  SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+promtool check rules alerts.yml
+
+python3 - <<'PY'
+import json, re, sys
+
+catalog = {}
+for line in open("metrics.txt"):
+    line = line.strip()
+    if line and not line.startswith("#"):
+        name, kind = line.split()[:2]
+        catalog[name] = kind
+
+def referenced(text):
+    return set(re.findall(r"\bcart_[a-z0-9_]+", text))
+
+def known(name):
+    if name in catalog:
+        return True
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and catalog.get(name[: -len(suffix)]) == "histogram":
+            return True
+    return False
+
+dashboard = json.load(open("dashboard.json"))
+exprs = []
+def walk(panels):
+    for p in panels:
+        exprs.extend(t.get("expr", "") for t in p.get("targets", []))
+        walk(p.get("panels", []))
+walk(dashboard.get("panels", []))
+if not exprs:
+    sys.exit("dashboard.json: no queries")
+
+bad = []
+for source, text in (("dashboard.json", "\n".join(exprs)), ("alerts.yml", open("alerts.yml").read())):
+    for name in sorted(referenced(text)):
+        if not known(name):
+            bad.append(f"{source}: {name} is not an exported metric (metrics.txt)")
+if bad:
+    sys.exit("\n".join(bad))
+print(f"dashboard.json: {len(exprs)} queries, alerts.yml: rules checked; every metric name is exported")
+PY

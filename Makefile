@@ -251,8 +251,8 @@ ci: fmt-check check-deps lint test
 
 # deploy/observability: the Prometheus alert rules pass `promtool check rules` (promtool
 # from Debian's prometheus package, installed when missing), the Grafana dashboard is
-# valid JSON, and both name only metrics of metrics.txt, which the tests hold against
-# real scrapes of cartd and cart-webhook.
+# valid JSON whose queries promtool parses, and both name only metrics of metrics.txt,
+# which the tests hold against real scrapes of cartd and cart-webhook.
 .PHONY: observability-check
 observability-check:
 	deploy/observability/check.sh

@@ -249,8 +249,8 @@ check-deps:
 
 ci: fmt-check check-deps lint test
 
-# deploy/observability: the Prometheus alert rules pass `promtool check rules` (promtool
-# from Debian's prometheus package, installed when missing), the Grafana dashboard is
+# deploy/observability: the Prometheus alert rules pass `promtool check rules` and their
+# unit tests (promtool from Debian's prometheus package, installed when missing), the Grafana dashboard is
 # valid JSON whose queries promtool parses, and both name only metrics of metrics.txt,
 # which the tests hold against real scrapes of cartd and cart-webhook.
 .PHONY: observability-check

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make observability-check: the alert rules pass `promtool check rules` (installed from
-# Debian's `prometheus` package when missing; only the tool is used, no service runs),
+# make observability-check: the alert rules pass `promtool check rules` and their unit
+# tests `promtool test rules` (promtool installed from Debian's `prometheus` package when
+# missing; only the tool is used, no service runs),
 # the dashboard is valid JSON whose queries promtool parses, and both reference only
 # metrics in metrics.txt, the catalog the tests hold against real scrapes.
 set -euo pipefail
@@ -13,6 +14,8 @@ if ! command -v promtool >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 promtool check rules alerts.yml
+# Each alert fires on the series it is for, and not before (alerts_test.yml).
+promtool test rules alerts_test.yml
 
 queries=$(mktemp --suffix=.yml)
 trap 'rm -f "$queries"' EXIT

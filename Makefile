@@ -61,6 +61,7 @@ RUN_BIN = $(or $(CARGO_TARGET_DIR),target)/debug
 run: services
 	$(CARGO) build -q -p cartd -p cartctl -p cart-webhook --bins
 	@echo "make: cartd and cart-webhook start below; in another terminal try: cargo run -q -p cartctl -- --help"
+	@echo "make: metrics and health on http://127.0.0.1:9464/metrics (cartd) and :9465 (cart-webhook); /healthz, /readyz"
 	$(RUN_BIN)/cart-webhook & worker=$$!; trap 'kill $$worker 2>/dev/null || true' EXIT; \
 	  $(RUN_BIN)/cartd --catalog $(CATALOG)
 

@@ -223,12 +223,26 @@ async fn readyz_is_503_while_postgres_is_cut_and_200_after() {
         json!({"ready": true, "checks": {"postgres": "ok", "migrations": "ok", "nats": "ok", "endpoints": "ok"}})
     );
 
+    let before = scrape(addr).await;
     proxy.cut();
     let body = until_status(addr, "/readyz", 503).await;
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["ready"], false);
     assert_ne!(body["checks"]["postgres"], "ok", "{body}");
     assert_eq!(body["checks"]["nats"], "ok");
+    // A command meanwhile is answered 503 and counted with its cause.
+    let c = Client::connect(&cart_tests::nats_url(), &prefix).await;
+    let put = req("cut", None, json!({"sku": "cup01", "quantity": 1}));
+    let refusal = c.json("item.put", None, put).await.expect_err("503");
+    assert_eq!(refusal.error.status, 503);
+    let after = scrape(addr).await;
+    assert!(grew(&before, &after, "cart_db_unavailable_total", &[]) >= 1.0);
+    let failed = [
+        ("endpoint", "item.put"),
+        ("status", "503"),
+        ("code", "1000"),
+    ];
+    assert!(grew(&before, &after, "cart_requests_total", &failed) >= 1.0);
     // Alive all the same: a restart would not bring PostgreSQL back.
     assert_eq!(get(addr, "/healthz").await.unwrap().0, 200);
 

@@ -252,8 +252,9 @@ ci: fmt-check check-deps lint observability-check test
 
 # deploy/observability: the Prometheus alert rules pass `promtool check rules` and their
 # unit tests (promtool from Debian's prometheus package, installed when missing), the
-# Grafana dashboard is valid JSON whose queries promtool parses, and both name only metrics of metrics.txt,
-# which the tests hold against real scrapes of cartd and cart-webhook.
+# Grafana dashboard is valid JSON whose queries promtool parses, and both name only
+# metrics of metrics.txt, which the tests hold against real scrapes of cartd and
+# cart-webhook.
 .PHONY: observability-check
 observability-check:
 	deploy/observability/check.sh

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use cart_metrics::testing::{get, scrape, Metrics};
 use common::{paid, Answer, Receiver, World};
+use sqlx::postgres::PgConnectOptions;
 
 fn grew(before: &Metrics, after: &Metrics, metric: &str, labels: &[(&str, &str)]) -> f64 {
     after.total(metric, labels) - before.total(metric, labels)
@@ -110,5 +111,53 @@ async fn metrics_count_attempts_deliveries_dead_letters_and_the_backlog() {
         body,
         serde_json::json!({"ready": true, "checks": {"postgres": "ok", "migrations": "ok", "nats": "ok", "endpoints": "ok"}})
     );
+    worker.abort();
+}
+
+async fn until_status(addr: SocketAddr, want: u16) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(addr, "/readyz").await.expect("the admin port answers");
+        if status == want {
+            return serde_json::from_str(&body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stays {status}, not {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_is_503_while_postgres_is_cut_and_200_after() {
+    let w = World::new().await;
+    let db: PgConnectOptions = w.db.url.parse().unwrap();
+    let proxy = cart_tests::Proxy::start(&format!("{}:{}", db.get_host(), db.get_port())).await;
+    let mut config = w.config.clone();
+    config.database_url = format!(
+        "postgres://{}@127.0.0.1:{}/{}",
+        db.get_username(),
+        proxy.port,
+        db.get_database().unwrap()
+    );
+    let admin = cart_webhook::bind_admin(&config).await.unwrap().unwrap();
+    let addr = admin.local_addr().unwrap();
+    let mark = w.marker();
+    let worker = tokio::spawn(async move {
+        let pool = cart_webhook::connect(&config).await.unwrap();
+        cart_webhook::run_bound(config, pool, mark, Some(admin), std::future::pending()).await
+    });
+    until_status(addr, 200).await;
+
+    proxy.cut();
+    let body = until_status(addr, 503).await;
+    assert_ne!(body["checks"]["postgres"], "ok", "{body}");
+    assert_eq!(body["checks"]["nats"], "ok");
+    assert_eq!(get(addr, "/healthz").await.unwrap().0, 200);
+
+    proxy.resume().await;
+    until_status(addr, 200).await;
+    assert!(!worker.is_finished(), "the worker outlives the outage");
     worker.abort();
 }

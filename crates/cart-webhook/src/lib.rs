@@ -169,6 +169,20 @@ pub async fn bind_admin(
         })
 }
 
+/// Serves the admin port from the start (liveness while NATS is awaited) until `stop`:
+/// a task of its own, so that its end never ends the worker.
+fn serve_admin(
+    listener: cart_metrics::AdminListener,
+    metrics: &'static cart_metrics::Metrics,
+    health: &Arc<cart_metrics::checks::Health>,
+    stop: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admin port: /metrics, /healthz, /readyz");
+    }
+    tokio::spawn(listener.serve(metrics, health.probe(), stop.clone()))
+}
+
 /// `run_with`, serving `admin` (bound by [`bind_admin`]) as the admin port.
 ///
 /// # Errors
@@ -187,14 +201,7 @@ pub async fn run_bound(
     health.set_pool(pool.clone());
     // In the `cart_db_pool_*` gauges while the worker runs.
     let _pool_watch = cart_metrics::watch_pool("cart-webhook", &pool);
-    // Served from the start (liveness while NATS is awaited), stopped with the worker;
-    // a task of its own, so that its end never ends the worker.
-    let admin = admin.map(|listener| {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "admin port: /metrics, /healthz, /readyz");
-        }
-        tokio::spawn(listener.serve(metrics, health.probe(), stop.clone()))
-    });
+    let admin = admin.map(|listener| serve_admin(listener, metrics, &health, &stop));
     // A bad --ca-file stops the worker at start, not each https attempt later.
     let tls = http::tls_connector(config.ca_file.as_deref())?;
     let client = async_nats::ConnectOptions::new()

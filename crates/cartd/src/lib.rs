@@ -89,18 +89,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     // The admin port comes up first, so that a liveness probe passes while PostgreSQL
     // is still awaited; readiness follows each part as it comes.
     let health = Arc::new(cart_metrics::checks::Health::default());
-    let admin_addr = match cart_metrics::AdminListener::bind(config.admin_addr)
-        .await
-        .with_context(|| format!("bind the admin port {}", config.admin_addr))?
-    {
-        Some(listener) => {
-            let addr = listener.local_addr()?;
-            tracing::info!(%addr, "admin port: /metrics, /healthz, /readyz");
-            background.spawn(listener.serve(metrics, health.probe(), stopped.clone()));
-            Some(addr)
-        }
-        None => None,
-    };
+    let admin_addr = serve_admin(config, metrics, &health, &stopped, &mut background).await?;
 
     let pool = connect_postgres(config).await?;
     health.set_pool(pool.clone());
@@ -196,6 +185,27 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         admin_addr,
         _pool_watch: pool_watch,
     })
+}
+
+/// Binds the admin port (`--admin-addr`) and serves it among `background` until `stopped`;
+/// its bound address, None when it is off. A port that cannot be bound stops the start.
+async fn serve_admin(
+    config: &Config,
+    metrics: &'static cart_metrics::Metrics,
+    health: &Arc<cart_metrics::checks::Health>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+    background: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let listener = cart_metrics::AdminListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("bind the admin port {}", config.admin_addr))?;
+    let Some(listener) = listener else {
+        return Ok(None);
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "admin port: /metrics, /healthz, /readyz");
+    background.spawn(listener.serve(metrics, health.probe(), stopped.clone()));
+    Ok(Some(addr))
 }
 
 /// Runs until `shutdown` resolves, then stops gracefully.

@@ -8,7 +8,8 @@
 //!
 //! `admin.rs` is the HTTP admin port (`/metrics`, `/healthz`, `/readyz`); `pool.rs`
 //! observes PostgreSQL pools; `checks.rs` has the readiness checks both services share
-//! (PostgreSQL and its migrations, NATS). The histogram buckets every crate uses are here.
+//! (PostgreSQL and its migrations, NATS). The duration buckets of cartd and cart-webhook
+//! are here (cart-store, which may not depend on this crate, repeats them).
 
 pub mod admin;
 pub mod checks;
@@ -25,14 +26,11 @@ pub use admin::{AdminAddr, AdminListener, Check, Probe};
 pub use pool::{watch_pool, PoolWatch};
 
 /// Buckets, in seconds, of every duration histogram: from half a millisecond (a warm
-/// command) to a minute (a webhook's paid-to-delivered time after a retry).
+/// command) to five minutes (a webhook's paid-to-delivered time after a retry).
 pub const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0, 300.0,
 ];
-
-/// Buckets of counts per batch (group commit): powers of two up to the largest batch.
-pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {

@@ -26,11 +26,11 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
             .build(),
         lag_events: m
             .i64_gauge("cart_relay_lag_events")
-            .with_description("Events committed but not yet published, per log, as the active relay measured it last (capped; 0 on a standby)")
+            .with_description("Events committed but not yet published, per log, as the active relay measured it last (capped; 0 once this instance stops being the active relay)")
             .build(),
         lag_seconds: m
             .f64_gauge("cart_relay_lag")
-            .with_description("Age of the oldest event not yet published, per log (0 on a standby)")
+            .with_description("Age of the oldest event not yet published, per log (0 once this instance stops being the active relay)")
             .with_unit("s")
             .build(),
     }

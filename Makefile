@@ -13,6 +13,7 @@
 #   make contract check docs/schemas against the types and validate docs/asyncapi.yaml
 #   make fuzz     every cargo-fuzz target for FUZZ_SECS seconds each (docs/testing.md)
 #   make fuzz-live  the live fuzz test: FUZZ_LIVE_PAYLOADS payloads over NATS
+#   make observability-check  alert rules (promtool) and dashboard against the metric catalog
 #
 # DATABASE_URL and NATS_URL can be overridden from the environment or the
 # command line; they are exported to every recipe (cartd and the tests read them).
@@ -41,7 +42,7 @@ DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 .PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-tracing schemas schemas-check asyncapi-validate contract fuzz fuzz-live
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-claim bench-tracing schemas contract fuzz fuzz-live"
+	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-claim bench-tracing schemas contract fuzz fuzz-live observability-check"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -61,6 +62,7 @@ RUN_BIN = $(or $(CARGO_TARGET_DIR),target)/debug
 run: services
 	$(CARGO) build -q -p cartd -p cartctl -p cart-webhook --bins
 	@echo "make: cartd and cart-webhook start below; in another terminal try: cargo run -q -p cartctl -- --help"
+	@echo "make: metrics and health on http://127.0.0.1:9464/metrics (cartd) and :9465 (cart-webhook); /healthz, /readyz"
 	$(RUN_BIN)/cart-webhook & worker=$$!; trap 'kill $$worker 2>/dev/null || true' EXIT; \
 	  $(RUN_BIN)/cartd --catalog $(CATALOG)
 
@@ -264,4 +266,13 @@ check-deps:
 	fi; \
 	echo "check-deps: ok (cart-domain has no tokio/sqlx/async-nats/prost/serde dependency)"
 
-ci: fmt-check check-deps lint test
+ci: fmt-check check-deps lint observability-check test
+
+# deploy/observability: the Prometheus alert rules pass `promtool check rules` and their
+# unit tests (promtool from Debian's prometheus package, installed when missing), the
+# Grafana dashboard is valid JSON whose queries promtool parses, and both name only
+# metrics of metrics.txt, which the tests hold against real scrapes of cartd and
+# cart-webhook.
+.PHONY: observability-check
+observability-check:
+	deploy/observability/check.sh

@@ -13,6 +13,7 @@ mod fuzz;
 mod history;
 mod idempotency;
 mod load;
+mod observability;
 mod orders;
 mod ownership;
 mod pricing;

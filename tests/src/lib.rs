@@ -439,6 +439,9 @@ pub fn config(database_url: &str, nats_url: &str, prefix: &str) -> cartd::Config
     // Tests about the feed turn these on; the others need neither.
     config.relay = false;
     config.projections = false;
+    // Tests run side by side: each instance's admin port on a free port of its own
+    // (`Server::admin_addr` says which).
+    config.admin_addr = "127.0.0.1:0".parse().expect("an admin address");
     config
 }
 

@@ -34,6 +34,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::outgoing::{cart_outgoing, order_outgoing, Outgoing};
 
+mod metrics;
 mod outgoing;
 mod publish;
 
@@ -65,6 +66,16 @@ pub enum Log {
     /// `order_events`, on `<prefix>.orders.<project>.<order_id>.<status>`, each event with
     /// the order as it was right after it; money at `amount_scale` decimals.
     Orders { amount_scale: u32 },
+}
+
+impl Log {
+    /// The log's label in the metrics: `carts` or `orders`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Log::Carts => "carts",
+            Log::Orders { .. } => "orders",
+        }
+    }
 }
 
 impl RelayConfig {
@@ -239,6 +250,11 @@ impl Relay {
             s.duplicates += published.duplicates;
             s.last_error = None;
         });
+        metrics::published(
+            self.config.log.name(),
+            published.stored,
+            published.duplicates,
+        );
         if published.duplicates > 0 {
             tracing::info!(
                 duplicates = published.duplicates,
@@ -257,6 +273,9 @@ impl Relay {
                 () = &mut stop => break,
                 result = self.campaign() => {
                     self.update(|s| s.leader = false);
+                    // A standby reports no lag, so that max() over instances is the
+                    // active relay's figure.
+                    metrics::lag(self.config.log.name(), 0, 0.0);
                     if let Err(e) = result {
                         let reason = failure_reason(&e);
                         tracing::warn!(error = %error_chain(&e), retry_in = ?pause, "{reason}");
@@ -334,6 +353,7 @@ impl Relay {
                             s.lag_events = events;
                             s.lag_seconds = seconds;
                         });
+                        metrics::lag(self.config.log.name(), events, seconds);
                         if events > 0 && logged.elapsed() >= Duration::from_secs(10) {
                             logged = Instant::now();
                             tracing::info!(lag_events = events, lag_seconds = seconds, checkpoint = %checkpoint, "relay lag");

@@ -225,3 +225,39 @@ mod tests {
         }
     }
 }
+
+/// What a readiness probe learns of PostgreSQL (`/readyz`, docs/observability.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// No answer within the probe's time, or an error: the reason.
+    Unreachable(String),
+    /// Reachable, but the schema is older than this build's migrations.
+    Behind {
+        applied: i64,
+        latest: i64,
+    },
+}
+
+/// Whether the database answers within `timeout` and has this build's latest migration:
+/// one query (the read of `_sqlx_migrations` is the "select 1"), on a pooled
+/// connection, the wait for that connection included in the timeout.
+pub async fn readiness(pool: &PgPool, timeout: Duration) -> Readiness {
+    let latest = crate::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let query = sqlx::query_scalar::<_, Option<i64>>(
+        "select max(version) from _sqlx_migrations where success",
+    )
+    .fetch_one(pool);
+    match tokio::time::timeout(timeout, query).await {
+        Err(_) => Readiness::Unreachable(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => Readiness::Unreachable(crate::error_chain(&e)),
+        Ok(Ok(applied)) => {
+            let applied = applied.unwrap_or(0);
+            if applied >= latest {
+                Readiness::Ready
+            } else {
+                Readiness::Behind { applied, latest }
+            }
+        }
+    }
+}

@@ -132,6 +132,16 @@ impl StoreError {
         }
     }
 
+    /// Whether the pool gave no connection within its acquire timeout (every connection
+    /// busy, or PostgreSQL away): one cause of [`Self::is_unavailable`], counted apart.
+    pub fn is_pool_timeout(&self) -> bool {
+        match self {
+            StoreError::Batch(cause) => cause.is_pool_timeout(),
+            StoreError::Database(e) => matches!(e, sqlx::Error::PoolTimedOut),
+            _ => false,
+        }
+    }
+
     /// Whether PostgreSQL aborted the transaction to break a deadlock.
     pub(crate) fn is_deadlock(&self) -> bool {
         matches!(self, StoreError::Database(e) if deadlock(e))

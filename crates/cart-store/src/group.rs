@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use cart_domain::{Cart, CartEvent};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -61,6 +62,8 @@ impl Default for GroupConfig {
 struct Job {
     append: PendingAppend,
     reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    /// When it was queued, for the queue-wait histogram.
+    queued: Instant,
 }
 
 /// The queue in front of the batch writer; cheap to clone. The writer task ends when
@@ -94,7 +97,11 @@ impl GroupCommit {
     pub async fn append(&self, append: PendingAppend) -> Result<AppendOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { append, reply })
+            .send(Job {
+                append,
+                reply,
+                queued: Instant::now(),
+            })
             .await
             .map_err(|_| StoreError::Invalid("the batch writer has stopped".to_owned()))?;
         answer
@@ -104,8 +111,18 @@ impl GroupCommit {
 }
 
 async fn write_batch(store: EventStore, batch: Vec<Job>) {
+    let metrics = &*crate::metrics::GROUP;
+    let began = Instant::now();
+    metrics.batch_size.record(batch.len() as u64, &[]);
+    for job in &batch {
+        let waited = began.saturating_duration_since(job.queued);
+        metrics.queue_wait.record(waited.as_secs_f64(), &[]);
+    }
     let views: Vec<Append<'_>> = batch.iter().map(|j| j.append.view()).collect();
     let result = store.append_batch(&views).await;
+    metrics
+        .transaction
+        .record(began.elapsed().as_secs_f64(), &[]);
     drop(views);
     match result {
         Ok(outcomes) => {

@@ -14,6 +14,7 @@ pub mod feed;
 mod group;
 mod ledger;
 mod locks;
+mod metrics;
 pub mod orders;
 mod rebuild;
 mod store;
@@ -22,7 +23,7 @@ pub mod subscription;
 #[doc(hidden)]
 pub mod testing;
 
-pub use database::{connect, ensure_database, DbConfig};
+pub use database::{connect, ensure_database, readiness, DbConfig, Readiness};
 pub use error::{InvalidText, InvalidTextKind, StoreError};
 pub use feed::{Filter, Position, RecordedEvent};
 pub use group::{GroupCommit, GroupConfig, GroupRead, PendingAppend};

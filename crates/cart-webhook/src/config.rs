@@ -93,6 +93,15 @@ pub struct Config {
     #[arg(long, env = "CART_WEBHOOK_VACUUM_EVERY", default_value = "60s", value_parser = parse_duration)]
     pub vacuum_every: Duration,
 
+    /// The HTTP admin port: GET /metrics (Prometheus text), /healthz and /readyz. `off`
+    /// (or an empty value) disables it; port 0 takes a free port.
+    #[arg(
+        long,
+        env = "CART_WEBHOOK_ADMIN_ADDR",
+        default_value = "127.0.0.1:9465"
+    )]
+    pub admin_addr: cart_metrics::AdminAddr,
+
     /// Extra trusted CA certificates for https receivers (PEM, one or more), beside the
     /// bundled Mozilla roots: a private CA, or a receiver's self-signed certificate.
     /// Read at start; an unreadable file or one without a certificate stops the worker.

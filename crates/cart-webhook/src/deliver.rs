@@ -237,6 +237,7 @@ impl Worker {
         let (claimed, settings, number) = match claim {
             None => return Ok(Step::Idle),
             Some(store::Claim::Postponed(claimed)) => {
+                crate::metrics::postponed_unconfigured();
                 tracing::debug!(
                     project = claimed.project_id,
                     order = claimed.order_id,
@@ -253,6 +254,7 @@ impl Worker {
 
         // The call, with no transaction open.
         let (attempt, next) = self.attempt(&claimed, number, &settings).await;
+        crate::metrics::attempt(&claimed, attempt.outcome);
 
         // The outcome, under the lease: retried while the lease lasts, since an outcome
         // that is not recorded makes the delivery go out again once the lease expires.
@@ -503,7 +505,10 @@ impl Worker {
                     .publish(*event_id, *project_id, *order_id, body)
                     .await
                 {
-                    Ok(()) => Performed::Done,
+                    Ok(()) => {
+                        crate::metrics::dead_letter(reason);
+                        Performed::Done
+                    }
                     Err(text) => Performed::Failed(text),
                 }
             }

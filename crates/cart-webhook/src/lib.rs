@@ -3,13 +3,16 @@
 //!
 //! `intake` turns order events from JetStream into rows of the `webhook_deliveries`
 //! outbox; `deliver` claims due rows and POSTs them, retrying on Xsolla's schedule;
-//! `admin` serves the settings over NATS. Any number of instances may run at once.
+//! `admin` serves the settings over NATS; `metrics` holds the instruments and samples the
+//! backlog, served with `/healthz` and `/readyz` on the HTTP admin port (cart-metrics).
+//! Any number of instances may run at once.
 
 pub mod admin;
 mod config;
 pub mod deliver;
 pub mod http;
 pub mod intake;
+mod metrics;
 pub mod payload;
 pub mod schedule;
 pub mod store;
@@ -50,6 +53,13 @@ pub enum WebhookError {
     Admin(String),
     #[error(transparent)]
     CaFile(#[from] http::CaFileError),
+    #[error("admin port {addr}: {source}")]
+    AdminPort {
+        addr: cart_metrics::AdminAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metrics(#[from] cart_metrics::MetricsError),
 }
 
 /// Marks an order done after its order_paid was delivered: `(project_id, order_id)`.
@@ -139,6 +149,59 @@ pub async fn run_with(
     mark: MarkDelivered,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WebhookError> {
+    let admin = bind_admin(&config).await?;
+    run_bound(config, pool, mark, admin, shutdown).await
+}
+
+/// Binds the admin port of `config` (None when it is off), so that a caller can learn
+/// the bound address (`local_addr`) before [`run_bound`] serves it.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn bind_admin(
+    config: &Config,
+) -> Result<Option<cart_metrics::AdminListener>, WebhookError> {
+    cart_metrics::AdminListener::bind(config.admin_addr)
+        .await
+        .map_err(|source| WebhookError::AdminPort {
+            addr: config.admin_addr,
+            source,
+        })
+}
+
+/// Serves the admin port from the start (liveness while NATS is awaited) until `stop`:
+/// a task of its own, so that its end never ends the worker.
+fn serve_admin(
+    listener: cart_metrics::AdminListener,
+    metrics: &'static cart_metrics::Metrics,
+    health: &Arc<cart_metrics::checks::Health>,
+    stop: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admin port: /metrics, /healthz, /readyz");
+    }
+    tokio::spawn(listener.serve(metrics, health.probe(), stop.clone()))
+}
+
+/// `run_with`, serving `admin` (bound by [`bind_admin`]) as the admin port.
+///
+/// # Errors
+/// As `run`.
+pub async fn run_bound(
+    config: Config,
+    pool: PgPool,
+    mark: MarkDelivered,
+    admin: Option<cart_metrics::AdminListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WebhookError> {
+    // Before anything makes an instrument: one made earlier would record into nothing.
+    let metrics = cart_metrics::init("cart-webhook")?;
+    let (stop_tx, stop) = watch::channel(false);
+    let health = Arc::new(cart_metrics::checks::Health::default());
+    health.set_pool(pool.clone());
+    // In the `cart_db_pool_*` gauges while the worker runs.
+    let _pool_watch = cart_metrics::watch_pool("cart-webhook", &pool);
+    let admin = admin.map(|listener| serve_admin(listener, metrics, &health, &stop));
     // A bad --ca-file stops the worker at start, not each https attempt later.
     let tls = http::tls_connector(config.ca_file.as_deref())?;
     let client = async_nats::ConnectOptions::new()
@@ -151,9 +214,10 @@ pub async fn run_with(
         })?;
     let jetstream = async_nats::jetstream::new(client.clone());
     let dead = deliver::DeadLetters::prepare(&jetstream, &config).await?;
+    health.set_nats(client.clone());
     let service = admin::start(&client, &config, pool.clone()).await?;
+    health.set_serving();
 
-    let (stop_tx, stop) = watch::channel(false);
     // Rung by this process's intake and by NOTIFYs of every process's intake.
     let wake = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
@@ -178,6 +242,13 @@ pub async fn run_with(
         tasks.spawn(worker.clone().run(stop.clone()));
     }
     tasks.spawn(worker.clone().follow_ups(stop.clone()));
+    tasks.spawn({
+        let (pool, stop) = (pool.clone(), stop.clone());
+        async move {
+            metrics::sample_backlog(pool, stop).await;
+            Ok(())
+        }
+    });
     if !config.vacuum_every.is_zero() {
         tasks.spawn(vacuum::run(pool.clone(), config.vacuum_every, stop.clone()));
     }
@@ -195,6 +266,9 @@ pub async fn run_with(
     // and its outcome is recorded) before the worker returns.
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     let _ = service.stop().await;
     let _ = client.flush().await;
     result

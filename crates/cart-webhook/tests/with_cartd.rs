@@ -41,6 +41,7 @@ async fn a_paid_order_is_delivered_then_done_and_its_refund_is_delivered_after()
     service.events_stream = format!("{}_EVENTS", w.config.orders_stream);
     service.orders_stream = w.config.orders_stream.clone();
     service.projections = false;
+    service.admin_addr = "127.0.0.1:0".parse().unwrap();
     let server = cartd::start(&service).await.expect("start cartd");
 
     // The worker starts before the relay has created the orders stream, and waits.

@@ -99,6 +99,11 @@ pub struct Config {
     #[arg(long, env = "CART_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub projections: bool,
 
+    /// The HTTP admin port: GET /metrics (Prometheus text), /healthz and /readyz. `off`
+    /// (or an empty value) disables it; port 0 takes a free port.
+    #[arg(long, env = "CART_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
+    pub admin_addr: cart_metrics::AdminAddr,
+
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "CART_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

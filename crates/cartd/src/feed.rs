@@ -1,7 +1,7 @@
 //! The event feed inside the service: the JetStream relay, the asynchronous projections,
 //! and the `feed.status` report for operators.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cart_proto::ErrorReply;
 use cart_relay::Relay;
@@ -74,9 +74,15 @@ impl FeedStatus {
 /// Keeps the asynchronous projections caught up until `stop` turns true.
 pub(crate) async fn run_projections(pool: PgPool, mut stop: watch::Receiver<bool>) {
     let mut pause = Duration::from_millis(100);
+    let mut measured: Option<Instant> = None;
     loop {
+        if measured.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
+            measured = Some(Instant::now());
+            record_projection_lag(&pool).await;
+        }
         let pending = match subscription::run_batch(&pool, &SkuActivity, 1000).await {
             Ok(n) => {
+                crate::metrics::get().projection_applied(SkuActivity::NAME, n as u64);
                 pause = Duration::from_millis(100);
                 n > 0
             }
@@ -96,5 +102,21 @@ pub(crate) async fn run_projections(pool: PgPool, mut stop: watch::Receiver<bool
             _ = stop.wait_for(|s| *s) => break,
             () = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// How often the projection's lag is measured for the metrics.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// `cart_projection_lag_events`: a bounded count (`feed::lag`), skipped when PostgreSQL
+/// is away (the projection's own retry logs that).
+async fn record_projection_lag(pool: &PgPool) {
+    let measured = async {
+        let mut conn = pool.acquire().await?;
+        let checkpoint = subscription::checkpoint(&mut conn, SkuActivity::NAME).await?;
+        feed::lag(&mut conn, checkpoint).await
+    };
+    if let Ok(Ok((events, _))) = tokio::time::timeout(Duration::from_secs(1), measured).await {
+        crate::metrics::get().projection_lag(SkuActivity::NAME, events);
     }
 }

@@ -4,7 +4,8 @@
 //! Layout: `config` (flags), `edge` (the NATS micro service: typed endpoints, the one
 //! respond path, headers, the command-id rules, the error mapping), `dispatch` (which
 //! part answers which endpoint), `app` (cart command and query paths), `orders`,
-//! `admin` (catalog changes), `feed`, `telemetry` (the subscriber).
+//! `admin` (catalog changes), `feed`, `telemetry` (the subscriber) and `metrics` (the
+//! instruments; the admin port is cart-metrics's).
 
 mod admin;
 mod app;
@@ -13,10 +14,13 @@ mod config;
 mod dispatch;
 mod edge;
 mod feed;
+mod metrics;
 mod orders;
 pub mod telemetry;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -43,9 +47,17 @@ pub struct Server {
     service: edge::Running,
     stop: tokio::sync::watch::Sender<bool>,
     background: tokio::task::JoinSet<()>,
+    admin_addr: Option<SocketAddr>,
+    /// Keeps the pool in the `cart_db_pool_*` gauges while the server lives.
+    _pool_watch: cart_metrics::PoolWatch,
 }
 
 impl Server {
+    /// Where the admin port (`/metrics`, `/healthz`, `/readyz`) listens; None when off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// Stops taking requests, finishes those in flight, stops the relay and the
     /// projections and closes connections.
     pub async fn shutdown(mut self) {
@@ -70,7 +82,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     cart_proto::admin::parse_document(&bytes)
         .with_context(|| format!("load catalog {}", config.catalog.display()))?;
 
+    // Before anything makes an instrument: one made earlier would record into nothing.
+    let metrics = cart_metrics::init("cartd")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut background = tokio::task::JoinSet::new();
+    // The admin port comes up first, so that a liveness probe passes while PostgreSQL
+    // is still awaited; readiness follows each part as it comes.
+    let health = Arc::new(cart_metrics::checks::Health::default());
+    let admin_addr = serve_admin(config, metrics, &health, &stopped, &mut background).await?;
+
     let pool = connect_postgres(config).await?;
+    health.set_pool(pool.clone());
+    let pool_watch = cart_metrics::watch_pool("cartd", &pool);
     // The catalog lives in PostgreSQL: the file seeds the projects that have none yet,
     // and carts are priced from the stored catalog through the cache (catalog.rs).
     let catalog_store = cart_store::catalog::CatalogStore::new(pool.clone());
@@ -115,9 +138,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         config.tuning(),
     );
     let client = edge::connect(config).await?;
+    health.set_nats(client.clone());
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut background = tokio::task::JoinSet::new();
     background.spawn(catalog.clone().poll(stopped.clone()));
     let relay_config = config.relay_config();
     let relay = config
@@ -155,11 +177,35 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         feed: status,
     };
     let service = edge::start(config, services, client).await?;
+    health.set_serving();
     Ok(Server {
         service,
         stop,
         background,
+        admin_addr,
+        _pool_watch: pool_watch,
     })
+}
+
+/// Binds the admin port (`--admin-addr`) and serves it among `background` until `stopped`;
+/// its bound address, None when it is off. A port that cannot be bound stops the start.
+async fn serve_admin(
+    config: &Config,
+    metrics: &'static cart_metrics::Metrics,
+    health: &Arc<cart_metrics::checks::Health>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+    background: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let listener = cart_metrics::AdminListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("bind the admin port {}", config.admin_addr))?;
+    let Some(listener) = listener else {
+        return Ok(None);
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "admin port: /metrics, /healthz, /readyz");
+    background.spawn(listener.serve(metrics, health.probe(), stopped.clone()));
+    Ok(Some(addr))
 }
 
 /// Runs until `shutdown` resolves, then stops gracefully.

@@ -294,12 +294,18 @@ impl Orders {
 
     async fn create(&self, catalog: &Catalog, checkout: Checkout) -> Result<Vec<u8>, ErrorReply> {
         let command_id = checkout.command.as_ref().map(|c| c.command_id.clone());
+        let project = checkout.project.get();
         let render = |created: &Created| checkout_reply(created);
         let outcome = self
             .orders
             .checkout(catalog, checkout, render)
             .await
             .map_err(reply)?;
+        if let CheckoutOutcome::Created(created) = &outcome {
+            let metrics = crate::metrics::get();
+            metrics.orders(project, "created", 1);
+            metrics.orders(project, "expired", created.expired.len() as u64);
+        }
         self.outcome(outcome, command_id.as_deref())
     }
 
@@ -318,6 +324,7 @@ impl Orders {
             }
             CheckoutOutcome::Replayed(done) => {
                 tracing::info!("duplicate checkout: returning the original reply");
+                crate::metrics::get().ledger_replay("order");
                 Ok(done.reply)
             }
             CheckoutOutcome::IdReused => {
@@ -401,7 +408,11 @@ impl Orders {
             )
             .await
             .map_err(reply)?;
-        self.view(&decided.map_err(reply)?)
+        let paid = decided.map_err(reply)?;
+        // Counted per accepted confirmation: a repeat of the same invoice is answered
+        // again (idempotent) and counted again.
+        crate::metrics::get().orders(project.get(), "paid", 1);
+        self.view(&paid)
     }
 
     async fn cancel(&self, r: wire::request::CancelOrderBody) -> Result<Vec<u8>, ErrorReply> {
@@ -411,7 +422,9 @@ impl Orders {
             .cancel(project, r.order_id, reason)
             .await
             .map_err(reply)?;
-        self.view(&decided.map_err(reply)?)
+        let canceled = decided.map_err(reply)?;
+        crate::metrics::get().orders(project.get(), "canceled", 1);
+        self.view(&canceled)
     }
 
     fn view(&self, loaded: &LoadedOrder) -> Result<Vec<u8>, ErrorReply> {

@@ -124,6 +124,15 @@ impl OrderStoreError {
         }
     }
 
+    /// As [`StoreError::is_pool_timeout`].
+    pub fn is_pool_timeout(&self) -> bool {
+        match self {
+            OrderStoreError::Store(e) => e.is_pool_timeout(),
+            OrderStoreError::Database(e) => matches!(e, sqlx::Error::PoolTimedOut),
+            _ => false,
+        }
+    }
+
     /// Whether the caller's input was refused (text PostgreSQL cannot hold, a time it
     /// cannot read): a 4xx, and nothing was written.
     pub fn is_invalid_input(&self) -> bool {

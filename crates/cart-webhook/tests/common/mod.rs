@@ -346,6 +346,8 @@ impl World {
         config.lease_margin = Duration::from_secs(1);
         config.retry_schedule = "5x100ms".parse().unwrap();
         config.cancel_grace = Duration::from_secs(5);
+        // Workers of tests running side by side: each admin port on a free port.
+        config.admin_addr = "127.0.0.1:0".parse().unwrap();
         let client = async_nats::connect(&config.nats_url).await.unwrap();
         let jetstream = jetstream::new(client.clone());
         let pool = cart_webhook::connect(&config).await.unwrap();

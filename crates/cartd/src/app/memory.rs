@@ -45,12 +45,24 @@ impl CartCache {
     }
 
     pub(super) fn get(&self, stream_id: Uuid) -> Option<Loaded> {
-        self.entries.lock().ok()?.get(&stream_id).cloned()
+        let found = self.entries.lock().ok()?.get(&stream_id).cloned();
+        let metrics = crate::metrics::get();
+        match found {
+            Some(_) => metrics.cache_hits.add(1, &[]),
+            None => metrics.cache_misses.add(1, &[]),
+        }
+        found
     }
 
     pub(super) fn put(&self, stream_id: Uuid, loaded: Loaded) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.put(stream_id, loaded);
+            // `push` hands back what it displaced: the same cart's older state (an
+            // update), or the least recently used cart (an eviction).
+            if let Some((evicted, _)) = entries.push(stream_id, loaded) {
+                if evicted != stream_id {
+                    crate::metrics::get().cache_evictions.add(1, &[]);
+                }
+            }
         }
     }
 

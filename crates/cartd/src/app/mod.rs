@@ -416,6 +416,7 @@ impl App {
             None => Ok(None),
             Some(done) if done.fingerprint == command.fingerprint => {
                 tracing::info!("duplicate command: returning the original reply");
+                crate::metrics::get().ledger_replay("cart");
                 Ok(Some(done.reply))
             }
             Some(_) => Err(errors::command_id_reused(id)),
@@ -522,6 +523,11 @@ impl App {
                 }
                 Err(StoreError::Conflict { .. }) => {
                     tracing::debug!(attempt, "concurrent append; deciding again");
+                    let metrics = crate::metrics::get();
+                    metrics.version_conflicts.add(1, &[]);
+                    if attempt < self.inner.max_attempts {
+                        metrics.command_retries.add(1, &[]);
+                    }
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(StoreError::DuplicateCommand { .. }) => {
@@ -536,6 +542,7 @@ impl App {
                 Err(e) => return Err(reply(e)),
             }
         }
+        crate::metrics::get().concurrent_change_refusals.add(1, &[]);
         Err(errors::concurrent_change())
     }
 }

@@ -23,9 +23,19 @@ pub(crate) fn reply<E: ToReply>(error: E) -> ErrorReply {
 
 /// 503 while the store cannot be reached (the caller may retry), else 500; logged with
 /// its causes, which the caller never sees.
-fn store_failure(unavailable: bool, error: &dyn std::error::Error) -> ErrorReply {
+/// `pool_timeout`: no pooled connection in time, counted apart from the rest.
+fn store_failure(
+    unavailable: bool,
+    pool_timeout: bool,
+    error: &dyn std::error::Error,
+) -> ErrorReply {
     if unavailable {
         tracing::warn!(error = %error_chain(error), "store unavailable");
+        crate::metrics::get().db_unavailable(if pool_timeout {
+            "acquire_timeout"
+        } else {
+            "unreachable"
+        });
         ErrorReply::new(
             503,
             1000,
@@ -47,7 +57,7 @@ impl ToReply for StoreError {
         if self.is_invalid_input() {
             return unstorable_text();
         }
-        store_failure(self.is_unavailable(), self)
+        store_failure(self.is_unavailable(), self.is_pool_timeout(), self)
     }
 }
 
@@ -56,7 +66,7 @@ impl ToReply for OrderStoreError {
         if self.is_invalid_input() {
             return unstorable_text();
         }
-        store_failure(self.is_unavailable(), self)
+        store_failure(self.is_unavailable(), self.is_pool_timeout(), self)
     }
 }
 
@@ -133,7 +143,9 @@ impl ToReply for CatalogError {
             CatalogError::Invalid(text) => {
                 ErrorReply::new(422, 1102, format!("Unprocessable Entity. {text}"))
             }
-            CatalogError::Database(_) => store_failure(true, self),
+            CatalogError::Database(e) => {
+                store_failure(true, matches!(e, sqlx::Error::PoolTimedOut), self)
+            }
         }
     }
 }
@@ -248,6 +260,20 @@ pub(crate) fn out_of_range(what: impl std::fmt::Display) -> ErrorReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_timeout_is_told_from_an_unreachable_database() {
+        let timed_out = StoreError::Batch(std::sync::Arc::new(StoreError::Database(
+            sqlx::Error::PoolTimedOut,
+        )));
+        assert!(timed_out.is_unavailable() && timed_out.is_pool_timeout());
+        assert_eq!(reply(timed_out).status, 503);
+        let refused = StoreError::Database(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(refused.is_unavailable() && !refused.is_pool_timeout());
+        assert_eq!(reply(refused).status, 503);
+    }
 
     #[test]
     fn order_refusals_have_their_status_and_xsolla_code() {

@@ -1,6 +1,7 @@
 //! The one respond path every request takes, whatever its endpoint: body limit,
 //! `Content-Type`, `Cart-Command-Id`, the request span, the handler run so that a panic
-//! becomes a structured 500, reply headers, the outcome's log line and error stats.
+//! becomes a structured 500, reply headers, the outcome's log line, error stats and the
+//! request metrics (count per endpoint, status and code; latency per endpoint).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -94,6 +95,10 @@ pub(crate) async fn respond<H: Handler>(
         }
     };
     let elapsed = started.elapsed();
+    let (status, code) = outcome
+        .as_ref()
+        .map_or_else(|e| (e.status, e.code), |_| (200, 0));
+    crate::metrics::get().request(endpoint.subject(), status, code, elapsed);
     let mut reply_headers = ReplyHeaders::default();
     let body = match &outcome {
         Ok(reply) => {

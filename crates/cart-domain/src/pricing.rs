@@ -31,10 +31,18 @@
 //!   be bought (`no_price`) and is in neither total.
 //! * The promo code gives nothing (not even its bonus items) to a cart without a paid,
 //!   buyable line.
+//! * A code's `excluded_promotions` (Xsolla: "promotion IDs to exclude when applying
+//!   this promotion"): the code wins. Where it applies, the promotions it lists are not
+//!   applied with it: a listed discount promotion is off on the lines the code
+//!   discounts (its per-item discount or its cart-wide percent) and stays on the other
+//!   lines; a listed bonus promotion, which acts on the whole cart as the code's own
+//!   bonus does, gives nothing while the code applies. Which lines the code discounts,
+//!   and its conditions, are judged on the cart as it is without the code (every
+//!   promotion on).
 
 mod promo_code;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -42,7 +50,9 @@ pub use promo_code::{check_promo_code, redemption_limit, rewards, PromoCodeRejec
 
 use crate::availability::{self, Availability, LineLimits, Purchases, Unavailable};
 use crate::cart::Cart;
-use crate::catalog::{Catalog, DateWindow, Discount, Item, PromoCode, Promotion, PromotionKind};
+use crate::catalog::{
+    Catalog, DateWindow, Discount, Item, PromoCode, Promotion, PromotionId, PromotionKind,
+};
 use crate::ids::{Currency, Locale, ProjectId, Sku};
 use crate::time::Timestamp;
 
@@ -177,6 +187,9 @@ pub struct PricedCart<'a> {
     pub total: Option<(Money, Money)>,
     /// True when the cart has lines and every one is free.
     pub is_free: bool,
+    /// The currency the cart was priced in (the requested one; lines without a price in
+    /// it fall back to their default price's currency).
+    pub currency: Currency,
     /// Cart-level promotions: the promo code when it changes the total or gives
     /// bonus items, and the bonus promotions that gave items.
     pub promotions: Vec<AppliedPromotion<'a>>,
@@ -246,13 +259,27 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
             ctx.purchases,
             &applied.selected_unit_items,
         )
-        .and_then(|code| promo_code::check_cart(code, &lines, ctx).map(|()| code));
+        .and_then(|code| promo_code::check_cart(code, &lines).map(|()| code));
         (applied, found, status)
     });
 
     let mut cart_promotions = Vec::new();
+    let mut excluded = &BTreeSet::new();
     if let Some((applied, _, Ok(code))) = &promo {
-        apply_code_discounts(code, &mut lines, &mut cart_promotions);
+        excluded = &code.excluded_promotions;
+        let on_lines = code_on_lines(code, &lines);
+        if !excluded.is_empty() {
+            // The code wins on the lines it discounts: priced again without the
+            // promotions it excludes, before its own steps.
+            for (line, _) in lines
+                .iter_mut()
+                .zip(&on_lines)
+                .filter(|(_, on)| on.discounts())
+            {
+                *line = price_line_excluding(&line.sku, line.quantity, ctx, excluded);
+            }
+        }
+        apply_code_discounts(code, &mut lines, &on_lines, &mut cart_promotions);
         let bonus = rewards(code, &applied.selected_unit_items).bonus;
         if !bonus.is_empty() {
             match cart_promotions.first_mut() {
@@ -274,7 +301,7 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
         let PromotionKind::Bonus { items } = &p.kind else {
             continue;
         };
-        if !promotion_active(p, ctx) || !bonus_triggered(p, &lines) {
+        if excluded.contains(&p.id) || !promotion_active(p, ctx) || !bonus_triggered(p, &lines) {
             continue;
         }
         bonus_lines.extend(items.iter().map(|(sku, qty)| bonus_line(sku, *qty, ctx)));
@@ -307,6 +334,7 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
         lines,
         total,
         is_free,
+        currency: ctx.currency.clone(),
         promotions: cart_promotions,
         promo_code: promo.map(|(applied, found, status)| PromoCodeOutcome {
             code: applied.code.clone(),
@@ -318,6 +346,17 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
 }
 
 fn price_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedLine<'a> {
+    price_line_excluding(sku, quantity, ctx, &BTreeSet::new())
+}
+
+/// A line with its item promotions, except those in `excluded` (the ones a promo code
+/// that discounts the line excludes).
+fn price_line_excluding<'a>(
+    sku: &Sku,
+    quantity: u32,
+    ctx: &PricingContext<'a>,
+    excluded: &BTreeSet<PromotionId>,
+) -> PricedLine<'a> {
     let item = ctx.catalog.item(ctx.project, sku);
     let Some(item) = item else {
         return PricedLine {
@@ -342,6 +381,9 @@ fn price_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedL
     let unit = base.map(|p| {
         let mut amount = p.amount;
         for (promotion, discount) in discount_promotions(ctx, sku) {
+            if excluded.contains(&promotion.id) {
+                continue;
+            }
             if matches!(discount, Discount::Value(_))
                 && item.default_currency() != Some(&p.currency)
             {
@@ -428,23 +470,58 @@ fn bonus_triggered(p: &Promotion, lines: &[PricedLine<'_>]) -> bool {
         .any(|l| p.skus.is_empty() || p.skus.contains(&l.sku))
 }
 
-/// The promo code's per-item discounts, then its cart-wide percent on the lines whose
-/// price before the code (after the item promotions) meets its item price conditions.
+/// What the promo code does to one line.
+#[derive(Debug, Clone, Copy, Default)]
+struct CodeOnLine {
+    /// Its per-item discount (`discounted_items`) names the line's SKU.
+    per_item: bool,
+    /// Its cart-wide percent applies to the line.
+    cart_wide: bool,
+}
+
+impl CodeOnLine {
+    fn discounts(self) -> bool {
+        self.per_item || self.cart_wide
+    }
+}
+
+/// What the promo code does to each line, judged on the lines priced without it: its
+/// per-item discounts on their SKUs, and its cart-wide percent on the lines whose price
+/// before the code (after the item promotions) meets its item price conditions (in the
+/// item's default currency), as `check_cart` judges them.
+fn code_on_lines(code: &PromoCode, lines: &[PricedLine<'_>]) -> Vec<CodeOnLine> {
+    lines
+        .iter()
+        .map(|line| {
+            let Some(unit) = line.unit.as_ref().filter(|_| !line.is_bonus) else {
+                return CodeOnLine::default();
+            };
+            CodeOnLine {
+                per_item: code.discounted_items.iter().any(|(s, _)| s == &line.sku),
+                cart_wide: code.discount_percent.is_some()
+                    && (code.item_price_conditions.is_empty()
+                        || (in_default_currency(line)
+                            && promo_code::item_conditions_hold(code, unit.amount))),
+            }
+        })
+        .collect()
+}
+
+/// The promo code's per-item discounts, then its cart-wide percent, as `on_lines` says
+/// (see `code_on_lines`).
 fn apply_code_discounts<'a>(
     code: &'a PromoCode,
     lines: &mut [PricedLine<'a>],
+    on_lines: &[CodeOnLine],
     cart_promotions: &mut Vec<AppliedPromotion<'a>>,
 ) {
     let mut cart_wide_used = false;
-    for line in lines.iter_mut().filter(|l| !l.is_bonus) {
-        let default_currency = in_default_currency(line);
+    for (line, on) in lines.iter_mut().zip(on_lines) {
         let Some(unit) = line.unit.as_mut() else {
             continue;
         };
-        // The item price conditions are on the price before the code, as in
-        // `check_cart`: the status applies exactly when the code gives something.
-        let before_code = unit.amount;
-        if let Some((_, percent)) = code.discounted_items.iter().find(|(s, _)| s == &line.sku) {
+        let per_item = code.discounted_items.iter().find(|(s, _)| s == &line.sku);
+        if let (true, Some((_, percent))) = (on.per_item, per_item) {
             let discount = Discount::Percent(*percent);
             let after = discounted(unit.amount, discount);
             line.promotions.push(AppliedPromotion {
@@ -456,13 +533,9 @@ fn apply_code_discounts<'a>(
             });
             unit.amount = after;
         }
-        if let Some(percent) = code.discount_percent {
-            let conditions_met = code.item_price_conditions.is_empty()
-                || (default_currency && promo_code::item_conditions_hold(code, before_code));
-            if conditions_met {
-                unit.amount = discounted(unit.amount, Discount::Percent(percent));
-                cart_wide_used = true;
-            }
+        if let (true, Some(percent)) = (on.cart_wide, code.discount_percent) {
+            unit.amount = discounted(unit.amount, Discount::Percent(percent));
+            cart_wide_used = true;
         }
     }
     if cart_wide_used {

@@ -5,21 +5,19 @@
 //! redemption limits are not reached, the buyer's country is allowed and the picked
 //! selectable rewards are allowed. `check_cart` then checks it against the priced cart
 //! (before the code's own discounts): the cart total meets the price conditions, some
-//! line meets the item price conditions, and no excluded promotion is active in the
-//! cart. `price` runs both every time a cart is priced, so a code that stops applying
-//! stays on the cart, gives nothing, and `PricedCart::promo_code` says why.
+//! line meets the item price conditions. Excluded promotions never stop a code: the
+//! code wins and they are not applied with it (see `price`). `price` runs both every
+//! time a cart is priced, so a code that stops applying stays on the cart, gives
+//! nothing, and `PricedCart::promo_code` says why.
 
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
-use super::{
-    bonus_triggered, counts_for_conditions, in_default_currency, promotion_active, PricedLine,
-    PricingContext, PromotionSource,
-};
+use super::{counts_for_conditions, in_default_currency, PricedLine};
 use crate::availability::{PromoCodeUsage, Purchases};
-use crate::catalog::{Catalog, PromoCode, PromotionId, PromotionKind};
-use crate::ids::{Currency, Locale, ProjectId, Sku};
+use crate::catalog::{Catalog, PromoCode};
+use crate::ids::{Currency, ProjectId, Sku};
 use crate::time::Timestamp;
 
 /// Why a promo code does not apply.
@@ -54,22 +52,18 @@ pub enum PromoCodeRejection {
     /// priced in another one.
     #[error("The promo code's price conditions only apply to prices in the items' default currency, not {currency}.")]
     ConditionCurrency { currency: Currency },
-    /// Named by the promotion's name: its id is internal (a hash for string ids).
-    #[error("The promo code cannot be combined with the promotion \"{name}\" in the cart.")]
-    ExcludedPromotion { id: PromotionId, name: String },
 }
 
 impl PromoCodeRejection {
-    /// The Xsolla error code (`0401-CODE`). Price conditions and excluded promotions
-    /// have no documented code; they answer 9807 like an invalid code.
+    /// The Xsolla error code (`0401-CODE`). Price conditions have no documented code;
+    /// they answer 9807 like an invalid code.
     pub fn error_code(&self) -> u32 {
         match self {
             PromoCodeRejection::NotFound
             | PromoCodeRejection::PriceConditions
             | PromoCodeRejection::ItemPriceConditions
             | PromoCodeRejection::NoPaidLine
-            | PromoCodeRejection::ConditionCurrency { .. }
-            | PromoCodeRejection::ExcludedPromotion { .. } => 9807,
+            | PromoCodeRejection::ConditionCurrency { .. } => 9807,
             PromoCodeRejection::NotStarted | PromoCodeRejection::Expired => 9810,
             PromoCodeRejection::TotalLimitReached
             | PromoCodeRejection::UserLimitReached
@@ -165,31 +159,9 @@ pub(super) fn item_conditions_hold(code: &PromoCode, unit: Decimal) -> bool {
 pub(super) fn check_cart(
     code: &PromoCode,
     lines: &[PricedLine<'_>],
-    ctx: &PricingContext<'_>,
 ) -> Result<(), PromoCodeRejection> {
     if !lines.iter().any(counts_for_conditions) {
         return Err(PromoCodeRejection::NoPaidLine);
-    }
-    let on_lines = lines
-        .iter()
-        .flat_map(|l| &l.promotions)
-        .filter_map(|p| match p.source {
-            PromotionSource::Promotion(p) => Some(p),
-            PromotionSource::PromoCode(_) => None,
-        });
-    let bonus = ctx
-        .catalog
-        .promotions(ctx.project)
-        .filter(|p| matches!(p.kind, PromotionKind::Bonus { .. }))
-        .filter(|p| promotion_active(p, ctx) && bonus_triggered(p, lines));
-    if let Some(p) = on_lines
-        .chain(bonus)
-        .find(|p| code.excluded_promotions.contains(&p.id))
-    {
-        return Err(PromoCodeRejection::ExcludedPromotion {
-            id: p.id,
-            name: p.name(&Locale::en()).to_owned(),
-        });
     }
     // A counted line priced in another currency than its item's default one.
     let foreign = |l: &PricedLine<'_>| {

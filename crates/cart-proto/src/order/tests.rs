@@ -57,6 +57,7 @@ fn created() -> OrderEvent {
                 amount_without_discount: "21.6".parse().unwrap(),
                 currency: Currency::parse("USD").unwrap(),
             }),
+            currency: Some(Currency::parse("USD").unwrap()),
         },
         catalog_version: 3,
         created_at: Timestamp::from_unix(1_700_000_000),

@@ -558,9 +558,10 @@ pub fn envelope(
                             currency: "USD".into(),
                         }),
                         amount: Some("18.00".into()),
+                        // Line totals: 2 x 10.00 -> 2 x 9.00.
                         promotions: vec![PromotionStepView {
-                            amount_without_discount: "10.00".into(),
-                            amount_with_discount: "9.00".into(),
+                            amount_without_discount: "20.00".into(),
+                            amount_with_discount: "18.00".into(),
                             sequence: 1,
                         }],
                     },
@@ -571,11 +572,16 @@ pub fn envelope(
                         is_free: true,
                         is_bonus: true,
                         is_bundle_content: false,
-                        price: None,
-                        amount: None,
+                        price: Some(PriceView {
+                            amount: "0.00".into(),
+                            amount_without_discount: "0.00".into(),
+                            currency: "USD".into(),
+                        }),
+                        amount: Some("0.00".into()),
                         promotions: vec![],
                     },
                 ],
+                promotions: vec![],
             },
         },
     }
@@ -589,8 +595,8 @@ pub fn canceled(project: u64, order: u64) -> OrderEventEnvelope {
     envelope(project, order, "OrderCanceled", "canceled", 3)
 }
 
-/// A free order's envelope (as `order.checkout_free` makes it): no invoice, no price,
-/// every line free.
+/// A free order's envelope as relayed before order views gave free orders a zero price:
+/// no invoice, no price, every line free.
 pub fn free(
     project: u64,
     order: u64,

@@ -221,6 +221,9 @@ pub fn idempotency_key(project_id: u64, order_id: u64, kind: NotificationType) -
 }
 
 #[cfg(test)]
+mod golden;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

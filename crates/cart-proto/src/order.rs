@@ -13,7 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::view::AmountFormat;
 
+mod search;
 mod stored;
+
+pub use search::{
+    search_entry, OrderSearchEntry, SearchCouponView, SearchItemView, SearchPriceView,
+    SearchPromotionView, SearchUserView,
+};
 
 pub use stored::{
     decode, encode, stored_created, EncodedOrderEvent, OrderDecodeError, StoredBonus,
@@ -120,11 +126,12 @@ pub struct CheckoutReply {
     pub status: String,
 }
 
-/// The reply to an order search: Xsolla's O2 shape, earliest first.
+/// The reply to an order search: Xsolla's O2 shape (admin order search v3), earliest
+/// first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderSearchReply {
-    pub orders: Vec<OrderView>,
+    pub orders: Vec<OrderSearchEntry>,
     pub total_items_count: u64,
     pub has_more: bool,
 }

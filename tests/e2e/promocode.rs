@@ -213,7 +213,8 @@ async fn redeem_applies_xsollas_example_and_remove_takes_it_back() {
 async fn a_code_wins_over_the_promotions_it_excludes() {
     let w = start().await;
     let c = &w.client;
-    let items = json!({"items": [{"sku": BOOSTER, "quantity": 123}, {"sku": "mug", "quantity": 2}]});
+    let items =
+        json!({"items": [{"sku": BOOSTER, "quantity": 123}, {"sku": "mug", "quantity": 2}]});
     let filled = c.json("fill", None, req("u5", None, items)).await.unwrap();
     // 123 x 100.00 + 2 x 4.50 (merch_sale).
     assert_eq!(price(&filled), ("12309.00".into(), "12310.00".into()));

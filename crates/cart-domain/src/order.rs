@@ -267,8 +267,8 @@ impl OrderSnapshot {
             let unit = line
                 .promotions
                 .iter()
-                .filter_map(|p| p.step)
-                .last()
+                .rev()
+                .find_map(|p| p.step)
                 .map_or(price.amount_without_discount, |(_, after)| after);
             before = before.checked_add(unit.checked_mul(Decimal::from(line.quantity))?)?;
         }
@@ -368,11 +368,16 @@ pub enum OrderCommand {
     Cancel { reason: String },
     /// The order_paid webhook was delivered: the items are granted.
     MarkDelivered,
-    /// A newer unpaid order (`by_order`) took a limited item or the same promo code.
+    /// A newer unpaid order (`by_order`) took a limited item, the same promo code or a
+    /// per-user limited promotion.
     Expire { by_order: OrderId },
 }
 
 /// What happened to an order. Past tense, facts only.
+// `OrderCreated` carries the whole snapshot while the other events are small; an order
+// has a handful of events, each folded once per command, so boxing the snapshot would
+// only add an allocation and a level of indirection to every use.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderEvent {
     /// Always the first event of an order; the status is `new`.

@@ -205,16 +205,16 @@ fn free_order(currency: Option<&str>) -> Order {
 
 #[test]
 fn a_free_order_has_real_zero_prices_in_its_currency() {
-    let view = view(&free_order(Some("EUR")), AmountFormat { scale: 2 }).unwrap();
-    assert!(view.is_free && view.content.is_free);
+    let seen = view(&free_order(Some("EUR")), AmountFormat { scale: 2 }).unwrap();
+    assert!(seen.is_free && seen.content.is_free);
     let zero = Some(PriceView {
         amount: "0.00".into(),
         amount_without_discount: "0.00".into(),
         currency: "EUR".into(),
     });
-    assert_eq!(view.content.price, zero);
-    assert_eq!(view.content.items[0].price, zero);
-    assert_eq!(view.content.items[0].amount.as_deref(), Some("0.00"));
+    assert_eq!(seen.content.price, zero);
+    assert_eq!(seen.content.items[0].price, zero);
+    assert_eq!(seen.content.items[0].amount.as_deref(), Some("0.00"));
     // A free order recorded before its currency was kept: USD, the checkout's default.
     let old = view(&free_order(None), AmountFormat { scale: 2 }).unwrap();
     assert_eq!(old.content.price.unwrap().currency, "USD");
@@ -263,4 +263,3 @@ fn a_cart_wide_code_is_an_order_level_step_from_the_lines_after_their_own_steps(
     assert_eq!(json["discounts"][0]["amount_with_discount"], "18.48");
     assert_eq!(json["user_id"], "u.1");
 }
-

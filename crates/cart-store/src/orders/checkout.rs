@@ -277,7 +277,6 @@ pub const EXPIRING: &str =
 
 /// Expires the user's older unpaid orders that share a limited item, the promo code or
 /// a limited promotion with the new one (each under its order lock, in order id order).
-
 async fn expire_older(
     conn: &mut PgConnection,
     request: &Checkout,

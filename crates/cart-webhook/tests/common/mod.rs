@@ -162,8 +162,19 @@ impl Receiver {
         self.inner.tls_failures.load(Ordering::SeqCst)
     }
 
+    /// The calls so far. Every webhook a test looks at is checked here, in the test's
+    /// thread: no null where Xsolla's schema has a type (`cart_proto::nulls`).
     pub fn calls(&self) -> Vec<Call> {
-        self.inner.calls.lock().unwrap().clone()
+        let calls = self.inner.calls.lock().unwrap().clone();
+        for call in &calls {
+            let Ok(body) = serde_json::from_slice::<serde_json::Value>(&call.body) else {
+                continue;
+            };
+            let paths = cart_proto::nulls::XSOLLA_TYPED_WEBHOOK_PATHS;
+            let nulls = cart_proto::nulls::nulls_at(&body, paths);
+            assert!(nulls.is_empty(), "a webhook with null at {nulls:?}: {body}");
+        }
+        calls
     }
 
     pub fn max_in_flight_per_order(&self) -> usize {

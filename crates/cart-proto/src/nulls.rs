@@ -8,11 +8,12 @@ use serde_json::Value;
 /// Paths (`a.b[].c`: `[]` walks every element of an array) where Xsolla's schema types
 /// the value as a string or object without `null`, in cart replies (fill, item put and
 /// delete, clear, get, promo code redeem and remove), order views (`order.get`, the
-/// payment replies) and `order.search`. A path that is not in a reply is skipped.
+/// payment replies) and `order.search`. A path that is not in a reply is skipped, so the
+/// list holds no path that one reply types and another leaves nullable (an order's
+/// `cart_id` is the service's own, null for a single-item order; a cart's is a string).
 pub const XSOLLA_TYPED_REPLY_PATHS: &[&str] = &[
     // Cart: the item's virtual item type (consumable, non_consumable, ...), a
     // promotion's limits, a bonus item's bundle type.
-    "cart_id",
     "items[].sku",
     "items[].type",
     "items[].virtual_item_type",

@@ -100,13 +100,13 @@ impl OrderStore {
         if windows.is_empty() && codes.is_empty() && promotions.is_empty() {
             return Ok(Purchases::default());
         }
-        let mut purchases = self.purchases(project, user, &windows, &codes).await?;
-        if !promotions.is_empty() {
-            let mut conn = self.pool.acquire().await?;
-            let ids = promotions.keys().copied();
-            purchases.promotions =
-                super::promotions::uses(&mut conn, project, user, ids, 0).await?;
-        }
+        // One connection for the few counts (each skipped when nothing of its kind is
+        // limited).
+        let mut conn = self.pool.acquire().await?;
+        let mut purchases = read(&mut conn, project, user, &windows, None, 0).await?;
+        read_redemptions(&mut conn, project, user, &codes, &mut purchases).await?;
+        let ids = promotions.keys().copied();
+        purchases.promotions = super::promotions::uses(&mut conn, project, user, ids, 0).await?;
         Ok(purchases)
     }
 
@@ -123,9 +123,6 @@ impl OrderStore {
         windows: &BTreeMap<Sku, Timestamp>,
         codes: &[(String, Vec<String>)],
     ) -> Result<Purchases, OrderStoreError> {
-        if windows.is_empty() && codes.is_empty() {
-            return Ok(Purchases::default());
-        }
         let mut conn = self.pool.acquire().await?;
         let mut purchases = read(&mut conn, project, user, windows, None, 0).await?;
         read_redemptions(&mut conn, project, user, codes, &mut purchases).await?;

@@ -263,37 +263,13 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
         (applied, found, status)
     });
 
-    let mut cart_promotions = Vec::new();
-    let mut excluded = &BTreeSet::new();
-    if let Some((applied, _, Ok(code))) = &promo {
-        excluded = &code.excluded_promotions;
-        let on_lines = code_on_lines(code, &lines);
-        if !excluded.is_empty() {
-            // The code wins on the lines it discounts: priced again without the
-            // promotions it excludes, before its own steps.
-            for (line, _) in lines
-                .iter_mut()
-                .zip(&on_lines)
-                .filter(|(_, on)| on.discounts())
-            {
-                *line = price_line_excluding(&line.sku, line.quantity, ctx, excluded);
-            }
-        }
-        apply_code_discounts(code, &mut lines, &on_lines, &mut cart_promotions);
-        let bonus = rewards(code, &applied.selected_unit_items).bonus;
-        if !bonus.is_empty() {
-            match cart_promotions.first_mut() {
-                Some(entry) => entry.bonus = bonus.clone(),
-                None => cart_promotions.push(AppliedPromotion {
-                    source: PromotionSource::PromoCode(code),
-                    discount: None,
-                    bonus: bonus.clone(),
-                    per_user: None,
-                    step: None,
-                }),
-            }
-        }
-    }
+    let (mut cart_promotions, excluded) = match &promo {
+        Some((applied, _, Ok(code))) => (
+            apply_code(code, applied, &mut lines, ctx),
+            Some(&code.excluded_promotions),
+        ),
+        _ => (Vec::new(), None),
+    };
 
     // Bonus promotions, by id, then the promo code's bonus items.
     let mut bonus_lines = Vec::new();
@@ -301,7 +277,8 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
         let PromotionKind::Bonus { items } = &p.kind else {
             continue;
         };
-        if excluded.contains(&p.id) || !promotion_active(p, ctx) || !bonus_triggered(p, &lines) {
+        let is_excluded = excluded.is_some_and(|e| e.contains(&p.id));
+        if is_excluded || !promotion_active(p, ctx) || !bonus_triggered(p, &lines) {
             continue;
         }
         bonus_lines.extend(items.iter().map(|(sku, qty)| bonus_line(sku, *qty, ctx)));
@@ -343,6 +320,45 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
             status: status.map(|_| ()),
         }),
     }
+}
+
+/// What an applying promo code does to the lines: the lines it discounts lose the
+/// promotions it excludes, then get its discounts. Returns its cart-level entry (its
+/// cart-wide discount and its bonus items), if any.
+fn apply_code<'a>(
+    code: &'a PromoCode,
+    applied: &AppliedCode,
+    lines: &mut [PricedLine<'a>],
+    ctx: &PricingContext<'a>,
+) -> Vec<AppliedPromotion<'a>> {
+    let mut cart_promotions = Vec::new();
+    let on_lines = code_on_lines(code, lines);
+    if !code.excluded_promotions.is_empty() {
+        // The code wins on the lines it discounts: priced again without the promotions
+        // it excludes, before its own steps.
+        for (line, _) in lines
+            .iter_mut()
+            .zip(&on_lines)
+            .filter(|(_, on)| on.discounts())
+        {
+            *line = price_line_excluding(&line.sku, line.quantity, ctx, &code.excluded_promotions);
+        }
+    }
+    apply_code_discounts(code, lines, &on_lines, &mut cart_promotions);
+    let bonus = rewards(code, &applied.selected_unit_items).bonus;
+    if !bonus.is_empty() {
+        match cart_promotions.first_mut() {
+            Some(entry) => entry.bonus = bonus,
+            None => cart_promotions.push(AppliedPromotion {
+                source: PromotionSource::PromoCode(code),
+                discount: None,
+                bonus,
+                per_user: None,
+                step: None,
+            }),
+        }
+    }
+    cart_promotions
 }
 
 fn price_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedLine<'a> {

@@ -265,7 +265,7 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
 
     let (mut cart_promotions, excluded) = match &promo {
         Some((applied, _, Ok(code))) => (
-            apply_code(code, applied, &mut lines, ctx),
+            promo_code::apply_code(code, applied, &mut lines, ctx),
             Some(&code.excluded_promotions),
         ),
         _ => (Vec::new(), None),
@@ -320,45 +320,6 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
             status: status.map(|_| ()),
         }),
     }
-}
-
-/// What an applying promo code does to the lines: the lines it discounts lose the
-/// promotions it excludes, then get its discounts. Returns its cart-level entry (its
-/// cart-wide discount and its bonus items), if any.
-fn apply_code<'a>(
-    code: &'a PromoCode,
-    applied: &AppliedCode,
-    lines: &mut [PricedLine<'a>],
-    ctx: &PricingContext<'a>,
-) -> Vec<AppliedPromotion<'a>> {
-    let mut cart_promotions = Vec::new();
-    let on_lines = code_on_lines(code, lines);
-    if !code.excluded_promotions.is_empty() {
-        // The code wins on the lines it discounts: priced again without the promotions
-        // it excludes, before its own steps.
-        for (line, _) in lines
-            .iter_mut()
-            .zip(&on_lines)
-            .filter(|(_, on)| on.discounts())
-        {
-            *line = price_line_excluding(&line.sku, line.quantity, ctx, &code.excluded_promotions);
-        }
-    }
-    apply_code_discounts(code, lines, &on_lines, &mut cart_promotions);
-    let bonus = rewards(code, &applied.selected_unit_items).bonus;
-    if !bonus.is_empty() {
-        match cart_promotions.first_mut() {
-            Some(entry) => entry.bonus = bonus,
-            None => cart_promotions.push(AppliedPromotion {
-                source: PromotionSource::PromoCode(code),
-                discount: None,
-                bonus,
-                per_user: None,
-                step: None,
-            }),
-        }
-    }
-    cart_promotions
 }
 
 fn price_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedLine<'a> {
@@ -484,85 +445,6 @@ fn bonus_triggered(p: &Promotion, lines: &[PricedLine<'_>]) -> bool {
         .iter()
         .filter(|l| counts_for_conditions(l))
         .any(|l| p.skus.is_empty() || p.skus.contains(&l.sku))
-}
-
-/// What the promo code does to one line.
-#[derive(Debug, Clone, Copy, Default)]
-struct CodeOnLine {
-    /// Its per-item discount (`discounted_items`) names the line's SKU.
-    per_item: bool,
-    /// Its cart-wide percent applies to the line.
-    cart_wide: bool,
-}
-
-impl CodeOnLine {
-    fn discounts(self) -> bool {
-        self.per_item || self.cart_wide
-    }
-}
-
-/// What the promo code does to each line, judged on the lines priced without it: its
-/// per-item discounts on their SKUs, and its cart-wide percent on the lines whose price
-/// before the code (after the item promotions) meets its item price conditions (in the
-/// item's default currency), as `check_cart` judges them.
-fn code_on_lines(code: &PromoCode, lines: &[PricedLine<'_>]) -> Vec<CodeOnLine> {
-    lines
-        .iter()
-        .map(|line| {
-            let Some(unit) = line.unit.as_ref().filter(|_| !line.is_bonus) else {
-                return CodeOnLine::default();
-            };
-            CodeOnLine {
-                per_item: code.discounted_items.iter().any(|(s, _)| s == &line.sku),
-                cart_wide: code.discount_percent.is_some()
-                    && (code.item_price_conditions.is_empty()
-                        || (in_default_currency(line)
-                            && promo_code::item_conditions_hold(code, unit.amount))),
-            }
-        })
-        .collect()
-}
-
-/// The promo code's per-item discounts, then its cart-wide percent, as `on_lines` says
-/// (see `code_on_lines`).
-fn apply_code_discounts<'a>(
-    code: &'a PromoCode,
-    lines: &mut [PricedLine<'a>],
-    on_lines: &[CodeOnLine],
-    cart_promotions: &mut Vec<AppliedPromotion<'a>>,
-) {
-    let mut cart_wide_used = false;
-    for (line, on) in lines.iter_mut().zip(on_lines) {
-        let Some(unit) = line.unit.as_mut() else {
-            continue;
-        };
-        let per_item = code.discounted_items.iter().find(|(s, _)| s == &line.sku);
-        if let (true, Some((_, percent))) = (on.per_item, per_item) {
-            let discount = Discount::Percent(*percent);
-            let after = discounted(unit.amount, discount);
-            line.promotions.push(AppliedPromotion {
-                source: PromotionSource::PromoCode(code),
-                discount: Some(discount),
-                bonus: vec![],
-                per_user: None,
-                step: Some((unit.amount, after)),
-            });
-            unit.amount = after;
-        }
-        if let (true, Some(percent)) = (on.cart_wide, code.discount_percent) {
-            unit.amount = discounted(unit.amount, Discount::Percent(percent));
-            cart_wide_used = true;
-        }
-    }
-    if cart_wide_used {
-        cart_promotions.push(AppliedPromotion {
-            source: PromotionSource::PromoCode(code),
-            discount: code.discount_percent.map(Discount::Percent),
-            bonus: vec![],
-            per_user: None,
-            step: None,
-        });
-    }
 }
 
 /// (amount, amount_without_discount) over the priced lines; None without any or when

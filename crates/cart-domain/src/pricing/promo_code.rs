@@ -1,4 +1,4 @@
-//! Whether a promo code applies, and what it gives.
+//! Whether a promo code applies, what it gives, and what it does to a priced cart.
 //!
 //! A code is checked in two stages. [`check_promo_code`] needs no cart (redeem, verify
 //! and the rewards preview use it): the code exists, now is inside its window, its
@@ -14,9 +14,12 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
-use super::{counts_for_conditions, in_default_currency, PricedLine};
+use super::{
+    counts_for_conditions, discounted, in_default_currency, price_line_excluding, AppliedCode,
+    AppliedPromotion, PricedLine, PricingContext, PromotionSource,
+};
 use crate::availability::{PromoCodeUsage, Purchases};
-use crate::catalog::{Catalog, PromoCode};
+use crate::catalog::{Catalog, Discount, PromoCode};
 use crate::ids::{Currency, ProjectId, Sku};
 use crate::time::Timestamp;
 
@@ -221,4 +224,121 @@ pub fn redemption_limit(
         return Err(PromoCodeRejection::CodeLimitReached);
     }
     Ok(())
+}
+
+/// What an applying promo code does to the lines: the lines it discounts lose the
+/// promotions it excludes, then get its discounts. Returns its cart-level entry (its
+/// cart-wide discount and its bonus items), if any.
+pub(super) fn apply_code<'a>(
+    code: &'a PromoCode,
+    applied: &AppliedCode,
+    lines: &mut [PricedLine<'a>],
+    ctx: &PricingContext<'a>,
+) -> Vec<AppliedPromotion<'a>> {
+    let mut cart_promotions = Vec::new();
+    let on_lines = code_on_lines(code, lines);
+    if !code.excluded_promotions.is_empty() {
+        // The code wins on the lines it discounts: priced again without the promotions
+        // it excludes, before its own steps.
+        for (line, _) in lines
+            .iter_mut()
+            .zip(&on_lines)
+            .filter(|(_, on)| on.discounts())
+        {
+            *line = price_line_excluding(&line.sku, line.quantity, ctx, &code.excluded_promotions);
+        }
+    }
+    apply_code_discounts(code, lines, &on_lines, &mut cart_promotions);
+    let bonus = rewards(code, &applied.selected_unit_items).bonus;
+    if !bonus.is_empty() {
+        match cart_promotions.first_mut() {
+            Some(entry) => entry.bonus = bonus,
+            None => cart_promotions.push(AppliedPromotion {
+                source: PromotionSource::PromoCode(code),
+                discount: None,
+                bonus,
+                per_user: None,
+                step: None,
+            }),
+        }
+    }
+    cart_promotions
+}
+
+/// What the promo code does to one line.
+#[derive(Debug, Clone, Copy, Default)]
+struct CodeOnLine {
+    /// Its per-item discount (`discounted_items`) names the line's SKU.
+    per_item: bool,
+    /// Its cart-wide percent applies to the line.
+    cart_wide: bool,
+}
+
+impl CodeOnLine {
+    fn discounts(self) -> bool {
+        self.per_item || self.cart_wide
+    }
+}
+
+/// What the promo code does to each line, judged on the lines priced without it: its
+/// per-item discounts on their SKUs, and its cart-wide percent on the lines whose price
+/// before the code (after the item promotions) meets its item price conditions (in the
+/// item's default currency), as `check_cart` judges them.
+fn code_on_lines(code: &PromoCode, lines: &[PricedLine<'_>]) -> Vec<CodeOnLine> {
+    lines
+        .iter()
+        .map(|line| {
+            let Some(unit) = line.unit.as_ref().filter(|_| !line.is_bonus) else {
+                return CodeOnLine::default();
+            };
+            CodeOnLine {
+                per_item: code.discounted_items.iter().any(|(s, _)| s == &line.sku),
+                cart_wide: code.discount_percent.is_some()
+                    && (code.item_price_conditions.is_empty()
+                        || (in_default_currency(line) && item_conditions_hold(code, unit.amount))),
+            }
+        })
+        .collect()
+}
+
+/// The promo code's per-item discounts, then its cart-wide percent, as `on_lines` says
+/// (see `code_on_lines`).
+fn apply_code_discounts<'a>(
+    code: &'a PromoCode,
+    lines: &mut [PricedLine<'a>],
+    on_lines: &[CodeOnLine],
+    cart_promotions: &mut Vec<AppliedPromotion<'a>>,
+) {
+    let mut cart_wide_used = false;
+    for (line, on) in lines.iter_mut().zip(on_lines) {
+        let Some(unit) = line.unit.as_mut() else {
+            continue;
+        };
+        let per_item = code.discounted_items.iter().find(|(s, _)| s == &line.sku);
+        if let (true, Some((_, percent))) = (on.per_item, per_item) {
+            let discount = Discount::Percent(*percent);
+            let after = discounted(unit.amount, discount);
+            line.promotions.push(AppliedPromotion {
+                source: PromotionSource::PromoCode(code),
+                discount: Some(discount),
+                bonus: vec![],
+                per_user: None,
+                step: Some((unit.amount, after)),
+            });
+            unit.amount = after;
+        }
+        if let (true, Some(percent)) = (on.cart_wide, code.discount_percent) {
+            unit.amount = discounted(unit.amount, Discount::Percent(percent));
+            cart_wide_used = true;
+        }
+    }
+    if cart_wide_used {
+        cart_promotions.push(AppliedPromotion {
+            source: PromotionSource::PromoCode(code),
+            discount: code.discount_percent.map(Discount::Percent),
+            bonus: vec![],
+            per_user: None,
+            step: None,
+        });
+    }
 }

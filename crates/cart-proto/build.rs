@@ -79,6 +79,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[serde(skip_serializing_if = \"Option::is_none\")]",
         );
     }
+    // Where Xsolla's schema types a value without null, a value the service does not
+    // have is left out rather than sent as null (cart_proto::nulls, issue 15).
+    for field in [
+        "CartItem.virtual_item_type",
+        "Promotion.limits",
+        "Bonus.bundle_type",
+    ] {
+        config.field_attribute(
+            format!(".cart.v1.{field}"),
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        );
+    }
     // Xsolla sends null rather than [] for a code without discounted items.
     config.field_attribute(
         ".cart.v1.Rewards.discounted_items",

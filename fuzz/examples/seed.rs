@@ -267,6 +267,7 @@ fn order_events() -> Vec<Vec<u8>> {
                     amount_without_discount: dec("21.6"),
                     currency: usd(),
                 }),
+                currency: Some(usd()),
             },
             catalog_version: 3,
             created_at: Timestamp::from_unix(1_700_000_000),

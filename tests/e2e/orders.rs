@@ -125,7 +125,20 @@ async fn checkout_then_payment_empties_the_cart_and_every_status_goes_out_on_the
     let search = ok(&w, "order.search", req("ann", None, json!({}))).await;
     assert_eq!(search["total_items_count"], 1);
     assert_eq!(search["has_more"], false);
-    assert_eq!(search["orders"][0]["status"], "canceled");
+    // Xsolla's admin order search (v3) shape.
+    let found = &search["orders"][0];
+    assert_eq!(found["status"], "canceled");
+    assert_eq!(found["invoice_id"], "inv-1");
+    assert_eq!(
+        found["price"],
+        json!({"amount": "21.88", "amount_without_discount": "21.88", "currency": "USD",
+               "is_virtual_currency": false})
+    );
+    assert_eq!(found["user"], json!({"id": "ann"}));
+    assert_eq!(found["items"][0]["price"]["amount"], "5.99");
+    assert_eq!(found["items"][0]["is_bonus"], false);
+    assert!(["default", "sandbox"].contains(&found["mode"].as_str().unwrap()));
+    assert_eq!(found["coupons"], json!([]));
     w.finish().await;
 }
 
@@ -389,7 +402,13 @@ async fn free_single_item_and_empty_checkouts() {
     let free = ok(&w, "order.checkout_free", req("ann", None, json!({}))).await;
     assert_eq!(free["status"], "done");
     let free_id = free["order_id"].as_u64().unwrap();
-    assert_eq!(order(&w, "ann", free_id).await["content"]["is_free"], true);
+    let free_order = order(&w, "ann", free_id).await;
+    assert_eq!(free_order["content"]["is_free"], true);
+    // Real zero prices in the order's currency, never null (Xsolla types them objects).
+    let zero = json!({"amount": "0.00", "amount_without_discount": "0.00", "currency": "USD"});
+    assert_eq!(free_order["content"]["price"], zero);
+    assert_eq!(free_order["content"]["items"][0]["price"], zero);
+    assert_eq!(free_order["content"]["items"][0]["amount"], "0.00");
     // Bought at once, so the cart is emptied as a paid order's is.
     let cart = ok(&w, "get", req("ann", None, json!({}))).await;
     assert!(lines(&cart).is_empty(), "{cart}");

@@ -30,11 +30,17 @@ fn catalog() -> Value {
             item(BOOSTER, "Mega booster", "100"),
             item(SWORDS, "Swords", "2.99"),
             item("cup01", "Cup", "5"),
+            item("mug", "Mug", "5"),
+        ],
+        "promotions": [
+            {"id": "merch_sale", "name": "Merch sale", "date_start": "2020-01-01T00:00:00Z",
+             "skus": ["mug"], "discount": {"percent": "10"}}
         ],
         "promo_codes": [
             {"code": "BOOSTER50", "name": "Half-price boosters",
              "discounted_items": [{"sku": BOOSTER, "discount": {"percent": "50"}}],
-             "bonus": [{"sku": SWORDS, "quantity": 1}]},
+             "bonus": [{"sku": SWORDS, "quantity": 1}],
+             "excluded_promotions": ["merch_sale"]},
             {"code": "WINTER2026", "discount": {"percent": "10"}},
             {"code": "BIG10", "discount": {"percent": "10"},
              "price_conditions": [{"operator": "ge", "value": "50"}]},
@@ -198,6 +204,44 @@ async fn redeem_applies_xsollas_example_and_remove_takes_it_back() {
     let (amount, without) = price(&removed);
     assert_eq!(amount, without);
     assert!(removed.get("promo_code").is_none());
+    w.finish().await;
+}
+
+/// `excluded_promotions`, Xsolla's way: BOOSTER50 lists merch_sale, and a cart with a
+/// mug on merch_sale still gets the code (200, applies), not a code that gives nothing.
+#[tokio::test]
+async fn a_code_wins_over_the_promotions_it_excludes() {
+    let w = start().await;
+    let c = &w.client;
+    let items =
+        json!({"items": [{"sku": BOOSTER, "quantity": 123}, {"sku": "mug", "quantity": 2}]});
+    let filled = c.json("fill", None, req("u5", None, items)).await.unwrap();
+    // 123 x 100.00 + 2 x 4.50 (merch_sale).
+    assert_eq!(price(&filled), ("12309.00".into(), "12310.00".into()));
+    let cart = c
+        .json(
+            "promocode.redeem",
+            None,
+            req("u5", None, json!({"coupon_code": "BOOSTER50"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cart["promo_code"],
+        json!({"code": "BOOSTER50", "applies": true, "reason": "", "error_code": 0})
+    );
+    // The booster at half price, and merch_sale stays on the mugs, which the code does
+    // not discount: 6150.00 + 9.00.
+    assert_eq!(price(&cart), ("6159.00".into(), "12310.00".into()));
+    let skus: Vec<&str> = cart["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["sku"].as_str().unwrap())
+        .collect();
+    assert_eq!(skus, [BOOSTER, "mug", SWORDS]);
+    assert_eq!(cart["items"][0]["price"]["amount"], "50.00");
+    assert_eq!(cart["items"][1]["price"]["amount"], "4.50");
     w.finish().await;
 }
 

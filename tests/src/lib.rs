@@ -682,7 +682,15 @@ impl Client {
         let reply = self
             .send(endpoint, headers, serde_json::to_vec(&body).unwrap())
             .await?;
-        Ok(serde_json::from_slice(&reply).expect("OK replies are JSON"))
+        let reply: serde_json::Value = serde_json::from_slice(&reply).expect("OK replies are JSON");
+        // Every reply the suite sees: no null where Xsolla's schema has a type.
+        let nulls =
+            cart_proto::nulls::nulls_at(&reply, cart_proto::nulls::XSOLLA_TYPED_REPLY_PATHS);
+        assert!(
+            nulls.is_empty(),
+            "{endpoint}: null where Xsolla's schema has a type, at {nulls:?}: {reply}"
+        );
+        Ok(reply)
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::catalog::{Item, PromoCode, PromotionId};
 use crate::ids::Sku;
+use crate::order::OrderError;
 use crate::time::{Interval, Timestamp};
 
 /// Units of one SKU this user bought.
@@ -155,6 +156,26 @@ pub fn unavailable(
         });
     }
     None
+}
+
+/// Whether the user may still get each promotion of `limits` (the per-user limits of
+/// the promotions an order got), given how many times they got each (`used`, from
+/// bought orders): the shell counts under the promotions' locks, at checkout and again
+/// at payment.
+///
+/// # Errors
+/// [`OrderError::PromotionLimitReached`] for the first promotion used up.
+pub fn check_promotion_limits(
+    limits: &BTreeMap<PromotionId, u32>,
+    used: &BTreeMap<PromotionId, u32>,
+) -> Result<(), OrderError> {
+    match limits
+        .iter()
+        .find(|(id, limit)| used.get(id).copied().unwrap_or(0) >= **limit)
+    {
+        Some((id, _)) => Err(OrderError::PromotionLimitReached { promotion_id: *id }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

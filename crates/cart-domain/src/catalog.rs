@@ -4,7 +4,7 @@
 
 mod promotion;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rust_decimal::Decimal;
 
@@ -357,6 +357,35 @@ impl Catalog {
                 let limits = &self.item(project, sku)?.limits;
                 limits.is_limited().then(|| (sku.clone(), limits))
             })
+            .collect()
+    }
+
+    /// The promotions with a per-user limit that a cart of `skus` could get (a promotion
+    /// of one of them, or a bonus promotion for any cart), with their limits: only their
+    /// uses are counted for pricing. Empty, so nothing is counted, when the project
+    /// limits no promotion.
+    pub fn limited_promotions<'s>(
+        &self,
+        project: ProjectId,
+        skus: impl IntoIterator<Item = &'s Sku> + Clone,
+    ) -> BTreeMap<PromotionId, u32> {
+        self.promotions(project)
+            .filter_map(|p| Some((p, p.per_user_limit?)))
+            .filter(|(p, _)| {
+                p.skus.is_empty() || skus.clone().into_iter().any(|s| p.skus.contains(s))
+            })
+            .map(|(p, limit)| (p.id, limit))
+            .collect()
+    }
+
+    /// The per-user limits of `ids` the catalog sets (the promotions an order got).
+    pub fn promotion_limits(
+        &self,
+        project: ProjectId,
+        ids: &BTreeSet<PromotionId>,
+    ) -> BTreeMap<PromotionId, u32> {
+        ids.iter()
+            .filter_map(|id| Some((*id, self.promotion(project, *id)?.per_user_limit?)))
             .collect()
     }
 

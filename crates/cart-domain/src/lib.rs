@@ -17,8 +17,8 @@ mod pricing;
 mod time;
 
 pub use availability::{
-    limits, unavailable, Availability, LineLimits, PerUserAvailability, PromoCodeUsage, Purchases,
-    RecurrentReset, SkuPurchases, Unavailable,
+    check_promotion_limits, limits, unavailable, Availability, LineLimits, PerUserAvailability,
+    PromoCodeUsage, Purchases, RecurrentReset, SkuPurchases, Unavailable,
 };
 pub use cart::{
     apply, decide, fill_warnings, single_item_cart, Cart, CartCommand, CartError, CartEvent,

@@ -18,7 +18,7 @@
 //! a canceled order's units stay counted in `Purchases`. Bonus lines are given, not
 //! bought, and count toward no limit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 
@@ -209,6 +209,9 @@ pub struct OrderSnapshot {
     pub promotions: Vec<OrderPromotion>,
     /// None for a free order, for a cart without priced lines and for mixed currencies.
     pub total: Option<OrderTotal>,
+    /// The currency the cart was priced in, which a free order (no total) is in too;
+    /// None in orders recorded before it was kept (see `currency`).
+    pub currency: Option<Currency>,
 }
 
 impl OrderSnapshot {
@@ -232,7 +235,58 @@ impl OrderSnapshot {
                 amount_without_discount: without.amount,
                 currency: amount.currency.clone(),
             }),
+            currency: Some(priced.currency.clone()),
         }
+    }
+
+    /// The order's currency: its total's, else the one it was priced in, else (a free
+    /// order recorded before that was kept) USD, the default currency of a checkout.
+    pub fn currency(&self) -> Currency {
+        self.total
+            .as_ref()
+            .map(|t| t.currency.clone())
+            .or_else(|| self.currency.clone())
+            .unwrap_or_else(Currency::usd)
+    }
+
+    /// The order-level discount step, Xsolla's webhook `order.promotions[]`: the total of
+    /// the paid lines before and after the promo code's cart-wide percent, when the code
+    /// gave one. The cart-wide percent is not a step of its own on the lines (each
+    /// line's last step is its price before it), so it is recovered from them: before
+    /// is each line's last step's result (or its price before discounts) times its
+    /// quantity, after is the total.
+    pub fn cart_wide_step(&self) -> Option<(Decimal, Decimal)> {
+        let cart_wide = self
+            .promotions
+            .iter()
+            .any(|p| matches!(p.source, PromotionRef::PromoCode(_)) && p.discount.is_some());
+        let total = self.total.as_ref().filter(|_| cart_wide)?;
+        let mut before = Decimal::ZERO;
+        for line in self.bought() {
+            let Some(price) = &line.price else { continue };
+            let unit = line
+                .promotions
+                .iter()
+                .rev()
+                .find_map(|p| p.step)
+                .map_or(price.amount_without_discount, |(_, after)| after);
+            before = before.checked_add(unit.checked_mul(Decimal::from(line.quantity))?)?;
+        }
+        Some((before, total.amount))
+    }
+
+    /// The item promotions the order got: on its lines (discounts) and on the cart
+    /// (bonus promotions); the promo code is not among them.
+    pub fn promotion_ids(&self) -> BTreeSet<PromotionId> {
+        self.lines
+            .iter()
+            .flat_map(|l| &l.promotions)
+            .chain(&self.promotions)
+            .filter_map(|p| match p.source {
+                PromotionRef::Promotion(id) => Some(id),
+                PromotionRef::PromoCode(_) => None,
+            })
+            .collect()
     }
 
     /// The lines the shopper chose (not bonus lines).
@@ -314,11 +368,16 @@ pub enum OrderCommand {
     Cancel { reason: String },
     /// The order_paid webhook was delivered: the items are granted.
     MarkDelivered,
-    /// A newer unpaid order (`by_order`) took a limited item or the same promo code.
+    /// A newer unpaid order (`by_order`) took a limited item, the same promo code or a
+    /// per-user limited promotion.
     Expire { by_order: OrderId },
 }
 
 /// What happened to an order. Past tense, facts only.
+// `OrderCreated` carries the whole snapshot while the other events are small; an order
+// has a handful of events, each folded once per command, so boxing the snapshot would
+// only add an allocation and a level of indirection to every use.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderEvent {
     /// Always the first event of an order; the status is `new`.
@@ -433,6 +492,10 @@ pub enum OrderError {
     /// The order's promo code reached a redemption limit since the checkout.
     #[error("the promo code {code} has reached its redemption limit")]
     PromoCodeLimitReached { code: String },
+    /// A promotion the order's prices include reached the user's limit (another order
+    /// got it since the cart was priced): the cart, priced again, no longer has it.
+    #[error("a promotion in the order's prices has reached its per-user limit; get the cart again for its current prices")]
+    PromotionLimitReached { promotion_id: PromotionId },
 }
 
 impl OrderError {
@@ -459,6 +522,8 @@ impl OrderError {
                 LineProblem::Unavailable(_) => 1455,
             },
             OrderError::LimitExceeded { available, .. } => limit_code(*available),
+            // Xsolla has no code of its own for a promotion's limit: its purchase limit's.
+            OrderError::PromotionLimitReached { .. } => 1460,
             OrderError::PromoCodeLimitReached { .. } => 9804,
             OrderError::AlreadyCreated { .. }
             | OrderError::NotSingleItem

@@ -31,10 +31,18 @@
 //!   be bought (`no_price`) and is in neither total.
 //! * The promo code gives nothing (not even its bonus items) to a cart without a paid,
 //!   buyable line.
+//! * A code's `excluded_promotions` (Xsolla: "promotion IDs to exclude when applying
+//!   this promotion"): the code wins. Where it applies, the promotions it lists are not
+//!   applied with it: a listed discount promotion is off on the lines the code
+//!   discounts (its per-item discount or its cart-wide percent) and stays on the other
+//!   lines; a listed bonus promotion, which acts on the whole cart as the code's own
+//!   bonus does, gives nothing while the code applies. Which lines the code discounts,
+//!   and its conditions, are judged on the cart as it is without the code (every
+//!   promotion on).
 
 mod promo_code;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -42,7 +50,9 @@ pub use promo_code::{check_promo_code, redemption_limit, rewards, PromoCodeRejec
 
 use crate::availability::{self, Availability, LineLimits, Purchases, Unavailable};
 use crate::cart::Cart;
-use crate::catalog::{Catalog, DateWindow, Discount, Item, PromoCode, Promotion, PromotionKind};
+use crate::catalog::{
+    Catalog, DateWindow, Discount, Item, PromoCode, Promotion, PromotionId, PromotionKind,
+};
 use crate::ids::{Currency, Locale, ProjectId, Sku};
 use crate::time::Timestamp;
 
@@ -177,6 +187,9 @@ pub struct PricedCart<'a> {
     pub total: Option<(Money, Money)>,
     /// True when the cart has lines and every one is free.
     pub is_free: bool,
+    /// The currency the cart was priced in (the requested one; lines without a price in
+    /// it fall back to their default price's currency).
+    pub currency: Currency,
     /// Cart-level promotions: the promo code when it changes the total or gives
     /// bonus items, and the bonus promotions that gave items.
     pub promotions: Vec<AppliedPromotion<'a>>,
@@ -246,27 +259,17 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
             ctx.purchases,
             &applied.selected_unit_items,
         )
-        .and_then(|code| promo_code::check_cart(code, &lines, ctx).map(|()| code));
+        .and_then(|code| promo_code::check_cart(code, &lines).map(|()| code));
         (applied, found, status)
     });
 
-    let mut cart_promotions = Vec::new();
-    if let Some((applied, _, Ok(code))) = &promo {
-        apply_code_discounts(code, &mut lines, &mut cart_promotions);
-        let bonus = rewards(code, &applied.selected_unit_items).bonus;
-        if !bonus.is_empty() {
-            match cart_promotions.first_mut() {
-                Some(entry) => entry.bonus = bonus.clone(),
-                None => cart_promotions.push(AppliedPromotion {
-                    source: PromotionSource::PromoCode(code),
-                    discount: None,
-                    bonus: bonus.clone(),
-                    per_user: None,
-                    step: None,
-                }),
-            }
-        }
-    }
+    let (mut cart_promotions, excluded) = match &promo {
+        Some((applied, _, Ok(code))) => (
+            promo_code::apply_code(code, applied, &mut lines, ctx),
+            Some(&code.excluded_promotions),
+        ),
+        _ => (Vec::new(), None),
+    };
 
     // Bonus promotions, by id, then the promo code's bonus items.
     let mut bonus_lines = Vec::new();
@@ -274,7 +277,8 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
         let PromotionKind::Bonus { items } = &p.kind else {
             continue;
         };
-        if !promotion_active(p, ctx) || !bonus_triggered(p, &lines) {
+        let is_excluded = excluded.is_some_and(|e| e.contains(&p.id));
+        if is_excluded || !promotion_active(p, ctx) || !bonus_triggered(p, &lines) {
             continue;
         }
         bonus_lines.extend(items.iter().map(|(sku, qty)| bonus_line(sku, *qty, ctx)));
@@ -307,6 +311,7 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
         lines,
         total,
         is_free,
+        currency: ctx.currency.clone(),
         promotions: cart_promotions,
         promo_code: promo.map(|(applied, found, status)| PromoCodeOutcome {
             code: applied.code.clone(),
@@ -318,6 +323,17 @@ pub fn price<'a>(cart: &Cart, ctx: &PricingContext<'a>) -> PricedCart<'a> {
 }
 
 fn price_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedLine<'a> {
+    price_line_excluding(sku, quantity, ctx, &BTreeSet::new())
+}
+
+/// A line with its item promotions, except those in `excluded` (the ones a promo code
+/// that discounts the line excludes).
+fn price_line_excluding<'a>(
+    sku: &Sku,
+    quantity: u32,
+    ctx: &PricingContext<'a>,
+    excluded: &BTreeSet<PromotionId>,
+) -> PricedLine<'a> {
     let item = ctx.catalog.item(ctx.project, sku);
     let Some(item) = item else {
         return PricedLine {
@@ -342,6 +358,9 @@ fn price_line<'a>(sku: &Sku, quantity: u32, ctx: &PricingContext<'a>) -> PricedL
     let unit = base.map(|p| {
         let mut amount = p.amount;
         for (promotion, discount) in discount_promotions(ctx, sku) {
+            if excluded.contains(&promotion.id) {
+                continue;
+            }
             if matches!(discount, Discount::Value(_))
                 && item.default_currency() != Some(&p.currency)
             {
@@ -426,54 +445,6 @@ fn bonus_triggered(p: &Promotion, lines: &[PricedLine<'_>]) -> bool {
         .iter()
         .filter(|l| counts_for_conditions(l))
         .any(|l| p.skus.is_empty() || p.skus.contains(&l.sku))
-}
-
-/// The promo code's per-item discounts, then its cart-wide percent on the lines whose
-/// price before the code (after the item promotions) meets its item price conditions.
-fn apply_code_discounts<'a>(
-    code: &'a PromoCode,
-    lines: &mut [PricedLine<'a>],
-    cart_promotions: &mut Vec<AppliedPromotion<'a>>,
-) {
-    let mut cart_wide_used = false;
-    for line in lines.iter_mut().filter(|l| !l.is_bonus) {
-        let default_currency = in_default_currency(line);
-        let Some(unit) = line.unit.as_mut() else {
-            continue;
-        };
-        // The item price conditions are on the price before the code, as in
-        // `check_cart`: the status applies exactly when the code gives something.
-        let before_code = unit.amount;
-        if let Some((_, percent)) = code.discounted_items.iter().find(|(s, _)| s == &line.sku) {
-            let discount = Discount::Percent(*percent);
-            let after = discounted(unit.amount, discount);
-            line.promotions.push(AppliedPromotion {
-                source: PromotionSource::PromoCode(code),
-                discount: Some(discount),
-                bonus: vec![],
-                per_user: None,
-                step: Some((unit.amount, after)),
-            });
-            unit.amount = after;
-        }
-        if let Some(percent) = code.discount_percent {
-            let conditions_met = code.item_price_conditions.is_empty()
-                || (default_currency && promo_code::item_conditions_hold(code, before_code));
-            if conditions_met {
-                unit.amount = discounted(unit.amount, Discount::Percent(percent));
-                cart_wide_used = true;
-            }
-        }
-    }
-    if cart_wide_used {
-        cart_promotions.push(AppliedPromotion {
-            source: PromotionSource::PromoCode(code),
-            discount: code.discount_percent.map(Discount::Percent),
-            bonus: vec![],
-            per_user: None,
-            step: None,
-        });
-    }
 }
 
 /// (amount, amount_without_discount) over the priced lines; None without any or when

@@ -8,6 +8,7 @@ pub mod catalog;
 mod error;
 pub mod event;
 pub mod feed;
+pub mod nulls;
 pub mod order;
 pub mod request;
 #[cfg(feature = "schema")]

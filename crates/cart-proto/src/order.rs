@@ -5,12 +5,21 @@
 //! Orders speak JSON only. Money is an exact decimal string everywhere: in the log with
 //! every digit it has, in views padded to the service's scale.
 
-use cart_domain::{DateTime, LinePrice, Order, OrderEvent, OrderPromotion, OrderStatus, Timestamp};
+use cart_domain::{
+    Currency, DateTime, LinePrice, Order, OrderEvent, OrderPromotion, OrderStatus, Timestamp,
+};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::view::AmountFormat;
 
+mod search;
 mod stored;
+
+pub use search::{
+    search_entry, OrderSearchEntry, SearchCouponView, SearchItemView, SearchPriceView,
+    SearchPromotionView, SearchUserView,
+};
 
 pub use stored::{
     decode, encode, stored_created, EncodedOrderEvent, OrderDecodeError, StoredBonus,
@@ -29,8 +38,11 @@ pub struct PriceView {
     pub currency: String,
 }
 
-/// One applied discount step: the unit amount before and after it (Xsolla's webhook
-/// `promotions[]` triple, `sequence` counting from 1).
+/// One applied discount step: the amount before and after it, Xsolla's webhook
+/// `promotions[]` triple with `sequence` counting from 1. On an item, the line's total
+/// (unit times quantity) before and after the step, as Xsolla describes
+/// `items[].promotions[]`; on the order, the total of the paid lines before and after
+/// the promo code's cart-wide discount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PromotionStepView {
@@ -51,12 +63,14 @@ pub struct OrderItemView {
     pub is_free: bool,
     pub is_bonus: bool,
     pub is_bundle_content: bool,
-    /// The unit price; null for free and bonus lines.
+    /// The unit price; zero in the order's currency for free and bonus lines (null only
+    /// in orders recorded without a price, which no checkout makes).
     pub price: Option<PriceView>,
     /// The line's amount: unit price times quantity (Xsolla's webhook `items[].amount`);
-    /// null for free and bonus lines.
+    /// zero for free and bonus lines.
     pub amount: Option<String>,
-    /// The discount steps applied to the unit price, in order.
+    /// The discount steps applied to the line, in order: the line's total before and
+    /// after each.
     pub promotions: Vec<PromotionStepView>,
 }
 
@@ -87,13 +101,19 @@ pub struct OrderView {
     pub content: OrderContent,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderContent {
-    /// The total; null for a free order.
+    /// The total; zero in the order's currency for a free order (null only for an order
+    /// without a total, which no checkout makes).
     pub price: Option<PriceView>,
     pub is_free: bool,
     pub items: Vec<OrderItemView>,
+    /// Order-level discount steps (Xsolla's webhook `order.promotions[]`): the promo
+    /// code's cart-wide discount, as the paid lines' total before and after it; `[]`
+    /// when the order has none (and in envelopes written before it existed).
+    #[serde(default)]
+    pub promotions: Vec<PromotionStepView>,
 }
 
 /// The reply to a checkout: Xsolla's `{order_id, token}`, plus the status (`new`, or
@@ -106,11 +126,12 @@ pub struct CheckoutReply {
     pub status: String,
 }
 
-/// The reply to an order search: Xsolla's O2 shape, earliest first.
+/// The reply to an order search: Xsolla's O2 shape (admin order search v3), earliest
+/// first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OrderSearchReply {
-    pub orders: Vec<OrderView>,
+    pub orders: Vec<OrderSearchEntry>,
     pub total_items_count: u64,
     pub has_more: bool,
 }
@@ -128,14 +149,31 @@ fn price_view(p: &LinePrice, format: AmountFormat) -> PriceView {
     }
 }
 
-fn steps(promotions: &[OrderPromotion], format: AmountFormat) -> Vec<PromotionStepView> {
+/// A zero price in the order's currency: what a free or bonus line, or a free order,
+/// costs.
+fn zero_price(currency: &Currency, format: AmountFormat) -> PriceView {
+    PriceView {
+        amount: format.format(Decimal::ZERO),
+        amount_without_discount: format.format(Decimal::ZERO),
+        currency: currency.as_str().to_owned(),
+    }
+}
+
+/// A line's discount steps as line totals: each unit step times the quantity, from the
+/// exact amounts, formatted once.
+fn steps(
+    promotions: &[OrderPromotion],
+    quantity: u32,
+    format: AmountFormat,
+) -> Vec<PromotionStepView> {
+    let qty = Decimal::from(quantity);
     promotions
         .iter()
         .filter_map(|p| p.step)
         .zip(1..)
         .map(|((before, after), sequence)| PromotionStepView {
-            amount_without_discount: format.format(before),
-            amount_with_discount: format.format(after),
+            amount_without_discount: format.format(before.saturating_mul(qty)),
+            amount_with_discount: format.format(after.saturating_mul(qty)),
             sequence,
         })
         .collect()
@@ -147,19 +185,30 @@ pub fn view(order: &Order, format: AmountFormat) -> Option<OrderView> {
     let status = order.status().unwrap_or(OrderStatus::New);
     let snapshot = &details.snapshot;
     let is_free = snapshot.is_free();
+    let currency = snapshot.currency();
+    let zero = || zero_price(&currency, format);
     let items = snapshot
         .lines
         .iter()
-        .map(|l| OrderItemView {
-            sku: l.sku.as_str().to_owned(),
-            item_type: l.item_type.clone(),
-            quantity: l.quantity,
-            is_free: l.is_free || l.is_bonus,
-            is_bonus: l.is_bonus,
-            is_bundle_content: false,
-            price: l.price.as_ref().map(|p| price_view(p, format)),
-            amount: l.line_total().map(|(amount, _)| format.format(amount)),
-            promotions: steps(&l.promotions, format),
+        .map(|l| {
+            let given = l.is_free || l.is_bonus;
+            OrderItemView {
+                sku: l.sku.as_str().to_owned(),
+                item_type: l.item_type.clone(),
+                quantity: l.quantity,
+                is_free: given,
+                is_bonus: l.is_bonus,
+                is_bundle_content: false,
+                price: match &l.price {
+                    Some(p) => Some(price_view(p, format)),
+                    None => given.then(zero),
+                },
+                amount: match l.line_total() {
+                    Some((amount, _)) => Some(format.format(amount)),
+                    None => given.then(|| format.format(Decimal::ZERO)),
+                },
+                promotions: steps(&l.promotions, l.quantity, format),
+            }
         })
         .collect();
     Some(OrderView {
@@ -181,7 +230,7 @@ pub fn view(order: &Order, format: AmountFormat) -> Option<OrderView> {
             .and_then(|text| serde_json::from_str(text).ok()),
         content: OrderContent {
             price: if is_free {
-                None
+                Some(zero())
             } else {
                 snapshot.total.as_ref().map(|t| PriceView {
                     amount: format.format(t.amount),
@@ -191,6 +240,15 @@ pub fn view(order: &Order, format: AmountFormat) -> Option<OrderView> {
             },
             is_free,
             items,
+            promotions: snapshot
+                .cart_wide_step()
+                .map(|(before, after)| PromotionStepView {
+                    amount_without_discount: format.format(before),
+                    amount_with_discount: format.format(after),
+                    sequence: 1,
+                })
+                .into_iter()
+                .collect(),
         },
     })
 }

@@ -578,6 +578,7 @@ mod tests {
             lines: vec![],
             total: None,
             is_free: false,
+            currency: cart_domain::Currency::usd(),
             promotions: vec![],
             promo_code: None,
         };

@@ -75,11 +75,7 @@ pub(crate) fn order_outgoing(
             expired_by: None,
             cancel_reason: None,
             custom_parameters: None,
-            content: order_wire::OrderContent {
-                price: None,
-                is_free: false,
-                items: Vec::new(),
-            },
+            content: order_wire::OrderContent::default(),
         }),
     };
     let subject = order_wire::order_subject(prefix, event.project_id, event.order_id, status);

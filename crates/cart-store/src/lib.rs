@@ -36,7 +36,9 @@ pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedComman
 /// "Plans that cannot go stale").
 pub mod statements {
     pub use crate::ledger::{LOOKUP as LEDGER_LOOKUP, REMOVE as LEDGER_REMOVE};
-    pub use crate::orders::statements::{EXPIRING, LOAD_ORDER, PURCHASES, REDEMPTIONS};
+    pub use crate::orders::statements::{
+        EXPIRING, LOAD_ORDER, PROMOTION_USES, PURCHASES, REDEMPTIONS,
+    };
     pub use crate::store::{CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM, UPSERT_PROJECTIONS};
     pub use crate::subscription::{APPLIED_VERSIONS, GONE_LINES, STORED_LINES};
 

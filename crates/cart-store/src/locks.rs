@@ -7,14 +7,14 @@
 //! versions for correctness of one process, but instances of two versions running side
 //! by side must agree, so a derivation changes only with a full stop.
 //!
-//! Lock order (see ARCHITECTURE.md, Concurrency): a command id, then SKU and promo-code
-//! locks in key order, then the user's lock, then order locks in order id order, then
+//! Lock order (see ARCHITECTURE.md, Concurrency): a command id, then SKU, promo-code and
+//! promotion locks in key order, then the user's lock, then order locks in order id order, then
 //! cart streams. A batch of cart appends takes its streams and command ids together in
 //! key order.
 
 use std::future::Future;
 
-use cart_domain::{OrderId, ProjectId, Sku, UserId};
+use cart_domain::{OrderId, ProjectId, PromotionId, Sku, UserId};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -69,6 +69,12 @@ pub(crate) fn sku(project: ProjectId, sku: &Sku) -> LockKey {
 /// A limited promo code's lock, in the SKUs' class (taken in key order with them).
 pub(crate) fn code(project: ProjectId, code: &str) -> LockKey {
     order_key(SKU_LOCK, &format!("code:{project}:{code}"))
+}
+
+/// A per-user limited promotion's lock, in the SKUs' class (taken in key order with
+/// them): a user's checkouts and payments that get it queue here.
+pub(crate) fn promotion(project: ProjectId, id: PromotionId) -> LockKey {
+    order_key(SKU_LOCK, &format!("promotion:{project}:{id}"))
 }
 
 /// A user's checkout lock.

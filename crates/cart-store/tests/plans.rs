@@ -233,6 +233,8 @@ async fn fill_orders(conn: &mut PgConnection, orders: usize) {
                44056, i / 2, 'user', 'OrderPaid', 1, '{{}}', '{{}}' from generate_series(2, {events}) i; \
              insert into promo_code_redemptions (project_id, order_id, user_id, code) \
              select 44056, i, 'user' || (i % 1000), 'code' || (i % 50) from generate_series(1, {orders}) i; \
+             insert into order_promotions (project_id, order_id, user_id, promotion_id, used_at) \
+             select 44056, i, 'user' || (i % 1000), i % 50, now() from generate_series(1, {orders}) i; \
              insert into processed_commands (project_id, user_id, command_id, fingerprint, stream_id, content_type, reply) \
              select 44056, 'user' || (i % 1000), 'command' || i, '\\x00', gen_random_uuid(), 'application/json', '\\x00' \
              from generate_series(1, {orders}) i",
@@ -244,8 +246,8 @@ async fn fill_orders(conn: &mut PgConnection, orders: usize) {
     .expect("fill the order tables");
 }
 
-/// Purchase counts (cart views, fills, checkouts and payments of limited items) and
-/// redemption counts of limited promo codes.
+/// Purchase counts (cart views, fills, checkouts and payments of limited items),
+/// redemption counts of limited promo codes and uses of limited promotions.
 #[tokio::test]
 async fn purchase_counts_read_only_their_skus_whatever_the_table_held_when_prepared() {
     let (_db, mut conn) = fresh().await;
@@ -259,6 +261,9 @@ async fn purchase_counts_read_only_their_skus_whatever_the_table_held_when_prepa
     execute(&mut conn, &purchases, &runs).await;
     let code = "44056, '{code7}', 'user7', 'code7'".to_owned();
     execute(&mut conn, &redemptions, &[0; 6].map(|_| code.clone())).await;
+    let promotion_uses = prepare(&mut conn, "promotion_uses", statements::PROMOTION_USES).await;
+    let uses = "44056, 'user7', '{7,8}', 0".to_owned();
+    execute(&mut conn, &promotion_uses, &[0; 6].map(|_| uses.clone())).await;
     fill_orders(&mut conn, 50_000).await;
     assert_no_scan(&mut conn, &purchases, &view, "order_units", 300).await;
     assert_no_scan(&mut conn, &purchases, &checkout, "order_units", 100).await;
@@ -271,6 +276,8 @@ async fn purchase_counts_read_only_their_skus_whatever_the_table_held_when_prepa
         1_000,
     )
     .await;
+    // The user's 50 uses of promotion 7, none of 8.
+    assert_no_scan(&mut conn, &promotion_uses, &uses, "order_promotions", 100).await;
 }
 
 /// Orders by id (every payment, cancel and done folds its order), the expiry of a user's
@@ -288,7 +295,8 @@ async fn order_and_ledger_lookups_read_only_their_rows_whatever_the_table_held_w
         &(1..=6).map(order).collect::<Vec<_>>(),
     )
     .await;
-    let expiring_args = |n: usize| format!("44056, 'user{n}', 100000, null, '{{sku1,sku2}}'");
+    let expiring_args =
+        |n: usize| format!("44056, 'user{n}', 100000, null, '{{sku1,sku2}}', '{{{n}}}'");
     execute(
         &mut conn,
         &expiring,

@@ -94,13 +94,13 @@ struct Order<'a> {
     id: u64,
     mode: &'a str,
     currency_type: &'static str,
-    currency: Option<&'a str>,
+    currency: &'a str,
     amount: &'a str,
     status: &'a str,
     platform: &'static str,
     comment: Option<&'a str>,
     invoice_id: Option<&'a str>,
-    promotions: [(); 0],
+    promotions: &'a [PromotionStepView],
     #[serde(skip_serializing_if = "Vec::is_empty")]
     promocodes: Vec<PromoCode<'a>>,
 }
@@ -121,6 +121,11 @@ struct User<'a> {
 /// a decimal string like every other amount, so a receiver can parse amounts uniformly
 /// (Xsolla's docs show `"[null]"` here in one example, which no parser expects).
 const NOTHING: &str = "0";
+
+/// The currency of an order whose envelope carries no price: only free orders relayed
+/// before order views gave them a zero price in their currency. USD is the default
+/// currency of a checkout.
+const DEFAULT_CURRENCY: &str = "USD";
 
 /// The body bytes, serialized once: these exact bytes are signed and sent.
 /// `version` 2 adds `is_free`, `is_bonus` and `is_bundle_content` to each item.
@@ -144,22 +149,25 @@ pub fn body(kind: NotificationType, envelope: &OrderEventEnvelope, version: i16)
             is_bundle_content: v2.then_some(item.is_bundle_content),
         })
         .collect();
-    let price = order.content.price.as_ref().filter(|_| !order.is_free);
+    let price = order.content.price.as_ref();
     let payload = Payload {
         notification_type: kind.as_str(),
         items,
         order: Order {
             id: order.order_id,
             mode: order.mode.as_deref().unwrap_or("default"),
-            // A free order has no currency: Xsolla's `unknown`.
-            currency_type: if price.is_some() { "real" } else { "unknown" },
-            currency: price.map(|p| p.currency.as_str()),
+            // A free order's currency type is Xsolla's `unknown`; its currency is still a
+            // string (Xsolla types it so), the one it was priced in.
+            currency_type: if order.is_free { "unknown" } else { "real" },
+            currency: price.map_or(DEFAULT_CURRENCY, |p| p.currency.as_str()),
             amount: price.map_or(NOTHING, |p| p.amount.as_str()),
             status: kind.order_status(),
             platform: "xsolla",
             comment: None,
             invoice_id: order.invoice_id.as_deref(),
-            promotions: [],
+            // The promo code's cart-wide discount, as Xsolla's order-level step (its
+            // item discounts are steps of their lines).
+            promotions: &order.content.promotions,
             promocodes: order
                 .promo_code
                 .as_deref()
@@ -211,6 +219,9 @@ pub fn verify(authorization: Option<&str>, body: &[u8], secret: &str) -> bool {
 pub fn idempotency_key(project_id: u64, order_id: u64, kind: NotificationType) -> String {
     format!("{project_id}:{order_id}:{}", kind.as_str())
 }
+
+#[cfg(test)]
+mod golden;
 
 #[cfg(test)]
 mod tests {

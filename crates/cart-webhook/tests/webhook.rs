@@ -7,9 +7,9 @@ use std::time::Duration;
 use cart_webhook::payload;
 use common::{canceled, envelope, paid, Answer, Receiver, World};
 
-const V1_PAID: &str = r#"{"notification_type":"order_paid","items":[{"sku":"big_rocket","type":"virtual_good","quantity":2,"amount":"18.00","promotions":[{"amount_without_discount":"10.00","amount_with_discount":"9.00","sequence":1}],"is_pre_order":false,"custom_attributes":{}},{"sku":"bonus_gem","type":"virtual_currency","quantity":1,"amount":"0","promotions":[],"is_pre_order":false,"custom_attributes":{}}],"order":{"id":11,"mode":"sandbox","currency_type":"real","currency":"USD","amount":"18.00","status":"paid","platform":"xsolla","comment":null,"invoice_id":"inv-1","promotions":[],"promocodes":[{"code":"WINTER","external_id":"WINTER"}]},"user":{"external_id":"user-1","email":null},"custom_parameters":{"a":1}}"#;
+const V1_PAID: &str = r#"{"notification_type":"order_paid","items":[{"sku":"big_rocket","type":"virtual_good","quantity":2,"amount":"18.00","promotions":[{"amount_without_discount":"20.00","amount_with_discount":"18.00","sequence":1}],"is_pre_order":false,"custom_attributes":{}},{"sku":"bonus_gem","type":"virtual_currency","quantity":1,"amount":"0.00","promotions":[],"is_pre_order":false,"custom_attributes":{}}],"order":{"id":11,"mode":"sandbox","currency_type":"real","currency":"USD","amount":"18.00","status":"paid","platform":"xsolla","comment":null,"invoice_id":"inv-1","promotions":[],"promocodes":[{"code":"WINTER","external_id":"WINTER"}]},"user":{"external_id":"user-1","email":null},"custom_parameters":{"a":1}}"#;
 
-const V2_CANCELED: &str = r#"{"notification_type":"order_canceled","items":[{"sku":"big_rocket","type":"virtual_good","quantity":2,"amount":"18.00","promotions":[{"amount_without_discount":"10.00","amount_with_discount":"9.00","sequence":1}],"is_pre_order":false,"custom_attributes":{},"is_free":false,"is_bonus":false,"is_bundle_content":false},{"sku":"bonus_gem","type":"virtual_currency","quantity":1,"amount":"0","promotions":[],"is_pre_order":false,"custom_attributes":{},"is_free":true,"is_bonus":true,"is_bundle_content":false}],"order":{"id":12,"mode":"sandbox","currency_type":"real","currency":"USD","amount":"18.00","status":"canceled","platform":"xsolla","comment":null,"invoice_id":"inv-1","promotions":[],"promocodes":[{"code":"WINTER","external_id":"WINTER"}]},"user":{"external_id":"user-1","email":null},"custom_parameters":{"a":1}}"#;
+const V2_CANCELED: &str = r#"{"notification_type":"order_canceled","items":[{"sku":"big_rocket","type":"virtual_good","quantity":2,"amount":"18.00","promotions":[{"amount_without_discount":"20.00","amount_with_discount":"18.00","sequence":1}],"is_pre_order":false,"custom_attributes":{},"is_free":false,"is_bonus":false,"is_bundle_content":false},{"sku":"bonus_gem","type":"virtual_currency","quantity":1,"amount":"0.00","promotions":[],"is_pre_order":false,"custom_attributes":{},"is_free":true,"is_bonus":true,"is_bundle_content":false}],"order":{"id":12,"mode":"sandbox","currency_type":"real","currency":"USD","amount":"18.00","status":"canceled","platform":"xsolla","comment":null,"invoice_id":"inv-1","promotions":[],"promocodes":[{"code":"WINTER","external_id":"WINTER"}]},"user":{"external_id":"user-1","email":null},"custom_parameters":{"a":1}}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exact_payloads_v1_and_v2_are_signed_and_sent_once() {
@@ -466,7 +466,9 @@ async fn a_free_orders_done_event_is_its_order_paid_and_its_refund_follows() {
     assert_eq!(body["notification_type"], "order_paid");
     assert_eq!(body["order"]["status"], "paid");
     assert_eq!(body["order"]["currency_type"], "unknown");
-    assert_eq!(body["order"]["currency"], serde_json::Value::Null);
+    // Xsolla types `currency` as a string: never null, USD for an envelope without a
+    // price (`payload::tests` has the zero-priced view of a free order).
+    assert_eq!(body["order"]["currency"], "USD");
     assert_eq!(body["order"]["amount"], "0");
     assert_eq!(body["order"]["invoice_id"], serde_json::Value::Null);
     assert_eq!(body["items"][0]["is_free"], true);

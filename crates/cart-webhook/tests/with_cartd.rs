@@ -147,7 +147,10 @@ async fn a_paid_order_is_delivered_then_done_and_its_refund_is_delivered_after()
     let body = calls[2].json();
     assert_eq!(body["order"]["status"], "paid");
     assert_eq!(body["order"]["currency_type"], "unknown");
-    assert_eq!(body["order"]["amount"], "0");
+    // Zero at the service's scale, in the currency the order was priced in (a string:
+    // Xsolla types it so).
+    assert_eq!(body["order"]["amount"], "0.00");
+    assert_eq!(body["order"]["currency"], "USD");
     assert_eq!(body["order"]["invoice_id"], serde_json::Value::Null);
     assert_eq!(body["items"][0]["sku"], "daily_gift");
     assert_eq!(body["items"][0]["is_free"], true);

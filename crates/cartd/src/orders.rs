@@ -374,10 +374,10 @@ impl Orders {
                 }
                 e => reply(e),
             })?;
-        let orders: Vec<wire::OrderView> = page
+        let orders: Vec<wire::OrderSearchEntry> = page
             .orders
             .iter()
-            .filter_map(|o| wire::view(o, self.format))
+            .filter_map(|o| wire::search_entry(o, self.format))
             .collect();
         let shown = offset.saturating_add(orders.len() as u64);
         Ok(serde_json::to_vec(&OrderSearchReply {

@@ -131,3 +131,55 @@ fn a_window_starts_at_the_epoch_without_a_schedule_and_at_the_last_reset_with_on
     };
     assert_eq!(stock.window_start(now), Timestamp::from_unix(0));
 }
+
+fn promotion(id: PromotionId, skus: &[&str], per_user_limit: Option<u32>) -> Promotion {
+    Promotion {
+        id,
+        name: BTreeMap::new(),
+        window: DateWindow::default(),
+        skus: skus.iter().map(|s| sku(s)).collect(),
+        kind: PromotionKind::Bonus {
+            items: vec![(sku("stock"), 1)],
+        },
+        per_user_limit,
+    }
+}
+
+#[test]
+fn only_per_user_limited_promotions_a_cart_could_get_are_counted() {
+    let mut catalog = catalog();
+    // Nothing limited: nothing to count, whatever the cart.
+    catalog.insert_promotion(project(), promotion(1, &["one-each"], None));
+    assert!(catalog
+        .limited_promotions(project(), &[sku("one-each")])
+        .is_empty());
+    catalog.insert_promotion(project(), promotion(2, &["stock"], Some(3)));
+    // A bonus promotion for any cart.
+    catalog.insert_promotion(project(), promotion(3, &[], Some(1)));
+    assert_eq!(
+        catalog.limited_promotions(project(), &[sku("one-each")]),
+        BTreeMap::from([(3, 1)])
+    );
+    assert_eq!(
+        catalog.limited_promotions(project(), &[sku("stock"), sku("one-each")]),
+        BTreeMap::from([(2, 3), (3, 1)])
+    );
+    // An order's promotions: the limits of those the catalog limits.
+    assert_eq!(
+        catalog.promotion_limits(project(), &BTreeSet::from([1, 2, 9])),
+        BTreeMap::from([(2, 3)])
+    );
+}
+
+#[test]
+fn a_promotion_is_used_up_at_its_limit() {
+    let limits = BTreeMap::from([(2, 3), (3, 1)]);
+    assert_eq!(
+        crate::availability::check_promotion_limits(&limits, &BTreeMap::from([(2, 2)])),
+        Ok(())
+    );
+    assert_eq!(
+        crate::availability::check_promotion_limits(&limits, &BTreeMap::from([(3, 1)])),
+        Err(crate::order::OrderError::PromotionLimitReached { promotion_id: 3 })
+    );
+}

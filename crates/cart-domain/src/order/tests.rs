@@ -65,6 +65,7 @@ fn snapshot(lines: Vec<OrderLine>, total: Option<&str>) -> OrderSnapshot {
             amount_without_discount: dec(t),
             currency: usd(),
         }),
+        currency: Some(usd()),
     }
 }
 

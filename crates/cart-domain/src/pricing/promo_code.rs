@@ -1,25 +1,26 @@
-//! Whether a promo code applies, and what it gives.
+//! Whether a promo code applies, what it gives, and what it does to a priced cart.
 //!
 //! A code is checked in two stages. [`check_promo_code`] needs no cart (redeem, verify
 //! and the rewards preview use it): the code exists, now is inside its window, its
 //! redemption limits are not reached, the buyer's country is allowed and the picked
 //! selectable rewards are allowed. `check_cart` then checks it against the priced cart
 //! (before the code's own discounts): the cart total meets the price conditions, some
-//! line meets the item price conditions, and no excluded promotion is active in the
-//! cart. `price` runs both every time a cart is priced, so a code that stops applying
-//! stays on the cart, gives nothing, and `PricedCart::promo_code` says why.
+//! line meets the item price conditions. Excluded promotions never stop a code: the
+//! code wins and they are not applied with it (see `price`). `price` runs both every
+//! time a cart is priced, so a code that stops applying stays on the cart, gives
+//! nothing, and `PricedCart::promo_code` says why.
 
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
 use super::{
-    bonus_triggered, counts_for_conditions, in_default_currency, promotion_active, PricedLine,
-    PricingContext, PromotionSource,
+    counts_for_conditions, discounted, in_default_currency, price_line_excluding, AppliedCode,
+    AppliedPromotion, PricedLine, PricingContext, PromotionSource,
 };
 use crate::availability::{PromoCodeUsage, Purchases};
-use crate::catalog::{Catalog, PromoCode, PromotionId, PromotionKind};
-use crate::ids::{Currency, Locale, ProjectId, Sku};
+use crate::catalog::{Catalog, Discount, PromoCode};
+use crate::ids::{Currency, ProjectId, Sku};
 use crate::time::Timestamp;
 
 /// Why a promo code does not apply.
@@ -54,22 +55,18 @@ pub enum PromoCodeRejection {
     /// priced in another one.
     #[error("The promo code's price conditions only apply to prices in the items' default currency, not {currency}.")]
     ConditionCurrency { currency: Currency },
-    /// Named by the promotion's name: its id is internal (a hash for string ids).
-    #[error("The promo code cannot be combined with the promotion \"{name}\" in the cart.")]
-    ExcludedPromotion { id: PromotionId, name: String },
 }
 
 impl PromoCodeRejection {
-    /// The Xsolla error code (`0401-CODE`). Price conditions and excluded promotions
-    /// have no documented code; they answer 9807 like an invalid code.
+    /// The Xsolla error code (`0401-CODE`). Price conditions have no documented code;
+    /// they answer 9807 like an invalid code.
     pub fn error_code(&self) -> u32 {
         match self {
             PromoCodeRejection::NotFound
             | PromoCodeRejection::PriceConditions
             | PromoCodeRejection::ItemPriceConditions
             | PromoCodeRejection::NoPaidLine
-            | PromoCodeRejection::ConditionCurrency { .. }
-            | PromoCodeRejection::ExcludedPromotion { .. } => 9807,
+            | PromoCodeRejection::ConditionCurrency { .. } => 9807,
             PromoCodeRejection::NotStarted | PromoCodeRejection::Expired => 9810,
             PromoCodeRejection::TotalLimitReached
             | PromoCodeRejection::UserLimitReached
@@ -165,31 +162,9 @@ pub(super) fn item_conditions_hold(code: &PromoCode, unit: Decimal) -> bool {
 pub(super) fn check_cart(
     code: &PromoCode,
     lines: &[PricedLine<'_>],
-    ctx: &PricingContext<'_>,
 ) -> Result<(), PromoCodeRejection> {
     if !lines.iter().any(counts_for_conditions) {
         return Err(PromoCodeRejection::NoPaidLine);
-    }
-    let on_lines = lines
-        .iter()
-        .flat_map(|l| &l.promotions)
-        .filter_map(|p| match p.source {
-            PromotionSource::Promotion(p) => Some(p),
-            PromotionSource::PromoCode(_) => None,
-        });
-    let bonus = ctx
-        .catalog
-        .promotions(ctx.project)
-        .filter(|p| matches!(p.kind, PromotionKind::Bonus { .. }))
-        .filter(|p| promotion_active(p, ctx) && bonus_triggered(p, lines));
-    if let Some(p) = on_lines
-        .chain(bonus)
-        .find(|p| code.excluded_promotions.contains(&p.id))
-    {
-        return Err(PromoCodeRejection::ExcludedPromotion {
-            id: p.id,
-            name: p.name(&Locale::en()).to_owned(),
-        });
     }
     // A counted line priced in another currency than its item's default one.
     let foreign = |l: &PricedLine<'_>| {
@@ -249,4 +224,121 @@ pub fn redemption_limit(
         return Err(PromoCodeRejection::CodeLimitReached);
     }
     Ok(())
+}
+
+/// What an applying promo code does to the lines: the lines it discounts lose the
+/// promotions it excludes, then get its discounts. Returns its cart-level entry (its
+/// cart-wide discount and its bonus items), if any.
+pub(super) fn apply_code<'a>(
+    code: &'a PromoCode,
+    applied: &AppliedCode,
+    lines: &mut [PricedLine<'a>],
+    ctx: &PricingContext<'a>,
+) -> Vec<AppliedPromotion<'a>> {
+    let mut cart_promotions = Vec::new();
+    let on_lines = code_on_lines(code, lines);
+    if !code.excluded_promotions.is_empty() {
+        // The code wins on the lines it discounts: priced again without the promotions
+        // it excludes, before its own steps.
+        for (line, _) in lines
+            .iter_mut()
+            .zip(&on_lines)
+            .filter(|(_, on)| on.discounts())
+        {
+            *line = price_line_excluding(&line.sku, line.quantity, ctx, &code.excluded_promotions);
+        }
+    }
+    apply_code_discounts(code, lines, &on_lines, &mut cart_promotions);
+    let bonus = rewards(code, &applied.selected_unit_items).bonus;
+    if !bonus.is_empty() {
+        match cart_promotions.first_mut() {
+            Some(entry) => entry.bonus = bonus,
+            None => cart_promotions.push(AppliedPromotion {
+                source: PromotionSource::PromoCode(code),
+                discount: None,
+                bonus,
+                per_user: None,
+                step: None,
+            }),
+        }
+    }
+    cart_promotions
+}
+
+/// What the promo code does to one line.
+#[derive(Debug, Clone, Copy, Default)]
+struct CodeOnLine {
+    /// Its per-item discount (`discounted_items`) names the line's SKU.
+    per_item: bool,
+    /// Its cart-wide percent applies to the line.
+    cart_wide: bool,
+}
+
+impl CodeOnLine {
+    fn discounts(self) -> bool {
+        self.per_item || self.cart_wide
+    }
+}
+
+/// What the promo code does to each line, judged on the lines priced without it: its
+/// per-item discounts on their SKUs, and its cart-wide percent on the lines whose price
+/// before the code (after the item promotions) meets its item price conditions (in the
+/// item's default currency), as `check_cart` judges them.
+fn code_on_lines(code: &PromoCode, lines: &[PricedLine<'_>]) -> Vec<CodeOnLine> {
+    lines
+        .iter()
+        .map(|line| {
+            let Some(unit) = line.unit.as_ref().filter(|_| !line.is_bonus) else {
+                return CodeOnLine::default();
+            };
+            CodeOnLine {
+                per_item: code.discounted_items.iter().any(|(s, _)| s == &line.sku),
+                cart_wide: code.discount_percent.is_some()
+                    && (code.item_price_conditions.is_empty()
+                        || (in_default_currency(line) && item_conditions_hold(code, unit.amount))),
+            }
+        })
+        .collect()
+}
+
+/// The promo code's per-item discounts, then its cart-wide percent, as `on_lines` says
+/// (see `code_on_lines`).
+fn apply_code_discounts<'a>(
+    code: &'a PromoCode,
+    lines: &mut [PricedLine<'a>],
+    on_lines: &[CodeOnLine],
+    cart_promotions: &mut Vec<AppliedPromotion<'a>>,
+) {
+    let mut cart_wide_used = false;
+    for (line, on) in lines.iter_mut().zip(on_lines) {
+        let Some(unit) = line.unit.as_mut() else {
+            continue;
+        };
+        let per_item = code.discounted_items.iter().find(|(s, _)| s == &line.sku);
+        if let (true, Some((_, percent))) = (on.per_item, per_item) {
+            let discount = Discount::Percent(*percent);
+            let after = discounted(unit.amount, discount);
+            line.promotions.push(AppliedPromotion {
+                source: PromotionSource::PromoCode(code),
+                discount: Some(discount),
+                bonus: vec![],
+                per_user: None,
+                step: Some((unit.amount, after)),
+            });
+            unit.amount = after;
+        }
+        if let (true, Some(percent)) = (on.cart_wide, code.discount_percent) {
+            unit.amount = discounted(unit.amount, Discount::Percent(percent));
+            cart_wide_used = true;
+        }
+    }
+    if cart_wide_used {
+        cart_promotions.push(AppliedPromotion {
+            source: PromotionSource::PromoCode(code),
+            discount: code.discount_percent.map(Discount::Percent),
+            bonus: vec![],
+            per_user: None,
+            step: None,
+        });
+    }
 }

@@ -85,6 +85,10 @@ pub struct StoredCreated {
     #[serde(default)]
     pub promotions: Vec<StoredPromotion>,
     pub total: Option<StoredPrice>,
+    /// The currency the cart was priced in (absent in orders recorded before it was
+    /// kept: a free order's currency then falls back to USD, `OrderSnapshot::currency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
     pub catalog_version: u64,
     /// Unix seconds.
     pub created_at: i64,
@@ -173,6 +177,7 @@ pub fn stored_created(details: &OrderDetails) -> StoredCreated {
             amount_without_discount: t.amount_without_discount.to_string(),
             currency: t.currency.as_str().to_owned(),
         }),
+        currency: snapshot.currency.as_ref().map(|c| c.as_str().to_owned()),
         catalog_version: details.catalog_version,
         created_at: details.created_at.unix(),
         custom_parameters: details
@@ -319,6 +324,11 @@ fn created_in(t: &str, c: StoredCreated) -> Result<OrderEvent, OrderDecodeError>
                 .map(|p| promotion_in(t, p))
                 .collect::<Result<_, _>>()?,
             total,
+            currency: c
+                .currency
+                .as_deref()
+                .map(|text| currency(t, text))
+                .transpose()?,
         },
         catalog_version: c.catalog_version,
         created_at: Timestamp::from_unix(c.created_at),

@@ -57,6 +57,7 @@ fn created() -> OrderEvent {
                 amount_without_discount: "21.6".parse().unwrap(),
                 currency: Currency::parse("USD").unwrap(),
             }),
+            currency: Some(Currency::parse("USD").unwrap()),
         },
         catalog_version: 3,
         created_at: Timestamp::from_unix(1_700_000_000),
@@ -143,18 +144,122 @@ fn the_view_shows_line_amounts_steps_and_the_total_at_the_scale() {
     let sword = &view.content.items[0];
     assert_eq!(sword.amount.as_deref(), Some("20.52"));
     assert_eq!(sword.price.as_ref().unwrap().amount, "6.84");
+    // The step as line totals: 3 x 7.20 -> 3 x 6.84.
     assert_eq!(
         sword.promotions,
         vec![PromotionStepView {
-            amount_without_discount: "7.20".into(),
-            amount_with_discount: "6.84".into(),
+            amount_without_discount: "21.60".into(),
+            amount_with_discount: "20.52".into(),
             sequence: 1
         }]
     );
+    // A bonus line: a zero price in the order's currency, not null.
     let gem = &view.content.items[1];
-    assert!(gem.is_bonus && gem.is_free && gem.amount.is_none());
+    assert!(gem.is_bonus && gem.is_free);
+    assert_eq!(gem.amount.as_deref(), Some("0.00"));
+    assert_eq!(
+        gem.price,
+        Some(PriceView {
+            amount: "0.00".into(),
+            amount_without_discount: "0.00".into(),
+            currency: "USD".into()
+        })
+    );
+    // The code gave bonus items, no cart-wide discount: no order-level step.
+    assert!(view.content.promotions.is_empty());
     assert_eq!(
         view.custom_parameters,
         Some(serde_json::json!({"character_id": "hero"}))
     );
+}
+
+/// A free order as checkout makes it: one free line, priced in EUR, done at once.
+fn free_order(currency: Option<&str>) -> Order {
+    let gift = OrderLine {
+        price: None,
+        is_free: true,
+        promotions: vec![],
+        ..line("gift", 2, "0", "0")
+    };
+    Order::replay(&[
+        OrderEvent::OrderCreated {
+            order_id: 9,
+            payment_token: "tok".into(),
+            project: ProjectId::parse(44056).unwrap(),
+            user: UserId::parse("ann").unwrap(),
+            cart_id: None,
+            snapshot: OrderSnapshot {
+                lines: vec![gift],
+                promo_code: None,
+                promotions: vec![],
+                total: None,
+                currency: currency.map(|c| Currency::parse(c).unwrap()),
+            },
+            catalog_version: 1,
+            created_at: Timestamp::from_unix(1_700_000_000),
+            custom_parameters: None,
+        },
+        OrderEvent::OrderDone,
+    ])
+}
+
+#[test]
+fn a_free_order_has_real_zero_prices_in_its_currency() {
+    let seen = view(&free_order(Some("EUR")), AmountFormat { scale: 2 }).unwrap();
+    assert!(seen.is_free && seen.content.is_free);
+    let zero = Some(PriceView {
+        amount: "0.00".into(),
+        amount_without_discount: "0.00".into(),
+        currency: "EUR".into(),
+    });
+    assert_eq!(seen.content.price, zero);
+    assert_eq!(seen.content.items[0].price, zero);
+    assert_eq!(seen.content.items[0].amount.as_deref(), Some("0.00"));
+    // A free order recorded before its currency was kept: USD, the checkout's default.
+    let old = view(&free_order(None), AmountFormat { scale: 2 }).unwrap();
+    assert_eq!(old.content.price.unwrap().currency, "USD");
+}
+
+/// `created()` with its snapshot changed by `change`.
+fn created_with(change: impl FnOnce(&mut OrderSnapshot)) -> OrderEvent {
+    let mut event = created();
+    if let OrderEvent::OrderCreated { snapshot, .. } = &mut event {
+        change(snapshot);
+    }
+    event
+}
+
+#[test]
+fn a_cart_wide_code_is_an_order_level_step_from_the_lines_after_their_own_steps() {
+    // The code's 10 % off the cart after the line's 5 %: 3 x 6.84 = 20.52 -> 3 x 6.16.
+    let order = Order::replay(&[created_with(|snapshot| {
+        snapshot.promotions[0].discount = Some(Discount::Percent("10".parse().unwrap()));
+        snapshot.lines[0].price.as_mut().unwrap().amount = "6.16".parse().unwrap();
+        snapshot.total.as_mut().unwrap().amount = "18.48".parse().unwrap();
+    })]);
+    let view = view(&order, AmountFormat { scale: 2 }).unwrap();
+    assert_eq!(
+        view.content.promotions,
+        vec![PromotionStepView {
+            amount_without_discount: "20.52".into(),
+            amount_with_discount: "18.48".into(),
+            sequence: 1
+        }]
+    );
+    // order.search: Xsolla's admin shape, with the order's fields beside.
+    let entry = search_entry(&order, AmountFormat { scale: 2 }).unwrap();
+    let json = serde_json::to_value(&entry).unwrap();
+    assert_eq!(json["mode"], "default");
+    assert_eq!(json["price"]["amount"], "18.48");
+    assert_eq!(json["price"]["is_virtual_currency"], false);
+    assert_eq!(json["user"], serde_json::json!({"id": "u.1"}));
+    assert_eq!(json["items"][0]["price"]["amount"], "6.16");
+    assert_eq!(json["items"][1]["is_bonus"], true);
+    assert_eq!(json["promotions"], serde_json::json!([{"promotion_id": 7}]));
+    assert_eq!(
+        json["coupons"],
+        serde_json::json!([{"code": "WINTER", "type": "promocode"}])
+    );
+    assert_eq!(json["discounts"][0]["amount_with_discount"], "18.48");
+    assert_eq!(json["user_id"], "u.1");
 }

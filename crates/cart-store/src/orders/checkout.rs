@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 
 use cart_domain::{
     check_limits, Catalog, ItemLimits, NewOrder, Order, OrderCommand, OrderError, OrderId,
-    OrderStatus, ProjectId, PromoCode, Sku, Timestamp, UserId,
+    OrderStatus, ProjectId, PromoCode, PromotionId, Sku, Timestamp, UserId,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::payment::clear_bought_cart;
+use super::promotions;
 use super::purchases::{self, limit_locks, limited_code, limited_skus, windows};
 use super::{
     end, log, oid, order_stream_id, pid, Checkout, CheckoutOutcome, Created, OrderStore,
@@ -56,11 +57,16 @@ impl OrderStore {
                 limited_code(catalog, request.project, name)
             })
             .flatten();
+        let limits = Limited {
+            skus: limited,
+            code,
+            promotions: promotions::limited(catalog, request.project, &request.snapshot),
+        };
         self.ensure_sequence(request.project).await?;
-        let (pool, request, limited, reply) = (&self.pool, &request, &limited, &reply);
+        let (pool, request, limits, reply) = (&self.pool, &request, &limits, &reply);
         locks::retry_on_deadlock("checkout", || async move {
             let mut tx = pool.begin().await?;
-            let (outcome, commit) = checkout_in(&mut tx, request, limited, code, reply).await?;
+            let (outcome, commit) = checkout_in(&mut tx, request, limits, reply).await?;
             end(tx, commit).await?;
             Ok(outcome)
         })
@@ -129,11 +135,18 @@ async fn replayed(
     }))
 }
 
+/// What a checkout counts and locks: its limited SKUs, its code when the order redeems
+/// it now (a free order), and its per-user limited promotions.
+struct Limited<'c> {
+    skus: BTreeMap<Sku, &'c ItemLimits>,
+    code: Option<(&'c str, &'c PromoCode)>,
+    promotions: BTreeMap<PromotionId, u32>,
+}
+
 async fn checkout_in(
     conn: &mut PgConnection,
     request: &Checkout,
-    limited: &BTreeMap<Sku, &ItemLimits>,
-    code: Option<(&str, &PromoCode)>,
+    limits: &Limited<'_>,
     reply: &(impl Fn(&Created) -> Vec<u8> + Send + Sync),
 ) -> Result<(CheckoutOutcome, bool), OrderStoreError> {
     let (project, user, now) = (request.project, &request.user, request.now);
@@ -146,10 +159,10 @@ async fn checkout_in(
             return Ok((outcome, false));
         }
     }
-    let mut keys = limit_locks(project, limited, code);
+    let mut keys = limit_locks(project, &limits.skus, limits.code, &limits.promotions);
     keys.push(locks::user(project, user));
     locks::take(&mut *conn, &keys).await?;
-    let limits = check(&mut *conn, request, limited, code).await?;
+    let verdict = check(&mut *conn, request, limits).await?;
     // Not transactional: a refused or failed checkout leaves a gap, as Xsolla's do.
     let order_id: i64 =
         sqlx::query_scalar(&format!("select nextval('{}')", order_id_sequence(project)))
@@ -165,7 +178,7 @@ async fn checkout_in(
         catalog_version: request.catalog_version,
         now,
         custom_parameters: request.custom_parameters.clone(),
-        limits,
+        limits: verdict,
     };
     let command = match &request.cart_id {
         Some(cart_id) => OrderCommand::Checkout {
@@ -182,9 +195,13 @@ async fn checkout_in(
     let Some(details) = order.details().cloned() else {
         return Ok((CheckoutOutcome::Refused(OrderError::NotFound), false));
     };
+    let done = order.status() == Some(OrderStatus::Done);
+    // A free order is bought now, so its promotions are used now.
+    let used_at = done.then_some(now);
+    promotions::record(&mut *conn, &details, &limits.promotions, used_at).await?;
     let code_name = details.snapshot.promo_code.as_deref();
-    let expired = expire_older(&mut *conn, request, order_id, limited, code_name).await?;
-    if order.status() == Some(OrderStatus::Done) {
+    let expired = expire_older(&mut *conn, request, order_id, limits, code_name).await?;
+    if done {
         // A free order is bought at once: its cart is emptied as a paid one's is.
         if let Some(cart_id) = &details.cart_id {
             clear_bought_cart(&mut *conn, project, user, cart_id, order_id).await?;
@@ -203,13 +220,15 @@ async fn checkout_in(
 }
 
 /// The limits of the order, counted under its locks: the user's paid units, everyone's
-/// sold units and other users' holds younger than `hold`; then a free order's code.
+/// sold units and other users' holds younger than `hold`; then a free order's code;
+/// then the user's uses of its limited promotions.
 async fn check(
     conn: &mut PgConnection,
     request: &Checkout,
-    limited: &BTreeMap<Sku, &ItemLimits>,
-    code: Option<(&str, &PromoCode)>,
+    limited: &Limited<'_>,
 ) -> Result<Result<(), OrderError>, sqlx::Error> {
+    let (promotions, code) = (&limited.promotions, limited.code);
+    let limited = &limited.skus;
     let now = request.now;
     let hold_secs = i64::try_from(request.hold.as_secs()).unwrap_or(i64::MAX);
     let hold_since = Timestamp::from_unix(now.unix().saturating_sub(hold_secs));
@@ -229,40 +248,55 @@ async fn check(
         &counted,
         now,
     );
-    match (limits, code) {
+    let limits = match (limits, code) {
         (Ok(()), Some(code)) => {
-            purchases::check_code(&mut *conn, request.project, &request.user, code).await
+            purchases::check_code(&mut *conn, request.project, &request.user, code).await?
         }
-        (limits, _) => Ok(limits),
+        (limits, _) => limits,
+    };
+    if limits.is_err() || promotions.is_empty() {
+        return Ok(limits);
     }
+    promotions::check(conn, request.project, &request.user, promotions, 0).await
 }
 
-/// Expires the user's older unpaid orders that share a limited item or the promo code
-/// with the new one (each under its order lock, in order id order).
-/// The user's (`$2`) unpaid orders older than `$3` that hold the promo code `$4` or one of
-/// the SKUs `$5`: a new checkout expires them.
+/// The user's (`$2`) unpaid orders older than `$3` that hold the promo code `$4`, one of
+/// the SKUs `$5` or one of the limited promotions `$6` (Xsolla: a new order for a limited
+/// item, promo code or promotion expires the older unpaid ones): a new checkout expires
+/// them.
 pub const EXPIRING: &str =
     "select o.order_id from orders o where o.project_id = $1 and o.user_id = $2 \
        and o.status = 'new' and o.order_id < $3 \
        and (($4::text is not null and o.promo_code = $4) \
          or exists (select 1 from order_units u where u.project_id = o.project_id \
-                      and u.order_id = o.order_id and u.sku = any($5))) \
+                      and u.order_id = o.order_id and u.sku = any($5)) \
+         or (cardinality($6::int8[]) > 0 and exists (select 1 from order_promotions p \
+                      where p.project_id = o.project_id and p.order_id = o.order_id \
+                        and p.promotion_id = any($6)))) \
      order by o.order_id";
 
+/// Expires the user's older unpaid orders that share a limited item, the promo code or
+/// a limited promotion with the new one (each under its order lock, in order id order).
 async fn expire_older(
     conn: &mut PgConnection,
     request: &Checkout,
     order_id: OrderId,
-    limited: &BTreeMap<Sku, &ItemLimits>,
+    limited: &Limited<'_>,
     promo_code: Option<&str>,
 ) -> Result<Vec<OrderId>, OrderStoreError> {
     let project = request.project;
+    let promotion_ids = limited.promotions.keys();
     let expiring: Vec<i64> = sqlx::query_scalar(EXPIRING)
         .bind(pid(project))
         .bind(request.user.as_str())
         .bind(oid(order_id))
         .bind(promo_code)
-        .bind(limited.keys().map(Sku::as_str).collect::<Vec<_>>())
+        .bind(limited.skus.keys().map(Sku::as_str).collect::<Vec<_>>())
+        .bind(
+            promotion_ids
+                .map(|id| i64::try_from(*id).unwrap_or(i64::MAX))
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *conn)
         .await?;
     let mut expired = Vec::new();

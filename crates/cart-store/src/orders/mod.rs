@@ -27,12 +27,14 @@ mod checkout;
 mod feed;
 mod log;
 mod payment;
+mod promotions;
 mod purchases;
 
 /// The SQL of the order store's hot statements (see [`crate::statements`]).
 pub(crate) mod statements {
     pub use super::checkout::EXPIRING;
     pub use super::log::LOAD_ORDER;
+    pub use super::promotions::PROMOTION_USES;
     pub use super::purchases::{PURCHASES, REDEMPTIONS};
 }
 

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use cart_domain::{
     check_limits, Cart, CartCommand, CartId, Catalog, ItemLimits, OrderCommand, OrderError,
-    OrderId, OrderStatus, ProjectId, PromoCode, Sku, Timestamp, UserId,
+    OrderId, OrderStatus, ProjectId, PromoCode, PromotionId, Sku, Timestamp, UserId,
 };
 use sqlx::PgConnection;
 
+use super::promotions;
 use super::purchases::{self, limit_locks, limited_code, limited_skus, windows};
 use super::{end, log, oid, Decided, LoadedOrder, OrderStore, OrderStoreError, Payment};
 use crate::locks;
@@ -37,10 +38,13 @@ impl OrderStore {
         let limited = limited_skus(catalog, payment.project, lines);
         let name = snapshot.and_then(|s| s.promo_code.as_deref());
         let code = limited_code(catalog, payment.project, name);
-        let (pool, payment, limited) = (&self.pool, &payment, &limited);
+        let promotions = snapshot
+            .map(|s| promotions::limited(catalog, payment.project, s))
+            .unwrap_or_default();
+        let (pool, payment, limited, promotions) = (&self.pool, &payment, &limited, &promotions);
         locks::retry_on_deadlock("payment", || async move {
             let mut tx = pool.begin().await?;
-            let (decided, commit) = pay_in(&mut tx, payment, limited, code).await?;
+            let (decided, commit) = pay_in(&mut tx, payment, limited, code, promotions).await?;
             end(tx, commit).await?;
             Ok(decided)
         })
@@ -111,9 +115,10 @@ async fn pay_in(
     payment: &Payment,
     limited: &BTreeMap<Sku, &ItemLimits>,
     code: Option<(&str, &PromoCode)>,
+    promotions: &BTreeMap<PromotionId, u32>,
 ) -> Result<(Decided, bool), OrderStoreError> {
     let project = payment.project;
-    let mut keys = limit_locks(project, limited, code);
+    let mut keys = limit_locks(project, limited, code, promotions);
     keys.push(locks::order(project, payment.order_id));
     locks::take(&mut *conn, &keys).await?;
     let Some(loaded) = log::load(&mut *conn, project, payment.order_id).await? else {
@@ -137,6 +142,11 @@ async fn pay_in(
         // lock: two buyers racing for its last redemption cannot both pay with it.
         limits = purchases::check_code(&mut *conn, project, &details.user, code).await?;
     }
+    if limits.is_ok() && !promotions.is_empty() {
+        // Promotions count as used at payment: under their locks, two orders of a user
+        // racing for a promotion's last use cannot both be paid with it.
+        limits = promotions::check(&mut *conn, project, &details.user, promotions, exclude).await?;
+    }
     let confirm = OrderCommand::ConfirmPayment {
         invoice_id: payment.invoice_id.clone(),
         amount: payment.amount,
@@ -159,6 +169,7 @@ async fn pay_in(
         payment.now,
     )
     .await?;
+    promotions::record(&mut *conn, &details, promotions, Some(payment.now)).await?;
     if let Some(cart_id) = &details.cart_id {
         clear_bought_cart(
             &mut *conn,

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use cart_domain::{
-    Catalog, ItemLimits, OrderError, OrderLine, ProjectId, PromoCode, PromoCodeUsage, Purchases,
-    Sku, SkuPurchases, Timestamp, UserId,
+    Catalog, ItemLimits, OrderError, OrderLine, ProjectId, PromoCode, PromoCodeUsage, PromotionId,
+    Purchases, Sku, SkuPurchases, Timestamp, UserId,
 };
 use sqlx::{PgConnection, Row};
 
@@ -76,8 +76,9 @@ pub(super) fn windows(
 
 impl OrderStore {
     /// What pricing needs of the user's purchases: of the limited ones among `skus`
-    /// (since each one's last reset) and the redemptions of `code` when it is limited.
-    /// No query when nothing is limited, the common case on the command path.
+    /// (since each one's last reset), the redemptions of `code` when it is limited, and
+    /// the user's uses of the per-user limited promotions the cart could get. No query
+    /// when nothing is limited, the common case on the command path.
     ///
     /// # Errors
     /// Database failures.
@@ -95,10 +96,18 @@ impl OrderStore {
             .map(|(c, _)| (c.to_owned(), vec![c.to_owned()]))
             .into_iter()
             .collect();
-        if windows.is_empty() && codes.is_empty() {
+        let promotions = catalog.limited_promotions(project, skus);
+        if windows.is_empty() && codes.is_empty() && promotions.is_empty() {
             return Ok(Purchases::default());
         }
-        self.purchases(project, user, &windows, &codes).await
+        // One connection for the few counts (each skipped when nothing of its kind is
+        // limited).
+        let mut conn = self.pool.acquire().await?;
+        let mut purchases = read(&mut conn, project, user, &windows, None, 0).await?;
+        read_redemptions(&mut conn, project, user, &codes, &mut purchases).await?;
+        let ids = promotions.keys().copied();
+        purchases.promotions = super::promotions::uses(&mut conn, project, user, ids, 0).await?;
+        Ok(purchases)
     }
 
     /// What the user bought so far of `skus` (paid orders, refunded ones included) and
@@ -217,13 +226,19 @@ pub(super) async fn check_code(
     )
 }
 
-/// The locks under which `limited` and `code` are counted and checked, in key order:
-/// two buyers racing for a last unit or a last redemption queue here.
+/// The locks under which `limited`, `code` and the limited `promotions` are counted and
+/// checked, in key order: two buyers racing for a last unit or a last redemption, or
+/// two orders of a user racing for a promotion's last use, queue here.
 pub(super) fn limit_locks(
     project: ProjectId,
     limited: &BTreeMap<Sku, &ItemLimits>,
     code: Option<(&str, &PromoCode)>,
+    promotions: &BTreeMap<PromotionId, u32>,
 ) -> Vec<LockKey> {
     let skus = limited.keys().map(|sku| locks::sku(project, sku));
-    locks::in_key_order(skus.chain(code.map(|(name, _)| locks::code(project, name))))
+    let code = code.map(|(name, _)| locks::code(project, name));
+    locks::in_key_order(
+        skus.chain(code)
+            .chain(super::promotions::lock_keys(project, promotions)),
+    )
 }

@@ -572,4 +572,5 @@ async fn a_free_order_redeems_a_limited_code_under_its_lock() {
     )));
 }
 
+mod promotions;
 mod refusals;

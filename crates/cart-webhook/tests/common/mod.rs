@@ -162,8 +162,19 @@ impl Receiver {
         self.inner.tls_failures.load(Ordering::SeqCst)
     }
 
+    /// The calls so far. Every webhook a test looks at is checked here, in the test's
+    /// thread: no null where Xsolla's schema has a type (`cart_proto::nulls`).
     pub fn calls(&self) -> Vec<Call> {
-        self.inner.calls.lock().unwrap().clone()
+        let calls = self.inner.calls.lock().unwrap().clone();
+        for call in &calls {
+            let Ok(body) = serde_json::from_slice::<serde_json::Value>(&call.body) else {
+                continue;
+            };
+            let paths = cart_proto::nulls::XSOLLA_TYPED_WEBHOOK_PATHS;
+            let nulls = cart_proto::nulls::nulls_at(&body, paths);
+            assert!(nulls.is_empty(), "a webhook with null at {nulls:?}: {body}");
+        }
+        calls
     }
 
     pub fn max_in_flight_per_order(&self) -> usize {
@@ -560,9 +571,10 @@ pub fn envelope(
                             currency: "USD".into(),
                         }),
                         amount: Some("18.00".into()),
+                        // Line totals: 2 x 10.00 -> 2 x 9.00.
                         promotions: vec![PromotionStepView {
-                            amount_without_discount: "10.00".into(),
-                            amount_with_discount: "9.00".into(),
+                            amount_without_discount: "20.00".into(),
+                            amount_with_discount: "18.00".into(),
                             sequence: 1,
                         }],
                     },
@@ -573,11 +585,16 @@ pub fn envelope(
                         is_free: true,
                         is_bonus: true,
                         is_bundle_content: false,
-                        price: None,
-                        amount: None,
+                        price: Some(PriceView {
+                            amount: "0.00".into(),
+                            amount_without_discount: "0.00".into(),
+                            currency: "USD".into(),
+                        }),
+                        amount: Some("0.00".into()),
                         promotions: vec![],
                     },
                 ],
+                promotions: vec![],
             },
         },
     }
@@ -591,8 +608,8 @@ pub fn canceled(project: u64, order: u64) -> OrderEventEnvelope {
     envelope(project, order, "OrderCanceled", "canceled", 3)
 }
 
-/// A free order's envelope (as `order.checkout_free` makes it): no invoice, no price,
-/// every line free.
+/// A free order's envelope as relayed before order views gave free orders a zero price:
+/// no invoice, no price, every line free.
 pub fn free(
     project: u64,
     order: u64,

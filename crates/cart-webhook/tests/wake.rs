@@ -36,14 +36,26 @@ async fn an_idle_worker_delivers_on_arrival_and_marks_done_in_the_same_step() {
         // wake or poll: the delivering loop marked it.
         wait_marked(&w.marked, order).await;
     }
-    let followed: i64 = sqlx::query_scalar(
-        "select count(*) from webhook_deliveries
-         where followed_up_at is not null and follow_up_error is null",
-    )
-    .fetch_one(&w.pool)
-    .await
-    .unwrap();
-    assert_eq!(followed, 2);
+    // The loop records the follow-up as done right after the mark returns: wait for
+    // that commit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let followed: i64 = sqlx::query_scalar(
+            "select count(*) from webhook_deliveries
+             where followed_up_at is not null and follow_up_error is null",
+        )
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+        if followed == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivering loop never recorded its follow-ups: {followed} of 2"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     worker.abort();
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use cart_domain::{Cart, CartEvent};
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::store::{
@@ -105,7 +106,7 @@ impl GroupCommit {
 
 async fn write_batch(store: EventStore, batch: Vec<Job>) {
     let views: Vec<Append<'_>> = batch.iter().map(|j| j.append.view()).collect();
-    let result = store.append_batch(&views).await;
+    let result = store.append_batch(&views).instrument(batch_span(&batch)).await;
     drop(views);
     match result {
         Ok(outcomes) => {
@@ -120,6 +121,26 @@ async fn write_batch(store: EventStore, batch: Vec<Job>) {
             }
         }
     }
+}
+
+/// The span of one batch transaction. It serves many commands, so it is a root of its
+/// own linked to each command's span (OpenTelemetry's way for batches), found in the
+/// `traceparent` the command put in its events' metadata (there only when traces are
+/// exported).
+fn batch_span(batch: &[Job]) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "batch",
+        otel.name = "group commit",
+        batch.size = batch.len(),
+        db.system.name = "postgresql",
+    );
+    for job in batch {
+        if let Some(trace) = cart_telemetry::TraceParent::from_metadata(&job.append.metadata) {
+            cart_telemetry::link_traceparent(&span, &trace);
+        }
+    }
+    span
 }
 
 struct Read {

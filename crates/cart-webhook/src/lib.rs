@@ -13,6 +13,7 @@ pub mod intake;
 pub mod payload;
 pub mod schedule;
 pub mod store;
+mod trace;
 mod vacuum;
 pub mod wake;
 

@@ -106,7 +106,10 @@ impl GroupCommit {
 
 async fn write_batch(store: EventStore, batch: Vec<Job>) {
     let views: Vec<Append<'_>> = batch.iter().map(|j| j.append.view()).collect();
-    let result = store.append_batch(&views).instrument(batch_span(&batch)).await;
+    let result = store
+        .append_batch(&views)
+        .instrument(batch_span(&batch))
+        .await;
     drop(views);
     match result {
         Ok(outcomes) => {

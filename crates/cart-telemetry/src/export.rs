@@ -52,9 +52,7 @@ pub(crate) fn provider(
     endpoint: Endpoint,
 ) -> Result<SdkTracerProvider, TelemetryError> {
     let client = RuntimeClient::start(export_timeout())?;
-    let builder = SpanExporter::builder()
-        .with_http()
-        .with_http_client(client);
+    let builder = SpanExporter::builder().with_http().with_http_client(client);
     let builder = match endpoint {
         Endpoint::Explicit(url) => builder.with_endpoint(url),
         Endpoint::Environment => builder,
@@ -86,10 +84,13 @@ fn resource(default_name: &'static str) -> Resource {
 /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds),
 /// 10 s by default: the exporter applies it only to the clients it builds itself.
 fn export_timeout() -> Duration {
-    ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]
-        .iter()
-        .find_map(|name| env::var(name).ok()?.trim().parse::<u64>().ok())
-        .map_or(Duration::from_secs(10), Duration::from_millis)
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .iter()
+    .find_map(|name| env::var(name).ok()?.trim().parse::<u64>().ok())
+    .map_or(Duration::from_secs(10), Duration::from_millis)
 }
 
 /// opentelemetry-http's hyper client on a one-thread tokio runtime of its own.

@@ -20,9 +20,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 pub use propagate::{
-    context_from_nats, context_from_traceparent, inject_http, inject_nats,
-    inject_nats_traceparent, link, link_traceparent, new_traceparent, set_parent_from_nats,
-    trace_id, trace_metadata, traceparent_of, TraceParent,
+    context_from_nats, context_from_traceparent, inject_http, inject_nats, inject_nats_traceparent,
+    link, link_traceparent, new_traceparent, set_parent_from_nats, trace_id, trace_metadata,
+    traceparent_of, TraceParent,
 };
 // The span extension (`set_parent`, `add_link`, `context`) for crates that need more.
 pub use tracing_opentelemetry::OpenTelemetrySpanExt;

@@ -238,12 +238,19 @@ mod tests {
         let mut out = async_nats::HeaderMap::new();
         inject_nats_traceparent(&trace, &mut out);
         assert_eq!(out.get(TRACEPARENT).map(|v| v.as_str()), Some(PARENT));
-        assert_eq!(trace_id(PARENT).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(
+            trace_id(PARENT).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
     }
 
     #[test]
     fn bad_or_missing_headers_are_no_context() {
-        for bad in ["", "garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"] {
+        for bad in [
+            "",
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ] {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(TRACEPARENT, bad);
             assert!(TraceParent::of_context(&context_from_nats(Some(&headers))).is_none());

@@ -221,12 +221,25 @@ async fn one_trace_runs_from_the_callers_request_to_the_merchants_webhook() {
     // The JetStream messages carry the command's trace.
     let carts = w.jetstream.get_stream(&service.events_stream).await;
     let carts = carts.expect("the cart events stream");
-    let first = carts.get_raw_message(1).await.expect("the fill's first event");
-    let header = first.headers.get("traceparent").expect("a traceparent header");
+    let first = carts
+        .get_raw_message(1)
+        .await
+        .expect("the fill's first event");
+    let header = first
+        .headers
+        .get("traceparent")
+        .expect("a traceparent header");
     assert_eq!(ids(header.as_str()).0, fill_trace);
-    let orders = w.jetstream.get_stream(&w.config.orders_stream).await.unwrap();
+    let orders = w
+        .jetstream
+        .get_stream(&w.config.orders_stream)
+        .await
+        .unwrap();
     let created = orders.get_raw_message(1).await.expect("OrderCreated");
-    let header = created.headers.get("traceparent").expect("a traceparent header");
+    let header = created
+        .headers
+        .get("traceparent")
+        .expect("a traceparent header");
     assert_eq!(ids(header.as_str()).0, ids(&checkout).0);
 
     // Every span ended by now (the order is done after the POST returned): flush them.
@@ -260,7 +273,10 @@ async fn one_trace_runs_from_the_callers_request_to_the_merchants_webhook() {
         .iter()
         .map(|(s, _)| s.clone())
         .collect();
-    assert!(services.iter().all(|s| s == "cart-trace-test"), "{services:?}");
+    assert!(
+        services.iter().all(|s| s == "cart-trace-test"),
+        "{services:?}"
+    );
 }
 
 /// The fill: its request span continues the caller's, decode and decide are its
@@ -275,8 +291,7 @@ fn check_fill(all: &[Span], fill: &[Span], trace: &str, caller: &str) {
         attr(request, "messaging.operation.type").as_deref(),
         Some("process")
     );
-    assert!(attr(request, "messaging.destination.name")
-        .is_some_and(|d| d.ends_with(".fill")));
+    assert!(attr(request, "messaging.destination.name").is_some_and(|d| d.ends_with(".fill")));
     assert_eq!(attr(request, "project").as_deref(), Some("44056"));
     assert_eq!(attr(request, "user").as_deref(), Some("trace-e2e"));
     assert_eq!(attr(request, "outcome").as_deref(), Some("ok"));
@@ -295,10 +310,7 @@ fn check_fill(all: &[Span], fill: &[Span], trace: &str, caller: &str) {
         s.name == "group commit" && linked_to_request(s)
     });
     assert!(batch.parent_span_id.is_empty(), "a batch span is a root");
-    assert_eq!(
-        attr(batch, "db.system.name").as_deref(),
-        Some("postgresql")
-    );
+    assert_eq!(attr(batch, "db.system.name").as_deref(), Some("postgresql"));
     assert!(attr(batch, "batch.size").is_some_and(|n| n.parse::<u64>().unwrap() >= 1));
     // Under the batch (through append_batch's own span): the transaction.
     let transaction = one(all, "the batch's transaction", |s| {
@@ -312,7 +324,9 @@ fn check_fill(all: &[Span], fill: &[Span], trace: &str, caller: &str) {
     // The cart relay's publish links to the command.
     let publish = all
         .iter()
-        .find(|s| s.name.starts_with("publish ") && s.name.ends_with("_EVENTS") && linked_to_request(s))
+        .find(|s| {
+            s.name.starts_with("publish ") && s.name.ends_with("_EVENTS") && linked_to_request(s)
+        })
         .expect("a cart relay publish span linked to the fill");
     assert_eq!(publish.kind, SpanKind::Producer as i32);
     assert_eq!(attr(publish, "messaging.system").as_deref(), Some("nats"));
@@ -370,5 +384,9 @@ fn check_payment(
         Some("204"),
         "the receiver's answer"
     );
-    assert_eq!(hex(&post.span_id), post_span_id, "the receiver's parent is the POST");
+    assert_eq!(
+        hex(&post.span_id),
+        post_span_id,
+        "the receiver's parent is the POST"
+    );
 }

@@ -17,6 +17,7 @@ mod orders;
 mod ownership;
 mod pricing;
 mod promocode;
+mod trace;
 
 use serde_json::{json, Value};
 

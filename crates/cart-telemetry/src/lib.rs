@@ -17,6 +17,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::{EnvFilter, Layer};
 
 pub use propagate::{
@@ -121,9 +122,11 @@ pub fn init(settings: &Settings) -> Result<Guard, TelemetryError> {
     let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_ansi(ansi);
+    // RUST_LOG filters the logs only: traces keep the service's info spans whatever the
+    // log level, so `RUST_LOG=warn` does not switch tracing off.
     let logs = match settings.format {
-        LogFormat::Text => fmt.boxed(),
-        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
     };
     let provider = match export::endpoint(settings) {
         Some(endpoint) => Some(export::provider(settings, endpoint)?),
@@ -136,15 +139,15 @@ pub fn init(settings: &Settings) -> Result<Guard, TelemetryError> {
             // little that the span's own duration does not.
             .with_tracked_inactivity(false)
             .with_threads(false)
+            .with_filter(LevelFilter::INFO)
     });
     tracing_subscriber::registry()
-        .with(filter)
         .with(logs)
         .with(traces)
         .try_init()
         .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
     if let Some(provider) = &provider {
-        // For code that asks the global API (cartctl's root span).
+        // For code that asks OpenTelemetry's global API rather than `tracing`.
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
     Ok(Guard { provider })

@@ -14,14 +14,20 @@ use crate::store::Claimed;
 /// nothing reads by this name.
 const STORED: &str = "trace";
 
-/// The span of one order message's intake, continuing the message's trace.
+/// The span of one order message's intake, continuing the message's trace. Named after
+/// the stream, not the subject, which holds the order id.
 pub(crate) fn intake_span(message: &jetstream::Message) -> tracing::Span {
+    let (stream, consumer) = message
+        .info()
+        .map(|i| (i.stream, i.consumer))
+        .unwrap_or_default();
     let span = tracing::info_span!(
         "intake",
-        otel.name = format!("process {}", message.subject).as_str(),
+        otel.name = format!("process {stream}").as_str(),
         otel.kind = "consumer",
         messaging.system = "nats",
         messaging.destination.name = message.subject.as_str(),
+        messaging.consumer.group.name = consumer,
         messaging.operation.type = "process",
     );
     cart_telemetry::set_parent_from_nats(&span, message.headers.as_ref());

@@ -369,9 +369,11 @@ fn check_payment(
     assert_ne!(hex(&publish.trace_id), trace, "the relay's span is its own");
     // The worker: intake continues the message's traceparent (the transaction's).
     let intake = one(pay, "the OrderPaid intake", |s| {
-        s.name.starts_with("process ") && s.name.ends_with(".paid")
+        s.name == format!("process {orders_stream}")
     });
     assert_eq!(intake.kind, SpanKind::Consumer as i32);
+    assert!(attr(intake, "messaging.destination.name").is_some_and(|d| d.ends_with(".paid")));
+    assert!(attr(intake, "messaging.consumer.group.name").is_some());
     assert_eq!(intake.parent_span_id, transaction.span_id);
     assert_eq!(attr(intake, "messaging.system").as_deref(), Some("nats"));
     let post = one(pay, "the webhook POST", |s| s.name == "POST");

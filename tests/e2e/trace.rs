@@ -63,3 +63,69 @@ async fn cartctl_sends_a_fresh_traceparent_and_prints_its_trace_id_on_request() 
     assert_ne!(again, traceparent);
     assert!(!stderr.contains("trace id"), "{stderr:?}");
 }
+
+#[tokio::test]
+async fn cartctl_webhook_listen_prints_the_traceparent_it_receives() {
+    use sha1::Digest;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let binary = tokio::task::spawn_blocking(cart_tests::cartctl_binary)
+        .await
+        .unwrap();
+    let port = cart_tests::free_port();
+    let mut listen = tokio::process::Command::new(&binary)
+        .args([
+            "webhook",
+            "listen",
+            "--port",
+            &port.to_string(),
+            "--secret",
+            "s3cr3t",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(listen.stderr.take().unwrap()).lines();
+    let ready = stderr.next_line().await.unwrap().unwrap_or_default();
+    assert!(ready.starts_with("listening on"), "{ready:?}");
+
+    // A signed order_paid as the worker sends it, with its trace context.
+    let traceparent = cart_telemetry::new_traceparent().traceparent;
+    let body = br#"{"notification_type":"order_paid"}"#;
+    let mut sha = sha1::Sha1::new();
+    sha.update(body);
+    sha.update(b"s3cr3t");
+    let signature = hex::encode(sha.finalize());
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Authorization: Signature {signature}\r\ntraceparent: {traceparent}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(body).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer:?}");
+
+    let mut stdout = BufReader::new(listen.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while let Some(line) = stdout.next_line().await.unwrap() {
+        let done = line.starts_with("traceparent: ");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(printed[0].starts_with("== order_paid"), "{printed:?}");
+    assert_eq!(
+        printed.last().unwrap(),
+        &format!("traceparent: {traceparent}")
+    );
+    listen.kill().await.unwrap();
+}

@@ -82,7 +82,10 @@ impl GroupCommit {
             jobs,
             config,
             Some(one_per_cart),
-            move |batch| write_batch(store.clone(), batch),
+            move |batch: Vec<Job>| {
+                let span = batch_span(&batch);
+                write_batch(store.clone(), batch).instrument(span)
+            },
         ));
         Self { queue }
     }
@@ -106,10 +109,7 @@ impl GroupCommit {
 
 async fn write_batch(store: EventStore, batch: Vec<Job>) {
     let views: Vec<Append<'_>> = batch.iter().map(|j| j.append.view()).collect();
-    let result = store
-        .append_batch(&views)
-        .instrument(batch_span(&batch))
-        .await;
+    let result = store.append_batch(&views).await;
     drop(views);
     match result {
         Ok(outcomes) => {

@@ -87,7 +87,6 @@ pub(crate) async fn respond<H: Handler>(
         }
     };
     let elapsed = started.elapsed();
-    record_outcome(&span, &outcome);
     let mut reply_headers = ReplyHeaders::default();
     let body = match &outcome {
         Ok(reply) => {
@@ -111,6 +110,7 @@ pub(crate) async fn respond<H: Handler>(
             error.body()
         }
     };
+    record_outcome(&span, &outcome);
     if let Err(e) = request
         .respond_with_headers(Ok(body.into()), reply_headers.into_map())
         .await

@@ -88,7 +88,8 @@ impl Guard {
         self.provider.is_some()
     }
 
-    /// Exports what is queued (waiting at most the exporter's timeout) and stops.
+    /// Exports what is queued and stops, waiting 5 s at most (the SDK's shutdown
+    /// timeout), so a hanging collector cannot hold the process's exit for long.
     pub fn shutdown(mut self) {
         self.stop();
     }

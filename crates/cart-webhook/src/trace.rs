@@ -55,7 +55,7 @@ pub(crate) fn post_span(claimed: &Claimed, url: &str, attempt: i32) -> tracing::
         otel.kind = "client",
         http.request.method = "POST",
         url.full = redacted(url).as_str(),
-        http.request.resend_count = attempt - 1,
+        http.request.resend_count = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
@@ -63,6 +63,10 @@ pub(crate) fn post_span(claimed: &Claimed, url: &str, attempt: i32) -> tracing::
         order = claimed.order_id,
         kind = claimed.kind.as_str(),
     );
+    // Set on retries only, as the convention asks.
+    if attempt > 1 {
+        span.record("http.request.resend_count", attempt - 1);
+    }
     if let Some(trace) = TraceParent::from_metadata(&claimed.envelope[STORED]) {
         let _ = cart_telemetry::OpenTelemetrySpanExt::set_parent(&span, trace.context());
     }

@@ -1,4 +1,5 @@
-//! Logs and traces for the cart binaries (`cartd`, `cart-webhook`, `cartctl`).
+//! Logs and traces for the cart binaries: `cartd` and `cart-webhook` call [`init`];
+//! `cartctl` and the library crates use [`propagate`] only.
 //!
 //! [`init`] installs the one global `tracing` subscriber: text or JSON logs, and, when an
 //! OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or

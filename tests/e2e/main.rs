@@ -18,6 +18,7 @@ mod orders;
 mod ownership;
 mod pricing;
 mod promocode;
+mod trace;
 
 use serde_json::{json, Value};
 

@@ -21,9 +21,13 @@ use uuid::Uuid;
 /// Installs a log subscriber once per test process when TEST_LOG is set.
 pub fn init_logs() {
     static ONCE: Once = Once::new();
+    // Kept for the process's life: dropping the guard would stop trace export.
+    static GUARD: OnceLock<cart_telemetry::Guard> = OnceLock::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            cartd::telemetry::init(cartd::LogFormat::Text);
+            if let Ok(guard) = cartd::telemetry::init(cartd::LogFormat::Text) {
+                let _ = GUARD.set(guard);
+            }
         }
     });
 }

@@ -31,6 +31,7 @@ use cart_store::subscription;
 use cart_store::{error_chain, StoreError};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
+use tracing::Instrument;
 
 use crate::outgoing::{cart_outgoing, order_outgoing, Outgoing};
 
@@ -204,7 +205,10 @@ impl Relay {
     }
 
     async fn publish_all(&self, outgoing: Vec<Outgoing>) -> Result<Published, RelayError> {
-        publish::publish_all(&self.js, outgoing).await
+        let span = outgoing::publish_span(&self.config.stream, &outgoing);
+        publish::publish_all(&self.js, outgoing)
+            .instrument(span)
+            .await
     }
 
     /// One step of the active relay on its locked session: reads a page after the

@@ -6,12 +6,63 @@ use cart_proto::order as order_wire;
 use cart_proto::subject;
 use cart_store::feed::RecordedEvent;
 use cart_store::orders::RecordedOrderEvent;
+use cart_telemetry::TraceParent;
 
 /// One message ready to publish, and the stream (cart or order) it keeps in order.
 pub(crate) struct Outgoing {
     pub(crate) stream_id: sqlx::types::Uuid,
     pub(crate) subject: String,
     pub(crate) message: PublishMessage,
+    /// The trace context of the command that wrote the event, when it was recorded.
+    pub(crate) trace: Option<TraceParent>,
+}
+
+/// Most links on one publish span: the SDK keeps 128 by default, and parsing more
+/// would be wasted.
+const MAX_LINKS: usize = 128;
+
+/// The span of one page's publish: a producer span of its own (the relay may run long
+/// after the commands, on another instance), linked to each command whose events it
+/// carries.
+pub(crate) fn publish_span(stream: &str, outgoing: &[Outgoing]) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "publish",
+        otel.name = format!("publish {stream}").as_str(),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.destination.name = stream,
+        messaging.operation.type = "send",
+        messaging.batch.message_count = outgoing.len(),
+    );
+    let mut last: Option<&TraceParent> = None;
+    let mut links = 0;
+    for trace in outgoing.iter().filter_map(|o| o.trace.as_ref()) {
+        // A command's events are consecutive in the log: one link per command.
+        if last == Some(trace) {
+            continue;
+        }
+        last = Some(trace);
+        cart_telemetry::link_traceparent(&span, trace);
+        links += 1;
+        if links == MAX_LINKS {
+            break;
+        }
+    }
+    span
+}
+
+/// The event's original `traceparent` (and `tracestate`) on its message, so that a
+/// consumer continues the command's trace.
+fn with_trace(message: PublishMessage, trace: Option<&TraceParent>) -> PublishMessage {
+    let Some(trace) = trace.and_then(TraceParent::checked) else {
+        return message;
+    };
+    let message = message.header("traceparent", trace.traceparent.as_str());
+    match &trace.tracestate {
+        Some(state) => message.header("tracestate", state.as_str()),
+        None => message,
+    }
 }
 
 pub(crate) fn cart_outgoing(prefix: &str, event: &RecordedEvent) -> Outgoing {
@@ -37,7 +88,8 @@ pub(crate) fn cart_outgoing(prefix: &str, event: &RecordedEvent) -> Outgoing {
     Outgoing {
         stream_id: event.stream_id,
         subject,
-        message,
+        message: with_trace(message, event.trace.as_ref()),
+        trace: event.trace.clone(),
     }
 }
 
@@ -90,6 +142,7 @@ pub(crate) fn order_outgoing(
     Outgoing {
         stream_id: event.stream_id,
         subject,
-        message,
+        message: with_trace(message, event.trace.as_ref()),
+        trace: event.trace.clone(),
     }
 }

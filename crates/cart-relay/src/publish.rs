@@ -143,6 +143,7 @@ mod tests {
             message: PublishMessage::build()
                 .payload(id.to_owned().into())
                 .message_id(id),
+            trace: None,
         }
     }
 

@@ -68,6 +68,9 @@ pub struct RecordedEvent {
     /// RFC 3339, UTC: when the writing transaction started.
     pub recorded_at: String,
     pub event: CartEvent,
+    /// The trace context of the command that wrote it (its metadata's `traceparent`),
+    /// when traces were exported then.
+    pub trace: Option<cart_telemetry::TraceParent>,
 }
 
 impl RecordedEvent {
@@ -130,7 +133,8 @@ macro_rules! select_sql {
         "select e.tx_id::text as tx_id, e.global_position, e.stream_id, e.version, e.event_id, \
             e.project_id, \
             to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') as recorded_at, \
-            e.event_type, e.schema_version, e.payload \
+            e.event_type, e.schema_version, e.payload, \
+            e.metadata->>'traceparent' as traceparent, e.metadata->>'tracestate' as tracestate \
          from cart_events e \
          where e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) and "
     };
@@ -405,7 +409,17 @@ fn recorded(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         cart_id: String::new(),
         recorded_at: row.try_get("recorded_at")?,
         event: decode_row(row, stream_id, version)?,
+        trace: trace_of(row)?,
     })
+}
+
+/// The `traceparent` and `tracestate` columns of a page row.
+pub(crate) fn trace_of(row: &PgRow) -> Result<Option<cart_telemetry::TraceParent>, sqlx::Error> {
+    let traceparent: Option<String> = row.try_get("traceparent")?;
+    Ok(traceparent.map(|traceparent| cart_telemetry::TraceParent {
+        traceparent,
+        tracestate: row.try_get("tracestate").ok().flatten(),
+    }))
 }
 
 #[cfg(test)]

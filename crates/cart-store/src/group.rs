@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use cart_domain::{Cart, CartEvent};
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::store::{
@@ -84,7 +85,10 @@ impl GroupCommit {
             jobs,
             config,
             Some(one_per_cart),
-            move |batch| write_batch(store.clone(), batch),
+            move |batch: Vec<Job>| {
+                let span = batch_span(&batch);
+                write_batch(store.clone(), batch).instrument(span)
+            },
         ));
         Self { queue }
     }
@@ -137,6 +141,26 @@ async fn write_batch(store: EventStore, batch: Vec<Job>) {
             }
         }
     }
+}
+
+/// The span of one batch transaction. It serves many commands, so it is a root of its
+/// own linked to each command's span (OpenTelemetry's way for batches), found in the
+/// `traceparent` the command put in its events' metadata (there only when traces are
+/// exported).
+fn batch_span(batch: &[Job]) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "batch",
+        otel.name = "group commit",
+        batch.size = batch.len(),
+        db.system.name = "postgresql",
+    );
+    for job in batch {
+        if let Some(trace) = cart_telemetry::TraceParent::from_metadata(&job.append.metadata) {
+            cart_telemetry::link_traceparent(&span, &trace);
+        }
+    }
+    span
 }
 
 struct Read {

@@ -16,6 +16,7 @@ use std::future::Future;
 
 use cart_domain::{OrderId, ProjectId, PromotionId, Sku, UserId};
 use sqlx::PgConnection;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::store::StreamKey;
@@ -135,7 +136,16 @@ where
 {
     let mut attempt = 1;
     loop {
-        match transaction().await {
+        // One span per transaction, not per statement: it covers the statements and the
+        // commit, which is what a slow command waits for.
+        let span = tracing::info_span!(
+            "transaction",
+            otel.name = what,
+            db.system.name = "postgresql",
+            db.operation.name = what,
+            attempt,
+        );
+        match transaction().instrument(span).await {
             Err(e) if attempt < TRIES && e.is_deadlock() => {
                 tracing::debug!(attempt, what, "transaction deadlocked; running it again");
                 attempt += 1;

@@ -19,6 +19,7 @@ use async_nats::jetstream::{self, stream};
 use cart_proto::order::OrderEventEnvelope;
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
+use tracing::Instrument; // traces
 
 use crate::http::{self, HttpError};
 use crate::payload::{self, NotificationType};
@@ -360,10 +361,12 @@ impl Worker {
     ) -> (Attempt, Next) {
         let started_at = SystemTime::now();
         let start = Instant::now();
+        // Traces: the POST's client span continues the order's trace (crate::trace).
+        let span = crate::trace::post_span(claimed, &settings.url, number);
         let result = match serde_json::from_value::<OrderEventEnvelope>(claimed.envelope.clone()) {
             Ok(envelope) => {
                 let body = payload::body(claimed.kind, &envelope, settings.version);
-                let headers = [
+                let mut headers = vec![
                     (
                         "authorization",
                         format!("Signature {}", payload::signature(&body, &settings.secret)),
@@ -378,6 +381,7 @@ impl Worker {
                     ),
                     ("x-webhook-attempt", number.to_string()),
                 ];
+                cart_telemetry::inject_http(&span, &mut headers); // traces: `traceparent`
                 http::post(
                     &self.tls,
                     &settings.url,
@@ -385,6 +389,7 @@ impl Worker {
                     body,
                     self.config.timeout,
                 )
+                .instrument(span.clone()) // traces
                 .await
             }
             Err(e) => Err(HttpError::BadUrl {
@@ -393,6 +398,7 @@ impl Worker {
             }),
         };
         let latency = start.elapsed();
+        crate::trace::record_post(&span, &result); // traces
         let (status_code, outcome, error) = match result {
             Ok(code) if SUCCESS.contains(&code) => (Some(code), "success", None),
             Ok(code) if PERMANENT.contains(&code) => (Some(code), "permanent", None),

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
+use tracing::Instrument;
 
 use crate::deliver::DeadLetters;
 use crate::payload::NotificationType;
@@ -118,7 +119,11 @@ async fn handle(
     dead: &DeadLetters,
     wake: &Notify,
 ) {
-    let ack = match take(pool, &message.payload, config.cancel_grace).await {
+    let span = crate::trace::intake_span(&message);
+    let ack = match take(pool, &message.payload, config.cancel_grace)
+        .instrument(span)
+        .await
+    {
         Ok(inserted) => {
             if inserted {
                 // This process's idle loops claim it now; other processes' are woken
@@ -214,7 +219,10 @@ async fn take(pool: &PgPool, payload: &[u8], cancel_grace: Duration) -> Result<b
         order_id: envelope.order_id,
         version: envelope.version,
         kind,
-        envelope: serde_json::to_value(&envelope).map_err(|e| undecodable(e.to_string()))?,
+        // With the intake span's trace context, which the delivery's POST continues.
+        envelope: crate::trace::with_trace(
+            serde_json::to_value(&envelope).map_err(|e| undecodable(e.to_string()))?,
+        ),
     };
     let inserted = store::insert_delivery(pool, &delivery, cancel_grace)
         .await

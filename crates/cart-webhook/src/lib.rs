@@ -16,6 +16,7 @@ mod metrics;
 pub mod payload;
 pub mod schedule;
 pub mod store;
+mod trace;
 mod vacuum;
 pub mod wake;
 

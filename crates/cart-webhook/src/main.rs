@@ -4,15 +4,16 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        // Colours only for a terminal: a log file or a collector gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
     let config = cart_webhook::Config::parse();
-    cart_webhook::run(config, shutdown()).await?;
+    // Logs (text), and traces when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let telemetry = cart_telemetry::init(&cart_telemetry::Settings::new(
+        "cart-webhook",
+        cart_telemetry::LogFormat::Text,
+    ))?;
+    let result = cart_webhook::run(config, shutdown()).await;
+    // The spans of the last deliveries, before the process ends.
+    telemetry.shutdown();
+    result?;
     Ok(())
 }
 

@@ -202,8 +202,10 @@ async fn status(g: &Global) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("connect to NATS at {}", g.nats_url))?;
     let subject = format!("{}.feed.status", g.subject_prefix);
+    let mut headers = async_nats::HeaderMap::new();
+    crate::traced(g, &mut headers);
     let reply = client
-        .request(subject.clone(), "{}".into())
+        .request_with_headers(subject.clone(), headers, "{}".into())
         .await
         .with_context(|| format!("request {subject} (is cartd running? try `make run`)"))?;
     let status: serde_json::Value =

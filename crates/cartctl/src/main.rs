@@ -71,6 +71,10 @@ pub(crate) struct Global {
     /// Seconds to wait for a reply.
     #[arg(long, default_value_t = 5, global = true)]
     pub(crate) timeout: u64,
+    /// Print the trace id of the request (every request carries a fresh `traceparent`),
+    /// to find its trace in the collector.
+    #[arg(long, global = true)]
+    pub(crate) trace: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -313,6 +317,18 @@ pub(crate) fn print_refusal(reply: &async_nats::Message) -> bool {
     is_error
 }
 
+/// Starts a trace for one request: a fresh, sampled `traceparent` in its headers, which
+/// the service continues; with `--trace`, its trace id on stderr.
+pub(crate) fn traced(g: &Global, headers: &mut HeaderMap) {
+    let trace = cart_telemetry::new_traceparent();
+    cart_telemetry::inject_nats_traceparent(&trace, headers);
+    if g.trace {
+        if let Some(id) = trace.trace_id() {
+            eprintln!("trace id: {id}");
+        }
+    }
+}
+
 /// A NATS connection with the global timeouts.
 pub(crate) async fn connect(g: &Global) -> anyhow::Result<async_nats::Client> {
     async_nats::ConnectOptions::new()
@@ -329,10 +345,11 @@ pub(crate) async fn connect(g: &Global) -> anyhow::Result<async_nats::Client> {
 pub(crate) async fn json_request(
     g: &Global,
     endpoint: &str,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: Vec<u8>,
     serving: &str,
 ) -> anyhow::Result<i32> {
+    traced(g, &mut headers);
     let client = connect(g).await?;
     let subject = format!("{}.{endpoint}", g.subject_prefix);
     let reply = client
@@ -390,6 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         headers.insert(cart_proto::COMMAND_ID_HEADER, id.as_str());
     }
+    traced(g, &mut headers);
     let subject = format!("{}.{subject}", g.subject_prefix);
     let reply = client
         .request_with_headers(subject.clone(), headers, payload.into())

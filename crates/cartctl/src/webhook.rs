@@ -139,6 +139,10 @@ async fn receive(State(l): State<Listener>, headers: HeaderMap, body: Bytes) -> 
         header("x-webhook-attempt").unwrap_or("-"),
         l.status.as_u16()
     );
+    // The trace the worker continued: find the whole path by its trace id.
+    if let Some(traceparent) = header("traceparent") {
+        println!("traceparent: {traceparent}");
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&payload).unwrap_or_default()

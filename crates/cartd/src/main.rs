@@ -8,6 +8,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = cartd::Config::parse();
-    cartd::telemetry::init(config.log_format);
-    cartd::run(config, cartd::shutdown_signal()).await
+    let telemetry = cartd::telemetry::init(config.log_format)?;
+    let result = cartd::run(config, cartd::shutdown_signal()).await;
+    // The spans of the last requests, before the process ends.
+    telemetry.shutdown();
+    result
 }

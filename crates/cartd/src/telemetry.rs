@@ -1,19 +1,17 @@
-//! The tracing subscriber: readable text for people, JSON for machines.
-
-use tracing_subscriber::EnvFilter;
+//! Logs and traces: readable text for people, JSON for machines, and OpenTelemetry
+//! export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (`cart-telemetry`).
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. Called once, from `main`.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        // Colours only for a terminal: a log file or a collector gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// Installs the global subscriber. Called once, from `main`, which keeps the guard until
+/// it exits (dropping it flushes the spans still queued).
+///
+/// # Errors
+/// The OTLP exporter cannot be built, or a subscriber is already installed.
+pub fn init(format: LogFormat) -> Result<cart_telemetry::Guard, cart_telemetry::TelemetryError> {
+    let format = match format {
+        LogFormat::Text => cart_telemetry::LogFormat::Text,
+        LogFormat::Json => cart_telemetry::LogFormat::Json,
+    };
+    cart_telemetry::init(&cart_telemetry::Settings::new("cartd", format))
 }

@@ -24,6 +24,9 @@ pub struct RecordedOrderEvent {
     pub recorded_at: String,
     pub event: OrderEvent,
     pub order: Order,
+    /// The trace context of the command that wrote it (its metadata's `traceparent`),
+    /// when traces were exported then.
+    pub trace: Option<cart_telemetry::TraceParent>,
 }
 
 // The statements are shaped so that their generic plans are right whatever the table
@@ -39,6 +42,7 @@ pub const ORDER_PAGE_SQL: &str = "with page as ( \
      last_tx as (select max(tx_id) as tx from page) \
      select e.tx_id::text as tx_id, e.global_position, e.event_id, e.stream_id, e.version, \
        e.project_id, e.order_id, e.user_id, e.event_type, e.schema_version, e.payload, \
+       e.metadata->>'traceparent' as traceparent, e.metadata->>'tracestate' as tracestate, \
        to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') as recorded_at \
      from order_events e, last_tx \
      where e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
@@ -125,6 +129,7 @@ pub async fn read_page(
             recorded_at: row.try_get("recorded_at")?,
             event: event.clone(),
             order,
+            trace: crate::feed::trace_of(&row)?,
         });
     }
     Ok(out)

@@ -115,7 +115,7 @@ async fn insert_events(
     sqlx::query(
         "insert into order_events (stream_id, version, event_id, project_id, order_id, user_id, \
            event_type, schema_version, payload, metadata) \
-         select $1, v, id, $2, $3, $4, t, $5, p::jsonb, '{}'::jsonb \
+         select $1, v, id, $2, $3, $4, t, $5, p::jsonb, $10::text::jsonb \
          from unnest($6::int8[], $7::uuid[], $8::text[], $9::text[]) as e(v, id, t, p)",
     )
     .bind(order_stream_id(details.project, details.order_id))
@@ -127,6 +127,9 @@ async fn insert_events(
     .bind(&ids)
     .bind(&types)
     .bind(&payloads)
+    // The trace context of the command (the current span), for the relay's link and the
+    // JetStream message's `traceparent`; `{}` when traces are not exported.
+    .bind(cart_telemetry::trace_metadata(serde_json::json!({})).to_string())
     .execute(conn)
     .await?;
     Ok(())

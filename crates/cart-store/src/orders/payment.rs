@@ -209,7 +209,7 @@ pub(super) async fn clear_bought_cart(
         events: &events,
         cart: &cart,
         command: None,
-        metadata: serde_json::json!({ "order_id": order_id }),
+        metadata: cart_telemetry::trace_metadata(serde_json::json!({ "order_id": order_id })),
     };
     let mut outcomes = append_in(&mut *conn, std::slice::from_ref(&append)).await?;
     match outcomes.pop() {

@@ -116,7 +116,8 @@ impl App {
         incoming: Incoming,
     ) -> Result<Reply, ErrorReply> {
         let encoding = incoming.encoding;
-        let decoded = request::decode(endpoint, encoding, &incoming.body)?;
+        let decoded = tracing::info_span!("decode", encoding = ?encoding)
+            .in_scope(|| request::decode(endpoint, encoding, &incoming.body))?;
         let scope = &decoded.scope;
         let cart = scope.cart.as_ref().map_or("current", |c| c.as_str());
         record_scope(scope.project, &scope.user, Some(cart));
@@ -453,7 +454,8 @@ impl App {
                         self.inner.store.load(&key).await.map_err(reply)?
                     }
                 };
-                let decided = decide(&loaded.cart, &command);
+                let decided = tracing::info_span!("decide", from_log)
+                    .in_scope(|| decide(&loaded.cart, &command));
                 // A cached state may be stale (another instance, or a paid order clearing
                 // the cart, wrote since). A decision that appends is checked by the
                 // version guard; a no-op or a refusal appends nothing, so it is made
@@ -485,12 +487,14 @@ impl App {
                 return Ok(body);
             }
             let ledger = ledger_command.as_ref().map(|c| c.record(body.clone()));
-            let metadata = serde_json::json!({
+            // With the request span's trace context: the batch span links to it, and the
+            // relay's publish carries it on.
+            let metadata = cart_telemetry::trace_metadata(serde_json::json!({
                 "command_id": ledger_command.as_ref().map(|c| c.id.as_str()),
                 "user_id": key.user.as_str(),
                 "cart_id": key.cart.as_str(),
                 "endpoint": endpoint_of(&request.action).subject(),
-            });
+            }));
             let n_events = events.len();
             let append = PendingAppend {
                 key: key.clone(),

@@ -73,14 +73,7 @@ pub(crate) async fn respond<H: Handler>(
     stats: &ErrorStats,
 ) {
     let started = Instant::now();
-    let span = tracing::info_span!(
-        "cart",
-        endpoint = endpoint.subject(),
-        project = tracing::field::Empty,
-        user = tracing::field::Empty,
-        cart_id = tracing::field::Empty,
-        command_id = tracing::field::Empty,
-    );
+    let span = request_span(endpoint, &request.message);
     let work = AssertUnwindSafe(run(handler, endpoint, &request.message)).catch_unwind();
     let outcome = match work.instrument(span.clone()).await {
         Ok(outcome) => outcome,
@@ -122,11 +115,55 @@ pub(crate) async fn respond<H: Handler>(
             error.body()
         }
     };
+    record_outcome(&span, &outcome);
     if let Err(e) = request
         .respond_with_headers(Ok(body.into()), reply_headers.into_map())
         .await
     {
         span.in_scope(|| tracing::warn!(error = %e, "could not send the reply"));
+    }
+}
+
+/// The request's `cart` span: OpenTelemetry's messaging attributes, the cart's own
+/// (filled in as the handler learns them), and the caller's trace continued when the
+/// request carries a `traceparent` (a new trace starts otherwise).
+fn request_span(endpoint: Endpoint, message: &async_nats::Message) -> tracing::Span {
+    let span = tracing::info_span!(
+        "cart",
+        otel.kind = "server",
+        messaging.system = "nats",
+        messaging.destination.name = message.subject.as_str(),
+        messaging.operation.type = "process",
+        endpoint = endpoint.subject(),
+        project = tracing::field::Empty,
+        user = tracing::field::Empty,
+        cart_id = tracing::field::Empty,
+        command_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        status = tracing::field::Empty,
+        error_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    cart_telemetry::set_parent_from_nats(&span, message.headers.as_ref());
+    span
+}
+
+/// The outcome on the request span: ok, refused (4xx) or failed (5xx, an error status).
+fn record_outcome(span: &tracing::Span, outcome: &Result<Reply, ErrorReply>) {
+    match outcome {
+        Ok(_) => {
+            span.record("outcome", "ok");
+            span.record("status", 200);
+        }
+        Err(error) => {
+            let failed = error.status >= 500;
+            span.record("outcome", if failed { "failed" } else { "refused" });
+            span.record("status", error.status);
+            span.record("error_code", error.code);
+            if failed {
+                span.record("otel.status_code", "error");
+            }
+        }
     }
 }
 

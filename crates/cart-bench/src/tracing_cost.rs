@@ -61,6 +61,11 @@ pub struct TracingArgs {
     /// Operation weights (fill, put, delete, get, clear).
     #[arg(long, default_value = "fill=30,put=30,delete=10,clear=5")]
     mix: Mix,
+    /// cartd's `RUST_LOG` in every mode: `warn` as in `make bench` (the service's info
+    /// spans are then only made when traces are exported), or `info`, the service's
+    /// default (they are made in every mode, and only export differs).
+    #[arg(long, default_value = "warn")]
+    rust_log: String,
     /// Where to write every figure as JSON.
     #[arg(long, default_value = "target/bench/tracing.json")]
     out: PathBuf,
@@ -135,6 +140,10 @@ pub async fn run(args: TracingArgs) -> anyhow::Result<()> {
     let off = medians.get("off").map_or(0.0, |m| m.0);
     println!();
     println!(
+        "cartd with RUST_LOG={}, {} clients, {} s per mode and round",
+        args.rust_log, args.clients, args.secs
+    );
+    println!(
         "| tracing | commands/s (median of {}) | ratio to off | p99 (median) | exports per run (median) |",
         args.rounds.max(1)
     );
@@ -197,7 +206,7 @@ async fn one(
         .env("CART_SERVICE_NAME", "cart-bench-tracing")
         .env("CART_EVENTS_STREAM", &args.events_stream)
         .env("CART_EVENTS_MAX_AGE_SECS", "3600")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", &args.rust_log)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);

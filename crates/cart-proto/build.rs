@@ -67,11 +67,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("#[serde(rename = \"{json}\")]"),
         );
     }
-    // Xsolla sends `warnings` only on fill.
-    config.field_attribute(
-        ".cart.v1.Cart.warnings",
-        "#[serde(skip_serializing_if = \"Vec::is_empty\")]",
-    );
+    // Xsolla sends `warnings` only on fill; the minimal reply follows the cart.
+    for field in ["Cart.warnings", "MinimalReply.warnings"] {
+        config.field_attribute(
+            format!(".cart.v1.{field}"),
+            "#[serde(skip_serializing_if = \"Vec::is_empty\")]",
+        );
+    }
     // The promo code fields appear only when there is something to say.
     for field in ["Cart.promo_code", "Cart.rewards"] {
         config.field_attribute(

@@ -13,6 +13,7 @@ mod fuzz;
 mod history;
 mod idempotency;
 mod load;
+mod minimal;
 mod observability;
 mod orders;
 mod ownership;

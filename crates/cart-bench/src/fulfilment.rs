@@ -259,6 +259,7 @@ impl Bench {
             subject_prefix: self.args.subject_prefix.clone(),
             project_id: self.args.project,
             encoding: cart_proto::Encoding::Protobuf,
+            reply: cart_proto::ReplyMode::Full,
             run_tag: format!("{}-c{index}", self.run),
             users: self.args.cart_users,
             carts_per_user: 2,

@@ -18,7 +18,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use cart_proto::Encoding;
+use cart_proto::{Encoding, ReplyMode};
 
 use crate::chart::{self, Series};
 use crate::cpu;
@@ -104,6 +104,10 @@ pub struct LoadArgs {
     /// application/protobuf`).
     #[arg(long)]
     json: bool,
+    /// What commands ask to be answered with: `full`, the priced cart, or `minimal`, only
+    /// the cart's id, version and warnings (`Cart-Reply: minimal`, docs/protocol.md).
+    #[arg(long, default_value = "full", value_parser = parse_reply)]
+    reply: ReplyMode,
     /// Milliseconds to wait for a reply before counting a timeout.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
@@ -197,6 +201,11 @@ impl FromStr for Steps {
     }
 }
 
+/// `--reply`: the values of the `Cart-Reply` header.
+fn parse_reply(value: &str) -> Result<ReplyMode, String> {
+    ReplyMode::parse(value).ok_or_else(|| format!("`{value}` is not `full` or `minimal`"))
+}
+
 /// Refuses a URL whose host is not this machine: the bench sends load, and load only
 /// ever goes to loopback addresses (or a PostgreSQL Unix socket).
 fn ensure_loopback(flag: &str, url: &str) -> anyhow::Result<()> {
@@ -268,6 +277,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         subject_prefix: args.subject_prefix.clone(),
         project_id: args.project_id,
         encoding,
+        reply: args.reply,
         run_tag: run_tag.clone(),
         users: args.users,
         carts_per_user: args.carts,
@@ -298,6 +308,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         encoding: encoding.content_type(),
+        reply: args.reply.as_str(),
         nats_url: args.nats_url.clone(),
         subject_prefix: args.subject_prefix.clone(),
         project_id: args.project_id,
@@ -665,8 +676,8 @@ fn print_header(run: &RunInfo) {
         .map(|(op, bytes)| format!("{op} {bytes:.0}"))
         .collect();
     println!(
-        "cart-bench load: run {}, {} requests to {}.* on {}",
-        run.tag, run.encoding, run.subject_prefix, run.nats_url
+        "cart-bench load: run {}, {} requests to {}.* on {}, {} replies to commands",
+        run.tag, run.encoding, run.subject_prefix, run.nats_url, run.reply
     );
     println!(
         "{} clients ({} for gets), {} users x {} carts, mix {}, {} s per phase, {} s per sweep step",

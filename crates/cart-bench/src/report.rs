@@ -30,6 +30,8 @@ pub struct RunInfo {
     pub tag: String,
     pub started_unix_secs: u64,
     pub encoding: &'static str,
+    /// What commands asked to be answered with: `full` (the cart) or `minimal`.
+    pub reply: &'static str,
     pub nats_url: String,
     pub subject_prefix: String,
     pub project_id: u64,

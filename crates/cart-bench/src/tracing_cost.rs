@@ -228,6 +228,7 @@ async fn one(
         subject_prefix: args.subject_prefix.clone(),
         project_id: args.project,
         encoding: cart_proto::Encoding::Protobuf,
+        reply: cart_proto::ReplyMode::Full,
         run_tag: format!("{}-r{round}", mode.tag()),
         users: 1000,
         carts_per_user: 2,

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use cart_proto::request::Endpoint;
-use cart_proto::{v1, Encoding, COMMAND_ID_HEADER};
+use cart_proto::{v1, Encoding, ReplyMode, COMMAND_ID_HEADER, REPLY_HEADER};
 
 /// One kind of request the bench sends; the names are the keys of `--mix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -148,6 +148,8 @@ pub struct WorkloadConfig {
     pub subject_prefix: String,
     pub project_id: u64,
     pub encoding: Encoding,
+    /// What commands ask to be answered with (`Cart-Reply`); gets always read the cart.
+    pub reply: ReplyMode,
     /// Part of every user id, so that a new run starts from fresh carts.
     pub run_tag: String,
     pub users: usize,
@@ -326,6 +328,10 @@ impl Workload {
         // A fresh idempotency key per command, as a real client sends, so every command
         // also writes (and first looks up) its ledger row.
         headers.insert(COMMAND_ID_HEADER, uuid::Uuid::new_v4().to_string().as_str());
+        // Only when asked: a run without `--reply` sends what every earlier run sent.
+        if self.config.reply == ReplyMode::Minimal {
+            headers.insert(REPLY_HEADER, ReplyMode::Minimal.as_str());
+        }
         Request {
             op,
             subject: self.subjects[op.index()].clone(),
@@ -425,10 +431,15 @@ mod tests {
     }
 
     fn workload(encoding: Encoding) -> Workload {
+        workload_replying(encoding, ReplyMode::Full)
+    }
+
+    fn workload_replying(encoding: Encoding, reply: ReplyMode) -> Workload {
         Workload::new(WorkloadConfig {
             subject_prefix: "cart.v1".into(),
             project_id: 44056,
             encoding,
+            reply,
             run_tag: "t1".into(),
             users: 10,
             carts_per_user: 3,
@@ -460,6 +471,25 @@ mod tests {
             let decoded =
                 cart_proto::request::decode(Endpoint::PutItem, encoding, &put.payload).unwrap();
             assert_eq!(decoded.scope.user.as_str(), "bench-t1-m12");
+        }
+    }
+
+    #[test]
+    fn commands_ask_for_the_minimal_reply_only_when_told() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        for (reply, header) in [
+            (ReplyMode::Full, None),
+            (ReplyMode::Minimal, Some("minimal")),
+        ] {
+            let w = workload_replying(Encoding::Protobuf, reply);
+            for op in Op::ALL {
+                let r = w.request(op, &mut rng);
+                let sent = r.headers.get(REPLY_HEADER).map(|v| v.as_str());
+                let expected = if op.is_command() { header } else { None };
+                assert_eq!(sent, expected, "{op:?} {reply:?}");
+            }
+            let put = w.fresh_cart_put(1, &mut rng);
+            assert_eq!(put.headers.get(REPLY_HEADER).map(|v| v.as_str()), header);
         }
     }
 

@@ -27,6 +27,40 @@ pub mod v1 {
 /// The request header that carries a command's idempotency key.
 pub const COMMAND_ID_HEADER: &str = "Cart-Command-Id";
 
+/// The request header that picks what a cart command answers with (after HTTP's
+/// `Prefer: return=minimal`): [`ReplyMode`].
+pub const REPLY_HEADER: &str = "Cart-Reply";
+
+/// What a cart command answers with, by its `Cart-Reply` header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// The whole priced cart (`Cart`), the default.
+    #[default]
+    Full,
+    /// Only `cart_id`, the new `version` and any `warnings` (`MinimalReply`): the cart
+    /// is neither priced nor rendered.
+    Minimal,
+}
+
+impl ReplyMode {
+    /// Reads a header value: `full` or `minimal`, in any case, spaces around ignored;
+    /// None for anything else.
+    pub fn parse(value: &str) -> Option<Self> {
+        let value = value.trim_matches([' ', '\t']);
+        [ReplyMode::Full, ReplyMode::Minimal]
+            .into_iter()
+            .find(|mode| value.eq_ignore_ascii_case(mode.as_str()))
+    }
+
+    /// The header value that asks for this mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyMode::Full => "full",
+            ReplyMode::Minimal => "minimal",
+        }
+    }
+}
+
 /// How a message's bytes are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -97,7 +131,24 @@ pub(crate) mod null_if_empty {
 
 #[cfg(test)]
 mod tests {
-    use super::Encoding;
+    use super::{Encoding, ReplyMode};
+
+    #[test]
+    fn reply_modes_are_full_or_minimal_in_any_case() {
+        for (value, expected) in [
+            ("full", Some(ReplyMode::Full)),
+            ("minimal", Some(ReplyMode::Minimal)),
+            ("Minimal", Some(ReplyMode::Minimal)),
+            (" MINIMAL\t", Some(ReplyMode::Minimal)),
+            ("", None),
+            ("min", None),
+            ("minimal,full", None),
+            ("return=minimal", None),
+        ] {
+            assert_eq!(ReplyMode::parse(value), expected, "{value:?}");
+        }
+        assert_eq!(ReplyMode::default(), ReplyMode::Full);
+    }
 
     #[test]
     fn content_types_are_read_as_media_types_with_parameters() {

@@ -56,6 +56,7 @@ pub fn all() -> Vec<SchemaFile> {
         schema_of::<v1::VerifyPromoCodeRequest>("verify-promo-code-request", Read),
         // Cart replies and the error body of every endpoint.
         schema_of::<v1::Cart>("cart", Written),
+        schema_of::<v1::MinimalReply>("minimal-reply", Written),
         schema_of::<v1::Rewards>("rewards", Written),
         schema_of::<v1::PromoCodeVerification>("promo-code-verification", Written),
         schema_of::<v1::Error>("error", Written),

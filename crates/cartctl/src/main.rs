@@ -65,6 +65,10 @@ pub(crate) struct Global {
     /// Send and receive protobuf instead of JSON (the reply is still printed as JSON).
     #[arg(long, global = true)]
     protobuf: bool,
+    /// Cart commands only: ask for the minimal reply (`Cart-Reply: minimal`), the cart's
+    /// id, its new version and any warnings, instead of the whole priced cart.
+    #[arg(long, global = true)]
+    minimal: bool,
     /// The service name the instances answer $SRV requests under.
     #[arg(long, env = "CART_SERVICE_NAME", default_value = "cart", global = true)]
     pub(crate) service_name: String,
@@ -365,8 +369,25 @@ pub(crate) async fn json_request(
     Ok(0)
 }
 
+/// Whether `command` changes a cart (takes a command id and `--minimal`).
+fn is_cart_command(command: &Command) -> bool {
+    match command {
+        Command::Fill { .. } | Command::Put { .. } | Command::Delete { .. } | Command::Clear => {
+            true
+        }
+        Command::Promocode(command) => !command.is_query(),
+        _ => false,
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
+    if g.minimal && !is_cart_command(&cli.command) {
+        bail!(
+            "--minimal applies only to cart commands: fill, put, delete, clear, \
+             promocode redeem and promocode remove"
+        );
+    }
     match &cli.command {
         Command::Events(command) => return feed::events(g, command).await,
         Command::Projections(command) => return feed::projections(command).await,
@@ -396,16 +417,18 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if g.protobuf {
         headers.insert("Content-Type", cart_proto::Encoding::PROTOBUF_CONTENT_TYPE);
     }
-    let query = match &cli.command {
-        Command::Promocode(command) => command.is_query(),
-        command => matches!(command, Command::Get { .. }),
-    };
-    if !query {
+    if is_cart_command(&cli.command) {
         let id = g
             .command_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         headers.insert(cart_proto::COMMAND_ID_HEADER, id.as_str());
+    }
+    if g.minimal {
+        headers.insert(
+            cart_proto::REPLY_HEADER,
+            cart_proto::ReplyMode::Minimal.as_str(),
+        );
     }
     traced(g, &mut headers);
     let subject = format!("{}.{subject}", g.subject_prefix);
@@ -417,7 +440,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if print_refusal(&reply) {
         return Ok(1);
     }
-    let cart = if let (true, Command::Promocode(command)) = (g.protobuf, &cli.command) {
+    let cart = if g.protobuf && g.minimal {
+        serde_json::to_value(
+            v1::MinimalReply::decode(reply.payload.as_ref()).context("decode protobuf reply")?,
+        )?
+    } else if let (true, Command::Promocode(command)) = (g.protobuf, &cli.command) {
         promocode::decode_reply(command, reply.payload.as_ref())?
     } else if g.protobuf {
         serde_json::to_value(

@@ -1,8 +1,10 @@
 //! The command and query paths: from a decoded request to the bytes of its reply.
 
 mod memory;
+mod reply;
 
 use memory::{CartCache, CartLocks};
+use reply::After;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use cart_domain::{
 };
 use cart_proto::request::{self, Action, Endpoint, Request};
 use cart_proto::view::{self, AmountFormat};
-use cart_proto::{encode, Encoding, ErrorReply};
+use cart_proto::{encode, Encoding, ErrorReply, ReplyMode};
 
 use crate::catalog::CatalogCache;
 use crate::edge::errors::{self, reply};
@@ -121,15 +123,18 @@ impl App {
         let scope = &decoded.scope;
         let cart = scope.cart.as_ref().map_or("current", |c| c.as_str());
         record_scope(scope.project, &scope.user, Some(cart));
-        let body = self.handle(decoded, encoding, incoming.command).await?;
+        let body = self
+            .handle(decoded, encoding, incoming.reply, incoming.command)
+            .await?;
         Ok(Reply { body, encoding })
     }
 
-    /// Answers one decoded request.
+    /// Answers one decoded request (`mode` is for commands: queries answer in full).
     async fn handle(
         &self,
         request: Request,
         encoding: Encoding,
+        mode: ReplyMode,
         command: Option<Command>,
     ) -> Result<Vec<u8>, ErrorReply> {
         let mut at = Moment {
@@ -150,7 +155,7 @@ impl App {
         match self.command_for(&at, &request) {
             None => self.query(&at, &request, encoding).await,
             Some(command) => {
-                self.command(&at, &request, command, encoding, ledger_command)
+                self.command(&at, &request, command, (encoding, mode), ledger_command)
                     .await
             }
         }
@@ -281,58 +286,6 @@ impl App {
         self.purchases(at, &request.scope, &skus, code).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn render(
-        &self,
-        at: &Moment,
-        key: &StreamKey,
-        cart: &cart_domain::Cart,
-        purchases: &cart_domain::Purchases,
-        request: &Request,
-        warnings: &[cart_domain::Skipped],
-        encoding: Encoding,
-    ) -> Vec<u8> {
-        let view_options = &request.view;
-        let catalog = &at.catalog;
-        let priced = cart_domain::price(
-            cart,
-            &cart_domain::PricingContext {
-                project: key.project,
-                catalog,
-                currency: &view_options.currency,
-                country: view_options.country_code(),
-                now: at.now,
-                purchases,
-                promo_code: cart.promo_code(),
-            },
-        );
-        let mut reply = view::cart(
-            key.cart.as_str(),
-            &priced,
-            &view_options.locale,
-            self.inner.format,
-        );
-        reply.warnings = view::warnings(key.project, warnings);
-        if let (Action::RedeemPromoCode { .. }, Some(outcome)) =
-            (&request.action, &priced.promo_code)
-        {
-            reply.rewards = outcome.rewards.as_ref().map(|rewards| {
-                let selected = cart
-                    .promo_code()
-                    .map(|c| c.selected_unit_items.clone())
-                    .unwrap_or_default();
-                view::rewards(
-                    key.project,
-                    catalog,
-                    rewards,
-                    &selected,
-                    &view_options.locale,
-                )
-            });
-        }
-        encode(&reply, encoding)
-    }
-
     /// Turns a request into a domain command, with what the catalog says about its SKUs;
     /// None for a query.
     fn command_for(&self, at: &Moment, request: &Request) -> Option<CartCommand> {
@@ -429,7 +382,7 @@ impl App {
         at: &Moment,
         request: &Request,
         command: CartCommand,
-        encoding: Encoding,
+        (encoding, mode): (Encoding, ReplyMode),
         ledger_command: Option<Command>,
     ) -> Result<Vec<u8>, ErrorReply> {
         let key = Self::key(request);
@@ -479,9 +432,18 @@ impl App {
                     return Err(errors::cart_refusal(project, &key.user, &e));
                 }
             };
+            // The append's version: the guard admits it only at `loaded.version`, and each
+            // event takes the next number.
+            let version = loaded.version + i64::try_from(events.len()).unwrap_or(i64::MAX);
             let cart = events.iter().fold(loaded.cart, cart_domain::apply);
-            let purchases = self.cart_purchases(at, request, &cart).await?;
-            let body = self.render(at, &key, &cart, &purchases, request, &warnings, encoding);
+            let after = After {
+                cart: &cart,
+                version,
+                warnings: &warnings,
+            };
+            let body = self
+                .command_reply(at, request, &key, after, encoding, mode)
+                .await?;
             if events.is_empty() && ledger_command.is_none() {
                 // Nothing changed and nothing needs remembering.
                 return Ok(body);

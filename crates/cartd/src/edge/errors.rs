@@ -6,7 +6,7 @@
 use cart_domain::{CartError, InvalidInput, OrderError, ProjectId, UserId};
 use cart_proto::admin::{DecodeError, ValidationError};
 use cart_proto::capitalized;
-use cart_proto::{ErrorReply, COMMAND_ID_HEADER};
+use cart_proto::{ErrorReply, COMMAND_ID_HEADER, REPLY_HEADER};
 use cart_store::catalog::{CatalogError, EntityKind};
 use cart_store::orders::OrderStoreError;
 use cart_store::{error_chain, StoreError};
@@ -232,6 +232,11 @@ pub(crate) fn concurrent_change() -> ErrorReply {
 /// An invalid `Cart-Command-Id` header (`rule` says what a valid one is).
 pub(crate) fn bad_command_id(rule: impl std::fmt::Display) -> ErrorReply {
     out_of_range(format_args!("The header {COMMAND_ID_HEADER} {rule}"))
+}
+
+/// An invalid `Cart-Reply` header (`rule` says what a valid one is).
+pub(crate) fn bad_reply_mode(rule: impl std::fmt::Display) -> ErrorReply {
+    out_of_range(format_args!("The header {REPLY_HEADER} {rule}"))
 }
 
 /// A command id that was recorded for a different request.

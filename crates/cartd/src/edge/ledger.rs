@@ -1,10 +1,10 @@
 //! The command ledger's rules at the edge, shared by cart commands and checkouts: what
-//! a valid `Cart-Command-Id` is, and the fingerprint that tells a retry (same request)
-//! from a reuse of the id for another request. The ledger rows themselves are the
-//! store's (`EventStore::processed`, `OrderStore::replay`).
+//! a valid `Cart-Command-Id` is, and the fingerprint that tells a retry (same request,
+//! same reply mode) from a reuse of the id for another request. The ledger rows
+//! themselves are the store's (`EventStore::processed`, `OrderStore::replay`).
 
 use async_nats::HeaderMap;
-use cart_proto::{Encoding, ErrorReply, COMMAND_ID_HEADER};
+use cart_proto::{Encoding, ErrorReply, ReplyMode, COMMAND_ID_HEADER};
 use cart_store::ProcessedCommand;
 use sha2::{Digest, Sha256};
 
@@ -60,9 +60,15 @@ pub(crate) struct Command {
 }
 
 impl Command {
-    pub(crate) fn new(id: CommandId, endpoint: Endpoint, encoding: Encoding, body: &[u8]) -> Self {
+    pub(crate) fn new(
+        id: CommandId,
+        endpoint: Endpoint,
+        encoding: Encoding,
+        reply: ReplyMode,
+        body: &[u8],
+    ) -> Self {
         Self {
-            fingerprint: fingerprint(endpoint, encoding, body),
+            fingerprint: fingerprint(endpoint, encoding, reply, body),
             id,
             encoding,
         }
@@ -79,12 +85,21 @@ impl Command {
     }
 }
 
-/// A digest of what a command asked: the endpoint, the encoding and the body.
-fn fingerprint(endpoint: Endpoint, encoding: Encoding, body: &[u8]) -> Vec<u8> {
+/// A digest of what a command asked: the endpoint, the encoding, the reply mode and the
+/// body. The ledger keeps one reply, so a retry that asks for the other mode is another
+/// request (409/1102), as one in the other encoding is: it could not be answered with
+/// what it asked for.
+fn fingerprint(endpoint: Endpoint, encoding: Encoding, reply: ReplyMode, body: &[u8]) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(endpoint.subject().as_bytes());
     hasher.update([0]);
     hasher.update(encoding.content_type().as_bytes());
+    // The full reply hashes as it did before the mode existed, so ledger rows written
+    // then still match their retries. The marker sits before the NUL that ends the
+    // (constant) content type, so no body can make one mode's input the other's.
+    if reply == ReplyMode::Minimal {
+        hasher.update(b"; reply=minimal");
+    }
     hasher.update([0]);
     hasher.update(body);
     hasher.finalize().to_vec()
@@ -106,13 +121,31 @@ mod tests {
     }
 
     #[test]
-    fn the_fingerprint_tells_endpoint_encoding_and_body_apart() {
+    fn the_fingerprint_tells_endpoint_encoding_reply_mode_and_body_apart() {
         let fill = Endpoint::Cart(request::Endpoint::Fill);
         let put = Endpoint::Cart(request::Endpoint::PutItem);
-        let base = fingerprint(fill, Encoding::Json, b"{}");
-        assert_eq!(base, fingerprint(fill, Encoding::Json, b"{}"));
-        assert_ne!(base, fingerprint(put, Encoding::Json, b"{}"));
-        assert_ne!(base, fingerprint(fill, Encoding::Protobuf, b"{}"));
-        assert_ne!(base, fingerprint(fill, Encoding::Json, b"{ }"));
+        let full = ReplyMode::Full;
+        let base = fingerprint(fill, Encoding::Json, full, b"{}");
+        assert_eq!(base, fingerprint(fill, Encoding::Json, full, b"{}"));
+        assert_ne!(base, fingerprint(put, Encoding::Json, full, b"{}"));
+        assert_ne!(base, fingerprint(fill, Encoding::Protobuf, full, b"{}"));
+        assert_ne!(base, fingerprint(fill, Encoding::Json, full, b"{ }"));
+        assert_ne!(
+            base,
+            fingerprint(fill, Encoding::Json, ReplyMode::Minimal, b"{}")
+        );
+    }
+
+    #[test]
+    fn a_full_reply_keeps_the_fingerprint_of_rows_recorded_before_reply_modes() {
+        // SHA-256 of "fill\0application/json\0{}", the digest the ledger has stored
+        // for such a fill since before `Cart-Reply` existed.
+        let mut before = Sha256::new();
+        before.update(b"fill\0application/json\0{}");
+        let fill = Endpoint::Cart(request::Endpoint::Fill);
+        assert_eq!(
+            fingerprint(fill, Encoding::Json, ReplyMode::Full, b"{}"),
+            before.finalize().to_vec()
+        );
     }
 }

@@ -4,12 +4,14 @@
 //!
 //! `endpoint.rs` names the endpoints, `headers.rs` reads request headers and builds
 //! safe reply headers, `ledger.rs` holds the command-id rules and fingerprint,
-//! `errors.rs` maps every layer's error to the wire.
+//! `reply_mode.rs` the `Cart-Reply` header, `errors.rs` maps every layer's error to the
+//! wire.
 
 mod endpoint;
 pub(crate) mod errors;
 mod headers;
 pub(crate) mod ledger;
+mod reply_mode;
 mod respond;
 
 use std::sync::Arc;

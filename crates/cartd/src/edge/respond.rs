@@ -12,7 +12,7 @@ use std::time::Instant;
 use async_nats::service;
 use bytes::Bytes;
 use cart_domain::{ProjectId, UserId};
-use cart_proto::{Encoding, ErrorReply};
+use cart_proto::{Encoding, ErrorReply, ReplyMode};
 use futures::FutureExt;
 use tracing::Instrument;
 
@@ -20,6 +20,7 @@ use super::endpoint::{Bodies, CommandIds, Endpoint};
 use super::errors;
 use super::headers::{self, HeaderText, ReplyHeaders};
 use super::ledger::{Command, CommandId};
+use super::reply_mode;
 
 /// The largest request body accepted on any endpoint, admin included, in bytes.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -32,6 +33,8 @@ pub(crate) struct Incoming {
     /// The command to record, on endpoints that record command ids and only when the
     /// request named one.
     pub(crate) command: Option<Command>,
+    /// What to answer with (`Cart-Reply`): minimal only on a cart command that asked.
+    pub(crate) reply: ReplyMode,
 }
 
 /// A handler's answer: the body and its encoding.
@@ -202,14 +205,19 @@ async fn run<H: Handler>(
     if let Some(id) = &id {
         tracing::Span::current().record("command_id", id.as_str());
     }
+    // The same rule for `Cart-Reply`: checked everywhere, honoured on cart commands.
+    let reply = reply_mode::for_endpoint(endpoint, reply_mode::from_headers(request_headers)?);
     let command = match endpoint.command_ids() {
-        CommandIds::Recorded => id.map(|id| Command::new(id, endpoint, encoding, &message.payload)),
+        CommandIds::Recorded => {
+            id.map(|id| Command::new(id, endpoint, encoding, reply, &message.payload))
+        }
         CommandIds::Ignored => None,
     };
     let incoming = Incoming {
         encoding,
         body: message.payload.clone(),
         command,
+        reply,
     };
     handler.handle(endpoint, incoming).await
 }

@@ -64,7 +64,7 @@ RUN_BIN = $(or $(CARGO_TARGET_DIR),target)/debug
 # nothing while it compiles.
 RUN_PACKAGES := cartd cart-webhook cartctl cart-analytics
 run: services
-	@echo "make: building $(RUN_PACKAGES) (debug; the first build takes a few minutes, later ones seconds)"
+	@echo "make: building $(RUN_PACKAGES) (debug; the first build takes a few minutes, later ones rebuild only what changed)"
 	$(CARGO) build $(addprefix -p ,$(RUN_PACKAGES)) --bins
 	@echo "make: cartd and cart-webhook start below; in another terminal try: $(RUN_BIN)/cartctl --help (or cargo run -q -p cartctl -- --help)"
 	@echo "make: metrics and health on http://127.0.0.1:9464/metrics (cartd) and :9465 (cart-webhook); /healthz, /readyz"

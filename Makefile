@@ -1,6 +1,6 @@
 # Developer entry points for the cart service.
 #
-#   make run      start/reuse PostgreSQL + nats-server, then run cartd (and the webhook worker)
+#   make run      start/reuse PostgreSQL + nats-server, build the binaries the README uses, then run cartd (and the webhook worker)
 #   make test     start/reuse the services, then run the workspace tests
 #   make ci       what CI runs (.ci/run)
 #   make bench-feed  export and projection-rebuild throughput (BENCHMARKS.md)
@@ -59,9 +59,14 @@ build:
 # for the projects without a catalog, and prices carts from the stored catalog.
 # The webhook worker (cart-webhook) runs beside it in the background and stops with it.
 RUN_BIN = $(or $(CARGO_TARGET_DIR),target)/debug
+# Every binary the README runs is built first, with cargo's progress shown: the first
+# build takes minutes, and a later `cargo run -q` of a binary not built yet prints
+# nothing while it compiles.
+RUN_PACKAGES := cartd cart-webhook cartctl cart-analytics
 run: services
-	$(CARGO) build -q -p cartd -p cartctl -p cart-webhook --bins
-	@echo "make: cartd and cart-webhook start below; in another terminal try: cargo run -q -p cartctl -- --help"
+	@echo "make: building $(RUN_PACKAGES) (debug; the first build takes a few minutes, later ones rebuild only what changed)"
+	$(CARGO) build $(addprefix -p ,$(RUN_PACKAGES)) --bins
+	@echo "make: cartd and cart-webhook start below; in another terminal try: $(RUN_BIN)/cartctl --help (or cargo run -q -p cartctl -- --help)"
 	@echo "make: metrics and health on http://127.0.0.1:9464/metrics (cartd) and :9465 (cart-webhook); /healthz, /readyz"
 	$(RUN_BIN)/cart-webhook & worker=$$!; trap 'kill $$worker 2>/dev/null || true' EXIT; \
 	  $(RUN_BIN)/cartd --catalog $(CATALOG)

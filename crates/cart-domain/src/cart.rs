@@ -84,8 +84,9 @@ impl FillItem {
 pub enum CartCommand {
     /// Set each listed SKU's quantity (0 removes it); unlisted SKUs and SKUs that cannot
     /// be bought now are skipped (`FillItem::skip_reason`). With
-    /// `replace`, lines not named in `items` are removed in the same change. When a SKU
-    /// appears twice, the last one wins.
+    /// `replace`, the cart is emptied first in the same change: lines not named in
+    /// `items` go, and the lines end up in the order `items` names them (as Xsolla's
+    /// clear then fill would leave them). When a SKU appears twice, the last one wins.
     Fill { items: Vec<FillItem>, replace: bool },
     /// Set one SKU's quantity; 0 removes the line.
     PutItem {
@@ -379,8 +380,15 @@ fn set_line(lines: &mut Vec<Line>, sku: &Sku, quantity: Quantity) {
     }
 }
 
-/// The fewest events that turn `from` into `to`: a clear when nothing survives,
-/// otherwise removals followed by quantity changes in the target's order.
+/// The fewest events that turn `from` into `to`, lines in `to`'s order: a clear when
+/// nothing survives, otherwise removals followed by quantity changes in `to`'s order.
+///
+/// A line that survives keeps its place (`apply` changes a quantity in place) and a new
+/// one goes to the end, so a surviving line stays only while the lines kept before it
+/// are in `to`'s order: the kept lines are the longest start of `to` found in `from` in
+/// the same order. Any other surviving line is removed and set again at its new place,
+/// which a replacing fill needs to leave the lines in the order the request names them
+/// (the cart is emptied first, then filled).
 fn diff(from: &[Line], to: &[Line]) -> Vec<CartEvent> {
     let mut events = Vec::new();
     if to.is_empty() {
@@ -391,16 +399,28 @@ fn diff(from: &[Line], to: &[Line]) -> Vec<CartEvent> {
         }
         return events;
     }
+    let mut kept = 0;
+    let mut last = None;
+    for line in to {
+        match from.iter().position(|f| f.sku == line.sku) {
+            Some(at) if last < Some(at) => {
+                last = Some(at);
+                kept += 1;
+            }
+            _ => break,
+        }
+    }
+    let kept = &to[..kept];
     for line in from {
-        if !to.iter().any(|t| t.sku == line.sku) {
+        if !kept.iter().any(|k| k.sku == line.sku) {
             events.push(CartEvent::ItemRemoved {
                 sku: line.sku.clone(),
             });
         }
     }
-    for line in to {
+    for (i, line) in to.iter().enumerate() {
         let before = from.iter().find(|f| f.sku == line.sku).map(|f| f.quantity);
-        if before != Some(line.quantity) {
+        if i >= kept.len() || before != Some(line.quantity) {
             events.push(CartEvent::ItemQuantitySet {
                 sku: line.sku.clone(),
                 quantity: line.quantity,

@@ -91,8 +91,35 @@ pub async fn connect(config: &DbConfig) -> Result<PgPool, StoreError> {
             warning.cost
         );
     }
-    crate::MIGRATOR.run(&pool).await?;
+    migrate(&options(&config.url)?).await?;
     Ok(pool)
+}
+
+/// Applies the migrations (`MIGRATOR`) on a connection of their own, which reports no
+/// PostgreSQL notices (`client_min_messages = warning`): sqlx's `create table if not
+/// exists _sqlx_migrations` draws a NOTICE that the table already exists on every start
+/// but the first, and sqlx logs notices at info level. Warnings and errors still show.
+///
+/// # Errors
+/// The database is unreachable or a migration fails.
+pub async fn migrate(options: &PgConnectOptions) -> Result<(), StoreError> {
+    // A pool of one rather than a bare connection: `Migrator::run` on `&mut PgConnection`
+    // makes a future that is not `Send` (a higher-ranked lifetime), so callers could
+    // not spawn it; on `&PgPool` it is.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(migrating(options))
+        .await?;
+    let migrated = crate::MIGRATOR.run(&pool).await;
+    pool.close().await;
+    Ok(migrated?)
+}
+
+/// The migrating session's options: `options` with notices left unreported.
+fn migrating(options: &PgConnectOptions) -> PgConnectOptions {
+    options
+        .clone()
+        .options([("client_min_messages", "warning")])
 }
 
 /// A server setting the service runs with but warns about, and what it costs.
@@ -205,6 +232,32 @@ mod tests {
             .iter()
             .any(|w| w.setting == "autovacuum");
         assert_eq!(warned, shown == "off", "show autovacuum says {shown}");
+    }
+
+    #[tokio::test]
+    async fn migrating_again_runs_in_a_session_that_reports_no_notices() {
+        let (_db, pool) = crate::testing::database().await;
+        let options = (*pool.connect_options())
+            .clone()
+            .options([("statement_timeout", "7s")]);
+        let mut session = migrating(&options).connect().await.unwrap();
+        let show = |setting: &'static str| format!("show {setting}");
+        let mut shown = Vec::new();
+        for setting in ["client_min_messages", "statement_timeout"] {
+            let value: String = sqlx::query_scalar(&show(setting))
+                .fetch_one(&mut session)
+                .await
+                .unwrap();
+            shown.push(value);
+        }
+        // Notices off, and the options the caller gave still hold.
+        assert_eq!(shown, ["warning", "7s"]);
+        session.close().await.unwrap();
+        // The testing database is migrated already: this is the run whose
+        // `create table if not exists _sqlx_migrations` draws the NOTICE.
+        migrate(&options).await.unwrap();
+        migrate(&options).await.unwrap();
+        pool.close().await;
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ pub mod subscription;
 #[doc(hidden)]
 pub mod testing;
 
-pub use database::{connect, ensure_database, readiness, DbConfig, Readiness};
+pub use database::{connect, ensure_database, migrate, readiness, DbConfig, Readiness};
 pub use error::{InvalidText, InvalidTextKind, StoreError};
 pub use feed::{Filter, Position, RecordedEvent};
 pub use group::{GroupCommit, GroupConfig, GroupRead, PendingAppend};

@@ -3,10 +3,11 @@
 //! paid or canceled event (and a free order's done event) gets exactly one delivery row.
 //! An event of those types that does not decode is dead-lettered, not silently dropped.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::{self, AckKind, ErrorCode};
 use cart_proto::order::OrderEventEnvelope;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -30,11 +31,16 @@ pub async fn consumer(
     let stream = jetstream
         .get_stream(&config.orders_stream)
         .await
-        .map_err(|e| {
-            WebhookError::JetStream(format!(
+        .map_err(|e| match e.kind() {
+            GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                WebhookError::OrdersStreamMissing {
+                    stream: config.orders_stream.clone(),
+                }
+            }
+            _ => WebhookError::JetStream(format!(
                 "orders stream {:?} (created by the order relay): {e}",
                 config.orders_stream
-            ))
+            )),
         })?;
     stream
         .get_or_create_consumer(
@@ -51,9 +57,90 @@ pub async fn consumer(
         .map_err(|e| WebhookError::JetStream(format!("consumer {:?}: {e}", config.consumer)))
 }
 
+/// How long the orders stream may be missing before the wait earns a warning. On a fresh
+/// start cartd's order relay creates it within seconds of the worker's start, which is
+/// no news; minutes without it mean cartd is not running or runs without `--relay`.
+const MISSING_STREAM_WARN_AFTER: Duration = Duration::from_secs(30);
+/// How often a missing stream is warned about again once it has lasted.
+const MISSING_STREAM_WARN_EVERY: Duration = Duration::from_secs(300);
+
+/// What the intake says while it waits for the orders stream: one info line at the
+/// first miss, debug lines after, a warning once the wait has lasted
+/// [`MISSING_STREAM_WARN_AFTER`] and again every [`MISSING_STREAM_WARN_EVERY`]. Any
+/// other failure to reach the stream is warned about at once.
+#[derive(Debug, Default)]
+pub(crate) struct StreamWait {
+    since: Option<Instant>,
+    next_warning: Option<Instant>,
+}
+
+/// The level a miss is logged at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitLevel {
+    Info,
+    Debug,
+    Warn,
+}
+
+impl StreamWait {
+    /// Judges one failed attempt at `now`: the level to log it at.
+    pub(crate) fn missed(&mut self, error: &WebhookError, now: Instant) -> WaitLevel {
+        if !matches!(error, WebhookError::OrdersStreamMissing { .. }) {
+            return WaitLevel::Warn;
+        }
+        if self.since.is_none() {
+            self.since = Some(now);
+            self.next_warning = Some(now + MISSING_STREAM_WARN_AFTER);
+            return WaitLevel::Info;
+        }
+        if self.next_warning.is_some_and(|due| now >= due) {
+            self.next_warning = Some(now + MISSING_STREAM_WARN_EVERY);
+            return WaitLevel::Warn;
+        }
+        WaitLevel::Debug
+    }
+
+    /// How long the stream has been missing, for the log line.
+    fn waited(&self, now: Instant) -> Duration {
+        self.since.map_or(Duration::ZERO, |since| now - since)
+    }
+}
+
+/// Waits for the orders stream and returns the worker's consumer on it, logging as
+/// [`StreamWait`] says; `None` when `stop` came first.
+async fn wait_for_consumer(
+    jetstream: &jetstream::Context,
+    config: &Config,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<PullConsumer> {
+    let mut wait = StreamWait::default();
+    loop {
+        let e = match consumer(jetstream, config).await {
+            Ok(consumer) => return Some(consumer),
+            Err(e) => e,
+        };
+        let now = Instant::now();
+        let waited = format!("{:.0?}", wait.waited(now));
+        match wait.missed(&e, now) {
+            WaitLevel::Info => tracing::info!(
+                stream = %config.orders_stream,
+                "waiting for cartd's order relay to create the orders stream"
+            ),
+            WaitLevel::Debug => {
+                tracing::debug!(error = %e, %waited, "still waiting for the orders stream")
+            }
+            WaitLevel::Warn => tracing::warn!(error = %e, %waited, "waiting for the orders stream"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return None,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
 /// Consumes until `stop`. The orders stream may not exist yet (the order relay creates
-/// it on its first step, and the worker may start first): until it does, this waits,
-/// warning, rather than failing the worker.
+/// it on its first step, and the worker may start first): until it does, this waits
+/// (see [`StreamWait`]) rather than failing the worker.
 pub async fn run(
     jetstream: jetstream::Context,
     config: Config,
@@ -62,17 +149,8 @@ pub async fn run(
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), WebhookError> {
-    let consumer = loop {
-        match consumer(&jetstream, &config).await {
-            Ok(consumer) => break consumer,
-            Err(e) => {
-                tracing::warn!(error = %e, "waiting for the orders stream");
-                tokio::select! {
-                    _ = stop.changed() => return Ok(()),
-                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
-                }
-            }
-        }
+    let Some(consumer) = wait_for_consumer(&jetstream, &config, &mut stop).await else {
+        return Ok(());
     };
     let mut messages = consumer
         .messages()
@@ -235,4 +313,39 @@ async fn take(pool: &PgPool, payload: &[u8], cancel_grace: Duration) -> Result<b
         "order event recorded for delivery"
     );
     Ok(inserted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing() -> WebhookError {
+        WebhookError::OrdersStreamMissing {
+            stream: "CART_ORDERS".into(),
+        }
+    }
+
+    #[test]
+    fn a_missing_stream_is_news_only_once_it_lasts() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let mut wait = StreamWait::default();
+        assert_eq!(wait.missed(&missing(), at(0)), WaitLevel::Info);
+        assert_eq!(wait.missed(&missing(), at(2)), WaitLevel::Debug);
+        assert_eq!(wait.missed(&missing(), at(29)), WaitLevel::Debug);
+        assert_eq!(wait.missed(&missing(), at(30)), WaitLevel::Warn);
+        assert_eq!(wait.waited(at(30)), Duration::from_secs(30));
+        assert_eq!(wait.missed(&missing(), at(32)), WaitLevel::Debug);
+        assert_eq!(wait.missed(&missing(), at(330)), WaitLevel::Warn);
+        assert_eq!(wait.missed(&missing(), at(332)), WaitLevel::Debug);
+    }
+
+    #[test]
+    fn any_other_failure_to_reach_the_stream_is_warned_at_once() {
+        let mut wait = StreamWait::default();
+        let other = WebhookError::JetStream("timed out".into());
+        assert_eq!(wait.missed(&other, Instant::now()), WaitLevel::Warn);
+        // ... and does not start the quiet wait of a missing stream.
+        assert_eq!(wait.missed(&missing(), Instant::now()), WaitLevel::Info);
+    }
 }

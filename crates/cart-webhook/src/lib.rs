@@ -50,6 +50,11 @@ pub enum WebhookError {
     },
     #[error("JetStream: {0}")]
     JetStream(String),
+    /// The orders stream does not exist (yet): cartd's order relay creates it.
+    #[error(
+        "JetStream: orders stream {stream:?} does not exist yet (cartd's order relay creates it)"
+    )]
+    OrdersStreamMissing { stream: String },
     #[error("admin endpoints: {0}")]
     Admin(String),
     #[error(transparent)]
@@ -120,9 +125,9 @@ pub async fn connect(config: &Config) -> Result<PgPool, WebhookError> {
                 .unwrap_or(32)
                 .saturating_add(4),
         )
-        .connect_with(options)
+        .connect_with(options.clone())
         .await?;
-    cart_store::MIGRATOR.run(&pool).await?;
+    cart_store::migrate(&options).await?;
     Ok(pool)
 }
 

@@ -88,13 +88,26 @@ pub(crate) async fn events(g: &Global, command: &EventsCommand) -> anyhow::Resul
     }
 }
 
+/// Opens a small pool on the service's database, after one direct connection: a pool
+/// retries a refused connection until its acquire timeout and then says only "pool
+/// timed out", while a direct one fails at once with the cause ("Connection refused", a
+/// refused password, a missing database).
 async fn connect(db: &Database) -> anyhow::Result<sqlx::PgPool> {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(&db.database_url)
+    use sqlx::{ConnectOptions, Connection};
+    const WAIT: Duration = Duration::from_secs(10);
+    let context = || format!("connect to PostgreSQL at {}", db.database_url);
+    let options: sqlx::postgres::PgConnectOptions =
+        db.database_url.parse().with_context(context)?;
+    let first = tokio::time::timeout(WAIT, options.connect())
         .await
-        .with_context(|| format!("connect to PostgreSQL at {}", db.database_url))
+        .map_err(|_| anyhow::anyhow!("no answer within {WAIT:?}"))
+        .with_context(context)?
+        .with_context(context)?;
+    first.close().await.with_context(context)?;
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(WAIT)
+        .connect_lazy_with(options))
 }
 
 fn filter(args: &ExportArgs) -> anyhow::Result<Filter> {

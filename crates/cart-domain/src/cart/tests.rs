@@ -260,6 +260,115 @@ fn fill_replace_removes_unnamed_lines_in_the_same_change() {
 }
 
 #[test]
+fn fill_replace_leaves_the_lines_in_the_order_the_request_names_them() {
+    // Emptied first, then filled: `c` moves to the front, `a` (named last) goes after
+    // the new `d`, `b` (not named) goes.
+    let history = [CartEvent::CartOpened, set("a", 1), set("b", 1), set("c", 2)];
+    let cmd = CartCommand::Fill {
+        items: vec![listed("c", 2), listed("d", 1), listed("a", 3)],
+        replace: true,
+    };
+    let events = decide(&Cart::replay(&history), &cmd).unwrap();
+    assert_eq!(
+        events,
+        vec![
+            CartEvent::ItemRemoved { sku: sku("a") },
+            CartEvent::ItemRemoved { sku: sku("b") },
+            set("d", 1),
+            set("a", 3),
+        ]
+    );
+    let after: Vec<_> = history.iter().cloned().chain(events).collect();
+    assert_eq!(
+        lines_after(&after),
+        [
+            ("c".to_owned(), 2),
+            ("d".to_owned(), 1),
+            ("a".to_owned(), 3)
+        ]
+    );
+    // Lines already in the asked order stay where they are: only changes are recorded.
+    let cmd = CartCommand::Fill {
+        items: vec![listed("a", 1), listed("c", 5)],
+        replace: true,
+    };
+    check(
+        &history,
+        cmd,
+        Ok(vec![CartEvent::ItemRemoved { sku: sku("b") }, set("c", 5)]),
+    );
+}
+
+#[test]
+fn every_replacing_fill_of_every_small_cart_ends_in_the_request_order() {
+    // Every cart of up to three of `a`..`d` in every order, replaced by every request of
+    // up to three of them in every order (quantities differing or not): the folded cart
+    // is exactly the request, and a plain fill keeps the surviving lines in place.
+    let skus = ["a", "b", "c", "d"];
+    let orders = arrangements(&skus, 3);
+    for before in &orders {
+        let mut history = vec![CartEvent::CartOpened];
+        history.extend(before.iter().map(|s| set(s, 1)));
+        for request in &orders {
+            for quantity in [1, 2] {
+                let items = request.iter().map(|s| listed(s, quantity)).collect();
+                let cmd = CartCommand::Fill {
+                    items,
+                    replace: true,
+                };
+                let mut after = history.clone();
+                after.extend(decide(&Cart::replay(&history), &cmd).unwrap());
+                let want: Vec<_> = request
+                    .iter()
+                    .map(|s| ((*s).to_owned(), u32::try_from(quantity).unwrap()))
+                    .collect();
+                assert_eq!(
+                    lines_after(&after),
+                    want,
+                    "{before:?} replaced by {request:?}"
+                );
+
+                let items = request.iter().map(|s| listed(s, quantity)).collect();
+                let cmd = CartCommand::Fill {
+                    items,
+                    replace: false,
+                };
+                let mut after = history.clone();
+                after.extend(decide(&Cart::replay(&history), &cmd).unwrap());
+                let mut want: Vec<String> = before.iter().map(|s| (*s).to_owned()).collect();
+                want.extend(
+                    request
+                        .iter()
+                        .filter(|s| !before.contains(*s))
+                        .map(|s| (*s).to_owned()),
+                );
+                let got: Vec<String> = lines_after(&after).into_iter().map(|l| l.0).collect();
+                assert_eq!(got, want, "{before:?} filled with {request:?}");
+            }
+        }
+    }
+}
+
+/// Every ordered selection of at most `max` distinct entries of `items`.
+fn arrangements<'a>(items: &[&'a str], max: usize) -> Vec<Vec<&'a str>> {
+    let mut all = vec![vec![]];
+    let mut frontier = vec![vec![]];
+    for _ in 0..max {
+        let mut next = Vec::new();
+        for chosen in &frontier {
+            for item in items.iter().filter(|i| !chosen.contains(*i)) {
+                let mut longer: Vec<&str> = chosen.clone();
+                longer.push(*item);
+                next.push(longer);
+            }
+        }
+        all.extend(next.iter().cloned());
+        frontier = next;
+    }
+    all
+}
+
+#[test]
 fn a_cart_never_grows_past_the_line_limit() {
     let mut history = vec![CartEvent::CartOpened];
     history.extend((0..MAX_LINES).map(|i| set(&format!("s{i}"), 1)));

@@ -33,7 +33,8 @@ pub(crate) enum EventsCommand {
     /// Write the history of the cart log, the order log or both in their global order,
     /// then print the position to resume after. Reads PostgreSQL (the source of truth),
     /// not JetStream.
-    Export(ExportArgs),
+    // Boxed: its flags make it far larger than the other variant.
+    Export(Box<ExportArgs>),
     /// The relays' checkpoints and lag and where each log ends, as the service reports
     /// them.
     Status,

@@ -180,9 +180,7 @@ fn parse() -> Cli {
     // A subcommand that has an argument of a global's id does not get the global: a
     // hidden, local copy takes its place, so it parses the same but shows in no help.
     for (group, name, used) in GLOBALS_USED {
-        let hidden = unused(used)
-            .into_iter()
-            .map(|a| a.global(false).hide(true));
+        let hidden = unused(used).into_iter().map(|a| a.global(false).hide(true));
         command = command.mut_subcommand(group, |g| g.mut_subcommand(name, |c| c.args(hidden)));
     }
     let matches = command.clone().get_matches();

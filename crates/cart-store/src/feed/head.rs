@@ -61,14 +61,15 @@ impl FromStr for Log {
 }
 
 /// The newest event below the read barrier, in the order of the `(tx_id,
-/// global_position)` index read backwards: one index probe.
+/// global_position)` index read backwards: one index probe. The order is by the table's
+/// columns (`e.`), not by the text the select names `tx_id`, which no index has.
 macro_rules! head_sql {
     ($table:literal) => {
         concat!(
-            "select tx_id::text as tx_id, global_position from ",
+            "select e.tx_id::text as tx_id, e.global_position from ",
             $table,
-            " where tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-              order by tx_id desc, global_position desc limit 1"
+            " e where e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+              order by e.tx_id desc, e.global_position desc limit 1"
         )
     };
 }

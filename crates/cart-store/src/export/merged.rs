@@ -25,9 +25,8 @@ use crate::StoreError;
 pub struct ExportedLogs {
     pub events: u64,
     /// Where to resume with the same logs and filter: the last event written, or, when
-    /// none was, where the export started (for both logs, the earlier of their starts in
-    /// the combined order: a resume from it repeats nothing, but may bring events
-    /// recorded before a `since`).
+    /// none was, where the export started (for both logs from a `since`, the read
+    /// barrier: no event below it matched, and none can commit below it any more).
     pub last: LogPosition,
 }
 
@@ -69,7 +68,15 @@ pub async fn export_logs(
     let mut order_log = Pending::new(true, orders_after);
     let mut last = match (logs, start) {
         (Logs::All, Start::AfterEvent(event)) => *event,
-        (Logs::All, _) => cart_log.at(Log::Carts).min(order_log.at(Log::Orders)),
+        // When nothing is written from a time, nothing of either log below the barrier
+        // matched it, and nothing can commit below it any more: resume from there.
+        (Logs::All, _) => LogPosition {
+            log: Log::Orders,
+            position: Position {
+                tx_id: barrier,
+                global_position: 0,
+            },
+        },
         _ => order_log.at(Log::Orders),
     };
     let encoder = Encoder {

@@ -138,6 +138,23 @@ async fn a_combined_export_interleaves_both_logs_by_transaction_orders_first() {
     assert!(nothing.is_empty());
     assert_eq!(still, last, "an empty export prints where it started");
 
+    // By time: from before everything, the same lines; from the future, none, and a
+    // start that repeats nothing.
+    let long_ago = Start::Since("2000-01-01T00:00:00Z".to_owned());
+    let (since, _) = export_json(&pool, Logs::All, &long_ago, &Filter::default()).await;
+    assert_eq!(since, all);
+    let future = Start::Since("2999-01-01T00:00:00Z".to_owned());
+    let (none, start) = export_json(&pool, Logs::All, &future, &Filter::default()).await;
+    assert!(none.is_empty());
+    let (after_start, _) = export_json(
+        &pool,
+        Logs::All,
+        &Start::AfterEvent(start),
+        &Filter::default(),
+    )
+    .await;
+    assert!(after_start.is_empty(), "{start}: {after_start:?}");
+
     // One log alone: its own events, in the same relative order.
     let start = Start::After(crate::Position::default());
     let (orders_only, _) = export_json(&pool, Logs::Orders, &start, &Filter::default()).await;

@@ -2,7 +2,11 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
-    let files = ["cart/v1/cart.proto", "cart/v1/events.proto"];
+    let files = [
+        "cart/v1/cart.proto",
+        "cart/v1/events.proto",
+        "cart/v1/orders.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={root}/{file}");
     }
@@ -51,6 +55,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protobuf's own JSON parsers read the envelope (docs/events.md).
     config.enum_attribute(
         ".cart.v1.EventEnvelope.event",
+        "#[derive(serde::Serialize, serde::Deserialize)] #[serde(rename_all = \"snake_case\")] \
+         #[cfg_attr(feature = \"schema\", derive(schemars::JsonSchema))]",
+    );
+    // A combined export's record holds an event of either log (orders.proto); its JSON
+    // form is not written anywhere, but every generated type derives serde.
+    config.enum_attribute(
+        ".cart.v1.ExportRecord.record",
         "#[derive(serde::Serialize, serde::Deserialize)] #[serde(rename_all = \"snake_case\")] \
          #[cfg_attr(feature = \"schema\", derive(schemars::JsonSchema))]",
     );

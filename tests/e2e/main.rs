@@ -7,6 +7,7 @@ mod commands;
 mod concurrency;
 mod contract;
 mod edge;
+mod export;
 mod faults;
 mod feed;
 mod fuzz;

@@ -1,6 +1,6 @@
 //! An example consumer of the event feed: replays every cart event from the JetStream
-//! stream (`CART_EVENTS`, written by `cart-relay`) and reports what an analyst asks
-//! about carts.
+//! stream (`CART_EVENTS`, written by `cart-relay`) and every order event (`CART_ORDERS`,
+//! unless `--no-orders`) and reports what an analyst asks about carts and orders.
 //!
 //! - [`Report`] is the pure fold. Per cart, versions run 1, 2, 3...; an event whose
 //!   version is not above the last one applied for its cart is ignored, because
@@ -21,14 +21,19 @@
 //!   e.g. a paid order) are still clears, listed by reason.
 //! - Per SKU and project: carts that ever set a quantity of it, carts holding it now,
 //!   units held now, and the **kept rate** = carts holding / carts that ever added. "Kept"
-//!   means still in the cart at the reference time; it is not a purchase. Conversion to
-//!   purchase can only be reported once orders are events too (a later issue); until
-//!   then a kept line may be bought, forgotten or about to be removed.
+//!   means still in the cart at the reference time; it is not a purchase (a bought cart
+//!   is emptied, listed under the clear reason `purchased`).
+//! - Orders ([`OrderReport`]): checkouts (free ones apart), payments, done, refunds,
+//!   expiries, orders by their status now, and per currency the paid, refunded and net
+//!   revenue as exact decimal strings (`rust_decimal`, never floats). A payment is the
+//!   order's total and a refund gives the whole total back, so both are read from the
+//!   envelope's order. Duplicates are ignored by per-order version.
 //!
 //! Times are RFC 3339 (`recorded_at` is `YYYY-MM-DDTHH:MM:SS.ffffffZ` from the relay) and
 //! are parsed into microseconds by [`Timestamp`] rather than compared as text, so
 //! `--now` may carry any offset.
 
+mod orders;
 mod replay;
 mod report;
 mod time;
@@ -36,12 +41,13 @@ mod time;
 use std::io::Write;
 use std::time::Duration;
 
-pub use replay::{decode, fold, replay, ReplayError, Source, STALL_TIMEOUT};
+pub use orders::{Counts, OrderReport, OrderSummary, Revenue};
+pub use replay::{decode, fold, replay, replay_orders, ReplayError, Source, STALL_TIMEOUT};
 pub use report::{Outcome, Report, SkuSummary, Summary, UnknownEvent, SHOPPER};
 pub use time::{InvalidTimestamp, Timestamp};
 
-/// Replays the cart events from JetStream and prints open, abandoned and emptied carts
-/// and per-SKU kept rates.
+/// Replays the cart and order events from JetStream and prints open, abandoned and
+/// emptied carts, per-SKU kept rates, and checkouts, payments, refunds and revenue.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "cart-analytics", version)]
 pub struct Options {
@@ -51,10 +57,17 @@ pub struct Options {
     /// The JetStream stream the relay writes.
     #[arg(long, env = "CART_EVENTS_STREAM", default_value = "CART_EVENTS")]
     pub stream: String,
-    /// Subjects are `<prefix>.events.<project>.<user>.<cart>.<type>.<sku>`.
+    /// The JetStream stream the order relay writes.
+    #[arg(long, env = "CART_ORDERS_STREAM", default_value = "CART_ORDERS")]
+    pub orders_stream: String,
+    /// Replay the cart events only (no order figures).
+    #[arg(long)]
+    pub no_orders: bool,
+    /// Subjects are `<prefix>.events.<project>.<user>.<cart>.<type>.<sku>` and
+    /// `<prefix>.orders.<project>.<order_id>.<status>`.
     #[arg(long, env = "CART_SUBJECT_PREFIX", default_value = "cart.v1")]
     pub subject_prefix: String,
-    /// Only this project's carts.
+    /// Only this project's carts and orders.
     #[arg(long)]
     pub project: Option<i64>,
     /// Seconds without an event after which an open cart counts as abandoned.
@@ -106,10 +119,18 @@ pub async fn run(
             url: options.nats_url.clone(),
             source,
         })?;
-    let report = replay(&async_nats::jetstream::new(client), &options.source()).await?;
-    let summary = report.summary(options.now.as_ref(), Duration::from_secs(options.idle));
+    let js = async_nats::jetstream::new(client);
+    let report = replay(&js, &options.source()).await?;
+    let mut summary = report.summary(options.now.as_ref(), Duration::from_secs(options.idle));
+    if !options.no_orders {
+        let orders = replay_orders(&js, &options.source(), &options.orders_stream).await?;
+        let orders = orders.summary();
+        summary.unknown_events += orders.unknown_events;
+        summary.orders = Some(orders);
+    }
+    let order_unknown = summary.orders.iter().flat_map(|o| &o.unknown);
 
-    for unknown in &summary.unknown {
+    for unknown in summary.unknown.iter().chain(order_unknown) {
         writeln!(
             warnings,
             "warning: unknown event {:?} in stream {:?} version {} at position {:?} ({}); this \

@@ -1,5 +1,5 @@
-//! Reading the event feed from JetStream (nats-server 2.9 is enough: one filter subject,
-//! no 2.10 features).
+//! Reading the event feed from JetStream, the cart events and the order events (nats-server
+//! 2.9 is enough: one filter subject, no 2.10 features).
 
 use std::time::Duration;
 
@@ -13,9 +13,11 @@ use async_nats::jetstream::{
     stream::ConsumerError,
 };
 use async_nats::HeaderMap;
+use cart_proto::order::OrderEventEnvelope;
 use cart_proto::{subject, v1::EventEnvelope};
 use futures::StreamExt;
 
+use crate::orders::OrderReport;
 use crate::report::Report;
 
 /// Longest wait for the next message while the server still reports some pending.
@@ -72,15 +74,57 @@ pub enum ReplayError {
 /// ordered consumer, and returns once caught up with what the stream held when the
 /// replay began (events published meanwhile may or may not be included).
 pub async fn replay(js: &jetstream::Context, source: &Source) -> Result<Report, ReplayError> {
+    let mut report = Report::default();
+    replay_stream(js, &source.stream, source.filter_subject(), |message| {
+        fold(&mut report, &message.payload, message.headers.as_ref());
+    })
+    .await?;
+    Ok(report)
+}
+
+/// Replays every order event of `source`'s project (all projects without one) from
+/// `orders_stream` (`CART_ORDERS`), as [`replay`] does the cart events.
+pub async fn replay_orders(
+    js: &jetstream::Context,
+    source: &Source,
+    orders_stream: &str,
+) -> Result<OrderReport, ReplayError> {
+    let filter = match source.project {
+        Some(project) => format!("{}.orders.{project}.>", source.subject_prefix),
+        None => cart_proto::order::orders_wildcard(&source.subject_prefix),
+    };
+    let mut report = OrderReport::default();
+    replay_stream(
+        js,
+        orders_stream,
+        filter,
+        |message| match serde_json::from_slice::<OrderEventEnvelope>(&message.payload) {
+            Ok(envelope) => {
+                report.apply(&envelope);
+            }
+            Err(e) => report.apply_unreadable(message.subject.as_str(), &e.to_string()),
+        },
+    )
+    .await?;
+    Ok(report)
+}
+
+/// Hands every message of `stream` matching `filter` to `each`, from the first, and
+/// returns once caught up with what the stream held when it began.
+async fn replay_stream(
+    js: &jetstream::Context,
+    stream_name: &str,
+    filter: String,
+    mut each: impl FnMut(&jetstream::Message),
+) -> Result<(), ReplayError> {
     let stream = js
-        .get_stream(&source.stream)
+        .get_stream(stream_name)
         .await
         .map_err(|e| ReplayError::Stream {
-            stream: source.stream.clone(),
+            stream: stream_name.to_owned(),
             source: e,
         })?;
     let last_sequence = stream.cached_info().state.last_sequence;
-    let filter = source.filter_subject();
     let consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: filter.clone(),
@@ -93,7 +137,6 @@ pub async fn replay(js: &jetstream::Context, source: &Source) -> Result<Report, 
             source: e,
         })?;
 
-    let mut report = Report::default();
     let mut pending = consumer.cached_info().num_pending;
     let mut consumer_name = consumer.cached_info().name.clone();
     // Nothing matches: a pull would only wait for events that may never come.
@@ -117,7 +160,7 @@ pub async fn replay(js: &jetstream::Context, source: &Source) -> Result<Report, 
                     })
                 }
             };
-            fold(&mut report, &message.payload, message.headers.as_ref());
+            each(&message);
             let info = message
                 .info()
                 .map_err(|e| ReplayError::Messages(e.to_string().into()))?;
@@ -130,7 +173,7 @@ pub async fn replay(js: &jetstream::Context, source: &Source) -> Result<Report, 
     }
     // The server would drop it after 30 s of inactivity; deleting it now leaves nothing.
     let _ = stream.delete_consumer(&consumer_name).await;
-    Ok(report)
+    Ok(())
 }
 
 fn messages_error(e: OrderedError) -> ReplayError {

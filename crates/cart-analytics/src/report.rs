@@ -192,6 +192,7 @@ impl Report {
             emptied_other: BTreeMap::new(),
             skus: Vec::new(),
             unknown: self.unknown.clone(),
+            orders: None,
         };
         let mut skus: BTreeMap<(i64, &str), SkuSummary> = BTreeMap::new();
         for cart in self.carts.values() {
@@ -272,6 +273,10 @@ pub struct Summary {
     /// By project, then SKU.
     pub skus: Vec<SkuSummary>,
     pub unknown: Vec<UnknownEvent>,
+    /// The order figures, when the orders were replayed too (their unknown events are
+    /// listed there and counted in `unknown_events`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orders: Option<crate::orders::OrderSummary>,
 }
 
 /// One SKU of one project.
@@ -338,6 +343,9 @@ impl fmt::Display for Summary {
             writeln!(f, "{label:<22} {value}")?;
         }
 
+        if let Some(orders) = &self.orders {
+            write!(f, "{orders}")?;
+        }
         writeln!(f)?;
         if self.skus.is_empty() {
             return writeln!(f, "no SKU was ever added");

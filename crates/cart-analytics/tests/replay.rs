@@ -193,6 +193,7 @@ async fn scenario(js: &jetstream::Context, stream: &str, prefix: &str) {
         "--now",
         "2026-11-20T12:00:00+01:00",
         "--json",
+        "--no-orders",
     ])
     .unwrap();
     assert_eq!(
@@ -209,6 +210,7 @@ async fn scenario(js: &jetstream::Context, stream: &str, prefix: &str) {
     assert_eq!(json["abandoned_carts"], 0, "idle one hour at --now");
     assert_eq!(json["unknown_events"], 1);
     assert_eq!(json["skus"].as_array().map(Vec::len), Some(2));
+    assert!(json.get("orders").is_none(), "--no-orders: {json}");
     assert_eq!(summary.duplicates_ignored, 1);
     let warnings = String::from_utf8(warnings).unwrap();
     assert!(
@@ -246,6 +248,134 @@ async fn replays_a_real_stream_ignoring_a_late_duplicate() {
         .catch_unwind()
         .await;
     js.delete_stream(&stream).await.unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// An order event as the order relay publishes it (`OrderEventEnvelope`).
+fn order_body(project: u64, order_id: u64, version: i64, event_type: &str, total: &str) -> Vec<u8> {
+    let status = match event_type {
+        "OrderCreated" => "new",
+        "OrderPaid" => "paid",
+        "OrderCanceled" => "canceled",
+        _ => "done",
+    };
+    let order = serde_json::json!({
+        "order_id": order_id, "project_id": project, "status": status, "user_id": "ann",
+        "cart_id": null, "date_created": "2026-12-04T17:39:12Z", "mode": null,
+        "invoice_id": null, "is_free": total == "0.00", "promo_code": null, "expired_by": null,
+        "cancel_reason": null, "custom_parameters": null,
+        "content": {"price": {"amount": total, "amount_without_discount": total,
+                              "currency": "USD"},
+                    "is_free": total == "0.00", "items": [], "promotions": []}
+    });
+    serde_json::to_vec(&serde_json::json!({
+        "event_id": format!("{project}-{order_id}-{version}"),
+        "position": format!("9:{order_id}{version}"), "project_id": project,
+        "order_id": order_id, "user_id": "ann", "version": version, "event_type": event_type,
+        "status": status, "recorded_at": "2026-12-04T17:40:00.123456Z", "order": order
+    }))
+    .unwrap()
+}
+
+async fn orders_scenario(js: &jetstream::Context, carts: &str, orders: &str, prefix: &str) {
+    let events: [(u64, u64, i64, &str, &str); 7] = [
+        (7, 1, 1, "OrderCreated", "21.88"),
+        (7, 1, 2, "OrderPaid", "21.88"),
+        (7, 1, 3, "OrderCanceled", "21.88"),
+        (7, 2, 1, "OrderCreated", "0.10"),
+        (7, 2, 2, "OrderPaid", "0.10"),
+        (7, 3, 1, "OrderCreated", "0.00"),
+        (8, 1, 1, "OrderCreated", "99.00"),
+    ];
+    for (i, (project, order, version, event_type, total)) in events.iter().enumerate() {
+        let subject = format!("{prefix}.orders.{project}.{order}.{i}");
+        let body = order_body(*project, *order, *version, event_type, total);
+        js.publish(subject, body.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // A late copy of the payment, stored under another message id.
+    let copy = order_body(7, 2, 2, "OrderPaid", "0.10");
+    js.publish(format!("{prefix}.orders.7.2.paid"), copy.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let options = Options::try_parse_from([
+        "cart-analytics",
+        "--nats-url",
+        &nats_url,
+        "--stream",
+        carts,
+        "--orders-stream",
+        orders,
+        "--subject-prefix",
+        prefix,
+        "--project",
+        "7",
+        "--json",
+    ])
+    .unwrap();
+    let (mut out, mut warnings) = (Vec::new(), Vec::new());
+    let summary = cart_analytics::run(&options, &mut out, &mut warnings)
+        .await
+        .unwrap();
+    let orders = summary.orders.unwrap();
+    assert_eq!(orders.orders_seen, 3, "project 7 only");
+    assert_eq!(
+        (orders.counts.checkouts, orders.counts.free_checkouts),
+        (3, 1)
+    );
+    assert_eq!((orders.counts.payments, orders.counts.refunds), (2, 1));
+    assert_eq!(orders.duplicates_ignored, 1);
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        json["orders"]["revenue"]["USD"],
+        serde_json::json!({"paid": "21.98", "refunded": "21.88", "net": "0.10"})
+    );
+    assert_eq!(json["orders"]["status_now"]["canceled"], 1);
+    assert!(
+        warnings.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&warnings)
+    );
+}
+
+#[tokio::test]
+async fn replays_the_order_stream_and_counts_payments_refunds_and_revenue() {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let client = async_nats::connect(&url)
+        .await
+        .expect("nats-server at NATS_URL");
+    let js = jetstream::new(client);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let carts = format!("CART_ANALYTICS_TEST_{}", &id[..12]);
+    let orders = format!("CART_ANALYTICS_ORDERS_{}", &id[..12]);
+    let prefix = format!("t{}.cart.v1", &id[..12]);
+    for (name, subjects) in [
+        (&carts, subject::events_wildcard(&prefix)),
+        (&orders, cart_proto::order::orders_wildcard(&prefix)),
+    ] {
+        js.create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![subjects],
+            max_age: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let outcome = AssertUnwindSafe(orders_scenario(&js, &carts, &orders, &prefix))
+        .catch_unwind()
+        .await;
+    js.delete_stream(&carts).await.unwrap();
+    js.delete_stream(&orders).await.unwrap();
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

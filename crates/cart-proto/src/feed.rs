@@ -1,5 +1,6 @@
-//! The reply of `<prefix>.feed.status`: where the event relay and the asynchronous
-//! projections stand in the cart log (docs/events.md, "Lag, for operators").
+//! The reply of `<prefix>.feed.status`: where the relays and the asynchronous
+//! projections stand in the cart and order logs, and where each log ends
+//! (docs/events.md, "Lag, for operators").
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,10 @@ pub struct FeedStatusReply {
     /// order log and lag. Absent in replies of instances from before it was reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orders_relay: Option<OrdersRelayLag>,
+    /// Where each log ends for a reader now. Absent in replies of instances from before
+    /// it was reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<LogHeads>,
     /// Per asynchronous projection, by name (`sku_activity`).
     pub projections: BTreeMap<String, ProjectionLag>,
     /// Null when this instance runs no relay (`CART_RELAY=false`).
@@ -47,6 +52,16 @@ pub struct OrdersRelayLag {
     pub lag_events: u64,
     /// Age of the oldest of them, in seconds; 0 when nothing is behind.
     pub lag_seconds: f64,
+}
+
+/// The position of the newest event of each log that a reader can see now (below the
+/// read barrier), `<tx_id>:<global_position>` in that log's own order, `0:0` for an empty
+/// log: where `cartctl events export --log carts` (or `orders`) started now would end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LogHeads {
+    pub carts: String,
+    pub orders: String,
 }
 
 /// A projection's checkpoint and the events after it.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::view::AmountFormat;
 
+mod protobuf;
 mod search;
 mod stored;
 
@@ -23,7 +24,7 @@ pub use search::{
 
 pub use stored::{
     decode, encode, stored_created, EncodedOrderEvent, OrderDecodeError, StoredBonus,
-    StoredCreated, StoredLine, StoredPrice, StoredPromotion, SCHEMA_VERSION,
+    StoredCreated, StoredLine, StoredPrice, StoredPromotion, EVENT_TYPES, SCHEMA_VERSION,
 };
 
 // ---------------------------------------------------------------------------------------

@@ -102,34 +102,7 @@ pub(crate) fn order_outgoing(
     let format = cart_proto::view::AmountFormat {
         scale: amount_scale,
     };
-    let envelope = order_wire::OrderEventEnvelope {
-        event_id: event.event_id.to_string(),
-        position: event.position.to_string(),
-        project_id: event.project_id,
-        order_id: event.order_id,
-        user_id: event.user_id.clone(),
-        version: event.version,
-        event_type: event.event.event_type().to_owned(),
-        status: status.name().to_owned(),
-        recorded_at: event.recorded_at.clone(),
-        // Every stored order starts with OrderCreated, so the view exists.
-        order: order_wire::view(&event.order, format).unwrap_or_else(|| order_wire::OrderView {
-            order_id: event.order_id,
-            project_id: event.project_id,
-            status: status.name().to_owned(),
-            user_id: event.user_id.clone(),
-            cart_id: None,
-            date_created: event.recorded_at.clone(),
-            mode: None,
-            invoice_id: None,
-            is_free: false,
-            promo_code: None,
-            expired_by: None,
-            cancel_reason: None,
-            custom_parameters: None,
-            content: order_wire::OrderContent::default(),
-        }),
-    };
+    let envelope = event.envelope(format);
     let subject = order_wire::order_subject(prefix, event.project_id, event.order_id, status);
     let body = serde_json::to_vec(&envelope).unwrap_or_default();
     let message = PublishMessage::build()

@@ -1,5 +1,7 @@
 //! Export of the event history for analytics: the global order, read with keyset
-//! pagination, written as JSON Lines or as length-delimited protobuf envelopes.
+//! pagination, written as JSON Lines or as length-delimited protobuf envelopes; the cart
+//! log, the order log, or both interleaved in one combined order ([`export_logs`],
+//! `merged.rs`).
 
 use std::io::Write;
 
@@ -7,8 +9,13 @@ use futures::{SinkExt, StreamExt};
 use prost::Message;
 use sqlx::PgPool;
 
-use crate::feed::{self, Filter, Position};
+use crate::feed::{self, Filter, Log, Position};
+use crate::orders::OrderStoreError;
 use crate::StoreError;
+
+mod merged;
+
+pub use merged::{count_logs, export_logs, ExportedLogs};
 
 /// How exported events are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,13 +27,115 @@ pub enum Format {
     Protobuf,
 }
 
+/// Which logs an export reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logs {
+    /// The cart log alone, as before order events were exported.
+    Carts,
+    /// The order log alone.
+    Orders,
+    /// Both, in the combined order (docs/events.md, "Both logs in one export").
+    All,
+}
+
+impl Logs {
+    pub fn has(self, log: Log) -> bool {
+        match self {
+            Logs::Carts => log == Log::Carts,
+            Logs::Orders => log == Log::Orders,
+            Logs::All => true,
+        }
+    }
+}
+
 /// Where an export starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
-    /// After this position (the default position is the start of the log).
+    /// After this position of the one log exported (the default position is the start
+    /// of the log).
     After(Position),
+    /// After this event of one log, in the combined order: how a combined export
+    /// resumes.
+    AfterEvent(LogPosition),
     /// With the first event recorded at or after this time.
     Since(String),
+}
+
+/// An event's place in the combined order of both logs: its log and its position there.
+/// Written `<log>:<tx_id>:<global_position>`, e.g. `orders:905:12`.
+///
+/// Both logs take `tx_id` from the same transaction ids, so the combined order is
+/// `(tx_id, log, global_position)` with the order log before the cart log within one
+/// transaction (`Log::rank`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LogPosition {
+    pub log: Log,
+    pub position: Position,
+}
+
+impl LogPosition {
+    /// The key of the combined order.
+    fn key(self) -> (u64, u8, i64) {
+        (
+            self.position.tx_id,
+            self.log.rank(),
+            self.position.global_position,
+        )
+    }
+
+    /// Where a reader of `log` resumes so that it reads exactly the events of `log`
+    /// after this one in the combined order.
+    pub fn after_in(self, log: Log) -> Position {
+        let tx_id = self.position.tx_id;
+        match (self.log, log) {
+            (a, b) if a == b => self.position,
+            // After an order event of transaction T: every cart event of T comes later.
+            (Log::Orders, _) => Position {
+                tx_id,
+                global_position: 0,
+            },
+            // After a cart event of T: every order event of T came before it.
+            (Log::Carts, _) => Position {
+                tx_id,
+                global_position: i64::MAX,
+            },
+        }
+    }
+}
+
+impl PartialOrd for LogPosition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for LogPosition {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl std::fmt::Display for LogPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.log, self.position)
+    }
+}
+
+/// A log position that is not `<log>:<tx_id>:<global_position>`.
+#[derive(Debug, thiserror::Error)]
+#[error("a position in a combined export is written <log>:<tx_id>:<global_position>, the log carts or orders")]
+pub struct BadLogPosition;
+
+impl std::str::FromStr for LogPosition {
+    type Err = BadLogPosition;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (log, position) = s.trim().split_once(':').ok_or(BadLogPosition)?;
+        Ok(LogPosition {
+            log: log.parse().map_err(|_| BadLogPosition)?,
+            position: position.parse().map_err(|_| BadLogPosition)?,
+        })
+    }
 }
 
 /// What an export wrote.
@@ -43,6 +152,12 @@ pub struct Exported {
 pub enum ExportError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The order log's reader (an order event it cannot decode, the database).
+    #[error(transparent)]
+    Orders(#[from] OrderStoreError),
+    /// A combined export was given a position without its log.
+    #[error("a combined export resumes after an event of one log: <log>:<tx_id>:<global_position>, e.g. carts:812:40")]
+    Untagged,
     #[error("write the export")]
     Write(#[from] std::io::Error),
 }
@@ -144,6 +259,7 @@ async fn resolve(
     let mut filter = filter.clone();
     let after = match start {
         Start::After(p) => *p,
+        Start::AfterEvent(event) => event.after_in(Log::Carts),
         Start::Since(t) => {
             filter.since = Some(t.clone());
             feed::position_at(conn, t).await?

@@ -19,6 +19,9 @@ use uuid::Uuid;
 use crate::store::decode_row;
 use crate::StoreError;
 
+mod head;
+pub use head::{head, BadLog, Log, HEAD_SQL, ORDER_HEAD_SQL};
+
 /// A position in the global order: the writing transaction, then the row's position.
 /// Written `"<tx_id>:<global_position>"`; the default is the start of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]

@@ -6,9 +6,11 @@ use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use cart_domain::{CartId, ProjectId, UserId};
-use cart_store::export::{self, Format, Start};
+use cart_proto::view::AmountFormat;
+use cart_store::export::{self, Format, LogPosition, Logs, Start};
+use cart_store::feed::Log;
 use cart_store::{Filter, Position, StreamKey};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -28,10 +30,13 @@ pub(crate) struct Database {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EventsCommand {
-    /// Write the event history in the global order, then print the position to resume
-    /// after. Reads PostgreSQL (the source of truth), not JetStream.
-    Export(ExportArgs),
-    /// The relay's checkpoint and lag, as the service reports them.
+    /// Write the history of the cart log, the order log or both in their global order,
+    /// then print the position to resume after. Reads PostgreSQL (the source of truth),
+    /// not JetStream.
+    // Boxed: its flags make it far larger than the other variant.
+    Export(Box<ExportArgs>),
+    /// The relays' checkpoints and lag and where each log ends, as the service reports
+    /// them.
     Status,
 }
 
@@ -39,30 +44,65 @@ pub(crate) enum EventsCommand {
 pub(crate) struct ExportArgs {
     #[command(flatten)]
     db: Database,
-    /// Start after this position (`<tx_id>:<global_position>`, as printed by a previous
-    /// export or found in an envelope's `position`).
+    /// carts (the default: the cart log alone, as before orders were exported), orders,
+    /// or all (both, interleaved by transaction: docs/events.md).
+    #[arg(long, value_enum, default_value_t = LogArg::Carts)]
+    log: LogArg,
+    /// Start after this position, as printed by a previous export with the same --log:
+    /// `<tx_id>:<global_position>`, or with --log all `<log>:<tx_id>:<global_position>`
+    /// (a line's log and `position`, e.g. orders:905:12).
     #[arg(long, conflicts_with = "since")]
-    after: Option<Position>,
+    after: Option<String>,
     /// Start with the first event recorded at or after this time (RFC 3339).
     #[arg(long)]
     since: Option<String>,
     /// Only this project.
     #[arg(long)]
     project_id: Option<u64>,
-    /// Only this user's cart named by --cart-id (needs --project-id and --user-id).
+    /// Only one cart, with --project-id and --cart-id: its user (cart log only).
     #[arg(long, requires_all = ["project_id", "cart_id"])]
     user_id: Option<String>,
-    #[arg(long, requires = "user_id")]
+    /// Only one cart, with --project-id and --user-id: its cart id (cart log only).
+    #[arg(long, requires_all = ["project_id", "user_id"])]
     cart_id: Option<String>,
-    /// Only these event types (repeat the flag for several).
+    /// Only one order, with --project-id: its order id (order log only).
+    #[arg(long, requires = "project_id", conflicts_with = "cart_id")]
+    order_id: Option<u64>,
+    /// Only these event types, of either log (repeat the flag for several).
     #[arg(long = "event-type")]
     event_types: Vec<String>,
-    /// jsonl: one JSON envelope per line; protobuf: length-delimited cart.v1.EventEnvelope.
+    /// jsonl: one JSON envelope per line; protobuf: length-delimited cart.v1.EventEnvelope
+    /// (--log orders: cart.v1.OrderEventEnvelope; --log all: cart.v1.ExportRecord).
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     format: ExportFormat,
+    /// Decimals of the money strings in order events, as the service's.
+    #[arg(
+        long,
+        env = "CART_AMOUNT_SCALE",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(0..=16)
+    )]
+    amount_scale: u32,
     /// Write to this file instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogArg {
+    Carts,
+    Orders,
+    All,
+}
+
+impl LogArg {
+    fn logs(self) -> Logs {
+        match self {
+            LogArg::Carts => Logs::Carts,
+            LogArg::Orders => Logs::Orders,
+            LogArg::All => Logs::All,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -111,11 +151,12 @@ async fn connect(db: &Database) -> anyhow::Result<sqlx::PgPool> {
 }
 
 fn filter(args: &ExportArgs) -> anyhow::Result<Filter> {
+    let logs = args.log.logs();
     let project_id = args
         .project_id
         .map(|p| ProjectId::parse(p).context("--project-id"))
         .transpose()?;
-    let stream_id = match (&project_id, &args.user_id, &args.cart_id) {
+    let cart = match (&project_id, &args.user_id, &args.cart_id) {
         (Some(project), Some(user), Some(cart)) => {
             let user = UserId::parse(user.clone()).context("--user-id")?;
             let cart = CartId::parse(cart.clone()).context("--cart-id")?;
@@ -123,19 +164,72 @@ fn filter(args: &ExportArgs) -> anyhow::Result<Filter> {
         }
         _ => None,
     };
+    let order = project_id
+        .zip(args.order_id)
+        .map(|(project, order)| cart_store::orders::order_stream_id(project, order));
+    // A stream filter names one stream of one log; in another log it would match nothing.
+    if cart.is_some() && logs != Logs::Carts {
+        bail!("--user-id and --cart-id select a cart, in the cart log: use --log carts");
+    }
+    if order.is_some() && logs != Logs::Orders {
+        bail!("--order-id selects an order, in the order log: use --log orders");
+    }
     for t in &args.event_types {
-        if cart_proto::event::current_schema_version(t).is_none() {
-            anyhow::bail!(
-                "unknown event type {t:?}: CartOpened, ItemQuantitySet, ItemRemoved, CartCleared, PromoCodeRedeemed, PromoCodeRemoved"
+        let cart_type = cart_proto::event::current_schema_version(t).is_some();
+        let order_type = cart_proto::order::EVENT_TYPES.contains(&t.as_str());
+        if !((cart_type && logs.has(Log::Carts)) || (order_type && logs.has(Log::Orders))) {
+            bail!(
+                "{t:?} is no event type of --log {}: cart events are CartOpened, ItemQuantitySet, \
+                 ItemRemoved, CartCleared, PromoCodeRedeemed, PromoCodeRemoved; order events \
+                 (--log orders or all) are {}",
+                logs_name(args.log),
+                cart_proto::order::EVENT_TYPES.join(", ")
             );
         }
     }
     Ok(Filter {
         project_id: project_id.map(|p| i64::try_from(p.get()).unwrap_or(i64::MAX)),
-        stream_id,
+        stream_id: cart.or(order),
         event_types: args.event_types.clone(),
         since: None,
     })
+}
+
+fn logs_name(log: LogArg) -> &'static str {
+    match log {
+        LogArg::Carts => "carts",
+        LogArg::Orders => "orders",
+        LogArg::All => "all",
+    }
+}
+
+/// Where the export starts: `--since`, `--after` (tagged with its log for --log all),
+/// or the start of the log(s).
+fn start(args: &ExportArgs) -> anyhow::Result<Start> {
+    if let Some(t) = &args.since {
+        return Ok(Start::Since(t.clone()));
+    }
+    let Some(after) = &args.after else {
+        return Ok(match args.log {
+            LogArg::All => Start::AfterEvent(LogPosition {
+                log: Log::Orders,
+                position: Position::default(),
+            }),
+            _ => Start::After(Position::default()),
+        });
+    };
+    if let Ok(event) = after.parse::<LogPosition>() {
+        // A combined export's position starts any export: the events after it.
+        return Ok(Start::AfterEvent(event));
+    }
+    match (args.log, after.parse::<Position>()) {
+        (LogArg::All, Ok(_)) => bail!(
+            "--after {after}: with --log all, name the log of the position, as the export \
+             printed it: carts:{after} or orders:{after}"
+        ),
+        (_, Ok(position)) => Ok(Start::After(position)),
+        (_, Err(e)) => Err(anyhow::Error::new(e).context(format!("--after {after}"))),
+    }
 }
 
 fn bar(total: Option<u64>, what: &str) -> ProgressBar {
@@ -158,18 +252,18 @@ fn bar(total: Option<u64>, what: &str) -> ProgressBar {
 
 async fn export_events(args: &ExportArgs) -> anyhow::Result<i32> {
     let filter = filter(args)?;
-    let start = match (&args.after, &args.since) {
-        (_, Some(t)) => Start::Since(t.clone()),
-        (Some(p), None) => Start::After(*p),
-        (None, None) => Start::After(Position::default()),
-    };
+    let start = start(args)?;
+    let logs = args.log.logs();
     let format = match args.format {
         ExportFormat::Jsonl => Format::JsonLines,
         ExportFormat::Protobuf => Format::Protobuf,
     };
+    let amounts = AmountFormat {
+        scale: args.amount_scale,
+    };
     let pool = connect(&args.db).await?;
     let total = if std::io::stderr().is_terminal() {
-        Some(export::count(&pool, &start, &filter).await?)
+        Some(export::count_logs(&pool, logs, &start, &filter).await?)
     } else {
         None
     };
@@ -182,11 +276,17 @@ async fn export_events(args: &ExportArgs) -> anyhow::Result<i32> {
         None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
     };
     let started = Instant::now();
-    let exported = match export::export(&pool, &start, &filter, format, &mut out, |n| {
-        bar.set_position(n)
-    })
-    .await
-    {
+    let written = export::export_logs(
+        &pool,
+        logs,
+        &start,
+        &filter,
+        (format, amounts),
+        &mut out,
+        |n| bar.set_position(n),
+    )
+    .await;
+    let exported = match written {
         Ok(exported) => exported,
         // The reader went away (`| head`): nothing more to say to it.
         Err(export::ExportError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -197,12 +297,15 @@ async fn export_events(args: &ExportArgs) -> anyhow::Result<i32> {
     drop(out);
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
+    // A combined export resumes after an event of one log; one log, after its position.
+    let last = match logs {
+        Logs::All => exported.last.to_string(),
+        Logs::Carts | Logs::Orders => exported.last.position.to_string(),
+    };
     eprintln!(
-        "exported {} events in {seconds:.2} s ({:.0} events/s); last position {} (resume with --after {})",
+        "exported {} events in {seconds:.2} s ({:.0} events/s); last position {last} (resume with --after {last})",
         exported.events,
         exported.events as f64 / seconds.max(1e-9),
-        exported.last,
-        exported.last
     );
     Ok(0)
 }

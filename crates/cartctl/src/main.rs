@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use async_nats::HeaderMap;
 use cart_proto::{v1, ErrorReply};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use prost::Message;
 
 /// Command-line client of the cart service.
@@ -137,7 +137,7 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let cli = Cli::parse();
+    let cli = parse();
     match run(cli).await {
         Ok(code) => std::process::exit(code),
         // A reader that went away (`cartctl checkout | head -3`) ends the command quietly,
@@ -148,6 +148,83 @@ async fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// Subcommands that use only some of the global flags, and the ones they use. The
+/// others are left out of their `--help` and refused when given on the command line
+/// (an environment variable such as `CART_PROJECT` is the shell's, not a request, and is
+/// not refused). `events export` and `projections rebuild` read PostgreSQL: no NATS, no
+/// cart; `events status` asks the service over NATS about no cart.
+const GLOBALS_USED: [(&str, &str, &[&str]); 3] = [
+    ("events", "export", &[]),
+    ("projections", "rebuild", &[]),
+    (
+        "events",
+        "status",
+        &["nats_url", "subject_prefix", "timeout", "trace"],
+    ),
+];
+
+/// Parses the command line as `Cli::parse` would, with the global flags of
+/// [`GLOBALS_USED`] restricted.
+fn parse() -> Cli {
+    let mut command = Cli::command();
+    let globals: Vec<clap::Arg> = command
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    let unused = |used: &[&str]| -> Vec<clap::Arg> {
+        globals
+            .iter()
+            .filter(|a| !used.contains(&a.get_id().as_str()))
+            .cloned()
+            .collect()
+    };
+    // A subcommand that has an argument of a global's id does not get the global: a
+    // hidden, local copy takes its place, so it parses the same but shows in no help.
+    for (group, name, used) in GLOBALS_USED {
+        let hidden = unused(used).into_iter().map(|a| a.global(false).hide(true));
+        command = command.mut_subcommand(group, |g| g.mut_subcommand(name, |c| c.args(hidden)));
+    }
+    let matches = command.clone().get_matches();
+    for (group, name, used) in GLOBALS_USED {
+        let Some(leaf) = matches
+            .subcommand_matches(group)
+            .and_then(|m| m.subcommand_matches(name))
+        else {
+            continue;
+        };
+        let given = |id: &str| {
+            [&matches, leaf]
+                .iter()
+                .any(|m| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        };
+        if let Some(arg) = unused(used)
+            .into_iter()
+            .find(|a| given(a.get_id().as_str()))
+        {
+            let flag = arg.get_long().unwrap_or_default();
+            let hint = match (name, flag) {
+                ("export", "project" | "user" | "cart") => {
+                    format!("; to export one project or cart, use --{flag}-id")
+                }
+                _ => String::new(),
+            };
+            let message = format!("--{flag} does not apply to `cartctl {group} {name}`{hint}");
+            let kind = clap::error::ErrorKind::ArgumentConflict;
+            // Built, so that the error's usage line names the whole command.
+            command.build();
+            match command
+                .find_subcommand_mut(group)
+                .and_then(|g| g.find_subcommand_mut(name))
+            {
+                Some(leaf) => leaf.error(kind, message).exit(),
+                None => command.error(kind, message).exit(),
+            }
+        }
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use crate::edge::errors::reply;
 use crate::edge::Reply;
 
-/// What `<prefix>.feed.status` answers: the relay's checkpoint and lag as PostgreSQL
-/// has them (the same whichever instance answers), and this instance's own relay.
+/// What `<prefix>.feed.status` answers: the relays' checkpoints and lags and where each
+/// log ends, as PostgreSQL has them (the same whichever instance answers), and this
+/// instance's own relay.
 #[derive(Clone)]
 pub(crate) struct FeedStatus {
     pub(crate) pool: PgPool,
@@ -41,6 +42,8 @@ impl FeedStatus {
         let (projection_lag, _) = feed::lag(&mut conn, projection).await?;
         let orders = subscription::checkpoint(&mut conn, &self.orders_checkpoint_name).await?;
         let (orders_lag_events, orders_lag_seconds) = orders::lag(&mut conn, orders).await?;
+        let carts_head = feed::head(&mut conn, feed::Log::Carts).await?;
+        let orders_head = feed::head(&mut conn, feed::Log::Orders).await?;
         let instance = self.relay.as_ref().map(|relay| {
             let s = relay.status();
             serde_json::json!({
@@ -62,6 +65,10 @@ impl FeedStatus {
                 "checkpoint": orders.to_string(),
                 "lag_events": orders_lag_events,
                 "lag_seconds": orders_lag_seconds,
+            },
+            "heads": {
+                "carts": carts_head.to_string(),
+                "orders": orders_head.to_string(),
             },
             "projections": {
                 SkuActivity::NAME: { "checkpoint": projection.to_string(), "lag_events": projection_lag },

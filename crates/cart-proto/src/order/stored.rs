@@ -11,6 +11,15 @@ use serde::{Deserialize, Serialize};
 /// The schema version of every order event type (all at their first version).
 pub const SCHEMA_VERSION: i16 = 1;
 
+/// Every order event type, in the order of an order's life.
+pub const EVENT_TYPES: [&str; 5] = [
+    "OrderCreated",
+    "OrderPaid",
+    "OrderDone",
+    "OrderCanceled",
+    "OrderExpired",
+];
+
 /// Why a stored order event could not be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderDecodeError {

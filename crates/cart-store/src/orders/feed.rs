@@ -1,5 +1,5 @@
-//! The order log's gap-safe reader, for the relay: order events in the global order
-//! of `order_events`, each with the order as it was right after it.
+//! The order log's gap-safe reader, for the relay and the export: order events in the
+//! global order of `order_events`, each with the order as it was right after it.
 
 use std::collections::HashMap;
 
@@ -9,6 +9,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::OrderStoreError;
+use crate::{Filter, StoreError};
 
 /// Order events after a position in the gap-safe global order, each with the order as
 /// it was right after it (for the relay).
@@ -27,6 +28,42 @@ pub struct RecordedOrderEvent {
     /// The trace context of the command that wrote it (its metadata's `traceparent`),
     /// when traces were exported then.
     pub trace: Option<cart_telemetry::TraceParent>,
+}
+
+impl RecordedOrderEvent {
+    /// The form readers outside see (the `CART_ORDERS` message body, the export), with
+    /// money at `format`'s scale.
+    pub fn envelope(&self, format: cart_proto::view::AmountFormat) -> wire::OrderEventEnvelope {
+        let status = wire::status_after(&self.event);
+        wire::OrderEventEnvelope {
+            event_id: self.event_id.to_string(),
+            position: self.position.to_string(),
+            project_id: self.project_id,
+            order_id: self.order_id,
+            user_id: self.user_id.clone(),
+            version: self.version,
+            event_type: self.event.event_type().to_owned(),
+            status: status.name().to_owned(),
+            recorded_at: self.recorded_at.clone(),
+            // Every stored order starts with OrderCreated, so the view exists.
+            order: wire::view(&self.order, format).unwrap_or_else(|| wire::OrderView {
+                order_id: self.order_id,
+                project_id: self.project_id,
+                status: status.name().to_owned(),
+                user_id: self.user_id.clone(),
+                cart_id: None,
+                date_created: self.recorded_at.clone(),
+                mode: None,
+                invoice_id: None,
+                is_free: false,
+                promo_code: None,
+                expired_by: None,
+                cancel_reason: None,
+                custom_parameters: None,
+                content: wire::OrderContent::default(),
+            }),
+        }
+    }
 }
 
 // The statements are shaped so that their generic plans are right whatever the table
@@ -48,6 +85,61 @@ pub const ORDER_PAGE_SQL: &str = "with page as ( \
      where e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
        and (e.tx_id, e.global_position) > ($1::text::xid8, $2) and e.tx_id <= last_tx.tx \
      order by e.tx_id, e.global_position";
+
+// The export's conditions of a `Filter`, bound as $3 to $6 ($1, $2: the position).
+macro_rules! order_filter_sql {
+    () => {
+        "and ($3::bigint is null or e.project_id = $3) \
+         and ($4::uuid is null or e.stream_id = $4) \
+         and (cardinality($5::text[]) = 0 or e.event_type = any($5)) \
+         and ($6::timestamptz is null or e.recorded_at >= $6::timestamptz) "
+    };
+}
+
+/// The export's filtered page of order events: about `$7` matching events after
+/// `($1, $2)`, and the rest of the last transaction's matching events.
+const ORDER_FILTERED_PAGE_SQL: &str = concat!(
+    "with page as ( \
+       select e.tx_id, e.global_position from order_events e \
+       where e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         and (e.tx_id, e.global_position) > ($1::text::xid8, $2) ",
+    order_filter_sql!(),
+    "order by e.tx_id, e.global_position limit $7), \
+     last_tx as (select max(tx_id) as tx from page) \
+     select e.tx_id::text as tx_id, e.global_position, e.event_id, e.stream_id, e.version, \
+       e.project_id, e.order_id, e.user_id, e.event_type, e.schema_version, e.payload, \
+       e.metadata->>'traceparent' as traceparent, e.metadata->>'tracestate' as tracestate, \
+       to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') as recorded_at \
+     from order_events e, last_tx \
+     where e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+       and (e.tx_id, e.global_position) > ($1::text::xid8, $2) and e.tx_id <= last_tx.tx ",
+    order_filter_sql!(),
+    "order by e.tx_id, e.global_position"
+);
+
+/// The number of order events after `($1, $2)` matching the filter (a progress bar's
+/// total), visible or not yet.
+const ORDER_COUNT_SQL: &str = concat!(
+    "select count(*) from order_events e \
+     where (e.tx_id, e.global_position) > ($1::text::xid8, $2) ",
+    order_filter_sql!()
+);
+
+/// Where a read of the order events recorded at or after `$1` starts (as
+/// `crate::feed::position_at` for the cart log): just before the first such event below
+/// the read barrier, else after the last event below it.
+const ORDER_POSITION_AT_SQL: &str = "with first_since as ( \
+       select tx_id, global_position - 1 as global_position from order_events \
+       where tx_id < pg_snapshot_xmin(pg_current_snapshot()) and recorded_at >= $1::timestamptz \
+       order by tx_id, global_position limit 1), \
+     last_visible as ( \
+       select tx_id, global_position from order_events \
+       where tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+       order by tx_id desc, global_position desc limit 1) \
+     select tx_id::text as tx_id, global_position from first_since \
+     union all \
+     select tx_id::text, global_position from last_visible \
+     where not exists (select 1 from first_since)";
 
 /// The whole history of each order of a page: one primary-key range per stream id. The
 /// lateral subquery (with its `order by`) is never flattened into a join, so no plan can
@@ -91,6 +183,93 @@ pub async fn read_page(
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
+    with_orders(conn, rows).await
+}
+
+/// Reads about `limit` order events after `after` that match `filter`, ending at a
+/// transaction boundary (the export's reader; without a filter, the relay's).
+///
+/// # Errors
+/// Database failures, undecodable events, and a `since` PostgreSQL cannot read as a time
+/// (`StoreError::Invalid`).
+pub async fn read_filtered_page(
+    conn: &mut PgConnection,
+    after: crate::Position,
+    limit: i64,
+    filter: &Filter,
+) -> Result<Vec<RecordedOrderEvent>, OrderStoreError> {
+    if filter.is_everything() {
+        return read_page(conn, after, limit).await;
+    }
+    let rows = bind_filter(sqlx::query(ORDER_FILTERED_PAGE_SQL), after, filter)
+        .bind(limit.max(1))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::from_query)?;
+    with_orders(conn, rows).await
+}
+
+/// The number of order events after `after` matching `filter`, visible or not yet.
+///
+/// # Errors
+/// Database failures, and a `since` PostgreSQL cannot read as a time.
+pub async fn count_after(
+    conn: &mut PgConnection,
+    after: crate::Position,
+    filter: &Filter,
+) -> Result<u64, StoreError> {
+    let n: i64 = bind_filter(sqlx::query(ORDER_COUNT_SQL), after, filter)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(StoreError::from_query)?
+        .try_get(0)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Where a read of the order events recorded at or after `since` starts, below the read
+/// barrier (see `crate::feed::position_at`); the start of the log when it is empty.
+///
+/// # Errors
+/// Database failures, and a `since` PostgreSQL cannot read as a time.
+pub async fn position_at(
+    conn: &mut PgConnection,
+    since: &str,
+) -> Result<crate::Position, StoreError> {
+    let row = sqlx::query(ORDER_POSITION_AT_SQL)
+        .bind(since)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(StoreError::from_query)?;
+    let Some(row) = row else {
+        return Ok(crate::Position::default());
+    };
+    let tx: String = row.try_get("tx_id")?;
+    Ok(crate::Position {
+        // xid8 is an unsigned 64-bit integer, so its text always parses.
+        tx_id: tx.parse().unwrap_or(u64::MAX),
+        global_position: row.try_get("global_position")?,
+    })
+}
+
+fn bind_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    after: crate::Position,
+    filter: &'q Filter,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(after.tx_id.to_string())
+        .bind(after.global_position)
+        .bind(filter.project_id)
+        .bind(filter.stream_id)
+        .bind(&filter.event_types)
+        .bind(filter.since.as_deref())
+}
+
+/// The page's events, each with its order folded up to it.
+async fn with_orders(
+    conn: &mut PgConnection,
+    rows: Vec<sqlx::postgres::PgRow>,
+) -> Result<Vec<RecordedOrderEvent>, OrderStoreError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }

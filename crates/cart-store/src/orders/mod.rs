@@ -54,7 +54,8 @@ use crate::locks::Deadlock;
 use crate::store::{project_id as pid, ProcessedCommand, StoreError};
 
 pub use feed::{
-    lag, read_page, RecordedOrderEvent, ORDER_HISTORIES_SQL, ORDER_LAG_SQL, ORDER_PAGE_SQL,
+    count_after, lag, position_at, read_filtered_page, read_page, RecordedOrderEvent,
+    ORDER_HISTORIES_SQL, ORDER_LAG_SQL, ORDER_PAGE_SQL,
 };
 pub use purchases::limited_skus;
 

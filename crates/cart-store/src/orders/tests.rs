@@ -572,5 +572,6 @@ async fn a_free_order_redeems_a_limited_code_under_its_lock() {
     )));
 }
 
+mod export;
 mod promotions;
 mod refusals;

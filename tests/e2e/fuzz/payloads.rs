@@ -59,10 +59,11 @@ pub(crate) struct Payload {
     /// Input that no endpoint may accept (the subject's own rules considered): a JSON
     /// array or scalar for a body, NUL, an unknown property with control characters,
     /// nesting past any limit, a body over 64 KiB where it is documented, a bad
-    /// `Cart-Command-Id`, a JSON body labelled protobuf.
+    /// `Cart-Command-Id` or `Cart-Reply`, a JSON body labelled protobuf.
     pub(crate) must_refuse: bool,
     /// The one status the reply must have, where the contract fixes it: 413 for a body
-    /// over 64 KiB, then 422 for a bad `Cart-Command-Id` (any endpoint), then 422 for a
+    /// over 64 KiB, then 422 for a bad `Cart-Command-Id` or `Cart-Reply` (any endpoint),
+    /// then 422 for a
     /// body breaking a documented rule ([`Kind::BrokenRule`]).
     pub(crate) status: Option<u16>,
 }
@@ -215,16 +216,25 @@ pub(crate) fn generate(
     subjects: &[(&'static str, Value)],
 ) -> Vec<Payload> {
     let mut rng = fastrand::Rng::with_seed(seed);
+    // `Cart-Reply` headers are drawn from a generator of their own, so that the payloads
+    // a seed gave before the header existed stay the same.
+    let mut replies = fastrand::Rng::with_seed(seed ^ REPLY_SEED);
     (0..count)
         .map(|index| {
             let (subject, valid) = &subjects[rng.usize(..subjects.len())];
             let kind = Kind::ALL[rng.usize(..Kind::ALL.len())];
-            let (headers, body, bad_body) = make(&mut rng, kind, subject, valid);
-            // The edge checks the size, then the command id, then the handler the body;
-            // feed.status reads no body.
+            let (mut headers, body, bad_body) = make(&mut rng, kind, subject, valid);
+            if kind == Kind::OddHeaders && replies.bool() {
+                headers.extend(odd_reply_headers(&mut replies));
+            }
+            // The edge checks the size, then the command id and the reply mode, then the
+            // handler the body; feed.status reads no body.
             let status = if body.len() > MAX_BODY {
                 Some(413)
-            } else if bad_command_id(&headers) || bad_body == Bad::Status(422) {
+            } else if bad_command_id(&headers)
+                || bad_reply_mode(&headers)
+                || bad_body == Bad::Status(422)
+            {
                 Some(422)
             } else {
                 None
@@ -283,6 +293,48 @@ fn bad_command_id(headers: &[(String, String)]) -> bool {
     let bad = |id: &str| id.len() > 128 || BAD_COMMAND_IDS.contains(&id);
     ids.iter().any(|id| bad(id))
         || (ids.len() == 2 && ids[0] != ids[1] && ids.iter().all(|id| !id.is_empty()))
+}
+
+/// Mixes the seed for the `Cart-Reply` draws.
+const REPLY_SEED: u64 = 0x4361_7274_5265_706c;
+
+/// One or two `Cart-Reply` headers in any casing: the two modes in any case and with
+/// blanks around them, and values no endpoint takes.
+fn odd_reply_headers(rng: &mut fastrand::Rng) -> Vec<(String, String)> {
+    (0..rng.usize(1..=2))
+        .map(|_| {
+            let name = pick(rng, &["Cart-Reply", "cart-reply", "CART-REPLY"]);
+            let value = pick(
+                rng,
+                &[
+                    "minimal",
+                    "full",
+                    "MINIMAL",
+                    " Full ",
+                    "return=minimal",
+                    "minimal, full",
+                    "none",
+                    "mini\u{e4}mal",
+                ],
+            );
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// A `Cart-Reply` that every endpoint refuses 422 (docs/protocol.md): a value other
+/// than `full` or `minimal` (any case, blanks around it), or two that ask for different
+/// modes.
+fn bad_reply_mode(headers: &[(String, String)]) -> bool {
+    let modes: Vec<Option<String>> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("cart-reply"))
+        .map(|(_, v)| {
+            let v = v.trim_matches([' ', '\t']).to_ascii_lowercase();
+            (v == "full" || v == "minimal").then_some(v)
+        })
+        .collect();
+    modes.iter().any(Option::is_none) || modes.windows(2).any(|w| w[0] != w[1])
 }
 
 /// A JSON body labelled protobuf with parameters on a cart subject: it is read as

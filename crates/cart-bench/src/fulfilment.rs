@@ -229,14 +229,19 @@ impl Bench {
         let drained = Instant::now();
         self.drain(&purchases.paid).await?;
         let drain_secs = drained.elapsed().as_secs_f64();
-        let done_at = self.done_times(&purchases.paid).await?;
+        // One read of each paid order's path: the `done` times and the stages.
+        let timelines = self.timelines(&purchases.paid).await?;
+        let done_at: HashMap<u64, f64> = timelines
+            .iter()
+            .filter_map(|t| Some((t.order_id, t.done_at?)))
+            .collect();
         let delivery = figures::delivery(
             self.args.project,
             &purchases.paid,
             &self.receiver.arrivals(),
             &done_at,
         );
-        let stages = stages::stages(&self.timelines(&purchases.paid).await?, 5);
+        let stages = stages::stages(&timelines, 5);
         Ok(PhaseReport::new(
             spec,
             load_secs,
@@ -297,30 +302,6 @@ impl Bench {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    }
-
-    /// When each paid order of the phase became done, by order id.
-    async fn done_times(&self, paid: &[figures::Paid]) -> anyhow::Result<HashMap<u64, f64>> {
-        let ids: Vec<i64> = paid
-            .iter()
-            .filter_map(|p| i64::try_from(p.order_id).ok())
-            .collect();
-        let rows = sqlx::query(
-            "select o.order_id, extract(epoch from e.recorded_at)::float8 as at \
-             from orders o join order_events e on e.stream_id = o.stream_id \
-             where o.project_id = $1 and o.order_id = any($2) and e.event_type = 'OrderDone'",
-        )
-        .bind(i64::try_from(self.args.project)?)
-        .bind(&ids)
-        .persistent(false)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let id: i64 = row.try_get("order_id")?;
-                Ok((u64::try_from(id)?, row.try_get("at")?))
-            })
-            .collect()
     }
 
     /// Each paid order's path through the service (`stages`), from its tables.

@@ -16,6 +16,10 @@
 //! figure is the median over rounds, and its ratio is taken against `off` of the same
 //! run. The workload's requests carry no `traceparent`: each command starts a trace,
 //! sampled at cartd by the ratio.
+//!
+//! Beside throughput, each run reports cartd's own CPU time per OK command (from
+//! /proc): the cost of tracing proper, which a busy neighbour shifts far less than it
+//! shifts throughput on a shared 2-core machine.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -106,6 +110,8 @@ struct Run {
     errors_by_kind: BTreeMap<String, u64>,
     p50_ms: f64,
     p99_ms: f64,
+    /// cartd's CPU (user and system) per OK command, in microseconds.
+    cartd_us_per_command: f64,
     /// OTLP export requests and bytes the sink got during the load.
     exports: u64,
     export_bytes: u64,
@@ -120,13 +126,14 @@ pub async fn run(args: TracingArgs) -> anyhow::Result<()> {
             let mode = Mode::ALL[(i + round) % Mode::ALL.len()];
             let run = one(&args, &sink, &skus, mode, round).await?;
             println!(
-                "  round {} {:>5}: {:.0} commands/s, {} errors, p50 {:.1} ms, p99 {:.1} ms, {} exports ({} bytes)",
+                "  round {} {:>5}: {:.0} commands/s, {} errors, p50 {:.1} ms, p99 {:.1} ms, cartd {:.0} µs CPU/command, {} exports ({} bytes)",
                 round + 1,
                 run.mode,
                 run.commands_per_sec,
                 run.errors,
                 run.p50_ms,
                 run.p99_ms,
+                run.cartd_us_per_command,
                 run.exports,
                 run.export_bytes
             );
@@ -137,23 +144,24 @@ pub async fn run(args: TracingArgs) -> anyhow::Result<()> {
         }
     }
     let medians = medians(&runs);
-    let off = medians.get("off").map_or(0.0, |m| m.0);
+    let (off, off_cpu) = medians.get("off").map_or((0.0, 0.0), |m| (m.0, m.3));
     println!();
     println!(
         "cartd with RUST_LOG={}, {} clients, {} s per mode and round",
         args.rust_log, args.clients, args.secs
     );
     println!(
-        "| tracing | commands/s (median of {}) | ratio to off | p99 (median) | exports per run (median) |",
+        "| tracing | commands/s (median of {}) | ratio to off | cartd CPU µs/command | ratio to off | p99 (median) | exports per run (median) |",
         args.rounds.max(1)
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for mode in Mode::ALL {
         let name = mode.name();
-        if let Some((per_sec, p99, exports)) = medians.get(&name) {
+        if let Some((per_sec, p99, exports, cpu)) = medians.get(&name) {
             println!(
-                "| {name} | {per_sec:.0} | {:.3} | {p99:.1} ms | {exports:.0} |",
-                per_sec / off.max(1e-9)
+                "| {name} | {per_sec:.0} | {:.3} | {cpu:.0} | {:.3} | {p99:.1} ms | {exports:.0} |",
+                per_sec / off.max(1e-9),
+                cpu / off_cpu.max(1e-9)
             );
         }
     }
@@ -166,8 +174,8 @@ pub async fn run(args: TracingArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Per mode: median commands/s, median p99, median exports.
-fn medians(runs: &[Run]) -> BTreeMap<String, (f64, f64, f64)> {
+/// Per mode: median commands/s, median p99, median exports, median cartd CPU per command.
+fn medians(runs: &[Run]) -> BTreeMap<String, (f64, f64, f64, f64)> {
     let mut by: BTreeMap<String, Vec<&Run>> = BTreeMap::new();
     for r in runs {
         by.entry(r.mode.clone()).or_default().push(r);
@@ -183,6 +191,7 @@ fn medians(runs: &[Run]) -> BTreeMap<String, (f64, f64, f64)> {
                 med(&|r| r.commands_per_sec),
                 med(&|r| r.p99_ms),
                 med(&|r| r.exports as f64),
+                med(&|r| r.cartd_us_per_command),
             );
             (mode, m)
         })
@@ -237,6 +246,7 @@ async fn one(
     let driver = Driver::connect(&args.nats_url, 1, workload, Duration::from_secs(5)).await?;
     wait_ready(&driver, &args.subject_prefix, &mut cartd).await?;
     let before = sink.counts();
+    let cpu_before = crate::cpu::sample(cartd.id());
     let mix = args.mix.clone();
     let run = driver
         .closed_loop(
@@ -247,6 +257,7 @@ async fn one(
         )
         .await;
     let after = sink.counts();
+    let cpu_after = crate::cpu::sample(cartd.id());
     let _ = cartd.start_kill();
     let _ = cartd.wait().await;
     let all = run
@@ -254,6 +265,10 @@ async fn one(
         .summarize(run.elapsed)
         .remove("all")
         .context("no figures")?;
+    let cartd_us_per_command = cpu_before
+        .until(&cpu_after, all.ok)
+        .and_then(|cpu| cpu.us_per_request.get("cartd").copied())
+        .unwrap_or(0.0);
     Ok(Run {
         mode: mode.name(),
         round: round + 1,
@@ -262,6 +277,7 @@ async fn one(
         errors_by_kind: all.errors_by_kind,
         p50_ms: all.latency.p50_ms,
         p99_ms: all.latency.p99_ms,
+        cartd_us_per_command,
         exports: after.0 - before.0,
         export_bytes: after.1 - before.1,
     })

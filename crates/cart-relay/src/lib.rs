@@ -205,10 +205,9 @@ impl Relay {
     }
 
     async fn publish_all(&self, outgoing: Vec<Outgoing>) -> Result<Published, RelayError> {
-        let span = outgoing::publish_span(&self.config.stream, &outgoing);
-        publish::publish_all(&self.js, outgoing)
-            .instrument(span)
-            .await
+        let (span, unsampled) = outgoing::publish_span(&self.config.stream, &outgoing);
+        let publish = publish::publish_all(&self.js, outgoing).instrument(span);
+        cart_telemetry::scope(unsampled, publish).await
     }
 
     /// One step of the active relay on its locked session: reads a page after the

@@ -22,34 +22,47 @@ pub(crate) struct Outgoing {
 const MAX_LINKS: usize = 128;
 
 /// The span of one page's publish: a producer span of its own (the relay may run long
-/// after the commands, on another instance), linked to each command whose events it
-/// carries.
-pub(crate) fn publish_span(stream: &str, outgoing: &[Outgoing]) -> tracing::Span {
-    let span = tracing::info_span!(
-        parent: None,
-        "publish",
-        otel.name = format!("publish {stream}").as_str(),
-        otel.kind = "producer",
-        messaging.system = "nats",
-        messaging.destination.name = stream,
-        messaging.operation.type = "send",
-        messaging.batch.message_count = outgoing.len(),
-    );
-    let mut last: Option<&TraceParent> = None;
-    let mut links = 0;
+/// after the commands, on another instance), linked to each sampled command whose
+/// events it carries. A page that carries no sampled command comes with the context
+/// under which it is published unseen by the exporter (`cart_telemetry::scope`).
+pub(crate) fn publish_span(
+    stream: &str,
+    outgoing: &[Outgoing],
+) -> (tracing::Span, Option<TraceParent>) {
+    let span = || {
+        tracing::info_span!(
+            parent: None,
+            "publish",
+            otel.name = format!("publish {stream}").as_str(),
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.destination.name = stream,
+            messaging.operation.type = "send",
+            messaging.batch.message_count = outgoing.len(),
+        )
+    };
+    if !cart_telemetry::exporting() {
+        return (span(), None);
+    }
+    // A command's events are consecutive in the log: one trace per command.
+    let mut traces: Vec<&TraceParent> = Vec::new();
     for trace in outgoing.iter().filter_map(|o| o.trace.as_ref()) {
-        // A command's events are consecutive in the log: one link per command.
-        if last == Some(trace) {
-            continue;
-        }
-        last = Some(trace);
-        cart_telemetry::link_traceparent(&span, trace);
-        links += 1;
-        if links == MAX_LINKS {
-            break;
+        if traces.last() != Some(&trace) {
+            traces.push(trace);
         }
     }
-    span
+    let unsampled = cart_telemetry::traced_if_sampled(traces.iter().copied());
+    if unsampled.is_some() {
+        return (
+            cart_telemetry::scope_sync(unsampled.clone(), span),
+            unsampled,
+        );
+    }
+    let span = span();
+    for trace in traces.into_iter().filter(|t| t.sampled()).take(MAX_LINKS) {
+        cart_telemetry::link_traceparent(&span, trace);
+    }
+    (span, None)
 }
 
 /// The event's original `traceparent` (and `tracestate`) on its message, so that a

@@ -86,8 +86,11 @@ impl GroupCommit {
             config,
             Some(one_per_cart),
             move |batch: Vec<Job>| {
-                let span = batch_span(&batch);
-                write_batch(store.clone(), batch).instrument(span)
+                let (span, unsampled) = batch_span(&batch);
+                cart_telemetry::scope(
+                    unsampled,
+                    write_batch(store.clone(), batch).instrument(span),
+                )
             },
         ));
         Self { queue }
@@ -144,23 +147,39 @@ async fn write_batch(store: EventStore, batch: Vec<Job>) {
 }
 
 /// The span of one batch transaction. It serves many commands, so it is a root of its
-/// own linked to each command's span (OpenTelemetry's way for batches), found in the
+/// own linked to each sampled command's span (OpenTelemetry's way for batches), found in the
 /// `traceparent` the command put in its events' metadata (there only when traces are
-/// exported).
-fn batch_span(batch: &[Job]) -> tracing::Span {
-    let span = tracing::info_span!(
-        parent: None,
-        "batch",
-        otel.name = "group commit",
-        batch.size = batch.len(),
-        db.system.name = "postgresql",
-    );
-    for job in batch {
-        if let Some(trace) = cart_telemetry::TraceParent::from_metadata(&job.append.metadata) {
-            cart_telemetry::link_traceparent(&span, &trace);
-        }
+/// exported). A batch is traced when one of its commands is; otherwise it comes with
+/// the context under which it runs unseen by the exporter (`cart_telemetry::scope`).
+fn batch_span(batch: &[Job]) -> (tracing::Span, Option<cart_telemetry::TraceParent>) {
+    let span = || {
+        tracing::info_span!(
+            parent: None,
+            "batch",
+            otel.name = "group commit",
+            batch.size = batch.len(),
+            db.system.name = "postgresql",
+        )
+    };
+    if !cart_telemetry::exporting() {
+        return (span(), None);
     }
-    span
+    let traces: Vec<_> = batch
+        .iter()
+        .filter_map(|job| cart_telemetry::TraceParent::from_metadata(&job.append.metadata))
+        .collect();
+    let unsampled = cart_telemetry::traced_if_sampled(traces.iter());
+    if unsampled.is_some() {
+        return (
+            cart_telemetry::scope_sync(unsampled.clone(), span),
+            unsampled,
+        );
+    }
+    let span = span();
+    for trace in traces.iter().filter(|t| t.sampled()) {
+        cart_telemetry::link_traceparent(&span, trace);
+    }
+    (span, None)
 }
 
 struct Read {

@@ -60,9 +60,18 @@ pub(crate) fn provider(
     let exporter = builder
         .build()
         .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
-    // The sampler is the SDK's default, which reads OTEL_TRACES_SAMPLER(_ARG).
+    // The sampler is the SDK's, read from OTEL_TRACES_SAMPLER(_ARG); a parent-based one
+    // also follows the links of batch roots (`sampling::FollowLinks`).
+    let sampler = opentelemetry_sdk::trace::Config::default().sampler;
+    let sampler: Box<dyn opentelemetry_sdk::trace::ShouldSample> =
+        if crate::sampling::parent_based_from_env() {
+            Box::new(crate::sampling::FollowLinks(sampler))
+        } else {
+            sampler
+        };
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        .with_sampler(sampler)
         .with_resource(resource(settings.service_name))
         .build())
 }

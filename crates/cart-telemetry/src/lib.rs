@@ -13,10 +13,10 @@
 
 mod export;
 pub mod propagate;
+mod sampling;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -26,6 +26,7 @@ pub use propagate::{
     link, link_traceparent, new_traceparent, set_parent_from_nats, trace_id, trace_metadata,
     traceparent_of, TraceParent,
 };
+pub use sampling::{exporting, scope, scope_sync, traced_if_sampled, unsampled};
 // The span extension (`set_parent`, `add_link`, `context`) for crates that need more.
 pub use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -149,7 +150,8 @@ pub fn init(settings: &Settings) -> Result<Guard, TelemetryError> {
             // whether sampled or not; the span names say where they come from.
             .with_location(false)
             .with_target(false)
-            .with_filter(LevelFilter::INFO)
+            // Info spans, and none made while an unsampled request runs (`sampling`).
+            .with_filter(sampling::layer_filter())
     });
     tracing_subscriber::registry()
         .with(logs)
@@ -157,6 +159,7 @@ pub fn init(settings: &Settings) -> Result<Guard, TelemetryError> {
         .try_init()
         .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
     if let Some(provider) = &provider {
+        sampling::set_exporting();
         // For code that asks OpenTelemetry's global API rather than `tracing`.
         opentelemetry::global::set_tracer_provider(provider.clone());
     }

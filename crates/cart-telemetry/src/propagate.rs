@@ -65,7 +65,12 @@ impl TraceParent {
         Self::of_context(&self.context())
     }
 
-    fn of_context(cx: &Context) -> Option<Self> {
+    /// Whether the context it names is sampled (false when it is not valid).
+    pub fn sampled(&self) -> bool {
+        self.context().span().span_context().is_sampled()
+    }
+
+    pub(crate) fn of_context(cx: &Context) -> Option<Self> {
         if !cx.span().span_context().is_valid() {
             return None;
         }
@@ -157,9 +162,13 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<TraceParent> {
     TraceParent::of_context(&span.context())
 }
 
-/// `metadata` with the current span's `traceparent` (and `tracestate`) added.
+/// `metadata` with the current span's `traceparent` (and `tracestate`) added, or, in an
+/// unsampled request, the request's (whose spans the layer never saw).
 pub fn trace_metadata(mut metadata: serde_json::Value) -> serde_json::Value {
-    if let Some(trace) = traceparent_of(&tracing::Span::current()) {
+    let trace = crate::sampling::current_unsampled()
+        .filter(|t| !t.traceparent.is_empty())
+        .or_else(|| traceparent_of(&tracing::Span::current()));
+    if let Some(trace) = trace {
         trace.add_to(&mut metadata);
     }
     metadata

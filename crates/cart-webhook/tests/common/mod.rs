@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -77,8 +77,11 @@ pub(crate) async fn respond<H: Handler>(
 ) {
     let started = Instant::now();
     let span = request_span(endpoint, &request.message);
+    // The sampler decides here, once per request: the spans of an unsampled request are
+    // then never built for export (cart_telemetry's `sampling`).
+    let unsampled = cart_telemetry::unsampled(&span);
     let work = AssertUnwindSafe(run(handler, endpoint, &request.message)).catch_unwind();
-    let outcome = match work.instrument(span.clone()).await {
+    let outcome = match cart_telemetry::scope(unsampled, work.instrument(span.clone())).await {
         Ok(outcome) => outcome,
         Err(panic) => {
             let what = panic

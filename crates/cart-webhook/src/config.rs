@@ -22,7 +22,8 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// NATS server URL.
+    /// NATS server URL, or several separated by commas (seeds of a cluster: the client
+    /// reconnects to another one when its server goes away).
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 

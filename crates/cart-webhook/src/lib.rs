@@ -43,6 +43,8 @@ pub enum WebhookError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("prepare the database: {0}")]
     Prepare(#[from] cart_store::StoreError),
+    #[error("--nats-url (NATS_URL)")]
+    Seeds(#[from] cart_nats::SeedError),
     #[error("connect to NATS at {url}: {source}")]
     Nats {
         url: String,
@@ -212,7 +214,7 @@ pub async fn run_bound(
     let tls = http::tls_connector(config.ca_file.as_deref())?;
     let client = async_nats::ConnectOptions::new()
         .name("cart-webhook")
-        .connect(config.nats_url.as_str())
+        .connect(cart_nats::servers(&config.nats_url)?.as_slice())
         .await
         .map_err(|source| WebhookError::Nats {
             url: config.nats_url.clone(),

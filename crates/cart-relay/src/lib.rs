@@ -299,6 +299,9 @@ impl Relay {
     async fn campaign(&self) -> Result<(), RelayError> {
         let options = lock_session_options(&self.pool.connect_options());
         let mut conn = PgConnection::connect_with(&options).await?;
+        // The lock of a read-only server (a standby, a demoted primary) would make this
+        // relay the leader of nothing: it could never move the checkpoint.
+        cart_store::require_writable(&mut conn).await?;
         let key = format!("cart-relay:{}", self.config.stream);
         loop {
             let locked: bool =

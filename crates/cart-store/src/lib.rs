@@ -15,6 +15,7 @@ mod group;
 mod ledger;
 mod locks;
 mod metrics;
+mod primary;
 pub mod orders;
 mod rebuild;
 mod store;
@@ -28,6 +29,7 @@ pub use error::{InvalidText, InvalidTextKind, StoreError};
 pub use feed::{Filter, Position, RecordedEvent};
 pub use group::{GroupCommit, GroupConfig, GroupRead, PendingAppend};
 pub use ledger::Replay;
+pub use primary::{is_writable, primary_only, require_writable, READ_ONLY};
 pub use rebuild::{rebuild_projection, Progress, RebuildReport};
 pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StreamKey};
 

@@ -119,7 +119,7 @@ pub async fn connect(config: &Config) -> Result<PgPool, WebhookError> {
         ),
         ("statement_timeout", "10s".to_owned()),
     ]);
-    let pool = PgPoolOptions::new()
+    let pool = cart_store::primary_only(PgPoolOptions::new())
         // One connection per delivery loop and per event intake records at once, one
         // for admin and follow-ups, the one `wake::listen` holds and one for the VACUUM.
         .max_connections(

@@ -44,7 +44,11 @@ async fn a_seed_list_with_a_dead_server_works_and_cartd_moves_to_a_surviving_ser
         .json(
             "fill",
             Some("seed-1"),
-            req("u", None, json!({"items": [{"sku": "cup01", "quantity": 2}]})),
+            req(
+                "u",
+                None,
+                json!({"items": [{"sku": "cup01", "quantity": 2}]}),
+            ),
         )
         .await
         .unwrap();
@@ -156,14 +160,23 @@ async fn a_read_only_primary_gets_503s_and_no_writes_then_the_same_cartd_serves_
             .await
             .expect_err("no OK while the server is read-only");
         assert_eq!(
-            (refusal.error.status, refusal.error.code, refusal.header_status.as_str()),
+            (
+                refusal.error.status,
+                refusal.error.code,
+                refusal.header_status.as_str()
+            ),
             (503, 1000, "503"),
             "{}",
             refusal.error
         );
     }
-    let (status, body) = cart_metrics::testing::get(admin_addr, "/readyz").await.unwrap();
-    assert_eq!(status, 503, "/readyz while only a read-only server answers: {body}");
+    let (status, body) = cart_metrics::testing::get(admin_addr, "/readyz")
+        .await
+        .unwrap();
+    assert_eq!(
+        status, 503,
+        "/readyz while only a read-only server answers: {body}"
+    );
 
     set_read_only(&mut admin, &db, false).await;
     until_ok("a command after the server takes writes again", || {
@@ -175,7 +188,9 @@ async fn a_read_only_primary_gets_503s_and_no_writes_then_the_same_cartd_serves_
     .await;
     // Nothing refused was written: only the command after the recovery.
     assert_eq!(db.count_events().await, written + 1);
-    let (status, _) = cart_metrics::testing::get(admin_addr, "/readyz").await.unwrap();
+    let (status, _) = cart_metrics::testing::get(admin_addr, "/readyz")
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     // The relay's lock session moved too: every event reaches the stream.
     let nats = c.nats.clone();
@@ -216,7 +231,11 @@ async fn sessions_terminated_under_load_lose_no_ok_and_fail_only_with_503() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 n += 1;
                 let id = format!("w{w}-{n}");
-                let body = req(&format!("user{w}"), None, json!({"sku": "cup01", "quantity": n}));
+                let body = req(
+                    &format!("user{w}"),
+                    None,
+                    json!({"sku": "cup01", "quantity": n}),
+                );
                 match c.json("item.put", Some(&id), body).await {
                     Ok(_) => acked.push((format!("user{w}"), id)),
                     Err(refusal) => {

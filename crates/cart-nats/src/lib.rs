@@ -1,3 +1,6 @@
+//! NATS settings every cart binary shares: the seed list, and the replicas and
+//! placement of the streams they create (`stream.rs`).
+//!
 //! The NATS seed list every binary reads from `NATS_URL` / `--nats-url`: one URL, or
 //! several separated by commas (`nats://n1:4222,nats://n2:4222,nats://n3:4222`).
 //!
@@ -8,6 +11,10 @@
 //! same forms and refuses a bad list with the same message.
 
 use async_nats::ServerAddr;
+
+mod stream;
+
+pub use stream::{ensure_stream, Replicas, StreamPlacement};
 
 /// Why a seed list cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -83,7 +90,10 @@ mod tests {
     fn credentials_never_reach_the_displayed_list() {
         let list = servers("nats://user:secret@n1:4222,nats://token@n2:4222").unwrap();
         let shown = display(&list);
-        assert!(!shown.contains("secret") && !shown.contains("token"), "{shown}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("token"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -170,7 +170,7 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<Client> {
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(cart_nats::servers(url)?.as_slice())
         .await
         .with_context(|| format!("connect to NATS at {url}"))
 }

@@ -43,6 +43,8 @@ pub enum WebhookError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("prepare the database: {0}")]
     Prepare(#[from] cart_store::StoreError),
+    #[error("--nats-url (NATS_URL)")]
+    Seeds(#[from] cart_nats::SeedError),
     #[error("connect to NATS at {url}: {source}")]
     Nats {
         url: String,
@@ -117,7 +119,7 @@ pub async fn connect(config: &Config) -> Result<PgPool, WebhookError> {
         ),
         ("statement_timeout", "10s".to_owned()),
     ]);
-    let pool = PgPoolOptions::new()
+    let pool = cart_store::primary_only(PgPoolOptions::new())
         // One connection per delivery loop and per event intake records at once, one
         // for admin and follow-ups, the one `wake::listen` holds and one for the VACUUM.
         .max_connections(
@@ -212,7 +214,7 @@ pub async fn run_bound(
     let tls = http::tls_connector(config.ca_file.as_deref())?;
     let client = async_nats::ConnectOptions::new()
         .name("cart-webhook")
-        .connect(config.nats_url.as_str())
+        .connect(cart_nats::servers(&config.nats_url)?.as_slice())
         .await
         .map_err(|source| WebhookError::Nats {
             url: config.nats_url.clone(),
@@ -259,6 +261,9 @@ pub async fn run_bound(
         tasks.spawn(vacuum::run(pool.clone(), config.vacuum_every, stop.clone()));
     }
     tracing::info!(prefix = %config.prefix, stream = %config.orders_stream, consumer = %config.consumer, "cart-webhook running");
+    if config.drain_timeout <= config.timeout {
+        tracing::warn!(drain_timeout = ?config.drain_timeout, timeout = ?config.timeout, "--drain-timeout is not above --timeout: a shutdown may abandon a delivery in flight, whose lease then runs out by itself");
+    }
 
     let result = tokio::select! {
         () = shutdown => Ok(()),
@@ -268,14 +273,23 @@ pub async fn run_bound(
             Err(e) => Err(WebhookError::JetStream(format!("a worker task ended: {e}"))),
         },
     };
-    // Loops finish their current step (a delivery in flight is completed or times out,
-    // and its outcome is recorded) before the worker returns.
+    // The drain: not ready from now on, no new admin requests, and the loops finish
+    // their current step (a delivery in flight is completed or times out, and its
+    // outcome is recorded, which ends its lease) before the worker returns, within
+    // --drain-timeout.
+    health.set_draining();
+    let _ = service.stop().await;
     let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    let limit = config.drain_timeout;
+    let drained =
+        tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(timeout = ?limit, "drain did not finish in time: deliveries still in flight are abandoned, their leases run out by themselves");
+        tasks.shutdown().await;
+    }
     if let Some(admin) = admin {
         let _ = admin.await;
     }
-    let _ = service.stop().await;
     let _ = client.flush().await;
     result
 }

@@ -30,24 +30,47 @@ pub(crate) use respond::{record_scope, ErrorStats, Handler, Incoming, Reply};
 use crate::Config;
 
 pub(crate) struct Running {
-    service: service::Service,
+    /// Taken by [`Running::stop`].
+    service: Option<service::Service>,
     tasks: JoinSet<()>,
     client: async_nats::Client,
 }
 
 impl Running {
-    pub(crate) async fn stop(mut self) {
-        if let Err(e) = self.service.stop().await {
-            tracing::warn!(error = %e, "stopping the NATS service");
+    /// Unsubscribes the endpoints and waits for the requests taken to be answered, then
+    /// flushes the replies; the connection stays open (see [`Running::close`]).
+    pub(crate) async fn stop(&mut self) {
+        if let Some(service) = self.service.take() {
+            if let Err(e) = service.stop().await {
+                tracing::warn!(error = %e, "stopping the NATS service");
+            }
         }
         // The endpoint loops end when their subscriptions close; in-flight requests finish.
         while self.tasks.join_next().await.is_some() {}
+        if let Err(e) = self.client.flush().await {
+            tracing::warn!(error = %e, "flushing the last replies");
+        }
+    }
+
+    /// Closes the connection once everything published on it is sent.
+    pub(crate) async fn close(self) {
         let _ = self.client.drain().await;
+    }
+
+    /// [`Running::stop`], then [`Running::close`].
+    #[cfg(test)]
+    pub(crate) async fn finish(mut self) {
+        self.stop().await;
+        self.close().await;
     }
 }
 
-/// Connects to NATS; starting before NATS is up is fine, the client keeps trying.
+/// Connects to NATS (any server of the seed list, `cart_nats`); starting before NATS is
+/// up is fine, the client keeps trying, and after a server goes away it reconnects to
+/// another one.
 pub(crate) async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
+    let servers = cart_nats::servers(&config.nats_url).context("--nats-url (NATS_URL)")?;
+    let shown = cart_nats::display(&servers);
     let client = async_nats::ConnectOptions::new()
         .name(format!("cartd {}", env!("CARGO_PKG_VERSION")))
         .retry_on_initial_connect()
@@ -60,10 +83,10 @@ pub(crate) async fn connect(config: &Config) -> anyhow::Result<async_nats::Clien
                 other => tracing::info!(event = %other, "NATS event"),
             }
         })
-        .connect(config.nats_url.as_str())
+        .connect(servers.as_slice())
         .await
-        .with_context(|| format!("connect to NATS at {}", config.nats_url))?;
-    tracing::info!(url = %config.nats_url, "NATS client started");
+        .with_context(|| format!("connect to NATS at {shown}"))?;
+    tracing::info!(servers = %shown, "NATS client started");
     Ok(client)
 }
 
@@ -124,7 +147,7 @@ pub(crate) async fn start<H: Handler>(
         "serving cart endpoints: fill, item.put, item.delete, clear, get, promocode.*; feed.status; admin.catalog.*; order.*, payment.*"
     );
     Ok(Running {
-        service,
+        service: Some(service),
         tasks,
         client,
     })

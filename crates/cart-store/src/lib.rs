@@ -17,6 +17,7 @@ mod locks;
 mod metrics;
 pub mod orders;
 mod rebuild;
+pub mod retention;
 mod store;
 pub mod subscription;
 /// Fresh databases for tests (this crate's and its integration tests'); not for services.
@@ -37,8 +38,9 @@ pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedComman
 pub mod statements {
     pub use crate::ledger::{LOOKUP as LEDGER_LOOKUP, REMOVE as LEDGER_REMOVE};
     pub use crate::orders::statements::{
-        EXPIRING, LOAD_ORDER, PROMOTION_USES, PURCHASES, REDEMPTIONS,
+        DUE_ORDERS, EXPIRING, LOAD_ORDER, PROMOTION_USES, PURCHASES, REDEMPTIONS,
     };
+    pub use crate::retention::{DROP_PROJECTION, DUE_CARTS, PRUNE_LEDGER};
     pub use crate::store::{CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM, UPSERT_PROJECTIONS};
     pub use crate::subscription::{APPLIED_VERSIONS, GONE_LINES, STORED_LINES};
 

@@ -51,14 +51,19 @@ pub mod statements {
     /// plan made while a table was known empty (vacuumed then) probes nothing, it scans,
     /// once per key of the batch. The append batch's versions are not among them: the
     /// hottest statement keeps its prepared plan, a probe per key unless `cart_events` was
-    /// analyzed while empty (docs/operations.md).
-    pub const PLANNED_EACH_TIME: [&str; 6] = [
+    /// analyzed while empty (docs/operations.md). The retention sweeps' batches run
+    /// once a minute at most: a parse each is nothing, and their row-id delete needs
+    /// the table's size of the moment to be a TID scan.
+    pub const PLANNED_EACH_TIME: [&str; 9] = [
         GROUPED_GET,
         PURCHASES,
         LEDGER_REMOVE,
         APPLIED_VERSIONS,
         STORED_LINES,
         GONE_LINES,
+        PRUNE_LEDGER,
+        DUE_CARTS,
+        DUE_ORDERS,
     ];
 
     /// Whether sqlx may keep `sql` prepared on the connection (see [`PLANNED_EACH_TIME`]).

@@ -76,6 +76,7 @@ pub async fn prune_ledger(
         });
     }
     let deleted = sqlx::query(PRUNE_LEDGER)
+        .persistent(crate::statements::prepared(PRUNE_LEDGER))
         .bind(before.unix())
         .bind(limit)
         .execute(&mut *tx)
@@ -161,6 +162,7 @@ async fn due_carts(
     limit: i64,
 ) -> Result<Vec<Due>, StoreError> {
     let rows = sqlx::query(DUE_CARTS)
+        .persistent(crate::statements::prepared(DUE_CARTS))
         .bind(before.unix())
         .bind(limit)
         .fetch_all(&mut *conn)

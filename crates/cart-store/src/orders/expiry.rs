@@ -28,6 +28,7 @@ impl OrderStore {
         limit: i64,
     ) -> Result<Vec<(ProjectId, OrderId)>, OrderStoreError> {
         let due: Vec<(i64, i64)> = sqlx::query_as(DUE_ORDERS)
+            .persistent(crate::statements::prepared(DUE_ORDERS))
             .bind(before.unix())
             .bind(limit)
             .fetch_all(&self.pool)

@@ -83,6 +83,13 @@ async fn age_carts(pool: &PgPool, days: i32) {
         .unwrap();
 }
 
+async fn rows(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("select count(*) from {table}"))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 async fn event_types(pool: &PgPool, key: &StreamKey) -> Vec<(String, serde_json::Value)> {
     sqlx::query_as(
         "select event_type, payload from cart_events where stream_id = $1 order by version",
@@ -184,11 +191,7 @@ async fn the_ledger_is_pruned_in_batches_oldest_first_and_one_instance_at_a_time
     other.rollback().await.unwrap();
     assert_eq!(prune_ledger(&pool, before, 10).await.unwrap().done, 5);
     assert_eq!(prune_ledger(&pool, before, 10).await.unwrap().done, 0);
-    let left: i64 = sqlx::query_scalar("select count(*) from processed_commands")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(left, 10);
+    assert_eq!(rows(&pool, "processed_commands").await, 10);
 }
 
 #[tokio::test]
@@ -275,11 +278,7 @@ async fn an_untouched_cart_expires_by_an_event_loses_its_projection_row_and_star
     );
     let report = crate::rebuild_projection(&pool, |_| {}).await.unwrap();
     assert_eq!(report.differences, 0);
-    let rows: i64 = sqlx::query_scalar("select count(*) from cart_projection")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(rows, 0);
+    assert_eq!(rows(&pool, "cart_projection").await, 0);
 }
 
 #[tokio::test]

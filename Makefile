@@ -8,6 +8,7 @@
 #   make bench-orders  the purchase path (fill, checkout, payment) of a release cartd
 #   make bench-fulfilment  whole purchases to webhooks and `done`: cartd + cart-webhook under load
 #   make bench-claim  the webhook claim's cost at backlogs of 100 to 100,000
+#   make bench-growth  bytes per cart command and per purchase in PostgreSQL and JetStream
 #   make bench-tracing  command throughput with trace export off, at 100 % and at 1 % sampling
 #   make schemas  regenerate docs/schemas/*.json from the Rust types
 #   make contract check docs/schemas against the types and validate docs/asyncapi.yaml
@@ -39,7 +40,7 @@ TEST_CMD = $(if $(shell $(CARGO) nextest --version 2>/dev/null),$(CARGO) nextest
 # cart-domain must stay free of I/O, async and wire-format crates.
 DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 
-.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-tracing schemas schemas-check asyncapi-validate contract fuzz fuzz-live
+.PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-growth bench-tracing schemas schemas-check asyncapi-validate contract fuzz fuzz-live
 
 help:
 	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-claim bench-tracing schemas contract fuzz fuzz-live observability-check"
@@ -110,6 +111,34 @@ bench-orders: services
 		sleep 0.3; \
 	done; \
 	'$(BENCH_BIN)/cart-bench' orders --subject-prefix '$(BENCH_PREFIX)' $(BENCH_ORDERS_ARGS)
+
+# Data growth (issue 14): bytes per cart command and per purchase in PostgreSQL (tables
+# with their indexes) and JetStream, on a cartd (relays on) of a fresh database and
+# streams of its own. Sizes do not depend on the build's speed, so debug binaries do.
+#   make bench-growth BENCH_GROWTH_ARGS='--commands 50000 --orders 5000'
+BENCH_GROWTH_ARGS ?=
+BENCH_GROWTH_DATABASE_URL ?= $(shell sed -E 's#^([a-z]+://[^/?]*)(/[^?]*)?#\1/cart_bench_growth#' <<< '$(DATABASE_URL)')
+GROWTH_BIN = $(or $(CARGO_TARGET_DIR),target)/debug
+bench-growth: services
+	$(CARGO) build -p cartd -p cart-bench --bins
+	mkdir -p '$(BENCH_OUT)'
+	'$(GROWTH_BIN)/cart-bench' drop-database --database-url '$(BENCH_GROWTH_DATABASE_URL)'
+	'$(GROWTH_BIN)/cart-bench' drop-streams CART_GROWTH_EVENTS CART_GROWTH_ORDERS
+	RUST_LOG=warn DATABASE_URL='$(BENCH_GROWTH_DATABASE_URL)' CART_CATALOG='$(CATALOG)' \
+	CART_SUBJECT_PREFIX=cart.growth CART_SERVICE_NAME='$(BENCH_SERVICE)-growth' CART_ADMIN_ADDR=off \
+	CART_EVENTS_STREAM=CART_GROWTH_EVENTS CART_ORDERS_STREAM=CART_GROWTH_ORDERS CART_EVENTS_MAX_AGE_SECS=3600 \
+		'$(GROWTH_BIN)/cartd' >'$(BENCH_OUT)/cartd-growth.log' 2>&1 & \
+	cartd=$$!; \
+	trap 'kill $$cartd 2>/dev/null || true; wait $$cartd 2>/dev/null || true' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for i in $$(seq 100); do \
+		'$(GROWTH_BIN)/cart-bench' orders --subject-prefix cart.growth --secs 0.2 --clients 1 >/dev/null 2>&1 && break; \
+		sleep 0.3; \
+	done; \
+	DATABASE_URL='$(BENCH_GROWTH_DATABASE_URL)' '$(GROWTH_BIN)/cart-bench' growth --subject-prefix cart.growth \
+		--events-stream CART_GROWTH_EVENTS --orders-stream CART_GROWTH_ORDERS $(BENCH_GROWTH_ARGS)
+	'$(GROWTH_BIN)/cart-bench' drop-streams CART_GROWTH_EVENTS CART_GROWTH_ORDERS
+	'$(GROWTH_BIN)/cart-bench' drop-database --database-url '$(BENCH_GROWTH_DATABASE_URL)'
 
 # Fulfilment under load (issue 16): a release cartd (relays on) and a release cart-webhook
 # worker on a fresh database (BENCH_FULFILMENT_DATABASE_URL, dropped first) and fresh

@@ -283,7 +283,9 @@ fn order_events() -> Vec<Vec<u8>> {
         OrderEvent::OrderCanceled {
             reason: "refund".into(),
         },
-        OrderEvent::OrderExpired { by_order: 642 },
+        OrderEvent::OrderExpired {
+            by_order: Some(642),
+        },
     ];
     events
         .iter()

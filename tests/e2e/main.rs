@@ -21,6 +21,7 @@ mod orders;
 mod ownership;
 mod pricing;
 mod promocode;
+mod retention;
 mod trace;
 
 use serde_json::{json, Value};

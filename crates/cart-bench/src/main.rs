@@ -8,6 +8,7 @@ mod chart;
 mod claim;
 mod cpu;
 mod fulfilment;
+mod growth;
 mod limits;
 mod load;
 mod orders;
@@ -55,6 +56,9 @@ enum Command {
     Load(Box<load::LoadArgs>),
     /// The purchase path of a running cartd: fill, checkout, payment, per step and whole.
     Orders(orders::OrdersArgs),
+    /// Bytes per cart command and per purchase in PostgreSQL and JetStream, on a running
+    /// cartd with relays on (make bench-growth; docs/operations.md).
+    Growth(Box<growth::GrowthArgs>),
     /// What one webhook claim costs at backlogs of 100 to 100,000 due deliveries.
     Claim(claim::ClaimArgs),
     /// Whole purchases against a running cartd and cart-webhook worker, with the
@@ -92,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Load(args) => load::run(*args).await,
         Command::Orders(args) => orders::run(args).await,
         Command::Claim(args) => claim::run(args).await,
+        Command::Growth(args) => growth::run(*args).await,
         Command::Fulfilment(args) => fulfilment::run(*args).await,
         Command::Tracing(args) => tracing_cost::run(*args).await,
         Command::DropStreams { nats_url, streams } => {

@@ -113,6 +113,10 @@ pub enum CartCommand {
     /// An order made from this cart was paid: every line goes and the promo code is
     /// detached (it was redeemed by the order), keeping the cart id.
     Purchased,
+    /// The cart was left untouched too long (the shell reads the clock and picks the
+    /// carts): its promo code and lines go and it is as if never opened, so the current
+    /// cart reads empty and a cart named by id is not found until written again.
+    Expire,
 }
 
 /// Whether a cart exists before its first event, as the shell knows it: a user's
@@ -159,6 +163,9 @@ pub enum ClearReason {
     Shopper,
     /// An order made from the cart was paid.
     Purchased,
+    /// The cart was abandoned: untouched for the expiry setting's days. Unlike the other
+    /// reasons, the cart is as never opened afterwards.
+    Expired,
 }
 
 impl CartEvent {
@@ -275,6 +282,22 @@ pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, Cart
             }
             return Ok(events);
         }
+        CartCommand::Expire => {
+            // Nothing to expire on a cart never opened (or expired already). The code
+            // goes first, so a reader that knows only "a clear empties the lines" still
+            // sees it detached, and the clear, last, marks the expiry.
+            if !cart.opened {
+                return Ok(vec![]);
+            }
+            let mut events = Vec::new();
+            if cart.promo_code.is_some() {
+                events.push(CartEvent::PromoCodeRemoved);
+            }
+            events.push(CartEvent::CartCleared {
+                reason: ClearReason::Expired,
+            });
+            return Ok(events);
+        }
         _ => {}
     }
     let mut target = cart.lines.clone();
@@ -306,7 +329,8 @@ pub fn decide(cart: &Cart, command: &CartCommand) -> Result<Vec<CartEvent>, Cart
         CartCommand::Clear => target.clear(),
         CartCommand::RedeemPromoCode { .. }
         | CartCommand::RemovePromoCode { .. }
-        | CartCommand::Purchased => {}
+        | CartCommand::Purchased
+        | CartCommand::Expire => {}
     }
     // Lines already present may stay even if over the limit; only growth is refused.
     if target.len() > MAX_LINES && target.len() > cart.lines.len() {
@@ -445,6 +469,10 @@ pub fn apply(mut cart: Cart, event: &CartEvent) -> Cart {
             }
         }
         CartEvent::ItemRemoved { sku } => cart.lines.retain(|line| &line.sku != sku),
+        // An expired cart starts over: not opened, no lines, no code.
+        CartEvent::CartCleared {
+            reason: ClearReason::Expired,
+        } => return Cart::default(),
         // A clear keeps the promo code: the shopper removes it with RemovePromoCode.
         CartEvent::CartCleared { .. } => cart.lines.clear(),
         CartEvent::PromoCodeRedeemed {

@@ -5,7 +5,8 @@
 //! new -> paid -> done            (ConfirmPayment, then MarkDelivered)
 //! paid | done -> canceled        (Cancel: a refund)
 //! new -> expired                 (Expire: a newer unpaid order took a limited item or
-//!                                 the same promo code; the shell decides when)
+//!                                 the same promo code, or the order stayed unpaid past
+//!                                 its payment window; the shell decides when)
 //! checkout of an all-free cart -> done at once (a free order)
 //! ```
 //!
@@ -369,8 +370,9 @@ pub enum OrderCommand {
     /// The order_paid webhook was delivered: the items are granted.
     MarkDelivered,
     /// A newer unpaid order (`by_order`) took a limited item, the same promo code or a
-    /// per-user limited promotion.
-    Expire { by_order: OrderId },
+    /// per-user limited promotion; or, with `by_order` None, the order stayed unpaid
+    /// past its payment window (the shell reads the clock and picks the orders).
+    Expire { by_order: Option<OrderId> },
 }
 
 /// What happened to an order. Past tense, facts only.
@@ -404,8 +406,10 @@ pub enum OrderEvent {
     OrderCanceled {
         reason: String,
     },
+    /// `by_order`: the newer order that expired this one; None when it expired unpaid
+    /// by time.
     OrderExpired {
-        by_order: OrderId,
+        by_order: Option<OrderId>,
     },
 }
 
@@ -809,7 +813,7 @@ pub fn apply(mut order: Order, event: &OrderEvent) -> Order {
             order.status = Some(OrderStatus::Canceled);
         }
         OrderEvent::OrderExpired { by_order } => {
-            order.expired_by = Some(*by_order);
+            order.expired_by = *by_order;
             order.status = Some(OrderStatus::Expired);
         }
     }

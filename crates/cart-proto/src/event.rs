@@ -122,6 +122,7 @@ fn reason_name(reason: ClearReason) -> &'static str {
     match reason {
         ClearReason::Shopper => "shopper",
         ClearReason::Purchased => "purchased",
+        ClearReason::Expired => "expired",
     }
 }
 
@@ -189,6 +190,7 @@ pub fn decode(
             // A reason added by a later version is still a clear, read as the shopper's.
             let reason = match m.reason.as_str() {
                 "purchased" => ClearReason::Purchased,
+                "expired" => ClearReason::Expired,
                 _ => ClearReason::Shopper,
             };
             CartEvent::CartCleared { reason }
@@ -261,6 +263,13 @@ mod tests {
                 },
                 2,
                 r#"{"reason":"purchased"}"#,
+            ),
+            (
+                CartEvent::CartCleared {
+                    reason: ClearReason::Expired,
+                },
+                2,
+                r#"{"reason":"expired"}"#,
             ),
             (
                 CartEvent::PromoCodeRedeemed {

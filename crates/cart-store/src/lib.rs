@@ -18,6 +18,7 @@ mod metrics;
 pub mod orders;
 mod primary;
 mod rebuild;
+pub mod retention;
 mod store;
 pub mod subscription;
 /// Fresh databases for tests (this crate's and its integration tests'); not for services.
@@ -39,8 +40,9 @@ pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedComman
 pub mod statements {
     pub use crate::ledger::{LOOKUP as LEDGER_LOOKUP, REMOVE as LEDGER_REMOVE};
     pub use crate::orders::statements::{
-        EXPIRING, LOAD_ORDER, PROMOTION_USES, PURCHASES, REDEMPTIONS,
+        DUE_ORDERS, EXPIRING, LOAD_ORDER, PROMOTION_USES, PURCHASES, REDEMPTIONS,
     };
+    pub use crate::retention::{DROP_PROJECTION, DUE_CARTS, PRUNE_LEDGER};
     pub use crate::store::{CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM, UPSERT_PROJECTIONS};
     pub use crate::subscription::{APPLIED_VERSIONS, GONE_LINES, STORED_LINES};
 
@@ -51,14 +53,19 @@ pub mod statements {
     /// plan made while a table was known empty (vacuumed then) probes nothing, it scans,
     /// once per key of the batch. The append batch's versions are not among them: the
     /// hottest statement keeps its prepared plan, a probe per key unless `cart_events` was
-    /// analyzed while empty (docs/operations.md).
-    pub const PLANNED_EACH_TIME: [&str; 6] = [
+    /// analyzed while empty (docs/operations.md). The retention sweeps' batches run
+    /// once a minute at most: a parse each is nothing, and their row-id delete needs
+    /// the table's size of the moment to be a TID scan.
+    pub const PLANNED_EACH_TIME: [&str; 9] = [
         GROUPED_GET,
         PURCHASES,
         LEDGER_REMOVE,
         APPLIED_VERSIONS,
         STORED_LINES,
         GONE_LINES,
+        PRUNE_LEDGER,
+        DUE_CARTS,
+        DUE_ORDERS,
     ];
 
     /// Whether sqlx may keep `sql` prepared on the connection (see [`PLANNED_EACH_TIME`]).

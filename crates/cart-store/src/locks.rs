@@ -30,6 +30,7 @@ const COMMAND_LOCK: i32 = 0x434d_4421; // "CMD!"
 const SKU_LOCK: i32 = 0x4f53_4b55; // "OSKU", also promo codes
 const USER_LOCK: i32 = 0x4f55_5352; // "OUSR"
 const ORDER_LOCK: i32 = 0x4f52_4452; // "ORDR"
+const RETENTION_LOCK: i32 = 0x5245_544e; // "RETN"
 
 // The namespaces the hashes are taken in: the cart streams' (for stream and command
 // locks) and the order streams' (for the order store's locks).
@@ -43,6 +44,22 @@ fn hash(id: Uuid) -> i32 {
 
 fn order_key(class: i32, name: &str) -> LockKey {
     (class, hash(Uuid::new_v5(&ORDER_NAMESPACE, name.as_bytes())))
+}
+
+/// One retention sweep's lock (`kind` 1 ledger, 2 carts, 3 orders): taken with
+/// `pg_try_advisory_xact_lock` by each batch, so that while one instance sweeps, the
+/// others skip that sweep instead of racing it for the same rows.
+pub(crate) fn retention(kind: i32) -> LockKey {
+    (RETENTION_LOCK, kind)
+}
+
+/// Whether this transaction got `key` without waiting (held until commit or rollback).
+pub(crate) async fn try_take(conn: &mut PgConnection, key: LockKey) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select pg_try_advisory_xact_lock($1, $2)")
+        .bind(key.0)
+        .bind(key.1)
+        .fetch_one(conn)
+        .await
 }
 
 /// A cart stream's lock: appends take it, and so does a payment that clears the bought

@@ -227,6 +227,20 @@ impl Folder {
             return Ok(0);
         }
         let n = self.done.len();
+        // An expired cart (folded back to never opened) has no projection row.
+        let gone: Vec<Uuid> = self
+            .done
+            .iter()
+            .filter(|(_, _, cart)| !cart.is_opened())
+            .map(|(id, _, _)| *id)
+            .collect();
+        self.done.retain(|(_, _, cart)| cart.is_opened());
+        if !gone.is_empty() {
+            sqlx::query("delete from cart_projection_next where stream_id = any($1)")
+                .bind(&gone)
+                .execute(&mut *conn)
+                .await?;
+        }
         let mut ids = Vec::with_capacity(n);
         let mut versions = Vec::with_capacity(n);
         let mut lines = Vec::with_capacity(n);

@@ -391,3 +391,37 @@ async fn projection_batches_and_ledger_takebacks_touch_only_their_keys() {
     assert_no_scan(&mut conn, &gone, &lines(200), "sku_activity_lines", 200).await;
     assert_no_scan(&mut conn, &remove, &keys(2), "processed_commands", 2).await;
 }
+
+/// The retention sweeps' batches (`cart_store::retention`, `OrderStore::expire_unpaid`):
+/// the ledger's oldest rows, the carts untouched longest and the orders left unpaid,
+/// each found through its index of `0012_retention.sql`, oldest first, reading only
+/// the rows a batch takes however big the table is. Here a handful are due among tens
+/// of thousands that are not.
+#[tokio::test]
+async fn retention_sweeps_read_only_the_rows_they_take_whatever_the_table_held_when_prepared() {
+    let (_db, mut conn) = fresh().await;
+    let prune = prepare(&mut conn, "prune_ledger", statements::PRUNE_LEDGER).await;
+    let carts = prepare(&mut conn, "due_carts", statements::DUE_CARTS).await;
+    let orders = prepare(&mut conn, "due_orders", statements::DUE_ORDERS).await;
+    let drop = prepare(&mut conn, "drop_projection", statements::DROP_PROJECTION).await;
+    // A cut-off a week back, batches of 10.
+    let due = "extract(epoch from now() - interval '7 days')::float8, 10".to_owned();
+    for statement in [&prune, &carts, &orders] {
+        execute(&mut conn, statement, &[0; 6].map(|_| due.clone())).await;
+    }
+    let row = |n: usize| format!("'{}', 5", stream(n));
+    execute(&mut conn, &drop, &(1..=6).map(row).collect::<Vec<_>>()).await;
+    fill_orders(&mut conn, 50_000).await;
+    fill_carts(&mut conn, 50_000).await;
+    conn.execute(
+        "update processed_commands set created_at = now() - interval '30 days' where command_id in ('command1', 'command2', 'command3'); \
+         update cart_projection set updated_at = now() - interval '30 days' where user_id in ('user1', 'user2', 'user3'); \
+         update orders set status = 'new', created_at = now() - interval '30 days' where order_id in (1, 2, 3)",
+    )
+    .await
+    .expect("age a few rows");
+    assert_no_scan(&mut conn, &prune, &due, "processed_commands", 3).await;
+    assert_no_scan(&mut conn, &carts, &due, "cart_projection", 3).await;
+    assert_no_scan(&mut conn, &orders, &due, "orders", 3).await;
+    assert_no_scan(&mut conn, &drop, &row(77), "cart_projection", 1).await;
+}

@@ -107,6 +107,30 @@ pub struct Config {
     #[arg(long, env = "CART_ORDER_HOLD_SECS", default_value_t = 900)]
     pub order_hold_secs: u64,
 
+    /// Seconds a command id stays in the command ledger (the idempotency window): a
+    /// retry within it gets the first reply, a retry after it is a new command. 0 keeps
+    /// the ledger for ever.
+    #[arg(long, env = "CART_LEDGER_RETENTION_SECS", default_value_t = 7 * 86_400)]
+    pub ledger_retention_secs: u64,
+
+    /// Days a cart may stay untouched before it expires (`CartCleared` with reason
+    /// `expired`; the current cart reads empty again, a named cart 404). 0: never.
+    #[arg(long, env = "CART_EXPIRY_DAYS", default_value_t = 90)]
+    pub cart_expiry_days: u64,
+
+    /// Seconds an order may stay unpaid after checkout (Xsolla's payment token lives
+    /// 24 h); then it expires and can no longer be paid. 0: never.
+    #[arg(long, env = "CART_ORDER_PAYMENT_WINDOW_SECS", default_value_t = 86_400)]
+    pub order_payment_window_secs: u64,
+
+    /// Seconds between rounds of the retention sweeps (ledger, carts, unpaid orders).
+    #[arg(long, env = "CART_RETENTION_INTERVAL_SECS", default_value_t = 60)]
+    pub retention_interval_secs: u64,
+
+    /// Rows, carts or orders a retention sweep handles per transaction.
+    #[arg(long, env = "CART_RETENTION_BATCH", default_value_t = 500)]
+    pub retention_batch: u32,
+
     /// Run the asynchronous projections (sku_activity). Instances running them take turns.
     #[arg(long, env = "CART_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub projections: bool,
@@ -152,6 +176,18 @@ impl Config {
                 max_batch: self.batch_max.max(1),
                 max_in_flight: self.batch_in_flight.max(1),
             },
+        }
+    }
+
+    /// The retention sweeps' settings; a 0 keeps that data for ever.
+    pub fn retention(&self) -> crate::retention::Retention {
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        crate::retention::Retention {
+            ledger: secs(self.ledger_retention_secs),
+            carts: secs(self.cart_expiry_days.saturating_mul(86_400)),
+            unpaid_orders: secs(self.order_payment_window_secs),
+            interval: Duration::from_secs(self.retention_interval_secs.max(1)),
+            batch: i64::from(self.retention_batch.max(1)),
         }
     }
 

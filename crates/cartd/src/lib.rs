@@ -16,6 +16,7 @@ mod edge;
 mod feed;
 mod metrics;
 mod orders;
+mod retention;
 pub mod telemetry;
 
 use std::future::Future;
@@ -179,8 +180,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         });
     }
     if config.projections {
-        background.spawn(feed::run_projections(pool.clone(), stopped));
+        background.spawn(feed::run_projections(pool.clone(), stopped.clone()));
     }
+    background.spawn(retention::run(pool.clone(), config.retention(), stopped));
     let status = feed::FeedStatus {
         pool,
         relay,

@@ -23,6 +23,7 @@ pub(crate) struct Instruments {
     orders: Counter<u64>,
     projection_events: Counter<u64>,
     projection_lag: Gauge<i64>,
+    retention_removed: Counter<u64>,
 }
 
 static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(Instruments::new);
@@ -87,6 +88,10 @@ impl Instruments {
                 .i64_gauge("cart_projection_lag_events")
                 .with_description("Events of the log not yet folded into an asynchronous projection (capped), per projection, measured every few seconds by the instance running it")
                 .build(),
+            retention_removed: counter(
+                "cart_retention_swept",
+                "What this instance's retention sweeps removed or expired, per sweep (ledger: ledger rows; carts: carts expired; unpaid_orders: orders expired)",
+            ),
         }
     }
 
@@ -145,6 +150,11 @@ impl Instruments {
     pub(crate) fn projection_applied(&self, projection: &'static str, n: u64) {
         self.projection_events
             .add(n, &[KeyValue::new("projection", projection)]);
+    }
+
+    pub(crate) fn retention_swept(&self, sweep: &'static str, n: u64) {
+        self.retention_removed
+            .add(n, &[KeyValue::new("sweep", sweep)]);
     }
 
     pub(crate) fn projection_lag(&self, projection: &'static str, events: i64) {

@@ -573,6 +573,36 @@ fn a_purchase_empties_the_cart_and_detaches_the_code_and_a_second_one_does_nothi
 }
 
 #[test]
+fn an_expiry_detaches_the_code_clears_and_leaves_a_cart_never_opened() {
+    let history = [CartEvent::CartOpened, set("a", 1), redeemed("ONE")];
+    let expired = vec![
+        CartEvent::PromoCodeRemoved,
+        CartEvent::CartCleared {
+            reason: ClearReason::Expired,
+        },
+    ];
+    check(&history, CartCommand::Expire, Ok(expired.clone()));
+    let mut after = history.to_vec();
+    after.extend(expired);
+    assert_eq!(Cart::replay(&after), Cart::default());
+    // Expired already, or never opened: nothing to expire.
+    check(&after, CartCommand::Expire, Ok(vec![]));
+    check(&[], CartCommand::Expire, Ok(vec![]));
+    // An empty cart that exists still gets the marker, and a command after it opens
+    // the cart anew.
+    let empty = [CartEvent::CartOpened];
+    let marker = CartEvent::CartCleared {
+        reason: ClearReason::Expired,
+    };
+    check(&empty, CartCommand::Expire, Ok(vec![marker.clone()]));
+    check(
+        &[CartEvent::CartOpened, marker],
+        put("a", 1),
+        Ok(vec![CartEvent::CartOpened, set("a", 1)]),
+    );
+}
+
+#[test]
 fn promo_codes_go_only_on_a_cart_that_exists() {
     // A cart named by id that was never opened (or is another user's) is not found,
     // whatever the code's verdict; the current cart always exists.

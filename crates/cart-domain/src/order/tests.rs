@@ -112,7 +112,9 @@ fn cancel() -> OrderCommand {
 }
 
 fn expire() -> OrderCommand {
-    OrderCommand::Expire { by_order: 642 }
+    OrderCommand::Expire {
+        by_order: Some(642),
+    }
 }
 
 /// Decides each command in turn on the folded history; panics on a refusal.

@@ -217,7 +217,13 @@ pub fn encode(event: &OrderEvent) -> EncodedOrderEvent {
         .unwrap_or_default(),
         OrderEvent::OrderDone => serde_json::json!({}),
         OrderEvent::OrderCanceled { reason } => serde_json::json!({ "reason": reason }),
-        OrderEvent::OrderExpired { by_order } => serde_json::json!({ "by_order": by_order }),
+        OrderEvent::OrderExpired {
+            by_order: Some(by_order),
+        } => {
+            serde_json::json!({ "by_order": by_order })
+        }
+        // Expired by time: no newer order did it, the payment window closed.
+        OrderEvent::OrderExpired { by_order: None } => serde_json::json!({ "reason": "unpaid" }),
     };
     EncodedOrderEvent {
         event_type: event.event_type(),
@@ -388,12 +394,15 @@ pub fn decode(
                 .unwrap_or_default()
                 .to_owned(),
         }),
-        "OrderExpired" => Ok(OrderEvent::OrderExpired {
-            by_order: payload
-                .get("by_order")
-                .and_then(serde_json::Value::as_u64)
-                .ok_or_else(|| value_error(t, "by_order is missing"))?,
-        }),
+        "OrderExpired" => {
+            let by_order = payload.get("by_order").and_then(serde_json::Value::as_u64);
+            let unpaid =
+                payload.get("reason").and_then(serde_json::Value::as_str) == Some("unpaid");
+            if by_order.is_none() && !unpaid {
+                return Err(value_error(t, "by_order is missing"));
+            }
+            Ok(OrderEvent::OrderExpired { by_order })
+        }
         _ => Err(OrderDecodeError::UnknownType {
             event_type: t.to_owned(),
             schema_version,

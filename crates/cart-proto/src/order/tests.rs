@@ -79,7 +79,10 @@ fn every_order_event_survives_the_log_with_exact_amounts() {
         OrderEvent::OrderCanceled {
             reason: "refund".into(),
         },
-        OrderEvent::OrderExpired { by_order: 642 },
+        OrderEvent::OrderExpired {
+            by_order: Some(642),
+        },
+        OrderEvent::OrderExpired { by_order: None },
     ];
     for event in events {
         let encoded = encode(&event);
@@ -112,6 +115,7 @@ fn malformed_or_unknown_stored_events_are_errors_not_panics() {
     )
     .is_err());
     assert!(decode("OrderExpired", 1, serde_json::json!({})).is_err());
+    assert!(decode("OrderExpired", 1, serde_json::json!({"reason": "bored"})).is_err());
     let mut payload = encode(&created()).payload;
     payload["lines"][0]["price"]["currency"] = "dollars".into();
     assert!(decode("OrderCreated", 1, payload).is_err());

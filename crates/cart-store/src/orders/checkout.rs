@@ -306,7 +306,9 @@ async fn expire_older(
         let Some(loaded) = log::load(&mut *conn, project, old).await? else {
             continue;
         };
-        let expire = OrderCommand::Expire { by_order: order_id };
+        let expire = OrderCommand::Expire {
+            by_order: Some(order_id),
+        };
         if let Ok(events) = cart_domain::decide_order(&loaded.order, expire) {
             if !events.is_empty() {
                 log::append(

@@ -24,6 +24,7 @@
 //! stream and its projection rows), `feed` (the gap-safe reader for the relay).
 
 mod checkout;
+mod expiry;
 mod feed;
 mod log;
 mod payment;
@@ -33,6 +34,7 @@ mod purchases;
 /// The SQL of the order store's hot statements (see [`crate::statements`]).
 pub(crate) mod statements {
     pub use super::checkout::EXPIRING;
+    pub use super::expiry::DUE_ORDERS;
     pub use super::log::LOAD_ORDER;
     pub use super::promotions::PROMOTION_USES;
     pub use super::purchases::{PURCHASES, REDEMPTIONS};

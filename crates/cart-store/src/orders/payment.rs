@@ -93,7 +93,7 @@ impl OrderStore {
     }
 
     /// An order command that needs only the order's lock.
-    async fn simple(
+    pub(super) async fn simple(
         &self,
         project: ProjectId,
         order_id: OrderId,

@@ -128,6 +128,14 @@ fn payment(order_id: OrderId, amount: &str, invoice: &str) -> Payment {
     }
 }
 
+/// The refusal of a payment of an expired order.
+fn expired_to_paid() -> OrderError {
+    OrderError::InvalidTransition {
+        from: OrderStatus::Expired,
+        to: OrderStatus::Paid,
+    }
+}
+
 /// Puts lines (and a code) into a stored cart, as the service would.
 async fn stored_cart(
     carts: &EventStore,
@@ -370,13 +378,7 @@ async fn a_newer_order_with_the_limited_item_expires_the_older_and_it_cannot_be_
         .confirm_payment(&catalog, payment(old.order_id, "1.50", "inv"))
         .await
         .unwrap();
-    assert_eq!(
-        refused,
-        Err(OrderError::InvalidTransition {
-            from: OrderStatus::Expired,
-            to: OrderStatus::Paid
-        })
-    );
+    assert_eq!(refused, Err(expired_to_paid()));
 }
 
 #[tokio::test]
@@ -572,6 +574,7 @@ async fn a_free_order_redeems_a_limited_code_under_its_lock() {
     )));
 }
 
+mod expiry;
 mod export;
 mod promotions;
 mod refusals;

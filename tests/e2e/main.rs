@@ -11,6 +11,7 @@ mod export;
 mod faults;
 mod feed;
 mod fuzz;
+mod heal;
 mod history;
 mod idempotency;
 mod load;

@@ -17,6 +17,7 @@ mod locks;
 mod metrics;
 pub mod orders;
 mod rebuild;
+pub mod relay;
 mod store;
 pub mod subscription;
 /// Fresh databases for tests (this crate's and its integration tests'); not for services.

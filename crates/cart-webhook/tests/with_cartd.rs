@@ -26,24 +26,6 @@ async fn request(w: &World, endpoint: &str, body: serde_json::Value) -> serde_js
     serde_json::from_slice(&reply.payload).unwrap()
 }
 
-/// A cartd on the world's database and subjects, its order relay on the world's stream.
-fn service_config(w: &World) -> cartd::Config {
-    let mut service = cartd::Config::from_env();
-    service.database_url = w.config.database_url.clone();
-    service.catalog = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/catalog.json"
-    )
-    .into();
-    service.subject_prefix = w.config.prefix.clone();
-    service.service_name = "cart-webhook-test".into();
-    service.events_stream = format!("{}_EVENTS", w.config.orders_stream);
-    service.orders_stream = w.config.orders_stream.clone();
-    service.projections = false;
-    service.admin_addr = "127.0.0.1:0".parse().unwrap();
-    service
-}
-
 /// Checks out one unit of gold for `user` and pays for it; the order id.
 async fn buy(w: &World, user: &str) -> u64 {
     let checkout = request(
@@ -67,7 +49,7 @@ async fn buy(w: &World, user: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paid_orders_whose_messages_were_purged_before_the_worker_saw_them_are_delivered_once() {
     let w = World::new_without_orders_stream().await;
-    let mut service = service_config(&w);
+    let mut service = w.cartd_config();
     // The relay must not heal the stream during the test: this is the worker's own
     // reconciliation against the order log.
     service.relay_verify_every = 3600;
@@ -164,7 +146,7 @@ async fn paid_orders_whose_messages_were_purged_before_the_worker_saw_them_are_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paid_order_is_delivered_then_done_and_its_refund_is_delivered_after() {
     let w = World::new_without_orders_stream().await;
-    let service = service_config(&w);
+    let service = w.cartd_config();
     let server = cartd::start(&service).await.expect("start cartd");
 
     // The worker starts before the relay has created the orders stream, and waits.

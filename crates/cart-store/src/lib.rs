@@ -19,6 +19,7 @@ pub mod orders;
 mod primary;
 mod rebuild;
 pub mod retention;
+pub mod relay;
 mod store;
 pub mod subscription;
 /// Fresh databases for tests (this crate's and its integration tests'); not for services.

@@ -143,18 +143,8 @@ pub async fn request(
 /// A cartd in this process on the world's database, prefix and orders stream (its events
 /// stream named after the latter), so that its spans go to this process's exporter.
 pub async fn start_cartd(w: &World) -> (cartd::Server, cartd::Config) {
-    let mut service = cartd::Config::from_env();
-    service.database_url = w.config.database_url.clone();
-    service.catalog = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/catalog.json"
-    )
-    .into();
-    service.subject_prefix = w.config.prefix.clone();
+    let mut service = w.cartd_config();
     service.service_name = "cart-trace-test".into();
-    service.events_stream = format!("{}_EVENTS", w.config.orders_stream);
-    service.orders_stream = w.config.orders_stream.clone();
-    service.projections = false;
     let server = cartd::start(&service).await.expect("start cartd");
     (server, service)
 }

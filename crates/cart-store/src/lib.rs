@@ -18,8 +18,8 @@ mod metrics;
 pub mod orders;
 mod primary;
 mod rebuild;
-pub mod retention;
 pub mod relay;
+pub mod retention;
 mod store;
 pub mod subscription;
 /// Fresh databases for tests (this crate's and its integration tests'); not for services.

@@ -392,9 +392,9 @@ impl Orders {
         let project = r.project;
         let (amount, currency, mode) = (r.amount, r.currency, r.mode);
         let catalog = self.catalog.snapshot();
-        let decided = self
+        let (decided, paid_now) = self
             .orders
-            .confirm_payment(
+            .confirm_payment_once(
                 &catalog,
                 Payment {
                     project,
@@ -409,9 +409,11 @@ impl Orders {
             .await
             .map_err(reply)?;
         let paid = decided.map_err(reply)?;
-        // Counted per accepted confirmation: a repeat of the same invoice is answered
-        // again (idempotent) and counted again.
-        crate::metrics::get().orders(project.get(), "paid", 1);
+        // Counted once per order: the same invoice again is answered again (idempotent)
+        // and not counted.
+        if paid_now {
+            crate::metrics::get().orders(project.get(), "paid", 1);
+        }
         self.view(&paid)
     }
 

@@ -28,10 +28,24 @@ impl OrderStore {
         catalog: &Catalog,
         payment: Payment,
     ) -> Result<Decided, OrderStoreError> {
+        Ok(self.confirm_payment_once(catalog, payment).await?.0)
+    }
+
+    /// As [`OrderStore::confirm_payment`], and whether this call paid the order (false
+    /// for a refusal and for the same invoice again, which changes nothing): what the
+    /// paid-orders counter counts.
+    ///
+    /// # Errors
+    /// As [`OrderStore::confirm_payment`].
+    pub async fn confirm_payment_once(
+        &self,
+        catalog: &Catalog,
+        payment: Payment,
+    ) -> Result<(Decided, bool), OrderStoreError> {
         // The lines never change after creation: read them unlocked to know which SKU
         // locks to take first.
         let Some(peek) = self.load(payment.project, payment.order_id).await? else {
-            return Ok(Err(OrderError::NotFound));
+            return Ok((Err(OrderError::NotFound), false));
         };
         let snapshot = peek.order.details().map(|d| &d.snapshot);
         let lines = snapshot.map(|s| s.lines.as_slice()).unwrap_or_default();
@@ -46,7 +60,7 @@ impl OrderStore {
             let mut tx = pool.begin().await?;
             let (decided, commit) = pay_in(&mut tx, payment, limited, code, promotions).await?;
             end(tx, commit).await?;
-            Ok(decided)
+            Ok((decided, commit))
         })
         .await
     }

@@ -7,10 +7,10 @@
 //! orders stream: the stream would add the order relay's lag, which is reported on its
 //! own, and the database is where the order's status lives.
 
-mod figures;
-mod lag;
+pub(crate) mod figures;
+pub(crate) mod lag;
 mod purchase;
-mod receiver;
+pub(crate) mod receiver;
 mod report;
 mod stages;
 

@@ -26,8 +26,7 @@ pub struct FaultReport {
     /// Commands given up after `--give-up-secs` of failures.
     pub abandoned: u64,
     pub purchases: usize,
-    /// Per client: seconds from the fault until the first request sent after it was
-    /// answered OK.
+    /// Per client: seconds from the fault until commands succeed again (see `recovered`).
     pub recovery: Option<Quantiles>,
     /// Seconds from the fault to the last failed request (0 when none failed).
     pub last_failure_secs: f64,
@@ -52,16 +51,7 @@ impl FaultReport {
             .filter(|a| !a.ok && a.answered > at)
             .map(|a| a.answered.duration_since(at).as_secs_f64())
             .fold(0.0, f64::max);
-        let recovery = Quantiles::of(
-            logs.iter()
-                .filter_map(|l| {
-                    l.attempts
-                        .iter()
-                        .find(|a| a.ok && a.sent >= at)
-                        .map(|a| a.answered.duration_since(at).as_secs_f64())
-                })
-                .collect(),
-        );
+        let recovery = Quantiles::of(logs.iter().filter_map(|l| recovered(l, at)).collect());
         let mut first_errors: Vec<String> = Vec::new();
         for e in logs.iter().flat_map(|l| l.errors.iter()) {
             if first_errors.len() < 5 && !first_errors.contains(e) {
@@ -88,6 +78,23 @@ impl FaultReport {
     pub fn ok(&self) -> bool {
         self.checks.ok() && (self.fault != name(Fault::Rolling) || self.failed == 0)
     }
+}
+
+/// Seconds from the fault at `at` until the client's first OK answer to a request sent
+/// after its last failure (after its first request sent after the fault, when nothing
+/// failed): when its commands succeed again.
+fn recovered(log: &ClientLog, at: Instant) -> Option<f64> {
+    let from = log
+        .attempts
+        .iter()
+        .filter(|a| !a.ok && a.answered > at)
+        .map(|a| a.answered)
+        .max()
+        .unwrap_or(at);
+    log.attempts
+        .iter()
+        .find(|a| a.ok && a.sent >= from)
+        .map(|a| a.answered.duration_since(at).as_secs_f64())
 }
 
 fn name(fault: Fault) -> &'static str {

@@ -22,6 +22,7 @@ fn relay_config(w: &World) -> RelayConfig {
         batch: 100,
         poll: Duration::from_millis(20),
         log: cart_relay::Log::Carts,
+        placement: cart_nats::StreamPlacement::default(),
     }
 }
 

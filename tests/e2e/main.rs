@@ -8,6 +8,7 @@ mod concurrency;
 mod contract;
 mod edge;
 mod export;
+mod failover;
 mod faults;
 mod feed;
 mod fuzz;

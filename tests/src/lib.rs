@@ -310,6 +310,18 @@ impl TestNats {
         nats
     }
 
+    /// A server with a port and a folder of its own that is not running yet (a dead
+    /// seed until [`TestNats::restart`] starts it).
+    pub fn unstarted() -> TestNats {
+        let dir = std::env::temp_dir().join(format!("cart-e2e-nats-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TestNats {
+            port: free_port(),
+            dir,
+            child: None,
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }

@@ -53,7 +53,8 @@ pub use time::{InvalidTimestamp, Timestamp};
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "cart-analytics", version)]
 pub struct Options {
-    /// NATS server URL.
+    /// NATS server URL, or several separated by commas (seeds of a cluster: the client
+    /// reconnects to another one when its server goes away).
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// The JetStream stream the relay writes.
@@ -102,6 +103,8 @@ pub enum RunError {
         #[source]
         source: async_nats::ConnectError,
     },
+    #[error("--nats-url (NATS_URL)")]
+    Seeds(#[from] cart_nats::SeedError),
     #[error(transparent)]
     Replay(#[from] ReplayError),
     #[error("write the report")]
@@ -115,7 +118,7 @@ pub async fn run(
     out: &mut impl Write,
     warnings: &mut impl Write,
 ) -> Result<Summary, RunError> {
-    let client = async_nats::connect(&options.nats_url)
+    let client = async_nats::connect(cart_nats::servers(&options.nats_url)?.as_slice())
         .await
         .map_err(|source| RunError::Connect {
             url: options.nats_url.clone(),

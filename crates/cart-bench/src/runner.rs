@@ -168,15 +168,10 @@ impl Driver {
 /// for a server that is not there). `url` may list several servers separated by commas
 /// (a cluster's seeds): the client reconnects to another one when its server dies.
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<Client> {
-    let servers: Vec<&str> = url
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
-        .connect(servers)
+        .connect(cart_nats::servers(url)?.as_slice())
         .await
         .with_context(|| format!("connect to NATS at {url}"))
 }

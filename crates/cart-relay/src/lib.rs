@@ -56,6 +56,9 @@ pub struct RelayConfig {
     pub poll: Duration,
     /// Which log this relay publishes.
     pub log: Log,
+    /// Replicas and placement of the stream (`--stream-replicas`, ...): applied when
+    /// the relay creates it, and the replicas to an existing one (`cart_nats::stream`).
+    pub placement: cart_nats::StreamPlacement,
 }
 
 /// The logs a relay can publish; each has its own stream, checkpoint and lock.
@@ -164,7 +167,7 @@ impl Relay {
     }
 
     /// Creates the stream if it does not exist; an existing stream is left as its
-    /// operators configured it.
+    /// operators configured it, but for its replicas, which follow the setting.
     pub async fn ensure_stream(&self) -> Result<(), RelayError> {
         let config = stream::Config {
             name: self.config.stream.clone(),
@@ -179,13 +182,12 @@ impl Relay {
             duplicate_window: self.config.duplicate_window,
             ..Default::default()
         };
-        self.js
-            .get_or_create_stream(config)
+        cart_nats::ensure_stream(&self.js, config, &self.config.placement)
             .await
             .map(|_| ())
-            .map_err(|e| RelayError::Stream {
+            .map_err(|message| RelayError::Stream {
                 stream: self.config.stream.clone(),
-                message: e.to_string(),
+                message,
             })
     }
 
@@ -299,6 +301,9 @@ impl Relay {
     async fn campaign(&self) -> Result<(), RelayError> {
         let options = lock_session_options(&self.pool.connect_options());
         let mut conn = PgConnection::connect_with(&options).await?;
+        // The lock of a read-only server (a standby, a demoted primary) would make this
+        // relay the leader of nothing: it could never move the checkpoint.
+        cart_store::require_writable(&mut conn).await?;
         let key = format!("cart-relay:{}", self.config.stream);
         loop {
             let locked: bool =

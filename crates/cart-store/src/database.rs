@@ -69,7 +69,7 @@ pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
 /// # Errors
 /// The database is unreachable, a migration fails, or `fsync` is off.
 pub async fn connect(config: &DbConfig) -> Result<PgPool, StoreError> {
-    let pool = PgPoolOptions::new()
+    let pool = crate::primary_only(PgPoolOptions::new())
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
         .connect_with(options(&config.url)?)

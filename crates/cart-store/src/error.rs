@@ -155,11 +155,13 @@ pub(crate) fn unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_) => true,
-        // Connection exceptions (08), a server shutting down or still starting (57P0x)
-        // and a statement timeout (57014) are passing states, not faults of the request.
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+        // Connection exceptions (08), a server shutting down or still starting (57P0x),
+        // a statement timeout (57014) and a write on a server that turned read-only
+        // (25006: a demoted primary or a standby; the pool drops that connection,
+        // `primary.rs`) are passing states, not faults of the request.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57") || code == "25006"
+        }),
         _ => false,
     }
 }

@@ -16,6 +16,7 @@ mod ledger;
 mod locks;
 mod metrics;
 pub mod orders;
+mod primary;
 mod rebuild;
 mod store;
 pub mod subscription;
@@ -28,6 +29,7 @@ pub use error::{InvalidText, InvalidTextKind, StoreError};
 pub use feed::{Filter, Position, RecordedEvent};
 pub use group::{GroupCommit, GroupConfig, GroupRead, PendingAppend};
 pub use ledger::Replay;
+pub use primary::{is_writable, primary_only, require_writable, READ_ONLY};
 pub use rebuild::{rebuild_projection, Progress, RebuildReport};
 pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StreamKey};
 

@@ -22,7 +22,8 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// NATS server URL.
+    /// NATS server URL, or several separated by commas (seeds of a cluster: the client
+    /// reconnects to another one when its server goes away).
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
@@ -68,6 +69,15 @@ pub struct Config {
     /// How often an idle delivery loop looks for due deliveries.
     #[arg(long, env = "CART_WEBHOOK_POLL", default_value = "1s", value_parser = parse_duration)]
     pub poll: Duration,
+
+    /// Replicas of the dead-letter stream when this worker creates it (and of an existing
+    /// one, as cartd's `--stream-replicas` does for its streams).
+    #[arg(long, env = "CART_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+
+    /// Comma-separated server tags for the dead-letter stream's placement, as cartd's.
+    #[arg(long, env = "CART_STREAM_PLACEMENT_TAGS", default_value = "")]
+    pub stream_placement_tags: String,
 
     /// Delivery loops in this instance (deliveries in flight at once).
     #[arg(long, env = "CART_WEBHOOK_CONCURRENCY", default_value_t = 16)]

@@ -48,14 +48,16 @@ impl DeadLetters {
         jetstream: &jetstream::Context,
         config: &Config,
     ) -> Result<Self, WebhookError> {
-        jetstream
-            .get_or_create_stream(stream::Config {
-                name: config.dead_stream.clone(),
-                subjects: vec![format!("{}.webhooks.dead.>", config.prefix)],
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
+        let placement =
+            cart_nats::StreamPlacement::new(config.stream_replicas, &config.stream_placement_tags);
+        let dead = stream::Config {
+            name: config.dead_stream.clone(),
+            subjects: vec![format!("{}.webhooks.dead.>", config.prefix)],
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        cart_nats::ensure_stream(jetstream, dead, &placement)
             .await
             .map_err(|e| {
                 WebhookError::JetStream(format!("dead-letter stream {:?}: {e}", config.dead_stream))

@@ -43,6 +43,8 @@ pub enum WebhookError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("prepare the database: {0}")]
     Prepare(#[from] cart_store::StoreError),
+    #[error("--nats-url (NATS_URL)")]
+    Seeds(#[from] cart_nats::SeedError),
     #[error("connect to NATS at {url}: {source}")]
     Nats {
         url: String,
@@ -117,7 +119,7 @@ pub async fn connect(config: &Config) -> Result<PgPool, WebhookError> {
         ),
         ("statement_timeout", "10s".to_owned()),
     ]);
-    let pool = PgPoolOptions::new()
+    let pool = cart_store::primary_only(PgPoolOptions::new())
         // One connection per delivery loop and per event intake records at once, one
         // for admin and follow-ups, the one `wake::listen` holds and one for the VACUUM.
         .max_connections(
@@ -212,7 +214,7 @@ pub async fn run_bound(
     let tls = http::tls_connector(config.ca_file.as_deref())?;
     let client = async_nats::ConnectOptions::new()
         .name("cart-webhook")
-        .connect(config.nats_url.as_str())
+        .connect(cart_nats::servers(&config.nats_url)?.as_slice())
         .await
         .map_err(|source| WebhookError::Nats {
             url: config.nats_url.clone(),

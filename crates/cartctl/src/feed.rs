@@ -314,7 +314,7 @@ async fn status(g: &Global) -> anyhow::Result<i32> {
     let client = async_nats::ConnectOptions::new()
         .name("cartctl")
         .request_timeout(Some(Duration::from_secs(g.timeout)))
-        .connect(g.nats_url.as_str())
+        .connect(cart_nats::servers(&g.nats_url)?.as_slice())
         .await
         .with_context(|| format!("connect to NATS at {}", g.nats_url))?;
     let subject = format!("{}.feed.status", g.subject_prefix);

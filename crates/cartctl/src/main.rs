@@ -27,7 +27,8 @@ struct Cli {
 
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// NATS server URL.
+    /// NATS server URL, or several separated by commas (seeds of a cluster: the client
+    /// reconnects to another one when its server goes away).
     #[arg(
         long,
         env = "NATS_URL",
@@ -416,7 +417,7 @@ pub(crate) async fn connect(g: &Global) -> anyhow::Result<async_nats::Client> {
         .name("cartctl")
         .connection_timeout(Duration::from_secs(g.timeout))
         .request_timeout(Some(Duration::from_secs(g.timeout)))
-        .connect(g.nats_url.as_str())
+        .connect(cart_nats::servers(&g.nats_url)?.as_slice())
         .await
         .with_context(|| format!("connect to NATS at {}", g.nats_url))
 }

@@ -18,7 +18,8 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// NATS server URL.
+    /// NATS server URL, or several separated by commas (seeds of a cluster: the client
+    /// reconnects to another one when its server goes away).
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
@@ -90,6 +91,17 @@ pub struct Config {
     #[arg(long, env = "CART_ORDERS_STREAM", default_value = "CART_ORDERS")]
     pub orders_stream: String,
 
+    /// Replicas of the streams the relays create (CART_EVENTS, CART_ORDERS): 1 on a single
+    /// nats-server, 3 (or 5) on a JetStream cluster. An existing stream's replicas are
+    /// changed to this; when JetStream refuses, the stream stays and a warning says why.
+    #[arg(long, env = "CART_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+
+    /// Comma-separated server tags: the streams the relays create go only on nodes with
+    /// all of them (JetStream placement). Empty: any node.
+    #[arg(long, env = "CART_STREAM_PLACEMENT_TAGS", default_value = "")]
+    pub stream_placement_tags: String,
+
     /// Seconds an unpaid order holds its units of an item with a global (`per_item`)
     /// limit against other users' checkouts.
     #[arg(long, env = "CART_ORDER_HOLD_SECS", default_value_t = 900)]
@@ -145,6 +157,10 @@ impl Config {
             batch: 1000,
             poll: Duration::from_millis(100),
             log: cart_relay::Log::Carts,
+            placement: cart_nats::StreamPlacement::new(
+                self.stream_replicas,
+                &self.stream_placement_tags,
+            ),
         }
     }
 

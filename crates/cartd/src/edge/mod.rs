@@ -46,8 +46,12 @@ impl Running {
     }
 }
 
-/// Connects to NATS; starting before NATS is up is fine, the client keeps trying.
+/// Connects to NATS (any server of the seed list, `cart_nats`); starting before NATS is
+/// up is fine, the client keeps trying, and after a server goes away it reconnects to
+/// another one.
 pub(crate) async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
+    let servers = cart_nats::servers(&config.nats_url).context("--nats-url (NATS_URL)")?;
+    let shown = cart_nats::display(&servers);
     let client = async_nats::ConnectOptions::new()
         .name(format!("cartd {}", env!("CARGO_PKG_VERSION")))
         .retry_on_initial_connect()
@@ -60,10 +64,10 @@ pub(crate) async fn connect(config: &Config) -> anyhow::Result<async_nats::Clien
                 other => tracing::info!(event = %other, "NATS event"),
             }
         })
-        .connect(config.nats_url.as_str())
+        .connect(servers.as_slice())
         .await
-        .with_context(|| format!("connect to NATS at {}", config.nats_url))?;
-    tracing::info!(url = %config.nats_url, "NATS client started");
+        .with_context(|| format!("connect to NATS at {shown}"))?;
+    tracing::info!(servers = %shown, "NATS client started");
     Ok(client)
 }
 

@@ -13,7 +13,7 @@ use sqlx::Connection;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-fn relay_config(w: &World) -> RelayConfig {
+pub(crate) fn relay_config(w: &World) -> RelayConfig {
     RelayConfig {
         stream: w.stream(),
         subject_prefix: w.prefix.clone(),
@@ -23,6 +23,7 @@ fn relay_config(w: &World) -> RelayConfig {
         poll: Duration::from_millis(20),
         log: cart_relay::Log::Carts,
         placement: cart_nats::StreamPlacement::default(),
+        verify_every: Duration::from_secs(30),
     }
 }
 
@@ -39,11 +40,11 @@ async fn open_cart(conn: &mut sqlx::PgConnection, stream: Uuid) {
     .unwrap();
 }
 
-fn spawn(relay: Relay) -> JoinHandle<()> {
+pub(crate) fn spawn(relay: Relay) -> JoinHandle<()> {
     tokio::spawn(relay.run(std::future::pending()))
 }
 
-async fn put(w: &World, user: &str, sku: &str, quantity: i64) {
+pub(crate) async fn put(w: &World, user: &str, sku: &str, quantity: i64) {
     w.client
         .json(
             "item.put",
@@ -55,14 +56,18 @@ async fn put(w: &World, user: &str, sku: &str, quantity: i64) {
 }
 
 /// Every committed event id in the log, in the global order.
-async fn log_ids(pool: &sqlx::PgPool) -> Vec<String> {
+pub(crate) async fn log_ids(pool: &sqlx::PgPool) -> Vec<String> {
     sqlx::query_scalar("select event_id::text from cart_events order by tx_id, global_position")
         .fetch_all(pool)
         .await
         .unwrap()
 }
 
-async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f().await {
@@ -90,7 +95,11 @@ async fn visible(pool: &sqlx::PgPool, n: usize) -> Vec<cart_store::RecordedEvent
 
 /// Waits until the stream holds as many messages as the log has events, then checks the
 /// stream holds each event exactly once and each cart's events in version order.
-async fn assert_stream_matches_log(nats: &async_nats::Client, stream: &str, pool: &sqlx::PgPool) {
+pub(crate) async fn assert_stream_matches_log(
+    nats: &async_nats::Client,
+    stream: &str,
+    pool: &sqlx::PgPool,
+) {
     let expected = log_ids(pool).await;
     let streamed = wait_for(
         "the stream to catch up",

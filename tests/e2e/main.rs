@@ -12,6 +12,7 @@ mod failover;
 mod faults;
 mod feed;
 mod fuzz;
+mod heal;
 mod history;
 mod idempotency;
 mod load;

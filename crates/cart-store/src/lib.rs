@@ -18,6 +18,7 @@ mod metrics;
 pub mod orders;
 mod primary;
 mod rebuild;
+pub mod relay;
 mod store;
 pub mod subscription;
 /// Fresh databases for tests (this crate's and its integration tests'); not for services.

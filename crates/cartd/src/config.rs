@@ -86,6 +86,12 @@ pub struct Config {
     #[arg(long, env = "CART_EVENTS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
     pub events_duplicate_window_secs: u64,
 
+    /// Seconds between the active relay's checks that its stream still holds what
+    /// JetStream acknowledged (also checked at start and after every reconnect); a stream
+    /// that lost events is published again from what it still holds.
+    #[arg(long, env = "CART_RELAY_VERIFY_EVERY_SECS", default_value_t = 30)]
+    pub relay_verify_every: u64,
+
     /// The JetStream stream order events are published to, subjects `<prefix>.orders.>`
     /// (by the order relay, which runs with the event relay).
     #[arg(long, env = "CART_ORDERS_STREAM", default_value = "CART_ORDERS")]
@@ -161,6 +167,7 @@ impl Config {
                 self.stream_replicas,
                 &self.stream_placement_tags,
             ),
+            verify_every: Duration::from_secs(self.relay_verify_every.max(1)),
         }
     }
 

@@ -233,9 +233,10 @@ start_haproxy() {
 }
 
 # ----------------------------------------------------------------- services
-# --stream-replicas exists once the service has it (issue 13, branch drain).
+# Streams with 3 replicas, once the binary has --stream-replicas (cartd: CART_EVENTS and
+# CART_ORDERS; cart-webhook: the dead-letter stream).
 replica_args() {
-    if "$BIN_DIR/cartd" --help 2>/dev/null | grep -q -- '--stream-replicas'; then
+    if "$BIN_DIR/${1:-cartd}" --help 2>/dev/null | grep -q -- '--stream-replicas'; then
         printf '%s\n' --stream-replicas 3
     fi
 }
@@ -255,10 +256,11 @@ start_cartd() {
 }
 
 start_webhook() {
-    local n=$1
+    local n=$1 extra
+    mapfile -t extra < <(replica_args cart-webhook)
     launch "webhook-$n" env RUST_LOG="${CLUSTER_RUST_LOG:-info}" DATABASE_URL="$(database_url)" \
         NATS_URL="$(service_nats_url)" CART_WEBHOOK_ADMIN_ADDR="127.0.0.1:$(webhook_admin_port "$n")" \
-        "$BIN_DIR/cart-webhook"
+        "$BIN_DIR/cart-webhook" "${extra[@]}"
 }
 
 start_receiver() {

@@ -114,18 +114,15 @@ struct Suite {
 }
 
 pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
-    let client = crate::runner::connect(&args.nats_url, "cart-bench failover").await?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_lazy(&args.database_url)
-        .with_context(|| format!("parse {}", args.database_url))?;
-    let probe = Probe {
-        client: client.clone(),
-        prefix: args.subject_prefix.clone(),
-        pool: pool.clone(),
-        order_checkpoint: format!("relay:{}", args.orders_stream),
-    };
+    let probe = Probe::connect(
+        &args.nats_url,
+        &args.database_url,
+        &args.subject_prefix,
+        &args.orders_stream,
+        "cart-bench failover",
+    )
+    .await?;
+    let (client, pool) = (probe.client.clone(), probe.pool.clone());
     let suite = Suite {
         skus: workload::catalog_skus(&args.catalog, args.project)?,
         run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),

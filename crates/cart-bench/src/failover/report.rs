@@ -108,26 +108,18 @@ fn name(fault: Fault) -> &'static str {
 }
 
 pub fn print_fault(r: &FaultReport) {
+    println!("{}", row(r));
     println!(
-        "  {}: {} requests, {} OK, {} failed, {} abandoned, {} purchases; recovery p50 {}, max {}; drain {:.1} s; checks {}",
-        r.fault,
-        r.sent,
-        r.acked,
-        r.failed,
-        r.abandoned,
-        r.purchases,
-        secs(r.recovery.map(|q| q.p50)),
-        secs(r.recovery.map(|q| q.max)),
+        "  load {:.0} s, fault steps {:.1} s, drain {:.1} s, last failure {:.1} s after the fault; checks {}",
+        r.load_secs,
+        r.steps_secs,
         r.drain_secs,
+        r.last_failure_secs,
         if r.checks.ok() { "passed" } else { "FAILED" }
     );
     for e in &r.first_errors {
         println!("    error: {e}");
     }
-    println!(
-        "    checks: {}",
-        serde_json::to_string(&r.checks).unwrap_or_default()
-    );
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -139,37 +131,42 @@ pub fn print_table(reports: &[FaultReport]) {
     println!("| fault | requests sent / OK / failed | abandoned | purchases | recovery p50 / max | acked missing | duplicate commands / orders | CART_EVENTS: log / msgs, missing, dup, out of order | CART_ORDERS: log / msgs, missing, dup, out of order | webhooks missing / duplicates (same key) / foreign key |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in reports {
-        let c = &r.checks;
-        let stream = |s: &super::checks::StreamCheck| {
-            format!(
-                "{} / {}, {}, {}, {}",
-                s.log_events,
-                s.messages,
-                s.missing,
-                s.duplicated + s.extra,
-                s.out_of_order
-            )
-        };
-        println!(
-            "| {} | {} / {} / {} | {} | {} | {} / {} | {} | {} / {} | {} | {} | {} / {} / {} |",
-            r.fault,
-            r.sent,
-            r.acked,
-            r.failed,
-            r.abandoned,
-            r.purchases,
-            secs(r.recovery.map(|q| q.p50)),
-            secs(r.recovery.map(|q| q.max)),
-            c.acked_missing,
-            c.duplicate_commands,
-            c.duplicate_orders,
-            stream(&c.events),
-            stream(&c.orders),
-            c.webhooks_missing,
-            c.webhook_duplicates,
-            c.webhook_key_mismatches,
-        );
+        println!("{}", row(r));
     }
+}
+
+/// One fault's row of the table.
+fn row(r: &FaultReport) -> String {
+    let c = &r.checks;
+    let stream = |s: &super::checks::StreamCheck| {
+        format!(
+            "{} / {}, {}, {}, {}",
+            s.log_events,
+            s.messages,
+            s.missing,
+            s.duplicated + s.extra,
+            s.out_of_order
+        )
+    };
+    format!(
+        "| {} | {} / {} / {} | {} | {} | {} / {} | {} | {} / {} | {} | {} | {} / {} / {} |",
+        r.fault,
+        r.sent,
+        r.acked,
+        r.failed,
+        r.abandoned,
+        r.purchases,
+        secs(r.recovery.map(|q| q.p50)),
+        secs(r.recovery.map(|q| q.max)),
+        c.acked_missing,
+        c.duplicate_commands,
+        c.duplicate_orders,
+        stream(&c.events),
+        stream(&c.orders),
+        c.webhooks_missing,
+        c.webhook_duplicates,
+        c.webhook_key_mismatches,
+    )
 }
 
 pub fn write_json(path: &Path, reports: &[FaultReport]) -> anyhow::Result<()> {

@@ -2,30 +2,13 @@
 //! turns read-only or drops every session, and the answers meanwhile (503, never OK for
 //! what is not durable). Servers a test stops are private to it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cart_tests::{config, lines, Client, TestDb, TestNats};
 use serde_json::json;
 
+use crate::faults::{commands_get_503, until_ok};
 use crate::req;
-
-/// Retries `f` until it succeeds, for at most 60 s (a bound for a broken build, not a
-/// measurement: a loaded machine only makes the loop run longer).
-async fn until_ok<F, Fut, T, E>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) => assert!(Instant::now() < deadline, "{what}: still failing: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test]
 async fn a_seed_list_with_a_dead_server_works_and_cartd_moves_to_a_surviving_server() {
@@ -150,26 +133,7 @@ async fn a_read_only_primary_gets_503s_and_no_writes_then_the_same_cartd_serves_
     let mut admin = admin_session().await;
     set_read_only(&mut admin, &db, true).await;
     terminate_sessions(&mut admin, &db).await;
-    for i in 0..3 {
-        let refusal = c
-            .json(
-                "item.put",
-                Some(&format!("read-only-{i}")),
-                req("u", None, json!({"sku": "gold", "quantity": 1})),
-            )
-            .await
-            .expect_err("no OK while the server is read-only");
-        assert_eq!(
-            (
-                refusal.error.status,
-                refusal.error.code,
-                refusal.header_status.as_str()
-            ),
-            (503, 1000, "503"),
-            "{}",
-            refusal.error
-        );
-    }
+    commands_get_503(&c, "read-only").await;
     let (status, body) = cart_metrics::testing::get(admin_addr, "/readyz")
         .await
         .unwrap();

@@ -14,7 +14,7 @@ fn pg_address() -> String {
     format!("{}:{}", opts.get_host(), opts.get_port())
 }
 
-async fn until_ok<F, Fut, T, E>(what: &str, mut f: F) -> T
+pub(crate) async fn until_ok<F, Fut, T, E>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
@@ -29,6 +29,31 @@ where
             "{what} did not recover within 30 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Three commands with ids `<ids>-0..2` on user `u`'s cart: each refused 503/1000 (in the
+/// body and the service error header), none answered OK.
+pub(crate) async fn commands_get_503(c: &Client, ids: &str) {
+    for i in 0..3 {
+        let refusal = c
+            .json(
+                "item.put",
+                Some(&format!("{ids}-{i}")),
+                req("u", None, json!({"sku": "gold", "quantity": 1})),
+            )
+            .await
+            .expect_err("no OK while PostgreSQL cannot take the write");
+        assert_eq!(
+            (
+                refusal.error.status,
+                refusal.error.code,
+                refusal.header_status.as_str()
+            ),
+            (503, 1000, "503"),
+            "{}",
+            refusal.error
+        );
     }
 }
 
@@ -67,22 +92,7 @@ async fn postgres_down_gives_errors_never_ok_and_the_service_recovers() {
 
     // Down while running: commands and queries are refused with 503, never answered OK.
     proxy.cut();
-    for i in 0..3 {
-        let refusal = c
-            .json(
-                "item.put",
-                Some(&format!("during-{i}")),
-                req("u", None, json!({"sku": "gold", "quantity": 1})),
-            )
-            .await
-            .expect_err("no OK while PostgreSQL is unreachable");
-        assert_eq!(
-            (refusal.error.status, refusal.error.code),
-            (503, 1000),
-            "{}",
-            refusal.error
-        );
-    }
+    commands_get_503(&c, "during").await;
     let refusal = c
         .json("get", None, req("u", None, json!({})))
         .await

@@ -49,6 +49,7 @@ pub struct Health {
     pool: OnceLock<PgPool>,
     nats: OnceLock<async_nats::Client>,
     serving: AtomicBool,
+    draining: AtomicBool,
 }
 
 impl Health {
@@ -66,6 +67,12 @@ impl Health {
         self.serving.store(true, Ordering::Release);
     }
 
+    /// Shutting down: the endpoints are being unsubscribed and what is in flight
+    /// finishes; `/readyz` says not ready from now on.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
     /// The probe the admin port runs for `/readyz`.
     pub fn probe(self: &Arc<Self>) -> Probe {
         let health = self.clone();
@@ -81,7 +88,12 @@ impl Health {
             None => vec![Check::fail("postgres", "not connected yet")],
         };
         checks.push(nats_check(self.nats.get()));
-        checks.push(if self.serving.load(Ordering::Acquire) {
+        checks.push(if self.draining.load(Ordering::Acquire) {
+            Check::fail(
+                "endpoints",
+                "draining: no new requests, finishing those in flight",
+            )
+        } else if self.serving.load(Ordering::Acquire) {
             Check::pass("endpoints")
         } else {
             Check::fail("endpoints", "not subscribed yet")

@@ -66,6 +66,13 @@ pub struct Config {
     )]
     pub retry_schedule: RetrySchedule,
 
+    /// How long a shutdown (SIGTERM) may take: intake and the delivery loops stop taking
+    /// work at once and finish what they hold (a POST in flight takes up to --timeout,
+    /// then its outcome is recorded and its lease ends); what is left after this is
+    /// abandoned, and its lease runs out on its own. Keep it above --timeout.
+    #[arg(long, env = "CART_WEBHOOK_DRAIN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
     /// How often an idle delivery loop looks for due deliveries.
     #[arg(long, env = "CART_WEBHOOK_POLL", default_value = "1s", value_parser = parse_duration)]
     pub poll: Duration,

@@ -261,6 +261,9 @@ pub async fn run_bound(
         tasks.spawn(vacuum::run(pool.clone(), config.vacuum_every, stop.clone()));
     }
     tracing::info!(prefix = %config.prefix, stream = %config.orders_stream, consumer = %config.consumer, "cart-webhook running");
+    if config.drain_timeout <= config.timeout {
+        tracing::warn!(drain_timeout = ?config.drain_timeout, timeout = ?config.timeout, "--drain-timeout is not above --timeout: a shutdown may abandon a delivery in flight, whose lease then runs out by itself");
+    }
 
     let result = tokio::select! {
         () = shutdown => Ok(()),
@@ -270,14 +273,23 @@ pub async fn run_bound(
             Err(e) => Err(WebhookError::JetStream(format!("a worker task ended: {e}"))),
         },
     };
-    // Loops finish their current step (a delivery in flight is completed or times out,
-    // and its outcome is recorded) before the worker returns.
+    // The drain: not ready from now on, no new admin requests, and the loops finish
+    // their current step (a delivery in flight is completed or times out, and its
+    // outcome is recorded, which ends its lease) before the worker returns, within
+    // --drain-timeout.
+    health.set_draining();
+    let _ = service.stop().await;
     let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    let limit = config.drain_timeout;
+    let drained =
+        tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(timeout = ?limit, "drain did not finish in time: deliveries still in flight are abandoned, their leases run out by themselves");
+        tasks.shutdown().await;
+    }
     if let Some(admin) = admin {
         let _ = admin.await;
     }
-    let _ = service.stop().await;
     let _ = client.flush().await;
     result
 }

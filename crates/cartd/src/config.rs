@@ -122,6 +122,13 @@ pub struct Config {
     #[arg(long, env = "CART_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
     pub admin_addr: cart_metrics::AdminAddr,
 
+    /// Seconds a shutdown (SIGTERM) may take: the endpoints are unsubscribed at once, then
+    /// the requests in flight (their group-commit batches included) finish and their
+    /// replies are flushed, the relay lock is released; what is left after this long is
+    /// abandoned (a command not committed by then was never answered OK).
+    #[arg(long, env = "CART_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
+    pub drain_timeout_secs: u64,
+
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "CART_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

@@ -48,6 +48,8 @@ pub struct Server {
     stop: tokio::sync::watch::Sender<bool>,
     background: tokio::task::JoinSet<()>,
     admin_addr: Option<SocketAddr>,
+    health: Arc<cart_metrics::checks::Health>,
+    drain_timeout: Duration,
     /// Keeps the pool in the `cart_db_pool_*` gauges while the server lives.
     _pool_watch: cart_metrics::PoolWatch,
 }
@@ -58,14 +60,31 @@ impl Server {
         self.admin_addr
     }
 
-    /// Stops taking requests, finishes those in flight, stops the relay and the
-    /// projections and closes connections.
-    pub async fn shutdown(mut self) {
-        // The relay first: it may stop mid-page (its checkpoint only moves after acks),
-        // and it needs the NATS connection the service is about to drain.
+    /// Drains: stops taking requests, finishes those in flight, stops the relay (its
+    /// lock goes with its session, so another instance takes over within its next try)
+    /// and the projections, and closes connections; within `--drain-timeout-secs`.
+    pub async fn shutdown(self) {
+        let limit = self.drain_timeout;
+        let started = std::time::Instant::now();
+        if tokio::time::timeout(limit, self.drain()).await.is_err() {
+            tracing::warn!(timeout = ?limit, "drain did not finish in time; abandoning what is left");
+        } else {
+            tracing::info!(took = ?started.elapsed(), "drained");
+        }
+    }
+
+    async fn drain(mut self) {
+        self.health.set_draining();
+        // Requests first: the endpoints are unsubscribed (the queue group's other
+        // members get the new requests), the ones taken finish, with the group-commit
+        // batches they wait on, and their replies are flushed.
+        self.service.stop().await;
+        // Then the background: the relay may stop mid-page (its checkpoint only moves
+        // after acks), and closing its session releases its lock at once. The NATS
+        // connection it publishes on is closed only after it.
         let _ = self.stop.send(true);
         while self.background.join_next().await.is_some() {}
-        self.service.stop().await;
+        self.service.close().await;
     }
 }
 
@@ -183,6 +202,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         stop,
         background,
         admin_addr,
+        health,
+        drain_timeout: Duration::from_secs(config.drain_timeout_secs),
         _pool_watch: pool_watch,
     })
 }

@@ -30,19 +30,38 @@ pub(crate) use respond::{record_scope, ErrorStats, Handler, Incoming, Reply};
 use crate::Config;
 
 pub(crate) struct Running {
-    service: service::Service,
+    /// Taken by [`Running::stop`].
+    service: Option<service::Service>,
     tasks: JoinSet<()>,
     client: async_nats::Client,
 }
 
 impl Running {
-    pub(crate) async fn stop(mut self) {
-        if let Err(e) = self.service.stop().await {
-            tracing::warn!(error = %e, "stopping the NATS service");
+    /// Unsubscribes the endpoints and waits for the requests taken to be answered, then
+    /// flushes the replies; the connection stays open (see [`Running::close`]).
+    pub(crate) async fn stop(&mut self) {
+        if let Some(service) = self.service.take() {
+            if let Err(e) = service.stop().await {
+                tracing::warn!(error = %e, "stopping the NATS service");
+            }
         }
         // The endpoint loops end when their subscriptions close; in-flight requests finish.
         while self.tasks.join_next().await.is_some() {}
+        if let Err(e) = self.client.flush().await {
+            tracing::warn!(error = %e, "flushing the last replies");
+        }
+    }
+
+    /// Closes the connection once everything published on it is sent.
+    pub(crate) async fn close(self) {
         let _ = self.client.drain().await;
+    }
+
+    /// [`Running::stop`], then [`Running::close`].
+    #[cfg(test)]
+    pub(crate) async fn finish(mut self) {
+        self.stop().await;
+        self.close().await;
     }
 }
 
@@ -128,7 +147,7 @@ pub(crate) async fn start<H: Handler>(
         "serving cart endpoints: fill, item.put, item.delete, clear, get, promocode.*; feed.status; admin.catalog.*; order.*, payment.*"
     );
     Ok(Running {
-        service,
+        service: Some(service),
         tasks,
         client,
     })

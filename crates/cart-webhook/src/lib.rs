@@ -14,6 +14,7 @@ pub mod http;
 pub mod intake;
 mod metrics;
 pub mod payload;
+pub mod reconcile;
 pub mod schedule;
 pub mod store;
 mod trace;
@@ -52,6 +53,8 @@ pub enum WebhookError {
     },
     #[error("JetStream: {0}")]
     JetStream(String),
+    #[error("order log: {0}")]
+    OrderLog(String),
     /// The orders stream does not exist (yet): cartd's order relay creates it.
     #[error(
         "JetStream: orders stream {stream:?} does not exist yet (cartd's order relay creates it)"
@@ -244,7 +247,7 @@ pub async fn run_bound(
         dead,
         mark,
         tls,
-        wake,
+        wake.clone(),
     ));
     for _ in 0..config.concurrency.max(1) {
         tasks.spawn(worker.clone().run(stop.clone()));
@@ -257,6 +260,14 @@ pub async fn run_bound(
             Ok(())
         }
     });
+    if !config.reconcile_every.is_zero() {
+        tasks.spawn(reconcile::run(
+            config.clone(),
+            pool.clone(),
+            wake,
+            stop.clone(),
+        ));
+    }
     if !config.vacuum_every.is_zero() {
         tasks.spawn(vacuum::run(pool.clone(), config.vacuum_every, stop.clone()));
     }

@@ -25,6 +25,7 @@ struct Instruments {
     paid_to_delivered: Histogram<f64>,
     dead_letters: Counter<u64>,
     postponed: Counter<u64>,
+    reconciled: Counter<u64>,
     deliveries: Gauge<i64>,
     unconfigured_projects: Gauge<i64>,
 }
@@ -49,6 +50,10 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
         postponed: m
             .u64_counter("cart_webhook_postponed_unconfigured")
             .with_description("Claims postponed because the project has no enabled webhook settings")
+            .build(),
+        reconciled: m
+            .u64_counter("cart_webhook_reconciled")
+            .with_description("Deliveries the reconciliation against the order log recorded because their CART_ORDERS message never reached intake, per notification type")
             .build(),
         deliveries: m
             .i64_gauge("cart_webhook_deliveries")
@@ -81,6 +86,12 @@ pub(crate) fn dead_letter(reason: &'static str) {
     INSTRUMENTS
         .dead_letters
         .add(1, &[KeyValue::new("reason", reason)]);
+}
+
+pub(crate) fn reconciled(kind: NotificationType) {
+    INSTRUMENTS
+        .reconciled
+        .add(1, &[KeyValue::new("type", kind.as_str())]);
 }
 
 pub(crate) fn postponed_unconfigured() {

@@ -222,3 +222,75 @@ async fn a_claim_reads_a_handful_of_pages_at_a_backlog_of_thousands() {
     assert_eq!(ready["Actual Rows"], 1, "{plan:#}");
     assert_eq!(ready["Rows Removed by Filter"], 8, "{plan:#}");
 }
+
+/// The reconciliation against the order log (`cart_webhook::reconcile`) costs what is new
+/// since its watermark, not the log: its page is the order relay's reader
+/// (`ORDER_PAGE_SQL`), prepared here on an empty `order_events`, then run after 20,000
+/// events were written (no ANALYZE) from a watermark 100 events before the end.
+#[tokio::test]
+async fn the_reconciliation_reads_only_the_order_events_after_its_watermark() {
+    let (_db, pool) = fresh().await;
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("set plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let page = cart_store::orders::ORDER_PAGE_SQL;
+    sqlx::raw_sql(&format!("prepare reconcile_page as {page}"))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        sqlx::raw_sql("execute reconcile_page('0', 0, 500)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(
+        "insert into order_events (stream_id, version, event_id, project_id, order_id, user_id,
+           event_type, schema_version, payload, metadata)
+         select gen_random_uuid(), 1, gen_random_uuid(), 1, g, 'u', 'OrderCreated', 1, '{}', '{}'
+         from generate_series(1, 20000) g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (tx, position): (String, i64) = sqlx::query_as(
+        "select tx_id::text, global_position from order_events
+         order by tx_id, global_position offset 19899 limit 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let args = format!("('{tx}', {position}, 500)");
+    let plan = explain(&mut conn, "analyze,", "reconcile_page", &args).await;
+    let mut found = Vec::new();
+    scans(&plan["Plan"], &mut found);
+    assert!(
+        found
+            .iter()
+            .filter(|(_, relation, _)| relation == "order_events")
+            .all(|(node, _, _)| node != "Seq Scan"),
+        "the page reads order_events through its index (an index or bitmap scan): {plan:#}"
+    );
+    let read = rows_read(&plan["Plan"], "order_events");
+    assert!(
+        read <= 1000.0,
+        "read {read} order_events rows for the last 100: {plan:#}"
+    );
+}
+
+/// Rows the scans of `relation` returned, over all their loops.
+fn rows_read(plan: &serde_json::Value, relation: &str) -> f64 {
+    let own = if plan["Relation Name"] == relation {
+        plan["Actual Rows"].as_f64().unwrap_or(0.0) * plan["Actual Loops"].as_f64().unwrap_or(1.0)
+    } else {
+        0.0
+    };
+    own + plan["Plans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| rows_read(p, relation))
+        .sum::<f64>()
+}

@@ -155,18 +155,8 @@ async fn one_trace_runs_from_the_callers_request_to_the_merchants_webhook() {
     assert!(telemetry.exporting());
 
     let w = World::new_without_orders_stream().await;
-    let mut service = cartd::Config::from_env();
-    service.database_url = w.config.database_url.clone();
-    service.catalog = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/catalog.json"
-    )
-    .into();
-    service.subject_prefix = w.config.prefix.clone();
+    let mut service = w.cartd_config();
     service.service_name = "cart-trace-test".into();
-    service.events_stream = format!("{}_EVENTS", w.config.orders_stream);
-    service.orders_stream = w.config.orders_stream.clone();
-    service.projections = false;
     let server = cartd::start(&service).await.expect("start cartd");
     let receiver = Receiver::start(vec![]).await;
     let config = w.config.clone();

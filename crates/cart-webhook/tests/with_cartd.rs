@@ -26,22 +26,127 @@ async fn request(w: &World, endpoint: &str, body: serde_json::Value) -> serde_js
     serde_json::from_slice(&reply.payload).unwrap()
 }
 
+/// Checks out one unit of gold for `user` and pays for it; the order id.
+async fn buy(w: &World, user: &str) -> u64 {
+    let checkout = request(
+        w,
+        "order.checkout_item",
+        serde_json::json!({"project_id": 44056, "user_id": user, "sku": "gold", "quantity": 1,
+                           "currency": "USD"}),
+    )
+    .await;
+    let order_id = checkout["order_id"].as_u64().unwrap();
+    request(
+        w,
+        "payment.confirm",
+        serde_json::json!({"project_id": 44056, "order_id": order_id, "invoice_id": format!("inv-{order_id}"),
+                           "amount": "0.99", "currency": "USD", "mode": "sandbox"}),
+    )
+    .await;
+    order_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paid_orders_whose_messages_were_purged_before_the_worker_saw_them_are_delivered_once() {
+    let w = World::new_without_orders_stream().await;
+    let mut service = w.cartd_config();
+    // The relay must not heal the stream during the test: this is the worker's own
+    // reconciliation against the order log.
+    service.relay_verify_every = 3600;
+    let server = cartd::start(&service).await.expect("start cartd");
+    let receiver = Receiver::start(vec![]).await;
+    // No worker runs yet (its admin endpoint with it): the settings go in directly.
+    let settings = cart_webhook::store::Settings {
+        project_id: 44056,
+        url: receiver.url.clone(),
+        secret: "e2e-secret".into(),
+        enabled: true,
+        version: 2,
+    };
+    cart_webhook::store::put_settings(&w.pool, &settings)
+        .await
+        .unwrap();
+
+    let mut lost = Vec::new();
+    for i in 0..3 {
+        lost.push(buy(&w, &format!("lost-{i}")).await);
+    }
+    // The order relay published them (created and paid, three orders); then JetStream
+    // loses them before any worker ran.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        if let Ok(mut stream) = w.jetstream.get_stream(&w.config.orders_stream).await {
+            if stream.info().await.unwrap().state.messages >= 6 {
+                break stream;
+            }
+        }
+        assert!(Instant::now() < deadline, "the order relay did not publish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    stream.purge().await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
+
+    let mut config = w.config.clone();
+    config.reconcile_every = Duration::from_millis(200);
+    let worker = w.start_worker_with(config.clone());
+    // An order paid while the worker runs comes through intake as usual.
+    let live = buy(&w, "live").await;
+    let calls = receiver.wait_calls(4).await;
+    let mut keys: Vec<String> = calls.iter().map(common::Call::key).collect();
+    keys.sort();
+    let mut expected: Vec<String> = lost
+        .iter()
+        .chain([&live])
+        .map(|order| format!("44056:{order}:order_paid"))
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected, "every paid order delivered, each once");
+    for order in lost.iter().chain([&live]) {
+        w.wait_status(*order, "order_paid", "delivered").await;
+    }
+    // Rounds after the deliveries record nothing again: one row per order.
+    let watermark = cart_webhook::reconcile::checkpoint_name(&config);
+    let pool = &w.pool;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let head: Option<String> = sqlx::query_scalar(
+            "select (select global_position from feed_checkpoints where name = $1)::text",
+        )
+        .bind(&watermark)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let last: Option<String> =
+            sqlx::query_scalar("select max(global_position)::text from order_events")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if head.is_some() && head == last {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watermark did not reach the log's end"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 4);
+    assert_eq!(receiver.calls().len(), 4);
+
+    worker.abort();
+    server.shutdown().await;
+    let _ = w.jetstream.delete_stream(&service.events_stream).await;
+    let _ = w.jetstream.delete_stream(&w.config.orders_stream).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paid_order_is_delivered_then_done_and_its_refund_is_delivered_after() {
     let w = World::new_without_orders_stream().await;
-    let mut service = cartd::Config::from_env();
-    service.database_url = w.config.database_url.clone();
-    service.catalog = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/catalog.json"
-    )
-    .into();
-    service.subject_prefix = w.config.prefix.clone();
-    service.service_name = "cart-webhook-test".into();
-    service.events_stream = format!("{}_EVENTS", w.config.orders_stream);
-    service.orders_stream = w.config.orders_stream.clone();
-    service.projections = false;
-    service.admin_addr = "127.0.0.1:0".parse().unwrap();
+    let service = w.cartd_config();
     let server = cartd::start(&service).await.expect("start cartd");
 
     // The worker starts before the relay has created the orders stream, and waits.

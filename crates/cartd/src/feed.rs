@@ -51,6 +51,8 @@ impl FeedStatus {
                 "published": s.published,
                 "duplicates_dropped": s.duplicates,
                 "last_error": s.last_error,
+                "rewinds": s.rewinds,
+                "last_rewind": s.last_rewind,
             })
         });
         Ok(serde_json::json!({

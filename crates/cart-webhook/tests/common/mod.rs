@@ -372,6 +372,25 @@ impl World {
         }
     }
 
+    /// A cartd on the world's database and subjects, its order relay on the world's
+    /// stream.
+    pub fn cartd_config(&self) -> cartd::Config {
+        let mut service = cartd::Config::from_env();
+        service.database_url = self.config.database_url.clone();
+        service.catalog = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/catalog.json"
+        )
+        .into();
+        service.subject_prefix = self.config.prefix.clone();
+        service.service_name = "cart-webhook-test".into();
+        service.events_stream = format!("{}_EVENTS", self.config.orders_stream);
+        service.orders_stream = self.config.orders_stream.clone();
+        service.projections = false;
+        service.admin_addr = "127.0.0.1:0".parse().unwrap();
+        service
+    }
+
     pub fn marker(&self) -> MarkDelivered {
         let marked = self.marked.clone();
         Arc::new(move |project, order| {

@@ -518,5 +518,5 @@ case ${1:-} in
     wait-healthy) wait_healthy ;;
     pg-members) pg_members_json ;;
     kill | start | restart) kind_action "$@" ;;
-    *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' && exit 2 ;;
+    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' && exit 2 ;;
 esac

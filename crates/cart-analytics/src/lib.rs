@@ -42,7 +42,9 @@ use std::io::Write;
 use std::time::Duration;
 
 pub use orders::{Counts, OrderReport, OrderSummary, Revenue};
-pub use replay::{decode, fold, replay, replay_orders, ReplayError, Source, STALL_TIMEOUT};
+pub use replay::{
+    decode, fold, replay, replay_orders, replay_stream, ReplayError, Source, STALL_TIMEOUT,
+};
 pub use report::{Outcome, Report, SkuSummary, Summary, UnknownEvent, SHOPPER};
 pub use time::{InvalidTimestamp, Timestamp};
 

@@ -111,7 +111,7 @@ pub async fn replay_orders(
 
 /// Hands every message of `stream` matching `filter` to `each`, from the first, and
 /// returns once caught up with what the stream held when it began.
-async fn replay_stream(
+pub async fn replay_stream(
     js: &jetstream::Context,
     stream_name: &str,
     filter: String,

@@ -7,10 +7,10 @@
 //! orders stream: the stream would add the order relay's lag, which is reported on its
 //! own, and the database is where the order's status lives.
 
-mod figures;
-mod lag;
+pub(crate) mod figures;
+pub(crate) mod lag;
 mod purchase;
-mod receiver;
+pub(crate) mod receiver;
 mod report;
 mod stages;
 
@@ -87,20 +87,17 @@ struct Bench {
 }
 
 pub async fn run(args: FulfilmentArgs) -> anyhow::Result<()> {
-    let client = crate::runner::connect(&args.nats_url, "cart-bench fulfilment").await?;
-    // Lazy: cartd creates the database, possibly after this process started; the first
-    // query comes after the warm-up purchase.
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect_lazy(&args.database_url)
-        .with_context(|| format!("parse {}", args.database_url))?;
+    // The first query comes after the warm-up purchase, which waits for cartd.
+    let probe = Probe::connect(
+        &args.nats_url,
+        &args.database_url,
+        &args.subject_prefix,
+        &args.orders_stream,
+        "cart-bench fulfilment",
+    )
+    .await?;
+    let (client, pool) = (probe.client.clone(), probe.pool.clone());
     let receiver = Receiver::start().await?;
-    let probe = Probe {
-        client: client.clone(),
-        prefix: args.subject_prefix.clone(),
-        pool: pool.clone(),
-        order_checkpoint: format!("relay:{}", args.orders_stream),
-    };
     let skus = workload::catalog_skus(&args.catalog, args.project)?;
     let bench = Bench {
         run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),

@@ -7,6 +7,7 @@
 mod chart;
 mod claim;
 mod cpu;
+mod failover;
 mod fulfilment;
 mod growth;
 mod limits;
@@ -64,6 +65,9 @@ enum Command {
     /// Whole purchases against a running cartd and cart-webhook worker, with the
     /// project's webhook pointed at a receiver of the bench's own (make bench-fulfilment).
     Fulfilment(Box<fulfilment::FulfilmentArgs>),
+    /// Faults one at a time on a running `make cluster` under load, with the checks that
+    /// nothing acknowledged was lost or applied twice (make test-cluster).
+    Failover(Box<failover::FailoverArgs>),
     /// What exporting traces costs cartd's command throughput: off, 100 % and 1 %
     /// sampling against a local OTLP sink, interleaved, in one run (make bench-tracing).
     Tracing(Box<tracing_cost::TracingArgs>),
@@ -99,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Growth(args) => growth::run(*args).await,
         Command::Fulfilment(args) => fulfilment::run(*args).await,
         Command::Tracing(args) => tracing_cost::run(*args).await,
+        Command::Failover(args) => failover::run(*args).await,
         Command::DropStreams { nats_url, streams } => {
             fulfilment::drop_streams(&nats_url, &streams).await
         }

@@ -165,7 +165,8 @@ impl Driver {
 }
 
 /// Connects to NATS, failing at once when nothing answers (a benchmark should not wait
-/// for a server that is not there).
+/// for a server that is not there). `url` may list several servers separated by commas
+/// (a cluster's seeds): the client reconnects to another one when its server dies.
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<Client> {
     async_nats::ConnectOptions::new()
         .name(name)
@@ -191,7 +192,7 @@ async fn exchange(
     (op, outcome)
 }
 
-async fn send(client: &Client, request: Request, timeout: Duration) -> Outcome {
+pub(crate) async fn send(client: &Client, request: Request, timeout: Duration) -> Outcome {
     let message = async_nats::Request::new()
         .headers(request.headers)
         .payload(request.payload)

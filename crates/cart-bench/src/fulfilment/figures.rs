@@ -24,6 +24,9 @@ pub struct Arrival {
     pub key: String,
     /// `notification_type` of the body, empty when the body had none.
     pub notification_type: String,
+    /// `order.id` of the body, when it had one (to tell a key that does not match its
+    /// body from a duplicate under the same key).
+    pub order_id: Option<u64>,
     pub at: f64,
 }
 

@@ -49,6 +49,30 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// A NATS connection (`name` in the server's monitoring) and a small lazy pool: the
+    /// service creates its database, possibly after this process started.
+    pub async fn connect(
+        nats_url: &str,
+        database_url: &str,
+        prefix: &str,
+        orders_stream: &str,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let client = crate::runner::connect(nats_url, name).await?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy(database_url)
+            .with_context(|| format!("parse {database_url}"))?;
+        Ok(Self {
+            client,
+            prefix: prefix.to_owned(),
+            pool,
+            order_checkpoint: format!("relay:{orders_stream}"),
+        })
+    }
+
     pub async fn relays(&self) -> Relays {
         let feed_status = request(
             &self.client,

@@ -83,18 +83,24 @@ pub fn arrival_of(headers: &HeaderMap, body: &[u8], at: f64) -> Arrival {
     #[derive(serde::Deserialize)]
     struct Notification {
         notification_type: String,
+        order: Option<Order>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Order {
+        id: u64,
     }
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let notification_type = serde_json::from_slice::<Notification>(body)
-        .map(|n| n.notification_type)
+    let (notification_type, order_id) = serde_json::from_slice::<Notification>(body)
+        .map(|n| (n.notification_type, n.order.map(|o| o.id)))
         .unwrap_or_default();
     Arrival {
         key,
         notification_type,
+        order_id,
         at,
     }
 }
@@ -111,6 +117,7 @@ mod tests {
         let a = arrival_of(&headers, body, 5.5);
         assert_eq!(a.key, "44056:12:order_paid");
         assert_eq!(a.notification_type, "order_paid");
+        assert_eq!(a.order_id, Some(12));
         assert_eq!(a.at, 5.5);
     }
 

@@ -4,6 +4,7 @@ fn arrival(key: &str, notification_type: &str, at: f64) -> Arrival {
     Arrival {
         key: key.to_owned(),
         notification_type: notification_type.to_owned(),
+        order_id: None,
         at,
     }
 }

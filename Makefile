@@ -299,3 +299,14 @@ deploy-check:
 .PHONY: image-check
 image-check: services
 	deploy/image/image-check.sh
+
+# A restore drill (docs/operations.md, "Backups"): a throwaway PostgreSQL 15 archiving WAL
+# (port 16320), a release cartd under `cart-bench orders` load, pg_basebackup under load,
+# a point-in-time restore to a fresh data directory (port 16321), cartd on it, and the
+# checks (acknowledged work before T present, after T absent; relays resume, re-publishes
+# dropped as duplicates; projections rebuild equals the restored projection). Times and
+# counts in $(BENCH_OUT)/../restore-drill/report.json. Needs postgresql-15's binaries.
+.PHONY: restore-drill
+restore-drill: services
+	$(CARGO) build --release -p cartd -p cartctl -p cart-bench --bins
+	python3 deploy/backup/restore-drill.py

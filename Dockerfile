@@ -25,10 +25,9 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
-# Only the dependencies: this layer is rebuilt when Cargo.toml or Cargo.lock change,
-# not when a source file does.
-RUN cargo chef cook --release --recipe-path recipe.json \
-        -p cartd -p cart-webhook -p cartctl
+# Only the dependencies (of the whole workspace, as the recipe has them): this layer is
+# rebuilt when a Cargo.toml or Cargo.lock changes, not when a source file does.
+RUN cargo chef cook --release --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked -p cartd -p cart-webhook -p cartctl --bins \
     && mkdir -p /out \

@@ -67,6 +67,17 @@ if [ ! -x "$base/bin/sh" ]; then
 fi
 cleanup() {
   [ -n "${cartd_pid:-}" ] && kill "$cartd_pid" 2>/dev/null || true
+  [ -n "${cartd_pid:-}" ] && wait "$cartd_pid" 2>/dev/null || true
+  psql -X -q "${DATABASE_URL%/*}/postgres" -c 'drop database if exists cart_image_check' >/dev/null 2>&1 || true
+  python3 - "$NATS_URL" <<'PY' >/dev/null 2>&1 || true
+import sys
+sys.path.insert(0, "deploy/backup")
+from natsclient import Nats
+host, port = sys.argv[1].removeprefix("nats://").rsplit(":", 1)
+n = Nats(host, int(port))
+for s in ("CART_IMAGECHECK_EVENTS", "CART_IMAGECHECK_ORDERS"):
+    n.delete_stream(s)
+PY
   mountpoint -q "$root/proc" && umount "$root/proc" || true
   rm -rf "$root"
 }
@@ -133,7 +144,7 @@ say "every shared library of the three binaries resolves in the root"
 
 # cartd from the root, against the local services (the root shares the network).
 "$bin/cartctl" --help >/dev/null
-DATABASE_URL="$check_db" in_image cartctl migrate --database-url "$check_db" \
+in_image cartctl migrate --database-url "$check_db" \
   || die "cartctl migrate from the root"
 in_image /usr/bin/env DATABASE_URL="$check_db" NATS_URL="$NATS_URL" \
   CART_ADMIN_ADDR="127.0.0.1:$ADMIN_PORT" CART_SUBJECT_PREFIX=cart.imagecheck \

@@ -24,8 +24,6 @@ CRDS = {
 # Made outside these manifests (docs/operations.md, "Kubernetes"): by CloudNativePG, or
 # by the cluster's secret store.
 EXTERNAL_SECRETS = {"cart-db-app", "cart-nats", "cart-backup-s3"}
-# cartd's drain (--drain-timeout) that the grace period must cover after preStop.
-DRAIN_SECS = 20
 
 
 def strict(schema):
@@ -160,10 +158,15 @@ def wiring(docs):
                 problems.append(f"{name(d)}: {probe} should GET {path} on a named container port")
         pre = main.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
         grace = spec.get("terminationGracePeriodSeconds", 30)
-        if grace < pre + DRAIN_SECS + 5:
+        # The drain's budget as the pod gets it (cartd's default is 20 s).
+        drain = 20
+        for e in main.get("envFrom", []):
+            data = configs.get(e.get("configMapRef", {}).get("name"), {}).get("data", {})
+            drain = int(data.get("CART_DRAIN_TIMEOUT_SECS", drain))
+        if grace < pre + drain + 5:
             problems.append(
                 f"{name(d)}: terminationGracePeriodSeconds {grace} < preStop {pre} s + drain "
-                f"{DRAIN_SECS} s + 5 s margin"
+                f"{drain} s + 5 s margin"
             )
         inits = [c.get("command", []) for c in spec.get("initContainers", [])]
         if ["cartctl", "migrate", "--check"] not in inits:

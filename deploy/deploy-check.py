@@ -93,6 +93,7 @@ def self_test(docs):
         "a bad synchronous method": lambda: first("Cluster")["spec"]["postgresql"]["synchronous"].update(method="all"),
         "a database host that is not the -rw Service": lambda: first("ConfigMap")["data"].update(CART_DB_HOST="cart-db-ro"),
         "a grace period shorter than the drain": lambda: first("Deployment", "cartd")["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=20),
+        "a drain longer than the grace period": lambda: first("ConfigMap")["data"].update(CART_DRAIN_TIMEOUT_SECS="40"),
         "readiness on /healthz": lambda: first("Deployment", "cart-webhook")["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"].update(path="/healthz"),
     }
     missed = []

@@ -73,6 +73,10 @@ fn event_of(line: &str) -> anyhow::Result<ImportedEvent> {
         UserId::parse(envelope.user_id.clone()).context("bad user_id")?,
         CartId::parse(envelope.cart_id.clone()).context("bad cart_id")?,
     );
+    // Read here, not by PostgreSQL, which would also take its own words (`yesterday`,
+    // `epoch`, `infinity`) for a time.
+    cart_domain::DateTime::parse(&envelope.recorded_at)
+        .with_context(|| format!("recorded_at {:?}", envelope.recorded_at))?;
     let stream_id: Uuid = envelope.stream_id.parse().context("bad stream_id")?;
     if stream_id != key.stream_id() {
         bail!(

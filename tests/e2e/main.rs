@@ -1,6 +1,7 @@
 //! End-to-end tests: the real service against the real PostgreSQL and nats-server.
 //! One binary, a module per feature.
 
+mod backup;
 mod bad_input;
 mod catalog;
 mod commands;

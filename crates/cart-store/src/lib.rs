@@ -12,6 +12,7 @@ mod error;
 pub mod export;
 pub mod feed;
 mod group;
+pub mod import;
 mod ledger;
 mod locks;
 mod metrics;

@@ -25,7 +25,7 @@ pub(crate) struct Database {
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/cart"
     )]
-    database_url: String,
+    pub(crate) database_url: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,6 +35,9 @@ pub(crate) enum EventsCommand {
     /// not JetStream.
     // Boxed: its flags make it far larger than the other variant.
     Export(Box<ExportArgs>),
+    /// Restore the cart log of a JSON Lines export (--log carts) into an empty database,
+    /// all or nothing; then run `projections rebuild`. Reads and writes PostgreSQL only.
+    Import(crate::import::ImportArgs),
     /// The relays' checkpoints and lag and where each log ends, as the service reports
     /// them.
     Status,
@@ -124,6 +127,7 @@ pub(crate) enum ProjectionsCommand {
 pub(crate) async fn events(g: &Global, command: &EventsCommand) -> anyhow::Result<i32> {
     match command {
         EventsCommand::Export(args) => export_events(args).await,
+        EventsCommand::Import(args) => crate::import::run(args).await,
         EventsCommand::Status => status(g).await,
     }
 }
@@ -132,7 +136,7 @@ pub(crate) async fn events(g: &Global, command: &EventsCommand) -> anyhow::Resul
 /// retries a refused connection until its acquire timeout and then says only "pool
 /// timed out", while a direct one fails at once with the cause ("Connection refused", a
 /// refused password, a missing database).
-async fn connect(db: &Database) -> anyhow::Result<sqlx::PgPool> {
+pub(crate) async fn connect(db: &Database) -> anyhow::Result<sqlx::PgPool> {
     use sqlx::{ConnectOptions, Connection};
     const WAIT: Duration = Duration::from_secs(10);
     let context = || format!("connect to PostgreSQL at {}", db.database_url);

@@ -3,6 +3,8 @@
 
 mod catalog;
 mod feed;
+mod import;
+mod migrate;
 mod order;
 mod promocode;
 mod webhook;
@@ -134,6 +136,9 @@ enum Command {
     /// Webhooks: a project's settings (served by cart-webhook) and a local receiver.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
+    /// Apply the database migrations (once per rollout), or with --check only tell
+    /// whether they are applied. Reads PostgreSQL only.
+    Migrate(migrate::MigrateArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -154,10 +159,11 @@ async fn main() {
 /// Subcommands that use only some of the global flags, and the ones they use. The
 /// others are left out of their `--help` and refused when given on the command line
 /// (an environment variable such as `CART_PROJECT` is the shell's, not a request, and is
-/// not refused). `events export` and `projections rebuild` read PostgreSQL: no NATS, no
+/// not refused). `events export`, `events import` and `projections rebuild` read PostgreSQL: no NATS, no
 /// cart; `events status` asks the service over NATS about no cart.
-const GLOBALS_USED: [(&str, &str, &[&str]); 3] = [
+const GLOBALS_USED: [(&str, &str, &[&str]); 4] = [
     ("events", "export", &[]),
+    ("events", "import", &[]),
     ("projections", "rebuild", &[]),
     (
         "events",
@@ -376,7 +382,8 @@ fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
         | Command::Pay(_)
         | Command::Cancel(_)
         | Command::Order(_)
-        | Command::Webhook(_) => {
+        | Command::Webhook(_)
+        | Command::Migrate(_) => {
             bail!("not a cart request")
         }
     })
@@ -469,6 +476,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Events(command) => return feed::events(g, command).await,
         Command::Projections(command) => return feed::projections(command).await,
+        Command::Migrate(args) => return migrate::run(args).await,
         Command::Catalog(command) => return catalog::run(g, command).await,
         Command::Webhook(command) => return webhook::run(g, command).await,
         Command::Checkout(a) => return order::run(g, order::OrderRequest::Checkout(a)).await,

@@ -358,6 +358,7 @@ test-cluster: cluster
 	set -a && . .cluster/env && set +a && \
 	'$(CLUSTER_BIN)/cart-bench' failover --catalog '$(CATALOG)' --out '$(BENCH_OUT)/failover.json' \
 		$(FAILOVER_ARGS) 2>&1 | tee '$(BENCH_OUT)/failover.txt'
+
 # deploy/: the kustomize overlays rendered and validated against the vendored Kubernetes
 # and CloudNativePG schemas, the NATS chart values (keys, and the permissions tried on a
 # nats-server on port 16310), the Compose file against the compose-spec schema; with a

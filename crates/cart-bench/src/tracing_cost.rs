@@ -165,6 +165,29 @@ pub async fn run(args: TracingArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // The tables grow through the run, so later runs are slower whatever their mode: the
+    // ratio of each mode to `off` of the same round, whose order rotates, is the fairer
+    // figure.
+    println!();
+    println!("| tracing | ratio to off of the same round, per round | median |");
+    println!("|---|---|---|");
+    for mode in Mode::ALL.into_iter().filter(|m| *m != Mode::Off) {
+        let mut ratios: Vec<f64> = (1..=args.rounds.max(1))
+            .filter_map(|round| {
+                let of = |name: &str| {
+                    runs.iter()
+                        .find(|r| r.round == round && r.mode == name)
+                        .map(|r| r.commands_per_sec)
+                };
+                Some(of(&mode.name())? / of("off")?.max(1e-9))
+            })
+            .collect();
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        ratios.sort_by(f64::total_cmp);
+        if let Some(median) = ratios.get(ratios.len() / 2) {
+            println!("| {} | {} | {median:.3} |", mode.name(), shown.join(", "));
+        }
+    }
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

@@ -162,13 +162,14 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<TraceParent> {
     TraceParent::of_context(&span.context())
 }
 
-/// `metadata` with the current span's `traceparent` (and `tracestate`) added, or, in an
-/// unsampled request, the request's (whose spans the layer never saw).
+/// `metadata` with the current span's `traceparent` (and `tracestate`) added. An
+/// unsampled request adds nothing: its context would make every event row and stream
+/// message longer for a trace nobody records (`sampling`).
 pub fn trace_metadata(mut metadata: serde_json::Value) -> serde_json::Value {
-    let trace = crate::sampling::current_unsampled()
-        .filter(|t| !t.traceparent.is_empty())
-        .or_else(|| traceparent_of(&tracing::Span::current()));
-    if let Some(trace) = trace {
+    if crate::sampling::current_unsampled().is_some() {
+        return metadata;
+    }
+    if let Some(trace) = traceparent_of(&tracing::Span::current()) {
         trace.add_to(&mut metadata);
     }
     metadata

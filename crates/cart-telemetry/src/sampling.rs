@@ -7,9 +7,10 @@
 //! scope is polled, the OpenTelemetry layer's filter ([`layer_filter`]) hides every new
 //! span and event from the layer, so none of them is built. The logs still see them.
 //!
-//! An unsampled request still passes its context on, as W3C Trace Context asks: its
-//! `traceparent` (flag `00`) goes into event metadata ([`crate::trace_metadata`]), so
-//! the relay and the webhook worker follow the same decision.
+//! An unsampled request stores no context with its events ([`crate::trace_metadata`]):
+//! a `traceparent` with flag `00` in every event row and stream message cost more
+//! (`make bench-tracing`) than a consistent decision downstream is worth; a consumer of
+//! the stream starts its own trace at its own ratio.
 //!
 //! Spans that serve many requests (a group-commit batch, a relay page) are roots linked
 //! to them. [`FollowLinks`] samples such a root when one of its links is sampled and
@@ -29,7 +30,7 @@ use tracing_subscriber::layer::Filter;
 use crate::propagate::TraceParent;
 
 tokio::task_local! {
-    /// Set while an unsampled request (or batch) is polled: its context, for metadata.
+    /// Set while an unsampled request (or batch) is polled: its context.
     static UNSAMPLED: TraceParent;
 }
 

@@ -8,6 +8,7 @@
 
 pub mod catalog;
 mod database;
+pub mod erasure;
 mod error;
 pub mod export;
 pub mod feed;

@@ -30,6 +30,7 @@ mod log;
 mod payment;
 mod promotions;
 mod purchases;
+pub mod sealed;
 
 /// The SQL of the order store's hot statements (see [`crate::statements`]).
 pub(crate) mod statements {

@@ -132,7 +132,7 @@ pub(crate) async fn events(g: &Global, command: &EventsCommand) -> anyhow::Resul
 /// retries a refused connection until its acquire timeout and then says only "pool
 /// timed out", while a direct one fails at once with the cause ("Connection refused", a
 /// refused password, a missing database).
-async fn connect(db: &Database) -> anyhow::Result<sqlx::PgPool> {
+pub(crate) async fn connect(db: &Database) -> anyhow::Result<sqlx::PgPool> {
     use sqlx::{ConnectOptions, Connection};
     const WAIT: Duration = Duration::from_secs(10);
     let context = || format!("connect to PostgreSQL at {}", db.database_url);

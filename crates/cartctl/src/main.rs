@@ -5,6 +5,7 @@ mod catalog;
 mod feed;
 mod order;
 mod promocode;
+mod users;
 mod webhook;
 
 use std::time::Duration;
@@ -134,6 +135,9 @@ enum Command {
     /// Webhooks: a project's settings (served by cart-webhook) and a local receiver.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
+    /// Users' personal data: erase (reads and writes PostgreSQL).
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -156,7 +160,8 @@ async fn main() {
 /// (an environment variable such as `CART_PROJECT` is the shell's, not a request, and is
 /// not refused). `events export` and `projections rebuild` read PostgreSQL: no NATS, no
 /// cart; `events status` asks the service over NATS about no cart.
-const GLOBALS_USED: [(&str, &str, &[&str]); 3] = [
+const GLOBALS_USED: [(&str, &str, &[&str]); 4] = [
+    ("users", "erase", &["project", "user"]),
     ("events", "export", &[]),
     ("projections", "rebuild", &[]),
     (
@@ -225,7 +230,36 @@ fn parse() -> Cli {
             }
         }
     }
+    require_explicit(&mut command, &matches);
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `users erase` cannot be undone: its user and project come from the command line,
+/// never from a default or the environment (`CART_USER`, `CART_PROJECT`).
+fn require_explicit(command: &mut clap::Command, matches: &clap::ArgMatches) {
+    let Some(leaf) = matches
+        .subcommand_matches("users")
+        .and_then(|m| m.subcommand_matches("erase"))
+    else {
+        return;
+    };
+    for id in ["project", "user"] {
+        let given = [matches, leaf]
+            .iter()
+            .any(|m| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine));
+        if !given {
+            command.build();
+            let message = format!("`cartctl users erase` needs --{id} on the command line");
+            let kind = clap::error::ErrorKind::MissingRequiredArgument;
+            match command
+                .find_subcommand_mut("users")
+                .and_then(|g| g.find_subcommand_mut("erase"))
+            {
+                Some(leaf) => leaf.error(kind, message).exit(),
+                None => command.error(kind, message).exit(),
+            }
+        }
+    }
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
@@ -376,7 +410,8 @@ fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
         | Command::Pay(_)
         | Command::Cancel(_)
         | Command::Order(_)
-        | Command::Webhook(_) => {
+        | Command::Webhook(_)
+        | Command::Users(_) => {
             bail!("not a cart request")
         }
     })
@@ -471,6 +506,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Projections(command) => return feed::projections(command).await,
         Command::Catalog(command) => return catalog::run(g, command).await,
         Command::Webhook(command) => return webhook::run(g, command).await,
+        Command::Users(command) => return users::run(g, command).await,
         Command::Checkout(a) => return order::run(g, order::OrderRequest::Checkout(a)).await,
         Command::Pay(a) => return order::run(g, order::OrderRequest::Pay(a)).await,
         Command::Cancel(a) => return order::run(g, order::OrderRequest::Cancel(a)).await,

@@ -1,14 +1,13 @@
 //! Erasure of a user's personal data (`cartctl users erase`; docs/operations.md, "Right
 //! to erasure"): crypto-shredding. The order log keeps every event; the user's key goes,
 //! and with it every sealed field of theirs (`orders::sealed`). The copies of those
-//! fields outside the log that this database holds, the webhook outbox's envelopes, are
-//! scrubbed in the same transaction. Events written in clear before sealing existed are
+//! fields in the webhook outbox are cart-webhook's to scrub (`cart_webhook::store::
+//! scrub_user`; `cartctl users erase` runs both). Events written in clear before sealing existed are
 //! not rewritten (the log is append-only): they are counted, by type, for the operator.
 
 use cart_domain::{ProjectId, UserId};
 use sqlx::{PgPool, Row};
 
-use crate::orders::sealed;
 use crate::store::{project_id as pid, StoreError};
 
 /// What an erasure did.
@@ -21,8 +20,6 @@ pub struct ErasureReport {
     /// The user's order events with personal data in clear (written before sealing), by
     /// event type: still readable, since the log is never rewritten.
     pub clear_events: Vec<(String, u64)>,
-    /// Webhook deliveries (queued or done) whose envelope lost its personal fields.
-    pub webhook_deliveries_scrubbed: u64,
 }
 
 /// The user's order events with a personal field, sealed or in clear, by type.
@@ -37,21 +34,8 @@ const PERSONAL_EVENTS: &str = "select e.event_type, \
        and coalesce(jsonb_typeof(e.payload -> f.field), 'null') <> 'null' \
      group by 1, 2 order by 1, 2";
 
-/// The user's webhook envelopes, with `custom_parameters` null and a cancel reason
-/// `"erased"`, as the relay now publishes them for that user.
-const SCRUB_WEBHOOKS: &str = "update webhook_deliveries w set envelope = \
-       jsonb_set(w.envelope, '{order}', (w.envelope -> 'order') \
-         || jsonb_build_object('custom_parameters', null) \
-         || case when jsonb_typeof(w.envelope #> '{order,cancel_reason}') = 'string' \
-              then jsonb_build_object('cancel_reason', $3::text) else '{}'::jsonb end) \
-     where w.project_id = $1 \
-       and w.order_id in (select order_id from orders where project_id = $1 and user_id = $2) \
-       and (coalesce(jsonb_typeof(w.envelope #> '{order,custom_parameters}'), 'null') <> 'null' \
-         or (jsonb_typeof(w.envelope #> '{order,cancel_reason}') = 'string' \
-             and w.envelope #>> '{order,cancel_reason}' <> $3::text))";
-
-/// Erases `user`'s personal data in `project`: deletes their key, scrubs their webhook
-/// envelopes, and reports what stays. Idempotent: a repeat finds nothing to delete. A
+/// Erases `user`'s personal data in `project`: deletes their key and reports what
+/// stays. Idempotent: a repeat finds nothing to delete. A
 /// later order of the user makes a fresh key.
 ///
 /// # Errors
@@ -71,16 +55,8 @@ pub async fn erase_user(
         .map_err(StoreError::from_query)?
         .rows_affected()
         > 0;
-    let webhook_deliveries_scrubbed = sqlx::query(SCRUB_WEBHOOKS)
-        .bind(project)
-        .bind(user)
-        .bind(sealed::ERASED_REASON)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
     let mut report = ErasureReport {
         key_deleted,
-        webhook_deliveries_scrubbed,
         ..ErasureReport::default()
     };
     for row in sqlx::query(PERSONAL_EVENTS)

@@ -32,6 +32,10 @@ pub(crate) async fn run(g: &Global, command: &UsersCommand) -> anyhow::Result<i3
     let report = cart_store::erasure::erase_user(&pool, project, &user)
         .await
         .context("erase the user")?;
+    // After the key: should this fail, a repeat (idempotent) scrubs what is left.
+    let scrubbed = cart_webhook::store::scrub_user(&pool, g.project, &g.user)
+        .await
+        .context("scrub the user's webhook deliveries")?;
     let clear: serde_json::Map<String, serde_json::Value> = report
         .clear_events
         .iter()
@@ -43,7 +47,7 @@ pub(crate) async fn run(g: &Global, command: &UsersCommand) -> anyhow::Result<i3
         "key_deleted": report.key_deleted,
         "sealed_events_unreadable": report.sealed_events,
         "clear_events_not_rewritten": clear,
-        "webhook_deliveries_scrubbed": report.webhook_deliveries_scrubbed,
+        "webhook_deliveries_scrubbed": scrubbed,
     }))?;
     if !report.clear_events.is_empty() {
         eprintln!(

@@ -119,8 +119,18 @@ impl World {
     }
 }
 
+/// A child process killed when dropped, so a failed test leaves no listener behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
 /// `cartctl webhook listen` on a port of this test's range, its stdout in a pipe.
-fn listener(secret: &str) -> (Child, u16) {
+fn listener(secret: &str) -> (Killed, u16) {
     let port = (16400..16500)
         .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
         .expect("a free port in 16400-16499");
@@ -137,7 +147,7 @@ fn listener(secret: &str) -> (Child, u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    (child, port)
+    (Killed(child), port)
 }
 
 /// Everything the listener prints, gathered by a thread (a read never blocks the test).
@@ -219,7 +229,7 @@ async fn an_erased_users_personal_data_is_gone_from_views_exports_and_queued_web
         std::future::pending(),
     ));
     let (mut receiver, port) = listener("erase-secret");
-    let seen = gather(receiver.stdout.take().unwrap());
+    let seen = gather(receiver.0.stdout.take().unwrap());
     let client = async_nats::connect(&service.nats_url).await.unwrap();
     let w = World {
         db,
@@ -270,6 +280,17 @@ async fn an_erased_users_personal_data_is_gone_from_views_exports_and_queued_web
     assert_eq!(report["key_deleted"], true, "{report}");
     assert_eq!(report["sealed_events_unreadable"], 2, "{report}");
     assert_eq!(report["clear_events_not_rewritten"], serde_json::json!({}));
+    assert_eq!(report["webhook_deliveries_scrubbed"], 2, "{report}");
+    let outbox: Vec<String> = sqlx::query_scalar("select envelope::text from webhook_deliveries")
+        .fetch_all(&w.pool)
+        .await
+        .unwrap();
+    let outbox = outbox.concat();
+    assert!(
+        !outbox.contains(SECRET) && !outbox.contains(QUEUED_SECRET),
+        "{outbox}"
+    );
+    assert!(outbox.contains(BOB_SECRET), "{outbox}");
 
     // After: the queued delivery goes, without Ann's data; views and the export hold none.
     set_webhook(&w.pool, port, true).await;
@@ -330,8 +351,7 @@ async fn an_erased_users_personal_data_is_gone_from_views_exports_and_queued_web
         .await
         .contains("spring-ann@example.org"));
 
-    receiver.kill().ok();
-    receiver.wait().ok();
+    drop(receiver);
     worker.abort();
     server.shutdown().await;
     let js = async_nats::jetstream::new(w.client.clone());

@@ -172,6 +172,14 @@ fn erased(field: &str) -> Value {
 /// A user's key, to read with (None: never made, or erased).
 pub const KEY_OF: &str = "select key from user_keys where project_id = $1 and user_id = $2";
 
+/// The keys of a batch of users (`$1` projects, `$2` users, pairwise), for a relay or
+/// export page: each key looked up by its primary key in a lateral subquery the planner
+/// cannot turn into a join (ARCHITECTURE.md, "Plans cannot go stale").
+pub const KEYS_OF: &str = "select k.project_id, k.user_id, k.key \
+     from unnest($1::int8[], $2::text[]) as u(p, id) \
+     cross join lateral (select project_id, user_id, key from user_keys \
+                         where project_id = u.p and user_id = u.id limit 1) k";
+
 /// The user's key; None when there is none (never made, or erased).
 ///
 /// # Errors
@@ -230,14 +238,11 @@ pub async fn keys_of(
         return Ok(HashMap::new());
     }
     let (projects, users): (Vec<i64>, Vec<String>) = pairs.iter().cloned().unzip();
-    let rows = sqlx::query(
-        "select k.project_id, k.user_id, k.key from user_keys k \
-         join unnest($1::int8[], $2::text[]) as u(p, id) on k.project_id = u.p and k.user_id = u.id",
-    )
-    .bind(&projects)
-    .bind(&users)
-    .fetch_all(conn)
-    .await?;
+    let rows = sqlx::query(KEYS_OF)
+        .bind(&projects)
+        .bind(&users)
+        .fetch_all(conn)
+        .await?;
     let mut keys = HashMap::with_capacity(rows.len());
     for row in rows {
         let bytes: Vec<u8> = row.try_get("key")?;

@@ -8,6 +8,7 @@
 
 pub mod catalog;
 mod database;
+pub mod erasure;
 mod error;
 pub mod export;
 pub mod feed;
@@ -42,7 +43,7 @@ pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedComman
 pub mod statements {
     pub use crate::ledger::{LOOKUP as LEDGER_LOOKUP, REMOVE as LEDGER_REMOVE};
     pub use crate::orders::statements::{
-        DUE_ORDERS, EXPIRING, LOAD_ORDER, PROMOTION_USES, PURCHASES, REDEMPTIONS,
+        DUE_ORDERS, EXPIRING, KEYS_OF, KEY_OF, LOAD_ORDER, PROMOTION_USES, PURCHASES, REDEMPTIONS,
     };
     pub use crate::retention::{DROP_PROJECTION, DUE_CARTS, PRUNE_LEDGER};
     pub use crate::store::{CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM, UPSERT_PROJECTIONS};

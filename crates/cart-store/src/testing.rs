@@ -17,6 +17,17 @@ pub struct TestDb {
     admin: PgConnectOptions,
 }
 
+impl TestDb {
+    /// The database's URL, for a process of its own (a binary under test).
+    pub fn url(&self) -> String {
+        self.admin
+            .clone()
+            .database(&self.name)
+            .to_url_lossy()
+            .to_string()
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (name, admin) = (self.name.clone(), self.admin.clone());

@@ -317,6 +317,34 @@ async fn order_and_ledger_lookups_read_only_their_rows_whatever_the_table_held_w
     assert_no_scan(&mut conn, &ledger, &command(77), "processed_commands", 1).await;
 }
 
+/// A user's key (order commands with personal data, order loads with sealed fields) and
+/// a page's keys (the order relay and the export).
+#[tokio::test]
+async fn user_key_lookups_read_only_their_keys_whatever_the_table_held_when_prepared() {
+    let (_db, mut conn) = fresh().await;
+    let key_of = prepare(&mut conn, "key_of", statements::KEY_OF).await;
+    let keys_of = prepare(&mut conn, "keys_of", statements::KEYS_OF).await;
+    let one = |n: usize| format!("44056, 'user{n}'");
+    let page = |n: usize| {
+        let users: Vec<String> = (n..n + 100).map(|i| format!("user{i}")).collect();
+        format!(
+            "array_fill(44056::int8, array[100]), '{{{}}}'::text[]",
+            users.join(",")
+        )
+    };
+    execute(&mut conn, &key_of, &(1..=6).map(one).collect::<Vec<_>>()).await;
+    execute(&mut conn, &keys_of, &(1..=6).map(page).collect::<Vec<_>>()).await;
+    conn.execute(
+        "insert into user_keys (project_id, user_id, key) \
+         select 44056, 'user' || i, decode(md5(i::text) || md5(i::text), 'hex') \
+         from generate_series(1, 50000) i",
+    )
+    .await
+    .expect("fill user_keys");
+    assert_no_scan(&mut conn, &key_of, &one(77), "user_keys", 1).await;
+    assert_no_scan(&mut conn, &keys_of, &page(700), "user_keys", 100).await;
+}
+
 /// The statements the service plans at every execution keep a good plan even when their
 /// session prepared them on tables known to be empty: vacuumed and analyzed while empty,
 /// where any cached plan would scan (once per key, for a batch).

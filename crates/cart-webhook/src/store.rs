@@ -36,6 +36,33 @@ fn pid(project_id: u64) -> i64 {
     i64::try_from(project_id).unwrap_or(i64::MAX)
 }
 
+/// An erased user's outbox rows, queued or finished (`$1` project, `$2` user, `$3` the
+/// erased reason): `custom_parameters` null and a cancel reason `"erased"`, as the
+/// relay now publishes that user's orders. A range of the project's rows
+/// (`webhook_deliveries_order`), filtered by the envelope's user: an operator's command,
+/// not a hot path.
+pub const SCRUB_USER: &str = "update webhook_deliveries w set envelope = \
+       jsonb_set(w.envelope, '{order}', (w.envelope -> 'order') \
+         || jsonb_build_object('custom_parameters', null) \
+         || case when jsonb_typeof(w.envelope #> '{order,cancel_reason}') = 'string' \
+              then jsonb_build_object('cancel_reason', $3::text) else '{}'::jsonb end) \
+     where w.project_id = $1 and w.envelope #>> '{order,user_id}' = $2 \
+       and (coalesce(jsonb_typeof(w.envelope #> '{order,custom_parameters}'), 'null') <> 'null' \
+         or (jsonb_typeof(w.envelope #> '{order,cancel_reason}') = 'string' \
+             and w.envelope #>> '{order,cancel_reason}' <> $3::text))";
+
+/// Scrubs the personal fields of an erased user's outbox rows (`cartctl users erase`);
+/// the number of rows changed. Idempotent.
+pub async fn scrub_user(pool: &PgPool, project_id: u64, user_id: &str) -> Result<u64, StoreError> {
+    Ok(sqlx::query(SCRUB_USER)
+        .bind(pid(project_id))
+        .bind(user_id)
+        .bind(cart_store::orders::sealed::ERASED_REASON)
+        .execute(pool)
+        .await?
+        .rows_affected())
+}
+
 /// A project's settings (the admin endpoints' read; a claim reads them itself).
 pub async fn settings<'e>(
     db: impl sqlx::PgExecutor<'e>,

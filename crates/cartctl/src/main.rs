@@ -7,6 +7,7 @@ mod import;
 mod migrate;
 mod order;
 mod promocode;
+mod users;
 mod webhook;
 
 use std::time::Duration;
@@ -139,6 +140,9 @@ enum Command {
     /// Apply the database migrations (once per rollout), or with --check only tell
     /// whether they are applied. Reads PostgreSQL only.
     Migrate(migrate::MigrateArgs),
+    /// Users' personal data: erase (reads and writes PostgreSQL).
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -161,7 +165,8 @@ async fn main() {
 /// (an environment variable such as `CART_PROJECT` is the shell's, not a request, and is
 /// not refused). `events export`, `events import` and `projections rebuild` read PostgreSQL: no NATS, no
 /// cart; `events status` asks the service over NATS about no cart.
-const GLOBALS_USED: [(&str, &str, &[&str]); 4] = [
+const GLOBALS_USED: [(&str, &str, &[&str]); 5] = [
+    ("users", "erase", &["project", "user"]),
     ("events", "export", &[]),
     ("events", "import", &[]),
     ("projections", "rebuild", &[]),
@@ -231,7 +236,36 @@ fn parse() -> Cli {
             }
         }
     }
+    require_explicit(&mut command, &matches);
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `users erase` cannot be undone: its user and project come from the command line,
+/// never from a default or the environment (`CART_USER`, `CART_PROJECT`).
+fn require_explicit(command: &mut clap::Command, matches: &clap::ArgMatches) {
+    let Some(leaf) = matches
+        .subcommand_matches("users")
+        .and_then(|m| m.subcommand_matches("erase"))
+    else {
+        return;
+    };
+    for id in ["project", "user"] {
+        let given = [matches, leaf]
+            .iter()
+            .any(|m| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine));
+        if !given {
+            command.build();
+            let message = format!("`cartctl users erase` needs --{id} on the command line");
+            let kind = clap::error::ErrorKind::MissingRequiredArgument;
+            match command
+                .find_subcommand_mut("users")
+                .and_then(|g| g.find_subcommand_mut("erase"))
+            {
+                Some(leaf) => leaf.error(kind, message).exit(),
+                None => command.error(kind, message).exit(),
+            }
+        }
+    }
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
@@ -383,7 +417,8 @@ fn body(cli: &Cli) -> anyhow::Result<(&'static str, Vec<u8>)> {
         | Command::Cancel(_)
         | Command::Order(_)
         | Command::Webhook(_)
-        | Command::Migrate(_) => {
+        | Command::Migrate(_)
+        | Command::Users(_) => {
             bail!("not a cart request")
         }
     })
@@ -479,6 +514,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Migrate(args) => return migrate::run(args).await,
         Command::Catalog(command) => return catalog::run(g, command).await,
         Command::Webhook(command) => return webhook::run(g, command).await,
+        Command::Users(command) => return users::run(g, command).await,
         Command::Checkout(a) => return order::run(g, order::OrderRequest::Checkout(a)).await,
         Command::Pay(a) => return order::run(g, order::OrderRequest::Pay(a)).await,
         Command::Cancel(a) => return order::run(g, order::OrderRequest::Cancel(a)).await,

@@ -8,7 +8,7 @@ use cart_proto::order as wire;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::OrderStoreError;
+use super::{sealed, OrderStoreError};
 use crate::{Filter, StoreError};
 
 /// Order events after a position in the gap-safe global order, each with the order as
@@ -146,10 +146,10 @@ const ORDER_POSITION_AT_SQL: &str = "with first_since as ( \
 /// turn it into a scan of `order_events`, as a plain `= any($1)` became when prepared
 /// while the table held a few rows.
 pub const ORDER_HISTORIES_SQL: &str = "select h.stream_id, h.order_id, h.version, h.event_type, \
-       h.schema_version, h.payload \
+       h.schema_version, h.payload, h.project_id, h.user_id \
      from unnest($1::uuid[]) as ids(id) \
      cross join lateral (select e.stream_id, e.order_id, e.version, e.event_type, \
-                                e.schema_version, e.payload \
+                                e.schema_version, e.payload, e.project_id, e.user_id \
                          from order_events e where e.stream_id = ids.id order by e.version) h";
 
 /// [`lag`]'s statement (as `crate::feed::LAG_SQL`, over `order_events`).
@@ -324,22 +324,36 @@ async fn histories(
     ids.dedup();
     let history = sqlx::query(ORDER_HISTORIES_SQL)
         .bind(&ids)
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await?;
+    // The keys of the users with sealed fields on this page, in one query.
+    let mut sealed_users = Vec::new();
+    for row in &history {
+        let payload: serde_json::Value = row.try_get("payload")?;
+        if sealed::is_sealed(row.try_get("event_type")?, &payload) {
+            sealed_users.push((row.try_get("project_id")?, row.try_get("user_id")?));
+        }
+    }
+    sealed_users.sort_unstable();
+    sealed_users.dedup();
+    let keys = sealed::keys_of(&mut *conn, &sealed_users).await?;
     let mut streams: HashMap<Uuid, Vec<(i64, OrderEvent)>> = HashMap::new();
     for row in history {
         let version: i64 = row.try_get("version")?;
         let order_id: i64 = row.try_get("order_id")?;
-        let event = wire::decode(
-            row.try_get("event_type")?,
-            row.try_get("schema_version")?,
-            row.try_get("payload")?,
-        )
-        .map_err(|source| OrderStoreError::Decode {
-            order_id,
-            version,
-            source,
-        })?;
+        let event_type: &str = row.try_get("event_type")?;
+        let mut payload: serde_json::Value = row.try_get("payload")?;
+        if sealed::is_sealed(event_type, &payload) {
+            let user: (i64, String) = (row.try_get("project_id")?, row.try_get("user_id")?);
+            sealed::open(event_type, &mut payload, keys.get(&user), user.0, &user.1);
+        }
+        let event = wire::decode(event_type, row.try_get("schema_version")?, payload).map_err(
+            |source| OrderStoreError::Decode {
+                order_id,
+                version,
+                source,
+            },
+        )?;
         streams
             .entry(row.try_get("stream_id")?)
             .or_default()

@@ -10,11 +10,11 @@ use cart_proto::order as wire;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::{oid, order_stream_id, pid, LoadedOrder, OrderStoreError};
+use super::{oid, order_stream_id, pid, sealed, LoadedOrder, OrderStoreError};
 
 /// An order's whole stream, to fold (`$1`: the order's stream id).
 pub const LOAD_ORDER: &str =
-    "select version, event_type, schema_version, payload from order_events \
+    "select version, event_type, schema_version, payload, project_id, user_id from order_events \
      where stream_id = $1 order by version";
 
 /// Folds one order's stream; None for an order that does not exist.
@@ -25,25 +25,40 @@ pub(super) async fn load(
 ) -> Result<Option<LoadedOrder>, OrderStoreError> {
     let rows = sqlx::query(LOAD_ORDER)
         .bind(order_stream_id(project, order_id))
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await?;
     if rows.is_empty() {
         return Ok(None);
     }
     let mut order = Order::default();
     let mut version = 0;
+    // The user's key, looked up once, and only for a stream with sealed fields.
+    let mut key: Option<Option<sealed::UserKey>> = None;
     for row in rows {
         version = row.try_get("version")?;
-        let event = wire::decode(
-            row.try_get("event_type")?,
-            row.try_get("schema_version")?,
-            row.try_get("payload")?,
-        )
-        .map_err(|source| OrderStoreError::Decode {
-            order_id: oid(order_id),
-            version,
-            source,
-        })?;
+        let event_type: &str = row.try_get("event_type")?;
+        let mut payload: serde_json::Value = row.try_get("payload")?;
+        if sealed::is_sealed(event_type, &payload) {
+            let (project, user): (i64, &str) =
+                (row.try_get("project_id")?, row.try_get("user_id")?);
+            if key.is_none() {
+                key = Some(sealed::key_of(&mut *conn, project, user).await?);
+            }
+            sealed::open(
+                event_type,
+                &mut payload,
+                key.as_ref().and_then(Option::as_ref),
+                project,
+                user,
+            );
+        }
+        let event = wire::decode(event_type, row.try_get("schema_version")?, payload).map_err(
+            |source| OrderStoreError::Decode {
+                order_id: oid(order_id),
+                version,
+                source,
+            },
+        )?;
         order = cart_domain::apply_order(order, &event);
     }
     Ok(Some(LoadedOrder { order, version }))
@@ -98,14 +113,30 @@ async fn insert_events(
     details: &OrderDetails,
     expected: i64,
     events: &[OrderEvent],
-) -> Result<(), sqlx::Error> {
+) -> Result<(), OrderStoreError> {
     let n = events.len();
+    let encoded: Vec<_> = events.iter().map(wire::encode).collect();
+    for e in &encoded {
+        sealed::check_text(e.event_type, &e.payload).map_err(crate::StoreError::from)?;
+    }
+    let (project, user) = (pid(details.project), details.user.as_str());
+    // One key lookup per command, and none for a command without personal data.
+    let key = if encoded
+        .iter()
+        .any(|e| sealed::has_personal(e.event_type, &e.payload))
+    {
+        Some(sealed::key_for_writing(&mut *conn, project, user).await?)
+    } else {
+        None
+    };
     let mut versions = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
     let mut payloads = Vec::with_capacity(n);
-    for (i, event) in events.iter().enumerate() {
-        let encoded = wire::encode(event);
+    for (i, mut encoded) in encoded.into_iter().enumerate() {
+        if let Some(key) = &key {
+            sealed::seal(encoded.event_type, &mut encoded.payload, key, project, user);
+        }
         versions.push(expected + 1 + i64::try_from(i).unwrap_or(0));
         ids.push(Uuid::now_v7());
         types.push(encoded.event_type);

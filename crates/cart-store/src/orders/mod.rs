@@ -30,6 +30,7 @@ mod log;
 mod payment;
 mod promotions;
 mod purchases;
+pub mod sealed;
 
 /// The SQL of the order store's hot statements (see [`crate::statements`]).
 pub(crate) mod statements {
@@ -38,6 +39,7 @@ pub(crate) mod statements {
     pub use super::log::LOAD_ORDER;
     pub use super::promotions::PROMOTION_USES;
     pub use super::purchases::{PURCHASES, REDEMPTIONS};
+    pub use super::sealed::{KEYS_OF, KEY_OF};
 }
 
 use std::collections::BTreeSet;

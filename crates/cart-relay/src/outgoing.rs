@@ -25,13 +25,17 @@ const MAX_LINKS: usize = 128;
 
 /// The span of one page's publish: a producer span of its own (the relay may run long
 /// after the commands, on another instance), linked to each sampled command whose
-/// events it carries. A page that carries no sampled command comes with the context
-/// under which it is published unseen by the exporter (`cart_telemetry::scope`).
-pub(crate) fn publish_span(
-    stream: &str,
-    outgoing: &[Outgoing],
-) -> (tracing::Span, Option<TraceParent>) {
-    let span = || {
+/// events it carries. A page that carries no sampled command comes with `true`, to be
+/// published unseen by the exporter (`cart_telemetry::batch_root`).
+pub(crate) fn publish_span(stream: &str, outgoing: &[Outgoing]) -> (tracing::Span, bool) {
+    // A command's events are consecutive in the log: one trace per command.
+    let mut traces: Vec<&TraceParent> = Vec::new();
+    for trace in outgoing.iter().filter_map(|o| o.trace.as_ref()) {
+        if traces.last() != Some(&trace) {
+            traces.push(trace);
+        }
+    }
+    cart_telemetry::batch_root(&traces, MAX_LINKS, || {
         tracing::info_span!(
             parent: None,
             "publish",
@@ -42,29 +46,7 @@ pub(crate) fn publish_span(
             messaging.operation.type = "send",
             messaging.batch.message_count = outgoing.len(),
         )
-    };
-    if !cart_telemetry::exporting() {
-        return (span(), None);
-    }
-    // A command's events are consecutive in the log: one trace per command.
-    let mut traces: Vec<&TraceParent> = Vec::new();
-    for trace in outgoing.iter().filter_map(|o| o.trace.as_ref()) {
-        if traces.last() != Some(&trace) {
-            traces.push(trace);
-        }
-    }
-    let unsampled = cart_telemetry::traced_if_sampled(traces.iter().copied());
-    if unsampled.is_some() {
-        return (
-            cart_telemetry::scope_sync(unsampled.clone(), span),
-            unsampled,
-        );
-    }
-    let span = span();
-    for trace in traces.into_iter().filter(|t| t.sampled()).take(MAX_LINKS) {
-        cart_telemetry::link_traceparent(&span, trace);
-    }
-    (span, None)
+    })
 }
 
 /// The event's original `traceparent` (and `tracestate`) on its message, so that a

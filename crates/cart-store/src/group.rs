@@ -147,11 +147,11 @@ async fn write_batch(store: EventStore, batch: Vec<Job>) {
 }
 
 /// The span of one batch transaction. It serves many commands, so it is a root of its
-/// own linked to each sampled command's span (OpenTelemetry's way for batches), found in the
-/// `traceparent` the command put in its events' metadata (there only when traces are
-/// exported). A batch is traced when one of its commands is; otherwise it comes with
-/// the context under which it runs unseen by the exporter (`cart_telemetry::scope`).
-fn batch_span(batch: &[Job]) -> (tracing::Span, Option<cart_telemetry::TraceParent>) {
+/// own linked to each sampled command's span (OpenTelemetry's way for batches), found
+/// in the `traceparent` the command put in its events' metadata (there only for sampled
+/// commands). A batch is traced when one of its commands is; otherwise it comes with
+/// `true`, to run unseen by the exporter (`cart_telemetry::batch_root`).
+fn batch_span(batch: &[Job]) -> (tracing::Span, bool) {
     let span = || {
         tracing::info_span!(
             parent: None,
@@ -162,24 +162,14 @@ fn batch_span(batch: &[Job]) -> (tracing::Span, Option<cart_telemetry::TracePare
         )
     };
     if !cart_telemetry::exporting() {
-        return (span(), None);
+        return (span(), false);
     }
     let traces: Vec<_> = batch
         .iter()
         .filter_map(|job| cart_telemetry::TraceParent::from_metadata(&job.append.metadata))
         .collect();
-    let unsampled = cart_telemetry::traced_if_sampled(traces.iter());
-    if unsampled.is_some() {
-        return (
-            cart_telemetry::scope_sync(unsampled.clone(), span),
-            unsampled,
-        );
-    }
-    let span = span();
-    for trace in traces.iter().filter(|t| t.sampled()) {
-        cart_telemetry::link_traceparent(&span, trace);
-    }
-    (span, None)
+    let traces: Vec<_> = traces.iter().collect();
+    cart_telemetry::batch_root(&traces, usize::MAX, span)
 }
 
 struct Read {

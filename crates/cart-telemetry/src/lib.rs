@@ -26,7 +26,7 @@ pub use propagate::{
     link, link_traceparent, new_traceparent, set_parent_from_nats, trace_id, trace_metadata,
     traceparent_of, TraceParent,
 };
-pub use sampling::{exporting, scope, scope_sync, traced_if_sampled, unsampled};
+pub use sampling::{batch_root, exporting, scope, scope_sync, unsampled};
 // The span extension (`set_parent`, `add_link`, `context`) for crates that need more.
 pub use tracing_opentelemetry::OpenTelemetrySpanExt;
 

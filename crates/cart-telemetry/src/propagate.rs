@@ -166,7 +166,7 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<TraceParent> {
 /// unsampled request adds nothing: its context would make every event row and stream
 /// message longer for a trace nobody records (`sampling`).
 pub fn trace_metadata(mut metadata: serde_json::Value) -> serde_json::Value {
-    if crate::sampling::current_unsampled().is_some() {
+    if crate::sampling::in_unsampled() {
         return metadata;
     }
     if let Some(trace) = traceparent_of(&tracing::Span::current()) {

@@ -15,7 +15,7 @@
 //! Spans that serve many requests (a group-commit batch, a relay page) are roots linked
 //! to them. [`FollowLinks`] samples such a root when one of its links is sampled and
 //! drops it when none is, so a sampled command's trace gets its batch and transaction
-//! at any ratio, and an unsampled batch costs nothing ([`traced_if_sampled`]).
+//! at any ratio, and an unsampled batch costs nothing ([`batch_root`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +30,8 @@ use tracing_subscriber::layer::Filter;
 use crate::propagate::TraceParent;
 
 tokio::task_local! {
-    /// Set while an unsampled request (or batch) is polled: its context.
-    static UNSAMPLED: TraceParent;
+    /// Set while an unsampled request (or batch) is polled.
+    static UNSAMPLED: ();
 }
 
 /// Whether spans are exported at all; set once by [`crate::init`].
@@ -52,63 +52,64 @@ pub(crate) fn layer_filter<S>() -> impl Filter<S> {
     LevelFilter::INFO.and(tracing_subscriber::filter::filter_fn(|_| !in_unsampled()))
 }
 
-fn in_unsampled() -> bool {
+/// Whether an unsampled request (or batch) is being polled.
+pub(crate) fn in_unsampled() -> bool {
     UNSAMPLED.try_with(|_| ()).is_ok()
 }
 
-/// The context of the unsampled request being polled, if one is.
-pub(crate) fn current_unsampled() -> Option<TraceParent> {
-    UNSAMPLED.try_with(Clone::clone).ok()
-}
-
-/// Starts `span` (the sampler decides now) and gives its context when the sampler
-/// dropped it: the request is then run in [`scope`]. `None` when it is sampled, or when
-/// traces are not exported.
-pub fn unsampled(span: &tracing::Span) -> Option<TraceParent> {
+/// Starts `span` (the sampler decides now) and says whether the sampler dropped it: the
+/// request is then run in [`scope`]. False when traces are not exported.
+pub fn unsampled(span: &tracing::Span) -> bool {
     if !exporting() {
-        return None;
+        return false;
     }
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
-    if !sc.is_valid() || sc.is_sampled() {
-        return None;
-    }
-    TraceParent::of_context(&cx)
+    let sc = span.context().span().span_context().clone();
+    sc.is_valid() && !sc.is_sampled()
 }
 
-/// Runs `work` with the OpenTelemetry layer blind to it when `unsampled` is set.
-pub async fn scope<F: Future>(unsampled: Option<TraceParent>, work: F) -> F::Output {
-    match unsampled {
-        Some(trace) => UNSAMPLED.scope(trace, work).await,
-        None => work.await,
+/// Runs `work` with the OpenTelemetry layer blind to it when `unsampled`.
+pub async fn scope<F: Future>(unsampled: bool, work: F) -> F::Output {
+    if unsampled {
+        UNSAMPLED.scope((), work).await
+    } else {
+        work.await
     }
 }
 
-/// Makes `f`'s spans invisible to the OpenTelemetry layer when `unsampled` is set.
-pub fn scope_sync<R>(unsampled: Option<TraceParent>, f: impl FnOnce() -> R) -> R {
-    match unsampled {
-        Some(trace) => UNSAMPLED.sync_scope(trace, f),
-        None => f(),
+/// Makes `f`'s spans invisible to the OpenTelemetry layer when `unsampled`.
+pub fn scope_sync<R>(unsampled: bool, f: impl FnOnce() -> R) -> R {
+    if unsampled {
+        UNSAMPLED.sync_scope((), f)
+    } else {
+        f()
     }
 }
 
-/// For work that serves many requests: `None` (trace it) when traces are exported and
-/// one of `traces` is sampled, or when traces are not exported; otherwise the context
-/// under which to run it unseen.
-pub fn traced_if_sampled<'a>(
-    mut traces: impl Iterator<Item = &'a TraceParent>,
-) -> Option<TraceParent> {
+/// The root span of work that serves many commands (a group-commit batch, a relay
+/// page), made by `make` and linked to the sampled ones of `traces` (at most
+/// `max_links`). When traces are exported and none of them is sampled, it is made unseen
+/// and comes with `true`: run the work in [`scope`] then.
+pub fn batch_root(
+    traces: &[&TraceParent],
+    max_links: usize,
+    make: impl FnOnce() -> tracing::Span,
+) -> (tracing::Span, bool) {
     if !exporting() {
-        return None;
+        return (make(), false);
     }
-    let mut first = None;
-    for trace in traces.by_ref() {
-        if trace.sampled() {
-            return None;
-        }
-        first.get_or_insert(trace);
+    let sampled: Vec<&&TraceParent> = traces
+        .iter()
+        .filter(|t| t.sampled())
+        .take(max_links)
+        .collect();
+    if sampled.is_empty() {
+        return (scope_sync(true, make), true);
     }
-    Some(first.cloned().unwrap_or_default())
+    let span = make();
+    for trace in sampled {
+        crate::propagate::link_traceparent(&span, trace);
+    }
+    (span, false)
 }
 
 /// A sampler for roots that serve many traces: sampled when one of its links is,
@@ -243,12 +244,8 @@ mod tests {
             tokio::task::yield_now().await;
             tracing::info_span!("append").in_scope(|| ());
         };
-        let trace = TraceParent {
-            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00".into(),
-            tracestate: None,
-        };
-        let root = scope_sync(Some(trace.clone()), || tracing::info_span!("unsampled"));
-        scope(Some(trace), request.instrument(root)).await;
+        let root = scope_sync(true, || tracing::info_span!("unsampled"));
+        scope(true, request.instrument(root)).await;
         assert!(seen.0.lock().unwrap().is_empty(), "{:?}", seen.0);
 
         // The same work outside the scope is seen, debug spans aside.
@@ -256,20 +253,15 @@ mod tests {
         let request = async {
             tracing::info_span!("decide").in_scope(|| tracing::debug_span!("detail"));
         };
-        scope(None, request.instrument(root)).await;
+        scope(false, request.instrument(root)).await;
         assert_eq!(*seen.0.lock().unwrap(), ["sampled", "decide"]);
     }
 
     #[test]
     fn unsampled_scopes_are_seen_only_inside() {
-        let trace = TraceParent {
-            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00".into(),
-            tracestate: None,
-        };
         assert!(!in_unsampled());
-        let inside = scope_sync(Some(trace.clone()), current_unsampled);
-        assert_eq!(inside, Some(trace));
+        assert!(scope_sync(true, in_unsampled));
         assert!(!in_unsampled());
-        assert!(!scope_sync(None, in_unsampled));
+        assert!(!scope_sync(false, in_unsampled));
     }
 }

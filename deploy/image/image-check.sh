@@ -111,6 +111,10 @@ while IFS=$'\t' read -r word args; do
           [[ $s == /out/* ]] || die "COPY --from=builder of $s: only /out/* is replayed"
           mkdir -p "$root$dest"
           install -m 0755 "$bin/${s#/out/}" "$root$dest"
+          # As the builder stage does (Dockerfile): line tables out, symbols kept.
+          strip --strip-debug "$root$dest/${s#/out/}"
+          ! readelf -S "$root$dest/${s#/out/}" | grep -q '\.debug_line' \
+            || die "${s#/out/} still carries .debug_line after strip"
         done
       else
         srcs=("${parts[@]:0:${#parts[@]}-1}")

@@ -575,6 +575,7 @@ async fn a_free_order_redeems_a_limited_code_under_its_lock() {
 }
 
 mod erasure;
+mod erasure_race;
 mod expiry;
 mod export;
 mod promotions;

@@ -46,6 +46,15 @@ impl std::fmt::Debug for UserKey {
 }
 
 impl UserKey {
+    /// A fresh key from the OS generator (an import's key for a restored user).
+    pub(crate) fn generate() -> Self {
+        Self(XChaCha20Poly1305::generate_key(&mut OsRng))
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
         (bytes.len() == 32).then(|| Self(*chacha20poly1305::Key::from_slice(bytes)))
     }

@@ -578,5 +578,6 @@ mod erasure;
 mod erasure_race;
 mod expiry;
 mod export;
+mod import;
 mod promotions;
 mod refusals;

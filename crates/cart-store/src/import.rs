@@ -97,12 +97,13 @@ impl Import {
         self.orders.add(&mut self.tx, batch).await
     }
 
-    /// Writes a batch of events, in the export's order.
+    /// Writes a batch of cart events, in the export's order.
     ///
     /// # Errors
-    /// `Invalid` for an event out of its stream's order (a gap, a repeat, a stream not
-    /// starting at 1: a filtered or partial export) or a value PostgreSQL refuses;
-    /// database errors. The caller then drops the import and nothing is written.
+    /// `Invalid` when the target already holds cart events, for an event out of its
+    /// stream's order (a gap, a repeat, a stream not starting at 1: a filtered or partial
+    /// export) or a value PostgreSQL refuses; database errors. The caller then drops the
+    /// import and nothing is written.
     pub async fn add(&mut self, batch: &[ImportedEvent]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());

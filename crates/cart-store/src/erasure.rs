@@ -38,6 +38,11 @@ const PERSONAL_EVENTS: &str = "select e.event_type, \
 /// stays. Idempotent: a repeat finds nothing to delete. A
 /// later order of the user makes a fresh key.
 ///
+/// The user's key lock is taken exclusively first (`locks::user_key`): the erasure
+/// waits for the user's order commands that are sealing (they hold it shared), so what
+/// they sealed is under the key deleted here and counted in the report; commands that
+/// come later wait for this commit and make a fresh key.
+///
 /// # Errors
 /// Database failures.
 pub async fn erase_user(
@@ -46,7 +51,12 @@ pub async fn erase_user(
     user: &UserId,
 ) -> Result<ErasureReport, StoreError> {
     let (project, user) = (pid(project), user.as_str());
+    crate::locks::retry_on_deadlock("erase user", || erase_in(pool, project, user)).await
+}
+
+async fn erase_in(pool: &PgPool, project: i64, user: &str) -> Result<ErasureReport, StoreError> {
     let mut tx = pool.begin().await?;
+    crate::locks::take(&mut tx, &[crate::locks::user_key(project, user)]).await?;
     let key_deleted = sqlx::query("delete from user_keys where project_id = $1 and user_id = $2")
         .bind(project)
         .bind(user)

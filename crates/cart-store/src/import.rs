@@ -1,7 +1,11 @@
-//! A logical restore: the cart log of an export (`cartctl events export`) written back
-//! into an empty database, all in one transaction, so that a refused line leaves the
-//! database as it was. The projection is not written here: `rebuild_projection` folds
-//! it from the imported log afterwards (docs/operations.md, "Logical backup").
+//! A logical restore: the logs of an export (`cartctl events export`, JSON Lines, `--log
+//! carts`, `orders` or `all`) written back into an empty database, all in one
+//! transaction, so that a refused line leaves the database as it was. Each log keeps the
+//! export's order (one transaction: every event gets its tx_id, and `global_position`
+//! runs in the export's order). The cart projection is not written here:
+//! `rebuild_projection` folds it from the imported log afterwards; the order store's
+//! rows are folded from the imported order log before the commit (`orders.rs`).
+//! docs/operations.md, "Logical backup".
 
 use std::collections::HashMap;
 
@@ -9,6 +13,11 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{StoreError, StreamKey};
+
+mod line;
+mod orders;
+
+pub use line::{parse_line, ImportedLine, ImportedOrderEvent};
 
 /// One event of the cart log as an export line carries it, in its stored form.
 #[derive(Debug, Clone)]
@@ -24,9 +33,13 @@ pub struct ImportedEvent {
     pub recorded_at: String,
 }
 
-/// An import under way: one transaction holding the log's table locks.
+/// An import under way: one transaction holding the logs' table locks.
 pub struct Import {
     tx: Transaction<'static, Postgres>,
+    /// Whether the target's cart log was found empty (checked at the first cart event,
+    /// so that an export of the order log alone can follow one of the cart log).
+    carts_checked: bool,
+    orders: orders::OrderImport,
     /// The last version written per stream: each stream must run 1, 2, 3... in the
     /// export's order, or the fold of the restored log would differ from the source's.
     versions: HashMap<Uuid, i64>,
@@ -36,8 +49,11 @@ pub struct Import {
 /// What an import wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImportReport {
+    /// Cart events, and the carts they make.
     pub events: u64,
     pub streams: u64,
+    pub order_events: u64,
+    pub orders: u64,
 }
 
 fn project(key: &StreamKey) -> i64 {
@@ -45,43 +61,68 @@ fn project(key: &StreamKey) -> i64 {
 }
 
 impl Import {
-    /// Starts an import into `pool`'s database, which must hold no cart event and no
-    /// cart stream: an import is a restore, never a merge.
+    /// Starts an import into `pool`'s database. The log an export line belongs to must
+    /// be empty there (no cart event or stream; no order event, order, user key or
+    /// webhook delivery): an import is a restore, never a merge. That is checked at the
+    /// first event of each log.
     ///
     /// # Errors
-    /// `Invalid` when the cart log is not empty; database errors.
+    /// Database errors.
     pub async fn begin(pool: &PgPool) -> Result<Import, StoreError> {
         let mut tx = pool.begin().await?;
-        // No command may append while the log is restored under it.
-        sqlx::query("lock table cart_streams, cart_events in exclusive mode")
-            .execute(&mut *tx)
-            .await?;
-        let present: bool = sqlx::query_scalar(
-            "select exists (select 1 from cart_events) or exists (select 1 from cart_streams)",
+        // No command may append while the logs are restored under it.
+        sqlx::query(
+            "lock table cart_streams, cart_events, order_events, orders, user_keys, \
+               webhook_deliveries in exclusive mode",
         )
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-        if present {
-            return Err(StoreError::Invalid(
-                "the database already holds cart events: import restores into an empty \
-                 database only"
-                    .to_owned(),
-            ));
-        }
         Ok(Import {
             tx,
+            carts_checked: false,
+            orders: orders::OrderImport::default(),
             versions: HashMap::new(),
             events: 0,
         })
     }
 
-    /// Writes a batch of events, in the export's order.
+    /// Writes a batch of order events, in the export's order.
     ///
     /// # Errors
-    /// `Invalid` for an event out of its stream's order (a gap, a repeat, a stream not
-    /// starting at 1: a filtered or partial export) or a value PostgreSQL refuses;
-    /// database errors. The caller then drops the import and nothing is written.
+    /// `Invalid` when the target already holds orders, for an event out of its order's
+    /// sequence (each order's versions must run 1, 2, 3... from its `OrderCreated`) or
+    /// a value PostgreSQL refuses; database errors. The caller then drops the import
+    /// and nothing is written.
+    pub async fn add_orders(&mut self, batch: &[ImportedOrderEvent]) -> Result<(), StoreError> {
+        self.orders.add(&mut self.tx, batch).await
+    }
+
+    /// Writes a batch of cart events, in the export's order.
+    ///
+    /// # Errors
+    /// `Invalid` when the target already holds cart events, for an event out of its
+    /// stream's order (a gap, a repeat, a stream not starting at 1: a filtered or partial
+    /// export) or a value PostgreSQL refuses; database errors. The caller then drops the
+    /// import and nothing is written.
     pub async fn add(&mut self, batch: &[ImportedEvent]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if !self.carts_checked {
+            let present: bool = sqlx::query_scalar(
+                "select exists (select 1 from cart_events) or exists (select 1 from cart_streams)",
+            )
+            .fetch_one(&mut *self.tx)
+            .await?;
+            if present {
+                return Err(StoreError::Invalid(
+                    "the database already holds cart events: import restores into an empty \
+                     database only"
+                        .to_owned(),
+                ));
+            }
+            self.carts_checked = true;
+        }
         let mut new_streams = Vec::new();
         for e in batch {
             let stream_id = e.key.stream_id();
@@ -123,7 +164,7 @@ impl Import {
         )
         .execute(&mut *self.tx)
         .await
-        .map_err(invalid)?;
+        .map_err(invalid_value)?;
         sqlx::query(
             "insert into cart_events (stream_id, version, event_id, project_id, event_type, \
                schema_version, payload, metadata, recorded_at) \
@@ -164,27 +205,36 @@ impl Import {
         )
         .execute(&mut *self.tx)
         .await
-        .map_err(invalid)?;
+        .map_err(invalid_value)?;
         self.events += batch.len() as u64;
         Ok(())
     }
 
-    /// Commits everything added.
+    /// Rebuilds the order store's rows from the imported order log, then commits
+    /// everything added.
     ///
     /// # Errors
-    /// Database errors (then nothing is written).
-    pub async fn commit(self) -> Result<ImportReport, StoreError> {
+    /// Database errors, an imported order event that does not decode (then nothing is
+    /// written).
+    pub async fn commit(mut self) -> Result<ImportReport, StoreError> {
+        self.orders.finish(&mut self.tx).await?;
         self.tx.commit().await?;
         Ok(ImportReport {
             events: self.events,
             streams: self.versions.len() as u64,
+            order_events: self.orders.events,
+            orders: self.orders.orders(),
         })
     }
 }
 
+fn invalid(message: impl Into<String>) -> StoreError {
+    StoreError::Invalid(message.into())
+}
+
 /// A value of the file that PostgreSQL refuses (a malformed time, a duplicate event id)
 /// is the file's fault, not the store's.
-fn invalid(error: sqlx::Error) -> StoreError {
+fn invalid_value(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db)
             if db

@@ -10,7 +10,9 @@
 //! Lock order (see ARCHITECTURE.md, Concurrency): a command id, then SKU, promo-code and
 //! promotion locks in key order, then the user's lock, then order locks in order id order, then
 //! cart streams. A batch of cart appends takes its streams and command ids together in
-//! key order.
+//! key order. A user's key lock ([`user_key`]) stands apart: writers that seal take it
+//! shared, wherever they are in that order, and only an erasure takes it exclusively,
+//! holding no other lock.
 
 use std::future::Future;
 
@@ -31,6 +33,7 @@ const SKU_LOCK: i32 = 0x4f53_4b55; // "OSKU", also promo codes
 const USER_LOCK: i32 = 0x4f55_5352; // "OUSR"
 const ORDER_LOCK: i32 = 0x4f52_4452; // "ORDR"
 const RETENTION_LOCK: i32 = 0x5245_544e; // "RETN"
+const USER_KEY_LOCK: i32 = 0x554b_4559; // "UKEY"
 
 // The namespaces the hashes are taken in: the cart streams' (for stream and command
 // locks) and the order streams' (for the order store's locks).
@@ -100,6 +103,20 @@ pub(crate) fn user(project: ProjectId, user: &UserId) -> LockKey {
     order_key(USER_LOCK, &format!("user:{project}:{user}"))
 }
 
+/// A user's key lock (`orders::sealed`, `erasure`): a transaction that seals personal
+/// data takes it shared before it reads or makes the key, and holds it to commit; an
+/// erasure takes it exclusively before it deletes the key. So an erasure waits for every
+/// seal in flight and deletes the key they sealed under, also a first key not yet
+/// committed when it started; a seal that comes after it waits, then finds no key and
+/// makes a fresh one (a later order's data).
+pub(crate) fn user_key(project: i64, user: &str) -> LockKey {
+    // The user's length first, so that no two (project, user) pairs share a name.
+    order_key(
+        USER_KEY_LOCK,
+        &format!("key:{project}:{}:{user}", user.len()),
+    )
+}
+
 /// An order's lock.
 pub(crate) fn order(project: ProjectId, order_id: OrderId) -> LockKey {
     order_key(ORDER_LOCK, &format!("order:{project}:{order_id}"))
@@ -129,6 +146,17 @@ pub(crate) async fn take(conn: &mut PgConnection, keys: &[LockKey]) -> Result<()
     .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Takes `key` in shared mode until commit or rollback: shared holders do not wait for
+/// each other, only for (and block) an exclusive holder.
+pub(crate) async fn take_shared(conn: &mut PgConnection, key: LockKey) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_advisory_xact_lock_shared($1, $2)")
+        .bind(key.0)
+        .bind(key.1)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

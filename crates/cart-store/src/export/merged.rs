@@ -278,6 +278,14 @@ impl Encoder {
             (Format::JsonLines, _) => {
                 // The envelope's types serialize without failing (strings, numbers, JSON).
                 serde_json::to_writer(&mut *buf, &envelope).unwrap_or_default();
+                // Then the stored form, for `cartctl events import`, as the object's last
+                // member: the envelope's members keep their bytes and their order.
+                if buf.last() == Some(&b'}') {
+                    buf.pop();
+                    buf.extend_from_slice(b",\"stored\":");
+                    serde_json::to_writer(&mut *buf, &event.stored.to_json()).unwrap_or_default();
+                    buf.push(b'}');
+                }
                 buf.push(b'\n');
             }
             (Format::Protobuf, Logs::All) => record(

@@ -28,6 +28,29 @@ pub struct RecordedOrderEvent {
     /// The trace context of the command that wrote it (its metadata's `traceparent`),
     /// when traces were exported then.
     pub trace: Option<cart_telemetry::TraceParent>,
+    /// The event as `order_events` holds it (personal fields sealed): what a JSON Lines
+    /// export carries as `stored`, so that `cartctl events import` can write it back.
+    pub stored: StoredOrderEvent,
+}
+
+/// An order event in its stored form: the row's `schema_version`, `payload` (with its
+/// personal field sealed, `orders::sealed`) and `metadata`, unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredOrderEvent {
+    pub schema_version: i16,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+}
+
+impl StoredOrderEvent {
+    /// The `stored` member of an export line (docs/events.md, "Both logs in one export").
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "schema_version": self.schema_version,
+            "payload": self.payload,
+            "metadata": self.metadata,
+        })
+    }
 }
 
 impl RecordedOrderEvent {
@@ -78,7 +101,7 @@ pub const ORDER_PAGE_SQL: &str = "with page as ( \
        order by e.tx_id, e.global_position limit $3), \
      last_tx as (select max(tx_id) as tx from page) \
      select e.tx_id::text as tx_id, e.global_position, e.event_id, e.stream_id, e.version, \
-       e.project_id, e.order_id, e.user_id, e.event_type, e.schema_version, e.payload, \
+       e.project_id, e.order_id, e.user_id, e.event_type, e.schema_version, e.payload, e.metadata, \
        e.metadata->>'traceparent' as traceparent, e.metadata->>'tracestate' as tracestate, \
        to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') as recorded_at \
      from order_events e, last_tx \
@@ -107,7 +130,7 @@ const ORDER_FILTERED_PAGE_SQL: &str = concat!(
     "order by e.tx_id, e.global_position limit $7), \
      last_tx as (select max(tx_id) as tx from page) \
      select e.tx_id::text as tx_id, e.global_position, e.event_id, e.stream_id, e.version, \
-       e.project_id, e.order_id, e.user_id, e.event_type, e.schema_version, e.payload, \
+       e.project_id, e.order_id, e.user_id, e.event_type, e.schema_version, e.payload, e.metadata, \
        e.metadata->>'traceparent' as traceparent, e.metadata->>'tracestate' as tracestate, \
        to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') as recorded_at \
      from order_events e, last_tx \
@@ -309,6 +332,11 @@ async fn with_orders(
             event: event.clone(),
             order,
             trace: crate::feed::trace_of(&row)?,
+            stored: StoredOrderEvent {
+                schema_version: row.try_get("schema_version")?,
+                payload: row.try_get("payload")?,
+                metadata: row.try_get("metadata")?,
+            },
         });
     }
     Ok(out)

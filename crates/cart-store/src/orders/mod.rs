@@ -59,7 +59,7 @@ use crate::store::{project_id as pid, ProcessedCommand, StoreError};
 
 pub use feed::{
     count_after, lag, position_at, read_filtered_page, read_page, RecordedOrderEvent,
-    ORDER_HISTORIES_SQL, ORDER_LAG_SQL, ORDER_PAGE_SQL,
+    StoredOrderEvent, ORDER_HISTORIES_SQL, ORDER_LAG_SQL, ORDER_PAGE_SQL,
 };
 pub use purchases::limited_skus;
 

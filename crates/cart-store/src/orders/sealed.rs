@@ -46,6 +46,15 @@ impl std::fmt::Debug for UserKey {
 }
 
 impl UserKey {
+    /// A fresh key from the OS generator (an import's key for a restored user).
+    pub(crate) fn generate() -> Self {
+        Self(XChaCha20Poly1305::generate_key(&mut OsRng))
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
         (bytes.len() == 32).then(|| Self(*chacha20poly1305::Key::from_slice(bytes)))
     }
@@ -197,7 +206,11 @@ pub async fn key_of(
     Ok(key.as_deref().and_then(UserKey::from_bytes))
 }
 
-/// The user's key, made now when there is none: one lookup when it exists.
+/// The user's key, made now when there is none: one lookup when it exists. Takes the
+/// user's key lock shared first (`locks::user_key`), held to commit, so that an erasure
+/// cannot delete the key between this read and the commit of what it seals, nor miss a
+/// first key this transaction makes (`an_erasure_waits_for_a_seal_in_flight...` in
+/// `orders/tests/erasure_race.rs`).
 ///
 /// # Errors
 /// Database failures.
@@ -206,6 +219,7 @@ pub async fn key_for_writing(
     project: i64,
     user: &str,
 ) -> Result<UserKey, sqlx::Error> {
+    crate::locks::take_shared(&mut *conn, crate::locks::user_key(project, user)).await?;
     if let Some(key) = key_of(&mut *conn, project, user).await? {
         return Ok(key);
     }

@@ -575,7 +575,9 @@ async fn a_free_order_redeems_a_limited_code_under_its_lock() {
 }
 
 mod erasure;
+mod erasure_race;
 mod expiry;
 mod export;
+mod import;
 mod promotions;
 mod refusals;

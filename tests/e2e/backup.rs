@@ -86,6 +86,7 @@ async fn export_everything(url: &str, log: &str, file: &str) {
         let args = [
             "events",
             "export",
+            "--restorable",
             "--log",
             log,
             "--database-url",

@@ -15,7 +15,7 @@ use crate::StoreError;
 
 mod merged;
 
-pub use merged::{count_logs, export_logs, ExportedLogs};
+pub use merged::{count_logs, export_logs, ExportedLogs, Stored};
 
 /// How exported events are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cart_domain::{CartId, ProjectId, UserId};
 use cart_proto::view::AmountFormat;
-use cart_store::export::{self, Format, LogPosition, Logs, Start};
+use cart_store::export::{self, Format, LogPosition, Logs, Start, Stored};
 use cart_store::feed::Log;
 use cart_store::{Filter, Position, StreamKey};
 use clap::{Args, Subcommand, ValueEnum};
@@ -86,6 +86,11 @@ pub(crate) struct ExportArgs {
         value_parser = clap::value_parser!(u32).range(0..=16)
     )]
     amount_scale: u32,
+    /// A logical backup: each order line (jsonl) also carries the event as the log stores
+    /// it, which `events import` needs to restore orders. Such a file holds payment tokens
+    /// and sealed personal fields: keep it as you keep backups, never give it to analytics.
+    #[arg(long)]
+    restorable: bool,
     /// Write to this file instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -265,6 +270,13 @@ async fn export_events(args: &ExportArgs) -> anyhow::Result<i32> {
     let amounts = AmountFormat {
         scale: args.amount_scale,
     };
+    let stored = match (args.restorable, format) {
+        (false, _) => Stored::Omit,
+        (true, Format::JsonLines) => Stored::Include,
+        (true, Format::Protobuf) => {
+            anyhow::bail!("--restorable: `events import` reads jsonl; export with --format jsonl")
+        }
+    };
     let pool = connect(&args.db).await?;
     let total = if std::io::stderr().is_terminal() {
         Some(export::count_logs(&pool, logs, &start, &filter).await?)
@@ -285,7 +297,7 @@ async fn export_events(args: &ExportArgs) -> anyhow::Result<i32> {
         logs,
         &start,
         &filter,
-        (format, amounts),
+        (format, amounts, stored),
         &mut out,
         |n| bar.set_position(n),
     )

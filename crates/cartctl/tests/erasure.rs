@@ -109,7 +109,8 @@ impl World {
         .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (_, out) = self.cartctl(&["events", "export", "--log", "all"]);
+            // A backup's export (with the stored events): the strictest for erasure.
+            let (_, out) = self.cartctl(&["events", "export", "--restorable", "--log", "all"]);
             if out.lines().count() >= usize::try_from(events).unwrap() || Instant::now() > deadline
             {
                 return out;

@@ -38,6 +38,10 @@ pub struct ExportedLogs {
 /// `cart.v1.OrderEventEnvelope`; in a combined protobuf export every record is a
 /// `cart.v1.ExportRecord`.
 ///
+/// With `stored`, a JSON Lines order line also carries the event as the log stores it
+/// (what `cartctl events import` needs to restore orders): payment tokens and sealed
+/// personal fields, so only a backup asks for it, never an export for analytics.
+///
 /// # Errors
 /// As [`super::export`]; a combined export given an untagged `Start::After` is
 /// [`ExportError::Untagged`].
@@ -46,7 +50,7 @@ pub async fn export_logs(
     logs: Logs,
     start: &Start,
     filter: &Filter,
-    (format, amounts): (Format, AmountFormat),
+    (format, amounts, stored): (Format, AmountFormat, Stored),
     out: &mut impl Write,
     mut progress: impl FnMut(u64),
 ) -> Result<ExportedLogs, ExportError> {
@@ -83,6 +87,7 @@ pub async fn export_logs(
         logs,
         format,
         amounts,
+        stored,
     };
     let (mut written, mut buf) = (0u64, Vec::with_capacity(1024));
     loop {
@@ -237,11 +242,22 @@ impl<T> Pending<T> {
     }
 }
 
+/// Whether order lines carry the stored event ([`export_logs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stored {
+    /// The envelope only, as `CART_ORDERS` carries it: for analytics.
+    #[default]
+    Omit,
+    /// The envelope and, as its last member, `stored`: for a logical backup.
+    Include,
+}
+
 /// How each record is written.
 struct Encoder {
     logs: Logs,
     format: Format,
     amounts: AmountFormat,
+    stored: Stored,
 }
 
 impl Encoder {
@@ -280,7 +296,7 @@ impl Encoder {
                 serde_json::to_writer(&mut *buf, &envelope).unwrap_or_default();
                 // Then the stored form, for `cartctl events import`, as the object's last
                 // member: the envelope's members keep their bytes and their order.
-                if buf.last() == Some(&b'}') {
+                if self.stored == Stored::Include && buf.last() == Some(&b'}') {
                     buf.pop();
                     buf.extend_from_slice(b",\"stored\":");
                     serde_json::to_writer(&mut *buf, &event.stored.to_json()).unwrap_or_default();

@@ -155,8 +155,9 @@ fn order_line(mut raw: Value) -> Result<ImportedOrderEvent, StoreError> {
         .and_then(|o| o.remove("stored"))
         .ok_or_else(|| {
             invalid(
-                "an order-log line without `stored` (the event as the log holds it): made by \
-                 an export older than order import; export again with this cartctl",
+                "an order-log line without `stored` (the event as the log holds it): made \
+                 without `--restorable`, or by an export older than order import; export \
+                 again with `cartctl events export --restorable`",
             )
         })?;
     let envelope: wire::OrderEventEnvelope = serde_json::from_value(raw)

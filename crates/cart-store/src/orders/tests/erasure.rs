@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::erasure::{erase_user, ErasureReport};
-use crate::export::{export_logs, Format, LogPosition, Logs, Start};
+use crate::export::{export_logs, Format, LogPosition, Logs, Start, Stored};
 use crate::feed::Log;
 use crate::Filter;
 
@@ -34,7 +34,11 @@ async fn export_once(pool: &sqlx::PgPool) -> String {
             position: crate::Position::default(),
         }),
         &Filter::default(),
-        (Format::JsonLines, cart_proto::view::AmountFormat::default()),
+        (
+            Format::JsonLines,
+            cart_proto::view::AmountFormat::default(),
+            Stored::Include,
+        ),
         &mut out,
         |_| {},
     )

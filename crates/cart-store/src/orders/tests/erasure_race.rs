@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::erasure::erase_user;
-use crate::export::{export_logs, Format, LogPosition, Logs, Start};
+use crate::export::{export_logs, Format, LogPosition, Logs, Start, Stored};
 use crate::feed::Log;
 use crate::Filter;
 
@@ -124,7 +124,11 @@ async fn an_erasure_racing_the_users_checkout_payment_and_refund_leaves_what_it_
                 position: crate::Position::default(),
             }),
             &Filter::default(),
-            (Format::JsonLines, cart_proto::view::AmountFormat::default()),
+            (
+                Format::JsonLines,
+                cart_proto::view::AmountFormat::default(),
+                Stored::Include,
+            ),
             &mut out,
             |_| {},
         )

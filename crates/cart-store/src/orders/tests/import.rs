@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::erasure::erase_user;
-use crate::export::{export_logs, Format, LogPosition, Logs, Start};
+use crate::export::{export_logs, Format, LogPosition, Logs, Start, Stored};
 use crate::feed::Log;
 use crate::import::{parse_line, Import, ImportReport, ImportedLine};
 use crate::{rebuild_projection, Filter};
@@ -36,7 +36,7 @@ async fn export_everything(pool: &sqlx::PgPool, logs: Logs) -> String {
             logs,
             &start,
             &filter,
-            (Format::JsonLines, amounts),
+            (Format::JsonLines, amounts, Stored::Include),
             &mut out,
             |_| {},
         )

@@ -229,7 +229,7 @@ bench: services
 	trap 'exit 130' INT TERM; \
 	'$(BENCH_BIN)/cart-bench' load --pid $$cartd --subject-prefix '$(BENCH_PREFIX)' \
 		--service-name '$(BENCH_SERVICE)' --catalog '$(CATALOG)' --out-dir '$(BENCH_OUT)' \
-		$(BENCH_ARGS) || { \
+		--service-database-url '$(BENCH_DATABASE_URL)' $(BENCH_ARGS) || { \
 		status=$$?; \
 		echo "make bench: cart-bench failed; last lines of $(BENCH_OUT)/cartd.log:" >&2; \
 		tail -n 20 '$(BENCH_OUT)/cartd.log' >&2; \

@@ -1,6 +1,7 @@
 //! This machine's limits, measured in the same run and at the same concurrency as the
-//! service: a bare NATS request/reply echo with requests of a cart get's size, and
-//! PostgreSQL inserts of event-sized rows, one per transaction and in batches.
+//! service: a bare NATS request/reply echo with requests of a cart get's size (answered
+//! with the request itself, or with a reply of a get reply's size), and PostgreSQL
+//! inserts of event-sized rows, one per transaction and in batches.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,12 +27,22 @@ pub const LIMITS_DATABASE: &str = "cart_bench_limits";
 const CONNECTION_HEADROOM: i64 = 20;
 
 /// Runs the echo limit: a responder on its own connection and a unique subject answers
-/// every request with its own bytes, and the driver's clients send it requests that
-/// are byte for byte cart gets (headers included), at `concurrency` in flight.
+/// every request, and the driver's clients send it requests that are byte for byte cart
+/// gets (headers included), at `concurrency` in flight.
+///
+/// With `reply_bytes` None the responder answers with the request's own bytes (the small
+/// echo, a few dozen bytes). With Some(n) it answers with n bytes, the mean get reply of
+/// the gets phase, so that the echo moves what a get moves through nats-server and the
+/// sockets both ways: issue 17 sets gets against an echo "at the same concurrency and
+/// payload size", and a 29-byte reply would leave out the copying of the several
+/// kilobytes of a rendered cart, which is NATS's cost, not the service's. The reply is
+/// one buffer shared by every answer (`Bytes` clones by reference count), so the
+/// responder's own cost stays that of a bare echo.
 pub async fn nats_echo(
     driver: &Driver,
     nats_url: &str,
     concurrency: usize,
+    reply_bytes: Option<usize>,
     duration: Duration,
     budget: u64,
 ) -> anyhow::Result<PhaseRun> {
@@ -46,12 +57,14 @@ pub async fn nats_echo(
         .flush()
         .await
         .context("flush the echo subscription")?;
+    let fixed = reply_bytes.map(|n| bytes::Bytes::from(vec![b'x'; n]));
     let echo = {
         let responder = responder.clone();
         tokio::spawn(async move {
             while let Some(message) = requests.next().await {
                 if let Some(reply) = message.reply {
-                    let _ = responder.publish(reply, message.payload).await;
+                    let body = fixed.clone().unwrap_or(message.payload);
+                    let _ = responder.publish(reply, body).await;
                 }
             }
         })

@@ -1,32 +1,46 @@
 //! `cart-bench load`: drives a running cartd over NATS and sets its figures against this
 //! machine's limits, measured in the same run.
 //!
-//! Phases, each on its own so that the figures do not mix:
-//! 1. limits: NATS echo, PostgreSQL single-row and batched inserts;
-//! 2. commands only (the mix without gets), closed loop at `--clients`;
-//! 3. gets only, closed loop at `--get-clients`;
-//! 4. the full mix at `--clients`;
-//! 5. half load: the command mix paced at half of phase 2's throughput (open loop);
-//! 6. a concurrency sweep of the command mix, each step followed by the single-row
+//! Phases, each on its own so that the figures do not mix (issue 17 wants its targets
+//! from one run):
+//! 1. limits: the small NATS echo (a get request echoed back) at `--get-clients`,
+//!    PostgreSQL single-row and batched inserts at `--clients` (capped);
+//! 2. commands only (the mix without gets) at `--clients`, with `pg_stat_statements` of
+//!    the service's database reset before and read after;
+//! 3. the same without `Cart-Command-Id`;
+//! 4. the same with the minimal reply;
+//! 5. gets only at `--get-clients`;
+//! 6. after a second of quiet, the NATS echo with get-sized requests and replies of the
+//!    gets phase's mean reply size, at `--get-clients`: the gets target's divisor;
+//! 7. the full mix at `--clients`;
+//! 8. half load: the command mix paced at half of phase 2's throughput (open loop);
+//! 9. a concurrency sweep of the command mix, each step followed by the single-row
 //!    insert limit at the same concurrency;
-//! 7. with `--pid`: one put on each of `--memory-carts` fresh carts, RSS before and after.
+//! 10. with `--pid`: one put on each of `--memory-carts` fresh carts, RSS before and after.
+//!
+//! Every command phase and the gets phase print where the CPU went; the end prints bytes
+//! per request, the CPU budget of every phase and issue 17's targets, met or missed.
+
+mod phases;
+mod process;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use cart_proto::{Encoding, ReplyMode};
 
-use crate::chart::{self, Series};
-use crate::cpu;
-use crate::limits::{self, PgLimits};
-use crate::report::{self, HalfLoad, Memory, Phase, Ratios, Report, RunInfo, SweepStep};
-use crate::runner::{Driver, PhaseRun};
-use crate::stats::Summary;
-use crate::workload::{self, Mix, Op, Workload, WorkloadConfig};
+use crate::chart::Series;
+use crate::pgstat::{self, PgStat, PgStatReport};
+use crate::report::{self, targets, Phase, Ratios, Report, RunInfo, Throughputs};
+use crate::runner::Driver;
+use crate::workload::{self, CommandHeaders, Mix, Op, Workload, WorkloadConfig};
+
+use phases::{latency_series, write_charts, Bench};
+use process::{rss_mb, wait_for_service};
 
 /// Load a running cart service and compare it with this machine's limits.
 #[derive(Debug, clap::Args)]
@@ -69,9 +83,10 @@ pub struct LoadArgs {
     /// Operation weights (fill, put, delete, get, clear; no checkout yet).
     #[arg(long, default_value = "fill=30,put=30,delete=10,get=25,clear=5")]
     mix: Mix,
-    /// Requests in flight (closed-loop clients) for commands and the mix; also the
-    /// PostgreSQL connections of the insert limits (capped by --pg-max-connections).
-    #[arg(long, default_value_t = 64)]
+    /// Requests in flight (closed-loop clients) for the command phases and the mix; also
+    /// the PostgreSQL connections of the insert limits (capped by --pg-max-connections).
+    /// Issue 17 sets its command targets at 256.
+    #[arg(long, default_value_t = 256)]
     clients: usize,
     /// Requests in flight for the gets-only phase and the NATS echo limit.
     #[arg(long, default_value_t = 256)]
@@ -111,6 +126,10 @@ pub struct LoadArgs {
     /// Milliseconds to wait for a reply before counting a timeout.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
+    /// The service's database (loopback): `pg_stat_statements` of the commands phase are
+    /// read from it (the extension is created when missing). Without it, no statements.
+    #[arg(long, env = "CART_BENCH_SERVICE_DATABASE_URL")]
+    service_database_url: Option<String>,
     /// Most PostgreSQL connections of the insert limits.
     #[arg(long, default_value_t = 64)]
     pg_max_connections: usize,
@@ -132,6 +151,9 @@ impl LoadArgs {
     fn check(&self) -> anyhow::Result<()> {
         ensure_loopback("--nats-url", &self.nats_url)?;
         ensure_loopback("--database-url", &self.database_url)?;
+        if let Some(url) = &self.service_database_url {
+            ensure_loopback("--service-database-url", url)?;
+        }
         for (flag, value) in [
             ("--clients", self.clients),
             ("--get-clients", self.get_clients),
@@ -336,28 +358,103 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
 
     // 1. Limits, while the service is idle.
     let get_bytes = run.request_bytes.get("get").copied().unwrap_or_default();
-    let (limits, pg) = bench.limits(get_bytes).await?;
+    let (mut limits, pg) = bench.limits(get_bytes).await?;
     report::print_limits(&limits);
 
-    // 2-4. Closed-loop phases.
+    // 2-4. The command mix three ways at --clients, the first with pg_stat_statements.
+    let full = bench.driver.workload().default_headers();
+    let pgstat = open_pgstat(args.service_database_url.as_deref()).await;
+    let title = |what: &str| format!("{what} ({})", bench.commands_mix);
+    let phase_title = title(&format!("Commands only, {} reply", args.reply.as_str()));
+    // The statistics to read after the phase, or why there are none.
+    let pgstat = match pgstat {
+        Ok(stat) => match stat.reset().await {
+            Ok(()) => Ok(stat),
+            Err(e) => Err(format!("{e:#}")),
+        },
+        Err(note) => Err(note),
+    };
     let (commands, command_run) = bench
+        .closed_phase(&phase_title, &bench.commands_mix, args.clients, full)
+        .await;
+    let commands_ok = commands.all().map_or(0, |s| s.ok);
+    let pg_stat_statements = match &pgstat {
+        Ok(stat) => match stat.read("commands only", commands_ok).await {
+            Ok(report) => report,
+            Err(e) => PgStatReport::unavailable("commands only", format!("{e:#}")),
+        },
+        Err(note) => PgStatReport::unavailable("commands only", note.clone()),
+    };
+    pgstat::print(&pg_stat_statements);
+    if let Ok(stat) = pgstat {
+        stat.close().await;
+    }
+    let without_ids = CommandHeaders {
+        command_id: false,
+        ..full
+    };
+    let (commands_without_ids, _) = bench
         .closed_phase(
-            &format!("Commands only ({})", bench.commands_mix),
+            &title("Commands without Cart-Command-Id"),
             &bench.commands_mix,
             args.clients,
+            without_ids,
         )
         .await;
-    let (gets, _) = bench
-        .closed_phase("Gets only", &Mix::only(Op::Get), args.get_clients)
+    let minimal = CommandHeaders {
+        reply: ReplyMode::Minimal,
+        ..full
+    };
+    let (commands_minimal, _) = bench
+        .closed_phase(
+            &title("Commands, minimal reply"),
+            &bench.commands_mix,
+            args.clients,
+            minimal,
+        )
         .await;
-    let (mix, _) = bench
-        .closed_phase(&format!("Full mix ({})", args.mix), &args.mix, args.clients)
-        .await;
-    let commands_per_sec = commands.all().map_or(0.0, |s| s.per_sec);
-    let gets_per_sec = gets.all().map_or(0.0, |s| s.per_sec);
 
-    // 5-7.
-    let half_load = bench.half_load(commands_per_sec).await;
+    // 5-6. Gets, then the echo of their sizes on the idle service.
+    let (gets, _) = bench
+        .closed_phase("Gets only", &Mix::only(Op::Get), args.get_clients, full)
+        .await;
+    let get_reply_bytes = gets
+        .ops
+        .get("get")
+        .filter(|s| s.ok > 0)
+        .and_then(|s| s.mean_reply_body_bytes);
+    limits.nats_echo_get_sized = match get_reply_bytes {
+        Some(bytes) => Some(bench.sized_echo(bytes).await?),
+        None => {
+            println!();
+            println!("NATS echo of a get's sizes: skipped, no get was answered.");
+            None
+        }
+    };
+
+    // 7. The full mix.
+    let (mix, _) = bench
+        .closed_phase(
+            &format!("Full mix ({})", args.mix),
+            &args.mix,
+            args.clients,
+            full,
+        )
+        .await;
+    let per_sec = |p: &Phase| p.all().map_or(0.0, |s| s.per_sec);
+    report::print_bytes(
+        &[
+            ("commands", &commands),
+            ("commands without ids", &commands_without_ids),
+            ("commands, minimal reply", &commands_minimal),
+            ("gets", &gets),
+            ("mix", &mix),
+        ],
+        limits.nats_echo_get_sized.as_ref(),
+    );
+
+    // 8-10.
+    let half_load = bench.half_load(per_sec(&commands)).await;
     let sweep = bench.sweep(&pg).await?;
     pg.finish().await?;
     let memory = match (args.pid, rss_at_start) {
@@ -367,14 +464,45 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         _ => None,
     };
 
-    let ratios = Ratios::new(
-        commands_per_sec,
-        limits.pg_single_insert.tx_per_sec,
-        limits.pg_batch_insert.rows_per_sec,
-        gets_per_sec,
-        limits.nats_echo.summary.per_sec,
+    report::print_cpu_budget(&[
+        ("commands only", commands.cpu.as_ref()),
+        ("commands without ids", commands_without_ids.cpu.as_ref()),
+        ("commands, minimal reply", commands_minimal.cpu.as_ref()),
+        ("gets only", gets.cpu.as_ref()),
+        ("full mix", mix.cpu.as_ref()),
+        (
+            "half load",
+            half_load.as_ref().and_then(|(h, _)| h.cpu.as_ref()),
+        ),
+    ]);
+    let ratios = Ratios::new(Throughputs {
+        commands: per_sec(&commands),
+        commands_without_ids: per_sec(&commands_without_ids),
+        commands_minimal_reply: per_sec(&commands_minimal),
+        pg_single_insert_tx: limits.pg_single_insert.tx_per_sec,
+        pg_batch_insert_rows: limits.pg_batch_insert.rows_per_sec,
+        gets: per_sec(&gets),
+        nats_echo_small: limits.nats_echo_small.summary.per_sec,
+        nats_echo_get_sized: limits
+            .nats_echo_get_sized
+            .as_ref()
+            .map(|e| e.summary.per_sec),
+    });
+    let targets = targets::targets(
+        &ratios,
+        &targets::Context {
+            clients: args.clients,
+            get_clients: args.get_clients,
+            pg_connections: limits.pg_single_insert.connections,
+            commands_full_reply: args.reply == ReplyMode::Full,
+            half_load: half_load
+                .as_ref()
+                .map(|(h, _)| (h.p99_ms, h.p99_target_met)),
+            half_load_goal_ms: report::HALF_LOAD_P99_TARGET_MS,
+            memory: memory.as_ref().map(|m| (m.rss_after_mb, m.carts_written)),
+        },
     );
-    report::print_ratios(&ratios, args.clients, args.get_clients);
+    report::print_targets(&ratios, &targets);
 
     let mut curves = latency_series(&command_run, "at max throughput");
     if let Some((_, points)) = &half_load {
@@ -396,12 +524,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         limits,
         phases: BTreeMap::from([
             ("commands".to_owned(), commands),
+            ("commands_without_ids".to_owned(), commands_without_ids),
+            ("commands_minimal_reply".to_owned(), commands_minimal),
             ("gets".to_owned(), gets),
             ("mix".to_owned(), mix),
         ]),
+        pg_stat_statements: Some(pg_stat_statements),
         half_load: half_load.map(|(h, _)| h),
         sweep,
         ratios,
+        targets,
         memory,
         charts: charts.iter().map(|p| p.display().to_string()).collect(),
     };
@@ -414,259 +546,23 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What every phase shares.
-struct Bench<'a> {
-    args: &'a LoadArgs,
-    driver: Driver,
-    phase: Duration,
-    budget: u64,
-    /// The mix without gets.
-    commands_mix: Mix,
-}
-
-impl Bench<'_> {
-    /// The NATS echo at `--get-clients` (it is set against the gets), then the inserts at
-    /// `--clients` connections. Returns the scratch database for the sweep.
-    async fn limits(&self, get_bytes: f64) -> anyhow::Result<(report::Limits, PgLimits)> {
-        let args = self.args;
-        progress(&format!(
-            "limits: NATS echo, {} in flight",
-            args.get_clients
-        ));
-        let echo = limits::nats_echo(
-            &self.driver,
-            &args.nats_url,
-            args.get_clients,
-            self.phase,
-            self.budget,
-        )
-        .await?;
-        let pg = PgLimits::prepare(&args.database_url, args.pg_max_connections).await?;
-        let connections = args.clients.min(pg.max_connections);
-        progress(&format!(
-            "limits: PostgreSQL single-row inserts, {connections} connections"
-        ));
-        let pg_single_insert = pg.inserts(args.clients, 1, self.phase, self.budget).await?;
-        progress(&format!(
-            "limits: PostgreSQL {}-row inserts, {connections} connections",
-            args.pg_batch_rows
-        ));
-        let pg_batch_insert = pg
-            .inserts(args.clients, args.pg_batch_rows, self.phase, self.budget)
-            .await?;
-        let limits = report::Limits {
-            nats_echo: report::Echo {
-                concurrency: args.get_clients,
-                request_bytes: get_bytes,
-                secs: echo.elapsed.as_secs_f64(),
-                summary: Summary::of(echo.recorder.op(Op::Get), echo.elapsed),
-            },
-            pg_single_insert,
-            pg_batch_insert,
-            note: pg.note.clone(),
-        };
-        Ok((limits, pg))
-    }
-
-    /// A closed-loop phase of `mix` at `clients`, printed as it ends.
-    async fn closed_phase(&self, title: &str, mix: &Mix, clients: usize) -> (Phase, PhaseRun) {
-        progress(&format!("phase: {title}, {clients} clients"));
-        let before = cpu::sample(self.args.pid);
-        let done = closed(&self.driver, mix, clients, self.phase, self.budget).await;
-        let after = cpu::sample(self.args.pid);
-        let ops = done.recorder.summarize(done.elapsed);
-        let requests = ops.get("all").map_or(0, |s| s.ok);
-        let phase = Phase {
-            clients,
-            secs: done.elapsed.as_secs_f64(),
-            ops,
-            cpu: before.until(&after, requests),
-        };
-        report::print_ops(&format!("{title}, {clients} clients"), &phase.ops);
-        if let Some(cpu) = &phase.cpu {
-            report::print_cpu(cpu);
-        }
-        (phase, done)
-    }
-
-    /// The command mix paced at half of `commands_per_sec`, with the latency curve of
-    /// all its commands.
-    async fn half_load(&self, commands_per_sec: f64) -> Option<(HalfLoad, Vec<(f64, f64)>)> {
-        if commands_per_sec < 2.0 {
-            println!();
-            println!("Half load: skipped, the commands phase had no throughput to halve.");
-            return None;
-        }
-        let target = commands_per_sec / 2.0;
-        progress(&format!("phase: half load, {target:.0} commands/s paced"));
-        let mix = self.commands_mix.clone();
-        let paced = self
-            .driver
-            .open_loop(target, self.phase, self.budget, move |w, rng, _| {
-                let op = mix.pick(rng);
-                w.request(op, rng)
-            })
-            .await;
-        let all = paced.recorder.combined(|_| true);
-        let ops = paced.recorder.summarize(paced.elapsed);
-        let sent = ops.get("all").map_or(0, |s| s.ok + s.errors);
-        // The p99 is over every command sent, a failed one counting as slower than any
-        // target: the target holds when 99 % of all commands were OK within it.
-        let target_ms = report::HALF_LOAD_P99_TARGET_MS;
-        let within = all
-            .latencies
-            .count_within(Duration::from_secs_f64(target_ms / 1000.0));
-        let half_load = HalfLoad {
-            target_per_sec: target,
-            secs: paced.elapsed.as_secs_f64(),
-            p99_ms: all.latencies.percentiles().p99_ms,
-            p99_target_ms: target_ms,
-            p99_target_met: sent > 0 && within as f64 >= 0.99 * sent as f64,
-            ops,
-        };
-        report::print_half_load(&half_load);
-        Some((half_load, all.latencies.quantile_curve()))
-    }
-
-    /// Each step: the command mix at that concurrency, then the single-row insert limit
-    /// at as many connections (capped).
-    async fn sweep(&self, pg: &PgLimits) -> anyhow::Result<Vec<SweepStep>> {
-        let duration = Duration::from_secs_f64(self.args.sweep_secs);
-        let mut steps = Vec::new();
-        for &clients in &self.args.sweep.0 {
-            progress(&format!("sweep: {clients} clients"));
-            let done = closed(
-                &self.driver,
-                &self.commands_mix,
-                clients,
-                duration,
-                self.budget,
-            )
-            .await;
-            steps.push(SweepStep {
-                clients,
-                secs: done.elapsed.as_secs_f64(),
-                commands: Summary::of(&done.recorder.combined(Op::is_command), done.elapsed),
-                pg_single_insert: pg.inserts(clients, 1, duration, self.budget).await?,
-            });
-        }
-        if !steps.is_empty() {
-            report::print_sweep(&steps);
-        }
-        Ok(steps)
-    }
-
-    /// One put on each of `--memory-carts` fresh carts, with cartd's RSS around it.
-    async fn memory(&self, pid: u32, rss_at_start_mb: f64) -> anyhow::Result<Memory> {
-        let carts = self.args.memory_carts;
-        progress(&format!(
-            "phase: memory, one put on each of {carts} fresh carts"
-        ));
-        let rss_before_mb = rss_mb(pid)?;
-        let done = self
-            .driver
-            .closed_loop(
-                self.args.clients,
-                Duration::from_secs(self.args.memory_max_secs),
-                carts,
-                |w, rng, seq| w.fresh_cart_put(seq, rng),
-            )
-            .await;
-        let rss_after_mb = rss_mb(pid)?;
-        let puts = Summary::of(done.recorder.op(Op::Put), done.elapsed);
-        let memory = Memory {
-            pid,
-            rss_at_start_mb,
-            rss_before_mb,
-            rss_after_mb,
-            rss_peak_mb: status_mb(pid, "VmHWM")?,
-            carts_requested: carts,
-            carts_written: puts.ok,
-            secs: done.elapsed.as_secs_f64(),
-            bytes_per_cart: (rss_after_mb - rss_before_mb) * 1024.0 * 1024.0
-                / puts.ok.max(1) as f64,
-            puts,
-        };
-        report::print_memory(&memory);
-        Ok(memory)
-    }
-}
-
-/// The throughput-against-concurrency chart (when there was a sweep) and the latency
-/// chart; returns the files written.
-fn write_charts(
-    out_dir: &Path,
-    clients: usize,
-    sweep: &[SweepStep],
-    curves: &[Series],
-) -> anyhow::Result<Vec<PathBuf>> {
-    let mut charts = Vec::new();
-    if !sweep.is_empty() {
-        let path = out_dir.join("load-throughput.svg");
-        let line = |name: &str, y: fn(&SweepStep) -> f64| Series {
-            name: name.to_owned(),
-            points: sweep.iter().map(|s| (s.clients as f64, y(s))).collect(),
-        };
-        chart::throughput(
-            &path,
-            "Throughput against concurrency: cart commands and PostgreSQL single-row inserts",
-            &[
-                line("cart commands/s (command mix)", |s| s.commands.per_sec),
-                line("PostgreSQL 1-row transactions/s (limit)", |s| {
-                    s.pg_single_insert.tx_per_sec
-                }),
-            ],
-        )?;
-        charts.push(path);
-    }
-    if curves.iter().any(|c| !c.points.is_empty()) {
-        let path = out_dir.join("load-latency.svg");
-        chart::latency(
-            &path,
-            &format!("Command latency: {clients} clients (commands phase), and at half load"),
-            curves,
-        )?;
-        charts.push(path);
-    }
-    Ok(charts)
-}
-
-async fn closed(
-    driver: &Driver,
-    mix: &Mix,
-    clients: usize,
-    duration: Duration,
-    budget: u64,
-) -> PhaseRun {
-    let mix = mix.clone();
-    driver
-        .closed_loop(clients, duration, budget, move |w, rng, _| {
-            let op = mix.pick(rng);
-            w.request(op, rng)
-        })
-        .await
-}
-
-/// Percentile curves of each command and of all commands together.
-fn latency_series(run: &PhaseRun, what: &str) -> Vec<Series> {
-    let mut out: Vec<Series> = Op::ALL
-        .into_iter()
-        .filter(|op| op.is_command())
-        .map(|op| Series {
-            name: format!("{} {what}", op.name()),
-            points: run.recorder.op(op).latencies.quantile_curve(),
-        })
-        .filter(|s| !s.points.is_empty())
-        .collect();
-    out.push(Series {
-        name: format!("all commands {what}"),
-        points: run
-            .recorder
-            .combined(Op::is_command)
-            .latencies
-            .quantile_curve(),
-    });
-    out
+/// pg_stat_statements of the service's database, or the note to record without it (the
+/// one line saying how to enable it is printed here).
+async fn open_pgstat(url: Option<&str>) -> Result<PgStat, String> {
+    let Some(url) = url else {
+        let note = "pg_stat_statements: skipped, no --service-database-url \
+                    (CART_BENCH_SERVICE_DATABASE_URL) names the service's database"
+            .to_owned();
+        println!();
+        println!("{note}");
+        return Err(note);
+    };
+    PgStat::open(url).await.map_err(|e| {
+        let line = pgstat::unavailable_line(&e);
+        println!();
+        println!("{line}");
+        line
+    })
 }
 
 fn print_header(run: &RunInfo) {
@@ -686,64 +582,8 @@ fn print_header(run: &RunInfo) {
     println!("mean request body, bytes: {}", sizes.join(", "));
 }
 
-fn progress(what: &str) {
+pub(crate) fn progress(what: &str) {
     eprintln!("cart-bench: {what}...");
-}
-
-/// Pings `$SRV.PING.<service>` until an instance answers, the process of `--pid` is
-/// gone, or `wait_secs` pass.
-async fn wait_for_service(
-    driver: &Driver,
-    service: &str,
-    wait_secs: u64,
-    pid: Option<u32>,
-) -> anyhow::Result<()> {
-    let subject = format!("$SRV.PING.{service}");
-    let started = Instant::now();
-    loop {
-        let ping = driver
-            .client()
-            .request(subject.clone(), bytes::Bytes::new());
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), ping).await {
-            return Ok(());
-        }
-        if let Some(pid) = pid.filter(|&pid| !alive(pid)) {
-            bail!("process {pid} (--pid) ended before the service answered {subject}");
-        }
-        if started.elapsed() >= Duration::from_secs(wait_secs) {
-            bail!("no `{service}` service answered {subject} within {wait_secs} s");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Whether `pid` runs: it exists and is not a zombie (a crashed cartd stays a zombie
-/// until the shell that started it reaps it).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the command name, which is in parentheses and may hold spaces.
-        let state = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next());
-        !matches!(state, None | Some('Z' | 'X'))
-    })
-}
-
-/// Resident memory of `pid` in MB (VmRSS).
-fn rss_mb(pid: u32) -> anyhow::Result<f64> {
-    status_mb(pid, "VmRSS")
-}
-
-/// A `kB` field of /proc/<pid>/status, in MB.
-fn status_mb(pid: u32, field: &str) -> anyhow::Result<f64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("read {path} (--pid)"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
-        .with_context(|| format!("no {field} in {path}"))?;
-    Ok(kb as f64 / 1024.0)
 }
 
 fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {
@@ -790,16 +630,5 @@ mod tests {
         for bad in ["0", "1,,2", "x", "-1", "100001"] {
             assert!(bad.parse::<Steps>().is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn status_fields_are_read_in_mb() {
-        let me = std::process::id();
-        let rss = rss_mb(me).unwrap();
-        assert!(rss > 0.1 && rss < 100_000.0, "{rss}");
-        assert!(status_mb(me, "NoSuchField").is_err());
-        assert!(rss_mb(u32::MAX).is_err());
-        assert!(alive(me));
-        assert!(!alive(u32::MAX));
     }
 }

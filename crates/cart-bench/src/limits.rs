@@ -17,7 +17,7 @@ use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 use crate::runner::{self, Driver, PhaseRun};
-use crate::stats::{Latencies, Percentiles};
+use crate::stats::{Latencies, Outcome, Percentiles};
 
 /// The scratch database of the PostgreSQL limits, on the server of `--database-url`.
 pub const LIMITS_DATABASE: &str = "cart_bench_limits";
@@ -70,6 +70,21 @@ pub async fn nats_echo(
         })
     };
     let subject = async_nats::Subject::from(subject);
+    // One answered request first: without it, a run once counted the whole first wave
+    // (one request per client) as "no responders", an artefact of the set-up and not a
+    // limit of NATS.
+    let started = Instant::now();
+    loop {
+        let mut probe = driver.workload().get_request(Some(0));
+        probe.subject = subject.clone();
+        match runner::send(driver.client(), probe, Duration::from_secs(1)).await {
+            Outcome::Ok => break,
+            Outcome::Error(e) if started.elapsed() > Duration::from_secs(5) => {
+                anyhow::bail!("the echo responder did not answer within 5 s ({e})")
+            }
+            Outcome::Error(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
     let run = driver
         .closed_loop(concurrency, duration, budget, move |workload, rng, _| {
             let mut request = workload.get_request(Some(workload.random_slot(rng)));

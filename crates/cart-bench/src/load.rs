@@ -5,8 +5,9 @@
 //! from one run):
 //! 1. limits: the small NATS echo (a get request echoed back) at `--get-clients`,
 //!    PostgreSQL single-row and batched inserts at `--clients` (capped);
-//! 2. commands only (the mix without gets) at `--clients`, with `pg_stat_statements` of
-//!    the service's database reset before and read after;
+//! 2. commands only (the mix without gets) at `--clients`, after `--warmup-secs` of the
+//!    same unmeasured, with `pg_stat_statements` of the service's database reset before
+//!    and read after;
 //! 3. the same without `Cart-Command-Id`;
 //! 4. the same with the minimal reply;
 //! 5. gets only at `--get-clients`;
@@ -97,6 +98,11 @@ pub struct LoadArgs {
     /// Seconds of each limit and each load phase.
     #[arg(long, default_value_t = 5.0)]
     phase_secs: f64,
+    /// Seconds of the command mix at `--clients` before the command phases, not
+    /// measured; 0 skips it. Carts start empty, so without it the first command phase
+    /// would run on smaller carts (shorter replies, more cart creations) than the next.
+    #[arg(long, default_value_t = 3.0)]
+    warmup_secs: f64,
     /// Most requests (or transactions) per phase; a phase ends at whichever bound comes first.
     #[arg(long, default_value_t = 2_000_000)]
     max_requests: u64,
@@ -180,6 +186,9 @@ impl LoadArgs {
             if !(0.1..=3600.0).contains(&secs) {
                 bail!("{flag} must be between 0.1 and 3600");
             }
+        }
+        if !(0.0..=3600.0).contains(&self.warmup_secs) {
+            bail!("--warmup-secs must be between 0 and 3600");
         }
         if !(1..=600_000).contains(&self.timeout_ms) {
             bail!("--timeout-ms must be between 1 and 600000");
@@ -342,6 +351,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         get_clients: args.get_clients,
         nats_connections: args.nats_connections,
         phase_secs: args.phase_secs,
+        warmup_secs: args.warmup_secs,
         sweep_secs: args.sweep_secs,
         timeout_ms: args.timeout_ms,
         max_requests_per_phase: args.max_requests,
@@ -361,7 +371,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let (mut limits, pg) = bench.limits(get_bytes).await?;
     report::print_limits(&limits);
 
-    // 2-4. The command mix three ways at --clients, the first with pg_stat_statements.
+    // 2-4. The command mix three ways at --clients, the first with pg_stat_statements,
+    // after a warm-up on the same carts.
+    bench.warm_up().await;
     let full = bench.driver.workload().default_headers();
     let pgstat = open_pgstat(args.service_database_url.as_deref()).await;
     let title = |what: &str| format!("{what} ({})", bench.commands_mix);
@@ -576,8 +588,15 @@ fn print_header(run: &RunInfo) {
         run.tag, run.encoding, run.subject_prefix, run.nats_url, run.reply
     );
     println!(
-        "{} clients ({} for gets), {} users x {} carts, mix {}, {} s per phase, {} s per sweep step",
-        run.clients, run.get_clients, run.users, run.carts_per_user, run.mix, run.phase_secs, run.sweep_secs
+        "{} clients ({} for gets), {} users x {} carts, mix {}, {} s warm-up, {} s per phase, {} s per sweep step",
+        run.clients,
+        run.get_clients,
+        run.users,
+        run.carts_per_user,
+        run.mix,
+        run.warmup_secs,
+        run.phase_secs,
+        run.sweep_secs
     );
     println!("mean request body, bytes: {}", sizes.join(", "));
 }

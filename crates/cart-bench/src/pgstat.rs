@@ -378,4 +378,64 @@ mod tests {
         );
         assert!(!line.contains('\n'));
     }
+
+    /// Against a real server with the library preloaded (as `make services` and this
+    /// machine run it): two batches of event inserts and a read, counted after a reset.
+    #[tokio::test]
+    async fn a_phase_is_read_from_the_service_database() {
+        let (db, pool) = cart_store::testing::database().await;
+        let stat = PgStat::open(&db.url()).await.unwrap_or_else(|e| {
+            panic!("{}", unavailable_line(&e));
+        });
+        // Something before the reset that must not be counted.
+        sqlx::query("select count(*) from cart_events")
+            .execute(&pool)
+            .await
+            .unwrap();
+        stat.reset().await.unwrap();
+        for rows in [3i64, 5] {
+            sqlx::query(
+                "insert into cart_events (stream_id, version, event_id, project_id, event_type, \
+                 schema_version, payload, metadata) \
+                 select gen_random_uuid(), v, gen_random_uuid(), 1, 'CartOpened', 1, '{}', '{}' \
+                 from generate_series(1, $1::int8) as v",
+            )
+            .bind(rows)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("select version from cart_events where version = $1")
+            .bind(1i64)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let report = stat.read("test", 16).await.unwrap();
+        stat.close().await;
+        assert_eq!(report.batches, Some(2), "{report:#?}");
+        assert_eq!(report.commands_per_batch, Some(8.0));
+        let insert = report
+            .statements
+            .iter()
+            .find(|s| inserts_events(&s.query))
+            .unwrap();
+        assert_eq!((insert.calls, insert.rows), (2, 8));
+        assert_eq!(insert.calls_per_batch, Some(1.0));
+        assert!(insert.wal_bytes > 0.0, "{insert:?}");
+        assert!(insert.shared_blks_dirtied > 0, "{insert:?}");
+        let read = report
+            .statements
+            .iter()
+            .find(|s| s.query.starts_with("select version from cart_events"))
+            .unwrap();
+        assert_eq!((read.calls, read.calls_per_batch), (1, Some(0.5)));
+        // Neither the statement before the reset nor the bench's own reads of the view.
+        assert!(
+            report
+                .statements
+                .iter()
+                .all(|s| !s.query.contains("count(*)") && !s.query.contains("pg_stat_statements")),
+            "{report:#?}"
+        );
+    }
 }

@@ -53,6 +53,8 @@ pub struct RunInfo {
     pub get_clients: usize,
     pub nats_connections: usize,
     pub phase_secs: f64,
+    /// Seconds of unmeasured command mix before the command phases.
+    pub warmup_secs: f64,
     pub sweep_secs: f64,
     pub timeout_ms: u64,
     pub max_requests_per_phase: u64,

@@ -108,6 +108,38 @@ impl Bench<'_> {
         Ok(echo)
     }
 
+    /// The command mix at `--clients` for `--warmup-secs`, not measured: the carts reach
+    /// the size the mix keeps them at, cartd's cache and PostgreSQL's plans warm up, and
+    /// the three command phases after it start alike.
+    pub async fn warm_up(&self) {
+        let args = self.args;
+        if args.warmup_secs <= 0.0 {
+            return;
+        }
+        progress(&format!(
+            "warm-up: the command mix, {} clients, {} s",
+            args.clients, args.warmup_secs
+        ));
+        let done = closed(
+            &self.driver,
+            &self.commands_mix,
+            args.clients,
+            self.driver.workload().default_headers(),
+            Duration::from_secs_f64(args.warmup_secs),
+            self.budget,
+        )
+        .await;
+        let all = done.recorder.combined(|_| true);
+        let s = Summary::of(&all, done.elapsed);
+        println!();
+        println!(
+            "Warm-up (not measured): {} commands OK in {:.1} s, {} errors",
+            s.ok,
+            done.elapsed.as_secs_f64(),
+            s.errors
+        );
+    }
+
     /// A closed-loop phase of `mix` at `clients`, its commands sent with `headers`,
     /// printed as it ends.
     pub async fn closed_phase(

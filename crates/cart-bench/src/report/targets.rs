@@ -197,7 +197,8 @@ pub fn targets(r: &Ratios, c: &Context) -> Vec<Target> {
         at_most: true,
         met,
         detail: if p99.is_some() {
-            "99 % of the commands sent answered OK within the goal, from the scheduled send"
+            "latency from the scheduled send; met when 99 % of the commands sent were OK \
+             within the goal"
                 .to_owned()
         } else {
             "not measured: no half-load phase".to_owned()

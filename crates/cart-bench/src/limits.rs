@@ -270,12 +270,14 @@ impl PgLimits {
                         }
                     }
                 }
-                out
+                (out, session)
             });
         }
         let mut all = SessionResult::default();
+        let mut finished = Vec::with_capacity(n);
         while let Some(done) = tasks.join_next().await {
-            let done = done.context("an insert session failed")?;
+            let (done, session) = done.context("an insert session failed")?;
+            finished.push(session);
             all.latencies.add(&done.latencies);
             all.errors += done.errors;
             if all.first_error.is_none() {
@@ -283,6 +285,12 @@ impl PgLimits {
             }
         }
         let secs = started.elapsed().as_secs_f64().max(1e-9);
+        // Closed, not returned to the pool: the server's connection slots are shared with
+        // the service (and, on a shared machine, with everyone's tests), and dozens of idle
+        // sessions kept between the limits and the sweep once left none for the service.
+        for session in finished {
+            let _ = session.close().await;
+        }
         self.settle().await.context("truncate and checkpoint")?;
         let transactions = all.latencies.len();
         let rows = transactions * rows_per_tx as u64;

@@ -121,6 +121,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         request_bytes,
     };
     print_header(&run);
+    // Connected now, before the limits and the load take the server's connection slots.
+    let pgstat = open_pgstat(args.service_database_url.as_deref()).await;
     let bench = Bench {
         args: &args,
         driver,
@@ -138,7 +140,6 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     // after a warm-up on the same carts.
     bench.warm_up().await;
     let full = bench.driver.workload().default_headers();
-    let pgstat = open_pgstat(args.service_database_url.as_deref()).await;
     let title = |what: &str| format!("{what} ({})", bench.commands_mix);
     let phase_title = title(&format!("Commands only, {} reply", args.reply.as_str()));
     // The statistics to read after the phase, or why there are none.

@@ -212,10 +212,17 @@ fn truncate(text: &str, max: usize) -> String {
 /// The one line printed when the view cannot be read, with how to enable it.
 pub fn unavailable_line(error: &anyhow::Error) -> String {
     let error = collapse(&format!("{error:#}"));
-    format!(
-        "pg_stat_statements: not available ({error}); to enable it, set \
-         shared_preload_libraries = 'pg_stat_statements' in postgresql.conf and restart PostgreSQL"
-    )
+    // The hint only where it helps: a library not preloaded, or an extension that cannot
+    // be created; not a refused connection.
+    if error.contains("shared_preload_libraries") || error.contains("extension") {
+        format!(
+            "pg_stat_statements: not available ({error}); to enable it, set \
+             shared_preload_libraries = 'pg_stat_statements' in postgresql.conf (and install \
+             PostgreSQL's contrib modules if the extension is missing), then restart PostgreSQL"
+        )
+    } else {
+        format!("pg_stat_statements: not read ({error})")
+    }
 }
 
 /// The batches line and the top statements by total execution time.
@@ -377,6 +384,9 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains('\n'));
+        let refused = unavailable_line(&anyhow::anyhow!("sorry, too many clients already"));
+        assert!(!refused.contains("shared_preload_libraries"), "{refused}");
+        assert!(refused.contains("too many clients"), "{refused}");
     }
 
     /// Against a real server with the library preloaded (as `make services` and this

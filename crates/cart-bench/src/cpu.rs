@@ -14,7 +14,11 @@ const TICKS_PER_SEC: f64 = 100.0;
 pub struct Sample {
     machine_busy: u64,
     cores: usize,
-    by_process: BTreeMap<&'static str, u64>,
+    /// Per process group, the ticks of each of its processes by pid: a phase's use is
+    /// the sum of each process's own increase, so a process that ends during the phase
+    /// (a PostgreSQL backend of a closed connection) takes only its own ticks away, not
+    /// those of the others (a group total could even fall below the earlier one).
+    by_process: BTreeMap<&'static str, BTreeMap<u32, u64>>,
     at: Option<std::time::Instant>,
 }
 
@@ -33,10 +37,11 @@ pub struct CpuUse {
 /// Reads the counters; groups that cannot be read count zero.
 pub fn sample(cartd: Option<u32>) -> Sample {
     let (machine_busy, cores) = machine_ticks().unwrap_or_default();
+    let one = |pid: u32| BTreeMap::from([(pid, pid_ticks(&pid.to_string()).unwrap_or(0))]);
     let mut by_process = BTreeMap::new();
-    by_process.insert("cart-bench", pid_ticks("self").unwrap_or(0));
+    by_process.insert("cart-bench", one(std::process::id()));
     if let Some(pid) = cartd {
-        by_process.insert("cartd", pid_ticks(&pid.to_string()).unwrap_or(0));
+        by_process.insert("cartd", one(pid));
     }
     let (nats, postgres) = named_ticks();
     by_process.insert("nats-server", nats);
@@ -52,7 +57,8 @@ pub fn sample(cartd: Option<u32>) -> Sample {
 impl Sample {
     /// The use between `self` (earlier) and `later`, per `requests` OK requests.
     /// PostgreSQL backends that ended during the phase are missed, so its figure is a
-    /// lower bound (the service and the bench keep their connections).
+    /// lower bound (the service and the bench keep their connections); backends that
+    /// started during it count whole.
     pub fn until(&self, later: &Sample, requests: u64) -> Option<CpuUse> {
         let secs = later.at?.duration_since(self.at?).as_secs_f64();
         if secs <= 0.0 {
@@ -64,7 +70,14 @@ impl Sample {
         let mut percent_of_a_core = BTreeMap::new();
         let mut us_per_request = BTreeMap::new();
         for (name, after) in &later.by_process {
-            let ticks = after.saturating_sub(self.by_process.get(name).copied().unwrap_or(0));
+            let before = self.by_process.get(name);
+            let ticks: u64 = after
+                .iter()
+                .map(|(pid, &t)| {
+                    let earlier = before.and_then(|b| b.get(pid)).copied().unwrap_or(0);
+                    t.saturating_sub(earlier)
+                })
+                .sum();
             percent_of_a_core.insert(
                 (*name).to_owned(),
                 ticks as f64 / TICKS_PER_SEC / secs * 100.0,
@@ -127,18 +140,17 @@ fn parse_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Ticks of every nats-server and every postgres process.
-fn named_ticks() -> (u64, u64) {
-    let (mut nats, mut postgres) = (0, 0);
+type PidTicks = BTreeMap<u32, u64>;
+
+/// Ticks of every nats-server and every postgres process, by pid.
+fn named_ticks() -> (PidTicks, PidTicks) {
+    let (mut nats, mut postgres) = (BTreeMap::new(), BTreeMap::new());
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return (0, 0);
+        return (nats, postgres);
     };
     for entry in dir.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
-        else {
+        let Some(pid) = name.to_str().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
         let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
@@ -149,7 +161,9 @@ fn named_ticks() -> (u64, u64) {
             "postgres" => &mut postgres,
             _ => continue,
         };
-        *target += pid_ticks(pid).unwrap_or(0);
+        if let Some(ticks) = pid_ticks(&pid.to_string()) {
+            target.insert(pid, ticks);
+        }
     }
     (nats, postgres)
 }
@@ -164,13 +178,32 @@ mod tests {
         assert_eq!(parse_ticks(stat), Some(325));
     }
 
+    #[test]
+    fn a_process_that_ends_takes_only_its_own_ticks_away() {
+        let at = std::time::Instant::now();
+        let sample = |postgres: &[(u32, u64)], busy, secs| Sample {
+            machine_busy: busy,
+            cores: 2,
+            by_process: BTreeMap::from([("postgres", postgres.iter().copied().collect())]),
+            at: Some(at + std::time::Duration::from_secs(secs)),
+        };
+        // Backend 2 (50 ticks) ends, backend 3 starts and uses 20, backend 1 uses 30.
+        let before = sample(&[(1, 100), (2, 50)], 1_000, 0);
+        let after = sample(&[(1, 130), (3, 20)], 1_100, 1);
+        let used = before.until(&after, 10).unwrap();
+        assert_eq!(used.percent_of_a_core["postgres"], 50.0);
+        assert_eq!(used.us_per_request["postgres"], 50_000.0);
+        assert_eq!(used.us_per_request["machine"], 100_000.0);
+        assert_eq!(used.machine_percent, 50.0);
+    }
+
     /// Spins until this process has used 20 ticks (0.2 s) of CPU, however long that takes
     /// on a busy machine, so the figure it checks does not depend on the machine's load.
     #[test]
     fn a_phase_of_this_process_is_measured() {
         const BURN: u64 = 20;
         let before = sample(None);
-        let own = |s: &Sample| s.by_process["cart-bench"];
+        let own = |s: &Sample| s.by_process["cart-bench"].values().sum::<u64>();
         let mut x = 0u64;
         while pid_ticks("self").unwrap() < own(&before) + BURN {
             for _ in 0..100_000 {

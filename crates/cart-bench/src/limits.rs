@@ -1,6 +1,7 @@
 //! This machine's limits, measured in the same run and at the same concurrency as the
-//! service: a bare NATS request/reply echo with requests of a cart get's size, and
-//! PostgreSQL inserts of event-sized rows, one per transaction and in batches.
+//! service: a bare NATS request/reply echo with requests of a cart get's size (answered
+//! with the request itself, or with a reply of a get reply's size), and PostgreSQL
+//! inserts of event-sized rows, one per transaction and in batches.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +17,7 @@ use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 use crate::runner::{self, Driver, PhaseRun};
-use crate::stats::{Latencies, Percentiles};
+use crate::stats::{Latencies, Outcome, Percentiles};
 
 /// The scratch database of the PostgreSQL limits, on the server of `--database-url`.
 pub const LIMITS_DATABASE: &str = "cart_bench_limits";
@@ -26,12 +27,22 @@ pub const LIMITS_DATABASE: &str = "cart_bench_limits";
 const CONNECTION_HEADROOM: i64 = 20;
 
 /// Runs the echo limit: a responder on its own connection and a unique subject answers
-/// every request with its own bytes, and the driver's clients send it requests that
-/// are byte for byte cart gets (headers included), at `concurrency` in flight.
+/// every request, and the driver's clients send it requests that are byte for byte cart
+/// gets (headers included), at `concurrency` in flight.
+///
+/// With `reply_bytes` None the responder answers with the request's own bytes (the small
+/// echo, a few dozen bytes). With Some(n) it answers with n bytes, the mean get reply of
+/// the gets phase, so that the echo moves what a get moves through nats-server and the
+/// sockets both ways: issue 17 sets gets against an echo "at the same concurrency and
+/// payload size", and a 29-byte reply would leave out the copying of the several
+/// kilobytes of a rendered cart, which is NATS's cost, not the service's. The reply is
+/// one buffer shared by every answer (`Bytes` clones by reference count), so the
+/// responder's own cost stays that of a bare echo.
 pub async fn nats_echo(
     driver: &Driver,
     nats_url: &str,
     concurrency: usize,
+    reply_bytes: Option<usize>,
     duration: Duration,
     budget: u64,
 ) -> anyhow::Result<PhaseRun> {
@@ -46,17 +57,34 @@ pub async fn nats_echo(
         .flush()
         .await
         .context("flush the echo subscription")?;
+    let fixed = reply_bytes.map(|n| bytes::Bytes::from(vec![b'x'; n]));
     let echo = {
         let responder = responder.clone();
         tokio::spawn(async move {
             while let Some(message) = requests.next().await {
                 if let Some(reply) = message.reply {
-                    let _ = responder.publish(reply, message.payload).await;
+                    let body = fixed.clone().unwrap_or(message.payload);
+                    let _ = responder.publish(reply, body).await;
                 }
             }
         })
     };
     let subject = async_nats::Subject::from(subject);
+    // One answered request first: without it, a run once counted the whole first wave
+    // (one request per client) as "no responders", an artefact of the set-up and not a
+    // limit of NATS.
+    let started = Instant::now();
+    loop {
+        let mut probe = driver.workload().get_request(Some(0));
+        probe.subject = subject.clone();
+        match runner::send(driver.client(), probe, Duration::from_secs(1)).await {
+            Outcome::Ok => break,
+            Outcome::Error(e) if started.elapsed() > Duration::from_secs(5) => {
+                anyhow::bail!("the echo responder did not answer within 5 s ({e})")
+            }
+            Outcome::Error(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
     let run = driver
         .closed_loop(concurrency, duration, budget, move |workload, rng, _| {
             let mut request = workload.get_request(Some(workload.random_slot(rng)));
@@ -242,12 +270,14 @@ impl PgLimits {
                         }
                     }
                 }
-                out
+                (out, session)
             });
         }
         let mut all = SessionResult::default();
+        let mut finished = Vec::with_capacity(n);
         while let Some(done) = tasks.join_next().await {
-            let done = done.context("an insert session failed")?;
+            let (done, session) = done.context("an insert session failed")?;
+            finished.push(session);
             all.latencies.add(&done.latencies);
             all.errors += done.errors;
             if all.first_error.is_none() {
@@ -255,6 +285,12 @@ impl PgLimits {
             }
         }
         let secs = started.elapsed().as_secs_f64().max(1e-9);
+        // Closed, not returned to the pool: the server's connection slots are shared with
+        // the service (and, on a shared machine, with everyone's tests), and dozens of idle
+        // sessions kept between the limits and the sweep once left none for the service.
+        for session in finished {
+            let _ = session.close().await;
+        }
         self.settle().await.context("truncate and checkpoint")?;
         let transactions = all.latencies.len();
         let rows = transactions * rows_per_tx as u64;

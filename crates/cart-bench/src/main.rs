@@ -13,6 +13,7 @@ mod growth;
 mod limits;
 mod load;
 mod orders;
+mod pgstat;
 mod report;
 mod runner;
 mod stats;

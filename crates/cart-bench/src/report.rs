@@ -5,21 +5,31 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::cpu::CpuUse;
 use crate::limits::PgLimit;
+use crate::pgstat::PgStatReport;
 use crate::stats::Summary;
 
-/// The issue's latency target: p99 at most this at half of the maximum throughput.
-pub const HALF_LOAD_P99_TARGET_MS: f64 = 10.0;
+pub mod targets;
+
+pub use targets::{print_targets, Ratios, Target, Throughputs};
+
+/// Issue 17's latency target: command p99 at most this at half of the maximum throughput.
+pub const HALF_LOAD_P99_TARGET_MS: f64 = 15.0;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub run: RunInfo,
     pub limits: Limits,
-    /// `commands` (phase 2), `gets` (phase 3) and `mix` (phase 4).
+    /// `commands`, `commands_without_ids`, `commands_minimal_reply`, `gets` and `mix`.
     pub phases: BTreeMap<String, Phase>,
+    /// The service's statements over the `commands` phase.
+    pub pg_stat_statements: Option<PgStatReport>,
     pub half_load: Option<HalfLoad>,
     pub sweep: Vec<SweepStep>,
     pub ratios: Ratios,
+    /// Issue 17's targets, each with its figure and whether it was met.
+    pub targets: Vec<Target>,
     pub memory: Option<Memory>,
     /// Files written besides this one.
     pub charts: Vec<String>,
@@ -43,6 +53,8 @@ pub struct RunInfo {
     pub get_clients: usize,
     pub nats_connections: usize,
     pub phase_secs: f64,
+    /// Seconds of unmeasured command mix before the command phases.
+    pub warmup_secs: f64,
     pub sweep_secs: f64,
     pub timeout_ms: u64,
     pub max_requests_per_phase: u64,
@@ -52,7 +64,11 @@ pub struct RunInfo {
 
 #[derive(Debug, Serialize)]
 pub struct Limits {
-    pub nats_echo: Echo,
+    /// The echo answered with the request itself (a get request's bytes), at the start.
+    pub nats_echo_small: Echo,
+    /// The echo answered with a reply of the gets phase's mean reply size, right after
+    /// the gets phase: the one the gets are set against (None when there were no gets).
+    pub nats_echo_get_sized: Option<Echo>,
     pub pg_single_insert: PgLimit,
     pub pg_batch_insert: PgLimit,
     pub note: Option<String>,
@@ -63,6 +79,8 @@ pub struct Echo {
     pub concurrency: usize,
     /// The body of each echo request: a cart get's.
     pub request_bytes: f64,
+    /// The body of each echo reply: the request's own, or the mean get reply's.
+    pub reply_bytes: f64,
     pub secs: f64,
     pub summary: Summary,
 }
@@ -74,7 +92,7 @@ pub struct Phase {
     /// Per operation, plus `all` (and `commands` when gets were mixed in).
     pub ops: BTreeMap<String, Summary>,
     /// Where the CPU went meanwhile (None when /proc could not be read).
-    pub cpu: Option<crate::cpu::CpuUse>,
+    pub cpu: Option<CpuUse>,
 }
 
 impl Phase {
@@ -96,6 +114,8 @@ pub struct HalfLoad {
     pub p99_target_ms: f64,
     /// At least 99 % of all commands sent were answered OK within the target.
     pub p99_target_met: bool,
+    /// Where the CPU went meanwhile.
+    pub cpu: Option<CpuUse>,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,37 +124,6 @@ pub struct SweepStep {
     pub secs: f64,
     pub commands: Summary,
     pub pg_single_insert: PgLimit,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Ratios {
-    pub commands_per_sec: f64,
-    pub pg_single_insert_tx_per_sec: f64,
-    /// Commands/s over single-row transactions/s at the same concurrency.
-    pub commands_vs_pg_single_insert: f64,
-    pub pg_batch_insert_rows_per_sec: f64,
-    /// Commands/s over batched rows/s.
-    pub commands_vs_pg_batch_rows: f64,
-    pub gets_per_sec: f64,
-    pub nats_echo_per_sec: f64,
-    /// Gets/s over echo requests/s at the same concurrency.
-    pub gets_vs_nats_echo: f64,
-}
-
-impl Ratios {
-    pub fn new(commands: f64, single: f64, batch_rows: f64, gets: f64, echo: f64) -> Self {
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-        Self {
-            commands_per_sec: commands,
-            pg_single_insert_tx_per_sec: single,
-            commands_vs_pg_single_insert: ratio(commands, single),
-            pg_batch_insert_rows_per_sec: batch_rows,
-            commands_vs_pg_batch_rows: ratio(commands, batch_rows),
-            gets_per_sec: gets,
-            nats_echo_per_sec: echo,
-            gets_vs_nats_echo: ratio(gets, echo),
-        }
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -154,7 +143,7 @@ pub struct Memory {
     pub bytes_per_cart: f64,
 }
 
-fn ms(v: f64) -> String {
+pub(crate) fn ms(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {
@@ -164,7 +153,7 @@ fn ms(v: f64) -> String {
     }
 }
 
-fn rate(v: f64) -> String {
+pub(crate) fn rate(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else {
@@ -211,7 +200,7 @@ pub fn print_ops(title: &str, ops: &BTreeMap<String, Summary>) {
 }
 
 /// The CPU table of a phase: who used how much, per OK request.
-pub fn print_cpu(cpu: &crate::cpu::CpuUse) {
+pub fn print_cpu(cpu: &CpuUse) {
     println!();
     println!(
         "CPU meanwhile: the machine was {:.0} % busy ({} cores)",
@@ -243,16 +232,10 @@ pub fn print_limits(limits: &Limits) {
     println!();
     println!("| limit | concurrency | per second | p50 ms | p99 ms | errors |");
     println!("|---|---|---|---|---|---|");
-    let e = &limits.nats_echo;
-    println!(
-        "| NATS request/reply echo, {:.0} B requests | {} in flight | {} requests | {} | {} | {} |",
-        e.request_bytes,
-        e.concurrency,
-        rate(e.summary.per_sec),
-        ms(e.summary.latency.p50_ms),
-        ms(e.summary.latency.p99_ms),
-        errors(&e.summary)
-    );
+    print_echo_row(&limits.nats_echo_small);
+    if let Some(echo) = &limits.nats_echo_get_sized {
+        print_echo_row(echo);
+    }
     for (what, pg, figure) in [
         (
             "PostgreSQL insert, 1 event row per transaction".to_owned(),
@@ -282,6 +265,101 @@ pub fn print_limits(limits: &Limits) {
     }
 }
 
+/// The echo measured after the gets phase, in the limits table's shape.
+pub fn print_sized_echo(e: &Echo) {
+    println!();
+    println!(
+        "NATS echo with replies of a get reply's size (after the gets phase, the service idle)"
+    );
+    println!();
+    println!("| limit | concurrency | per second | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|---|");
+    print_echo_row(e);
+}
+
+fn print_echo_row(e: &Echo) {
+    println!(
+        "| NATS request/reply echo, {:.0} B requests, {:.0} B replies | {} in flight | {} requests | {} | {} | {} |",
+        e.request_bytes,
+        e.reply_bytes,
+        e.concurrency,
+        rate(e.summary.per_sec),
+        ms(e.summary.latency.p50_ms),
+        ms(e.summary.latency.p99_ms),
+        errors(&e.summary)
+    );
+}
+
+/// Mean body bytes per operation and phase: what the service decodes and encodes, NATS
+/// headers left out.
+pub fn print_bytes(phases: &[(&str, &Phase)], echo: Option<&Echo>) {
+    let bytes = |b: Option<f64>| b.map_or("-".to_owned(), |b| format!("{b:.0}"));
+    println!();
+    println!("Bytes per request: mean body (payload) bytes, NATS headers not counted");
+    println!();
+    println!("| phase | operation | request body B | reply body B | OK/s | body MB/s both ways |");
+    println!("|---|---|---|---|---|---|");
+    for (name, phase) in phases {
+        for op in ["fill", "put", "delete", "clear", "get", "all"] {
+            let Some(s) = phase.ops.get(op) else { continue };
+            // `all` only adds to a phase of several operations.
+            if op == "all" && phase.ops.len() == 1 {
+                continue;
+            }
+            let volume = (s.mean_request_body_bytes.unwrap_or(0.0)
+                + s.mean_reply_body_bytes.unwrap_or(0.0))
+                * s.per_sec
+                / 1e6;
+            println!(
+                "| {name} | {op} | {} | {} | {} | {volume:.1} |",
+                bytes(s.mean_request_body_bytes),
+                bytes(s.mean_reply_body_bytes),
+                rate(s.per_sec)
+            );
+        }
+    }
+    if let Some(e) = echo {
+        println!(
+            "| NATS echo (limit) | get-sized | {:.0} | {:.0} | {} | {:.1} |",
+            e.request_bytes,
+            e.reply_bytes,
+            rate(e.summary.per_sec),
+            (e.request_bytes + e.reply_bytes) * e.summary.per_sec / 1e6
+        );
+    }
+}
+
+/// The CPU of every phase in one table (microseconds per OK request), for the budget.
+pub fn print_cpu_budget(phases: &[(&str, Option<&CpuUse>)]) {
+    println!();
+    println!("CPU per OK request by phase, us (from /proc)");
+    println!();
+    println!(
+        "| phase | cartd | nats-server | postgres | cart-bench | whole machine | machine busy % |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, cpu) in phases {
+        let Some(cpu) = cpu else {
+            println!("| {name} | - | - | - | - | - | - |");
+            continue;
+        };
+        let us = |who: &str| {
+            cpu.us_per_request
+                .get(who)
+                .map_or("-".to_owned(), |u| format!("{u:.0}"))
+        };
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {:.0} |",
+            us("cartd"),
+            us("nats-server"),
+            us("postgres"),
+            us("cart-bench"),
+            us("machine"),
+            cpu.machine_percent
+        );
+    }
+}
+
 fn pg_errors(pg: &PgLimit) -> String {
     match &pg.first_error {
         Some(first) => format!("{} (first: {first})", pg.errors),
@@ -304,6 +382,9 @@ pub fn print_half_load(h: &HalfLoad) {
         h.p99_target_ms,
         if h.p99_target_met { "met" } else { "NOT met" }
     );
+    if let Some(cpu) = &h.cpu {
+        print_cpu(cpu);
+    }
 }
 
 pub fn print_sweep(steps: &[SweepStep]) {
@@ -330,32 +411,6 @@ pub fn print_sweep(steps: &[SweepStep]) {
             s.pg_single_insert.connections
         );
     }
-}
-
-pub fn print_ratios(r: &Ratios, clients: usize, get_clients: usize) {
-    println!();
-    println!("The service against the limits");
-    println!();
-    println!("| figure | service | limit | ratio |");
-    println!("|---|---|---|---|");
-    println!(
-        "| commands/s vs PostgreSQL 1-row transactions/s ({clients} clients) | {} | {} | {:.3} |",
-        rate(r.commands_per_sec),
-        rate(r.pg_single_insert_tx_per_sec),
-        r.commands_vs_pg_single_insert
-    );
-    println!(
-        "| commands/s vs PostgreSQL batched rows/s | {} | {} | {:.3} |",
-        rate(r.commands_per_sec),
-        rate(r.pg_batch_insert_rows_per_sec),
-        r.commands_vs_pg_batch_rows
-    );
-    println!(
-        "| gets/s vs NATS echo requests/s ({get_clients} in flight) | {} | {} | {:.3} |",
-        rate(r.gets_per_sec),
-        rate(r.nats_echo_per_sec),
-        r.gets_vs_nats_echo
-    );
 }
 
 pub fn print_memory(m: &Memory) {

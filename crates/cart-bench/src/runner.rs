@@ -13,7 +13,7 @@ use anyhow::Context;
 use async_nats::{Client, RequestErrorKind};
 use tokio::task::JoinSet;
 
-use crate::stats::{Outcome, Recorder};
+use crate::stats::{BodyBytes, Outcome, Recorder};
 use crate::workload::{Request, Workload};
 
 /// The reply header that marks an error reply (docs/protocol.md, Headers).
@@ -72,6 +72,10 @@ impl Driver {
         &self.clients[0]
     }
 
+    pub fn workload(&self) -> &Workload {
+        &self.workload
+    }
+
     /// `concurrency` clients send requests back to back until `duration` has passed or
     /// `budget` requests were sent.
     pub async fn closed_loop(
@@ -105,8 +109,8 @@ impl Driver {
                     }
                     let request = make(&workload, &mut rng, seq);
                     let sent = Instant::now();
-                    let (op, outcome) = exchange(&client, &workload, request, timeout).await;
-                    lock(&recorder).record(op, outcome, sent.elapsed());
+                    let (op, outcome, bytes) = exchange(&client, &workload, request, timeout).await;
+                    lock(&recorder).record(op, outcome, sent.elapsed(), bytes);
                 }
             });
         }
@@ -151,8 +155,8 @@ impl Driver {
             let (workload, recorder, timeout) =
                 (self.workload.clone(), recorder.clone(), self.timeout);
             tasks.spawn(async move {
-                let (op, outcome) = exchange(&client, &workload, request, timeout).await;
-                lock(&recorder).record(op, outcome, due.elapsed());
+                let (op, outcome, bytes) = exchange(&client, &workload, request, timeout).await;
+                lock(&recorder).record(op, outcome, due.elapsed(), bytes);
             });
         }
         while tasks.join_next().await.is_some() {}
@@ -183,16 +187,32 @@ async fn exchange(
     workload: &Workload,
     request: Request,
     timeout: Duration,
-) -> (crate::workload::Op, Outcome) {
+) -> (crate::workload::Op, Outcome, BodyBytes) {
     let (op, cart) = (request.op, request.cart);
-    let outcome = send(client, request, timeout).await;
+    let request_bytes = request.payload.len();
+    let (outcome, reply) = send_measured(client, request, timeout).await;
     if let (Outcome::Ok, Some(slot)) = (&outcome, cart) {
         workload.mark_written(slot);
     }
-    (op, outcome)
+    let bytes = BodyBytes {
+        request: request_bytes,
+        reply,
+    };
+    (op, outcome, bytes)
 }
 
 pub(crate) async fn send(client: &Client, request: Request, timeout: Duration) -> Outcome {
+    send_measured(client, request, timeout).await.0
+}
+
+/// Sends one request; the outcome and the reply's body size when a reply came. The body
+/// is never parsed: an error is told by a header, and the load generator must stay cheap
+/// so that the CPU figures measure the service.
+async fn send_measured(
+    client: &Client,
+    request: Request,
+    timeout: Duration,
+) -> (Outcome, Option<usize>) {
     let message = async_nats::Request::new()
         .headers(request.headers)
         .payload(request.payload)
@@ -201,7 +221,7 @@ pub(crate) async fn send(client: &Client, request: Request, timeout: Duration) -
         Ok(reply) => {
             // An error reply is told by this header, never by the body (docs/protocol.md).
             let headers = reply.headers.as_ref();
-            match headers.and_then(|h| h.get(ERROR_STATUS_HEADER)) {
+            let outcome = match headers.and_then(|h| h.get(ERROR_STATUS_HEADER)) {
                 None => Outcome::Ok,
                 Some(status) => {
                     let code = headers
@@ -209,15 +229,19 @@ pub(crate) async fn send(client: &Client, request: Request, timeout: Duration) -
                         .map_or_else(|| "?".to_owned(), ToString::to_string);
                     Outcome::Error(format!("{status}/{code}"))
                 }
-            }
+            };
+            (outcome, Some(reply.payload.len()))
         }
-        Err(e) => Outcome::Error(
-            match e.kind() {
-                RequestErrorKind::TimedOut => "timeout",
-                RequestErrorKind::NoResponders => "no responders",
-                _ => "nats error",
-            }
-            .to_owned(),
+        Err(e) => (
+            Outcome::Error(
+                match e.kind() {
+                    RequestErrorKind::TimedOut => "timeout",
+                    RequestErrorKind::NoResponders => "no responders",
+                    _ => "nats error",
+                }
+                .to_owned(),
+            ),
+            None,
         ),
     }
 }

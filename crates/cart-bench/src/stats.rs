@@ -101,11 +101,26 @@ pub enum Outcome {
     Error(String),
 }
 
-/// Outcomes of one operation: latencies of the OK replies and error counts by kind.
+/// Body sizes of one exchange: the payload only, without the NATS headers (which the
+/// request's `Content-Type` and `Cart-Command-Id` and the reply's headers add on the
+/// wire), so that the figure is what the service encodes and decodes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BodyBytes {
+    pub request: usize,
+    /// None when no reply came (a timeout or a NATS error).
+    pub reply: Option<usize>,
+}
+
+/// Outcomes of one operation: latencies of the OK replies, error counts by kind, and
+/// body bytes of every request sent and every reply received (error replies included).
 #[derive(Clone, Default)]
 pub struct OpRecord {
     pub latencies: Latencies,
     pub errors: BTreeMap<String, u64>,
+    pub requests: u64,
+    pub request_bytes: u64,
+    pub replies: u64,
+    pub reply_bytes: u64,
 }
 
 impl OpRecord {
@@ -118,7 +133,25 @@ impl OpRecord {
         for (kind, n) in &other.errors {
             *self.errors.entry(kind.clone()).or_default() += n;
         }
+        self.requests += other.requests;
+        self.request_bytes += other.request_bytes;
+        self.replies += other.replies;
+        self.reply_bytes += other.reply_bytes;
     }
+
+    fn count_bytes(&mut self, bytes: BodyBytes) {
+        self.requests += 1;
+        self.request_bytes += bytes.request as u64;
+        if let Some(reply) = bytes.reply {
+            self.replies += 1;
+            self.reply_bytes += reply as u64;
+        }
+    }
+}
+
+/// `total / n`, or None when nothing was counted.
+fn mean(total: u64, n: u64) -> Option<f64> {
+    (n > 0).then(|| total as f64 / n as f64)
 }
 
 /// Outcomes of a phase, per operation. Latency is only recorded for OK replies: a fast
@@ -129,8 +162,9 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn record(&mut self, op: Op, outcome: Outcome, latency: Duration) {
+    pub fn record(&mut self, op: Op, outcome: Outcome, latency: Duration, bytes: BodyBytes) {
         let record = &mut self.ops[op.index()];
+        record.count_bytes(bytes);
         match outcome {
             Outcome::Ok => record.latencies.record(latency),
             Outcome::Error(kind) => *record.errors.entry(kind).or_default() += 1,
@@ -187,6 +221,11 @@ pub struct Summary {
     pub per_sec: f64,
     /// Of the OK replies.
     pub latency: Percentiles,
+    /// Mean body (payload) bytes of the requests sent, NATS headers not counted.
+    pub mean_request_body_bytes: Option<f64>,
+    /// Mean body (payload) bytes of the replies received, OK and error replies alike,
+    /// NATS headers not counted; None when no reply came.
+    pub mean_reply_body_bytes: Option<f64>,
 }
 
 impl Summary {
@@ -198,6 +237,8 @@ impl Summary {
             errors_by_kind: record.errors.clone(),
             per_sec: ok as f64 / elapsed.as_secs_f64().max(1e-9),
             latency: record.latencies.percentiles(),
+            mean_request_body_bytes: mean(record.request_bytes, record.requests),
+            mean_reply_body_bytes: mean(record.reply_bytes, record.replies),
         }
     }
 }
@@ -209,12 +250,33 @@ mod tests {
     #[test]
     fn summaries_count_per_op_and_combine() {
         let mut r = Recorder::default();
+        let bytes = |request, reply| BodyBytes { request, reply };
         for ms in 1..=100 {
-            r.record(Op::Put, Outcome::Ok, Duration::from_millis(ms));
+            r.record(
+                Op::Put,
+                Outcome::Ok,
+                Duration::from_millis(ms),
+                bytes(60, Some(1000)),
+            );
         }
-        r.record(Op::Get, Outcome::Ok, Duration::from_millis(2));
-        r.record(Op::Put, Outcome::Error("409/1421".into()), Duration::ZERO);
-        r.record(Op::Put, Outcome::Error("timeout".into()), Duration::ZERO);
+        r.record(
+            Op::Get,
+            Outcome::Ok,
+            Duration::from_millis(2),
+            bytes(30, Some(2000)),
+        );
+        r.record(
+            Op::Put,
+            Outcome::Error("409/1421".into()),
+            Duration::ZERO,
+            bytes(60, Some(100)),
+        );
+        r.record(
+            Op::Put,
+            Outcome::Error("timeout".into()),
+            Duration::ZERO,
+            bytes(63, None),
+        );
         let s = r.summarize(Duration::from_secs(2));
         assert_eq!(
             s.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -227,6 +289,32 @@ mod tests {
         assert!((put.latency.p99_ms - 99.0).abs() < 0.1, "{:?}", put.latency);
         assert_eq!(s["all"].ok, 101);
         assert_eq!(s["commands"].errors_by_kind["timeout"], 1);
+        // Every request sent counts for the request bytes, every reply for the reply bytes.
+        assert_eq!(
+            put.mean_request_body_bytes,
+            Some((101.0 * 60.0 + 63.0) / 102.0)
+        );
+        assert_eq!(
+            put.mean_reply_body_bytes,
+            Some((100.0 * 1000.0 + 100.0) / 101.0)
+        );
+        assert_eq!(s["get"].mean_reply_body_bytes, Some(2000.0));
+        assert_eq!(
+            s["all"].mean_reply_body_bytes,
+            Some((100_000.0 + 100.0 + 2000.0) / 102.0)
+        );
+        let mut timeouts = Recorder::default();
+        timeouts.record(
+            Op::Get,
+            Outcome::Error("timeout".into()),
+            Duration::ZERO,
+            bytes(30, None),
+        );
+        let t = &timeouts.summarize(Duration::from_secs(1))["get"];
+        assert_eq!(
+            (t.mean_request_body_bytes, t.mean_reply_body_bytes),
+            (Some(30.0), None)
+        );
         assert!(!Recorder::default()
             .summarize(Duration::ZERO)
             .contains_key("commands"));

@@ -143,6 +143,16 @@ pub struct Request {
     pub cart: Option<usize>,
 }
 
+/// How commands are sent, per phase: issue 17 compares commands with and without an
+/// idempotency key, and with the full and the minimal reply, in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandHeaders {
+    /// What commands ask to be answered with (`Cart-Reply: minimal` only for Minimal).
+    pub reply: ReplyMode,
+    /// Whether commands carry a fresh `Cart-Command-Id`.
+    pub command_id: bool,
+}
+
 /// Who the bench is and which carts it uses.
 pub struct WorkloadConfig {
     pub subject_prefix: String,
@@ -216,8 +226,28 @@ impl Workload {
         &self.config.skus[rng.usize(0..self.config.skus.len())]
     }
 
+    /// What commands carry unless a phase says otherwise: the configured reply mode and
+    /// a command id.
+    pub fn default_headers(&self) -> CommandHeaders {
+        CommandHeaders {
+            reply: self.config.reply,
+            command_id: true,
+        }
+    }
+
     /// A request of kind `op` on a random cart (a written one for gets).
     pub fn request(&self, op: Op, rng: &mut fastrand::Rng) -> Request {
+        self.request_with(op, rng, self.default_headers())
+    }
+
+    /// A request of kind `op` on a random cart (a written one for gets); a command carries
+    /// `headers` (gets ignore them).
+    pub fn request_with(
+        &self,
+        op: Op,
+        rng: &mut fastrand::Rng,
+        headers: CommandHeaders,
+    ) -> Request {
         if op == Op::Get {
             return self.get_request(self.written_slot(rng));
         }
@@ -268,7 +298,7 @@ impl Workload {
                 ..Default::default()
             }),
         };
-        self.command(op, payload, Some(slot))
+        self.command(op, payload, Some(slot), headers)
     }
 
     /// A get of cart `slot`, written or not: the echo limit sends these to measure a
@@ -319,17 +349,26 @@ impl Workload {
             quantity: 1,
             ..Default::default()
         });
-        self.command(Op::Put, payload, None)
+        self.command(Op::Put, payload, None, self.default_headers())
     }
 
-    fn command(&self, op: Op, payload: Bytes, cart: Option<usize>) -> Request {
+    fn command(
+        &self,
+        op: Op,
+        payload: Bytes,
+        cart: Option<usize>,
+        with: CommandHeaders,
+    ) -> Request {
         let mut headers = HeaderMap::new();
         headers.insert("Content-Type", self.config.encoding.content_type());
         // A fresh idempotency key per command, as a real client sends, so every command
-        // also writes (and first looks up) its ledger row.
-        headers.insert(COMMAND_ID_HEADER, uuid::Uuid::new_v4().to_string().as_str());
+        // also writes (and first looks up) its ledger row; without it the service keeps
+        // no ledger row, which is what the "without ids" phase measures.
+        if with.command_id {
+            headers.insert(COMMAND_ID_HEADER, uuid::Uuid::new_v4().to_string().as_str());
+        }
         // Only when asked: a run without `--reply` sends what every earlier run sent.
-        if self.config.reply == ReplyMode::Minimal {
+        if with.reply == ReplyMode::Minimal {
             headers.insert(REPLY_HEADER, ReplyMode::Minimal.as_str());
         }
         Request {
@@ -491,6 +530,31 @@ mod tests {
             let put = w.fresh_cart_put(1, &mut rng);
             assert_eq!(put.headers.get(REPLY_HEADER).map(|v| v.as_str()), header);
         }
+    }
+
+    #[test]
+    fn a_phase_can_send_commands_without_ids_and_switch_the_reply() {
+        let w = workload(Encoding::Protobuf);
+        let mut rng = fastrand::Rng::with_seed(9);
+        let bare = CommandHeaders {
+            reply: ReplyMode::Minimal,
+            command_id: false,
+        };
+        for op in Op::ALL {
+            let r = w.request_with(op, &mut rng, bare);
+            assert!(r.headers.get(COMMAND_ID_HEADER).is_none(), "{op:?}");
+            let reply = r.headers.get(REPLY_HEADER).map(|v| v.as_str());
+            assert_eq!(reply, op.is_command().then_some("minimal"), "{op:?}");
+            // The body does not depend on the headers.
+            cart_proto::request::decode(op.endpoint(), Encoding::Protobuf, &r.payload).unwrap();
+        }
+        assert_eq!(
+            w.default_headers(),
+            CommandHeaders {
+                reply: ReplyMode::Full,
+                command_id: true
+            }
+        );
     }
 
     #[test]

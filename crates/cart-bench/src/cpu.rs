@@ -142,6 +142,54 @@ fn parse_ticks(stat: &str) -> Option<u64> {
 
 type PidTicks = BTreeMap<u32, u64>;
 
+/// The databases whose client backends the `postgres` group counts (set once, by the
+/// bench, before its first sample); unset, every postgres process counts.
+static DATABASES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Counts only the client backends of `databases` in the `postgres` group, with every
+/// process that serves the whole server (postmaster, WAL writer, checkpointer,
+/// autovacuum...): the bench's own work, not that of another test suite or session
+/// sharing the server. A second call changes nothing.
+pub fn count_postgres_databases(databases: Vec<String>) {
+    let _ = DATABASES.set(databases);
+}
+
+/// The database a PostgreSQL URL names, if it names one.
+pub fn database_of(url: &str) -> Option<String> {
+    let options: sqlx::postgres::PgConnectOptions = url.parse().ok()?;
+    options.get_database().map(str::to_owned)
+}
+
+fn counted_backend(pid: u32) -> bool {
+    let Some(databases) = DATABASES.get() else {
+        return true;
+    };
+    // The process title is in the command line (`update_process_title`).
+    std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |cmdline| {
+        counts(&String::from_utf8_lossy(&cmdline), databases)
+    })
+}
+
+/// Whether a postgres process with this title is counted. A client backend's title is
+/// `postgres: <cluster>: <user> <database> <host(port) or [local]> <state>`; anything
+/// else (the postmaster's command line, `checkpointer`, `walwriter`, `autovacuum
+/// launcher`...) serves every database and is counted.
+fn counts(title: &str, databases: &[String]) -> bool {
+    let Some(rest) = title.strip_prefix("postgres: ") else {
+        return true;
+    };
+    // Debian's titles carry the cluster (`15/main: `); others do not.
+    let rest = match rest.split_once(": ") {
+        Some((cluster, rest)) if !cluster.contains(' ') => rest,
+        _ => rest,
+    };
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let client = words
+        .get(2)
+        .is_some_and(|host| host.ends_with(')') || *host == "[local]");
+    !client || databases.iter().any(|d| d == words[1])
+}
+
 /// Ticks of every nats-server and every postgres process, by pid.
 fn named_ticks() -> (PidTicks, PidTicks) {
     let (mut nats, mut postgres) = (BTreeMap::new(), BTreeMap::new());
@@ -158,7 +206,7 @@ fn named_ticks() -> (PidTicks, PidTicks) {
         };
         let target = match comm.trim() {
             "nats-server" => &mut nats,
-            "postgres" => &mut postgres,
+            "postgres" if counted_backend(pid) => &mut postgres,
             _ => continue,
         };
         if let Some(ticks) = pid_ticks(&pid.to_string()) {
@@ -171,6 +219,29 @@ fn named_ticks() -> (PidTicks, PidTicks) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_bench_databases_backends_and_the_servers_own_processes_count() {
+        let ours = ["cart_bench_load".to_owned(), "cart_bench_limits".to_owned()];
+        for title in [
+            "postgres: 15/main: postgres cart_bench_load 127.0.0.1(52570) idle",
+            "postgres: 15/main: postgres cart_bench_limits [local] INSERT",
+            "postgres: 15/main: checkpointer ",
+            "postgres: 15/main: walwriter ",
+            "postgres: 15/main: autovacuum launcher ",
+            "postgres: postgres cart_bench_load 127.0.0.1(1) idle in transaction",
+            "/usr/lib/postgresql/15/bin/postgres\0-D\0/var/lib/postgresql/15/main",
+        ] {
+            assert!(counts(title, &ours), "{title}");
+        }
+        for title in [
+            "postgres: 15/main: postgres cart_e2e_3795 127.0.0.1(52580) idle",
+            "postgres: 15/main: postgres test [local] SELECT",
+            "postgres: postgres cart_e2e_1 127.0.0.1(2) COMMIT",
+        ] {
+            assert!(!counts(title, &ours), "{title}");
+        }
+    }
 
     #[test]
     fn ticks_are_read_after_the_command_name() {

@@ -34,6 +34,7 @@ use anyhow::Context;
 use cart_proto::{Encoding, ReplyMode};
 
 use crate::chart::Series;
+use crate::cpu;
 use crate::pgstat::{self, PgStat, PgStatReport};
 use crate::report::{self, targets, Phase, Ratios, Report, RunInfo, Throughputs};
 use crate::runner::Driver;
@@ -121,6 +122,15 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         request_bytes,
     };
     print_header(&run);
+    // The `postgres` CPU column: this run's databases (and the server's own processes),
+    // not other work sharing the server.
+    if let Some(db) = args
+        .service_database_url
+        .as_deref()
+        .and_then(cpu::database_of)
+    {
+        cpu::count_postgres_databases(vec![db, crate::limits::LIMITS_DATABASE.to_owned()]);
+    }
     // Connected now, before the limits and the load take the server's connection slots.
     let pgstat = open_pgstat(args.service_database_url.as_deref()).await;
     let bench = Bench {

@@ -269,6 +269,9 @@ async fn one(
     let driver = Driver::connect(&args.nats_url, 1, workload, Duration::from_secs(5)).await?;
     wait_ready(&driver, &args.subject_prefix, &mut cartd).await?;
     let before = sink.counts();
+    if let Some(db) = crate::cpu::database_of(&args.database_url) {
+        crate::cpu::count_postgres_databases(vec![db]);
+    }
     let cpu_before = crate::cpu::sample(cartd.id());
     let mix = args.mix.clone();
     let run = driver

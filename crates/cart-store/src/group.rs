@@ -243,7 +243,7 @@ async fn read_batch(store: EventStore, batch: Vec<Read>) {
 /// Takes jobs off the queue in batches: whatever has queued up while the previous
 /// batches were busy, up to `max_batch`, with at most `max_in_flight` batches running.
 /// With `one_per_stream`, a job for a stream already in the forming batch starts the next.
-async fn run_batches<J, F, Fut>(
+pub(crate) async fn run_batches<J, F, Fut>(
     mut jobs: mpsc::Receiver<J>,
     config: GroupConfig,
     one_per_stream: Option<fn(&J) -> Uuid>,

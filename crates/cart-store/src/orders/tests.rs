@@ -577,5 +577,6 @@ async fn a_free_order_redeems_a_limited_code_under_its_lock() {
 mod erasure;
 mod expiry;
 mod export;
+mod grouped;
 mod promotions;
 mod refusals;

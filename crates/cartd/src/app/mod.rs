@@ -21,6 +21,7 @@ use crate::catalog::CatalogCache;
 use crate::edge::errors::{self, reply};
 use crate::edge::ledger::Command;
 use crate::edge::{record_scope, Incoming, Reply};
+use cart_store::orders::{GroupPurchases, Needs};
 use cart_store::{
     AsOf, EventStore, GroupCommit, GroupConfig, GroupRead, Loaded, PendingAppend, StoreError,
     StreamKey,
@@ -52,8 +53,9 @@ struct Inner {
     locks: CartLocks,
     format: AmountFormat,
     max_attempts: u32,
-    /// Purchases and promo-code redemptions, for limits and `available`.
-    orders: cart_store::orders::OrderStore,
+    /// Purchases and promo-code redemptions, for limits and `available`: the counts
+    /// of concurrent requests are read together.
+    purchases: GroupPurchases,
 }
 
 /// The id of a user's current cart. Derived, so that every instance agrees without a
@@ -94,7 +96,10 @@ impl App {
             locks: CartLocks::new(4096),
             format,
             max_attempts: tuning.max_attempts.max(1),
-            orders,
+            purchases: orders.group_purchases(GroupConfig {
+                max_in_flight: tuning.group.max_in_flight * 2,
+                ..tuning.group
+            }),
         };
         Self {
             inner: Arc::new(inner),
@@ -141,23 +146,17 @@ impl App {
             catalog: self.inner.catalog.snapshot(),
             now: now(),
             purchases: cart_domain::Purchases::default(),
+            counted: Needs::default(),
         };
-        let (skus, code) = request_items(&request.action);
-        at.purchases = self
-            .purchases(&at, &request.scope, &skus, code.as_deref())
-            .await?;
-        if let Action::PromoCodeRewards { code } | Action::VerifyPromoCode { code } =
-            &request.action
-        {
-            return self.promo_code_query(&at, &request, code, encoding);
-        }
-        let ledger_command = command;
-        match self.command_for(&at, &request) {
-            None => self.query(&at, &request, encoding).await,
-            Some(command) => {
-                self.command(&at, &request, command, (encoding, mode), ledger_command)
-                    .await
+        match &request.action {
+            Action::PromoCodeRewards { code } | Action::VerifyPromoCode { code } => {
+                let needs = at.needs(request.scope.project, &[], Some(code.as_str()));
+                self.count(&mut at, &request.scope, needs).await?;
+                self.promo_code_query(&at, &request, code, encoding)
             }
+            // A get's counts are those of the cart it reads: one read, after it.
+            Action::Get { .. } => self.query(&at, &request, encoding).await,
+            _ => self.command(at, &request, (encoding, mode), command).await,
         }
     }
 
@@ -203,7 +202,7 @@ impl App {
             None if key.cart == current_cart_id(key.project, &key.user) => Default::default(),
             None => return Err(ErrorReply::cart_not_found(&key.user)),
         };
-        let purchases = self.cart_purchases(at, request, &cart).await?;
+        let purchases = self.cart_purchases(at, &request.scope, &cart).await?;
         Ok(self.render(at, &key, &cart, &purchases, request, &[], encoding))
     }
 
@@ -258,32 +257,45 @@ impl App {
         })
     }
 
-    /// The user's purchases of the limited ones among `skus` and redemptions of `code`
-    /// (no query when nothing is limited: the common case costs nothing).
-    async fn purchases(
+    /// Makes `at.purchases` hold the user's counts of `needs`: read (grouped with other
+    /// requests' reads) unless what `at` holds already covers them. True when it read.
+    async fn count(
         &self,
-        at: &Moment,
+        at: &mut Moment,
         scope: &request::Scope,
-        skus: &[cart_domain::Sku],
-        code: Option<&str>,
-    ) -> Result<cart_domain::Purchases, ErrorReply> {
-        self.inner
-            .orders
-            .purchases_for(&at.catalog, scope.project, &scope.user, skus, code, at.now)
+        needs: Needs,
+    ) -> Result<bool, ErrorReply> {
+        if at.counted.covers(&needs) {
+            return Ok(false);
+        }
+        at.purchases = self
+            .inner
+            .purchases
+            .read(scope.project, &scope.user, needs.clone())
             .await
-            .map_err(reply)
+            .map_err(reply)?;
+        at.counted = needs;
+        Ok(true)
     }
 
-    /// Purchases for pricing `cart`: its lines and its code.
+    /// Purchases for pricing `cart` (its lines and its code): taken from what `at`
+    /// holds when that covers them, so a command's reply reads nothing after its
+    /// decision; the value is the one a read of exactly these counts gives.
     async fn cart_purchases(
         &self,
         at: &Moment,
-        request: &Request,
+        scope: &request::Scope,
         cart: &cart_domain::Cart,
     ) -> Result<cart_domain::Purchases, ErrorReply> {
-        let skus: Vec<cart_domain::Sku> = cart.lines().iter().map(|l| l.sku.clone()).collect();
-        let code = cart.promo_code().map(|c| c.code.as_str());
-        self.purchases(at, &request.scope, &skus, code).await
+        let needs = at.cart_needs(scope.project, cart);
+        if at.counted.covers(&needs) {
+            return Ok(needs.restrict(&at.purchases));
+        }
+        self.inner
+            .purchases
+            .read(scope.project, &scope.user, needs)
+            .await
+            .map_err(reply)
     }
 
     /// Turns a request into a domain command, with what the catalog says about its SKUs;
@@ -379,20 +391,19 @@ impl App {
 
     async fn command(
         &self,
-        at: &Moment,
+        mut at: Moment,
         request: &Request,
-        command: CartCommand,
         (encoding, mode): (Encoding, ReplyMode),
         ledger_command: Option<Command>,
     ) -> Result<Vec<u8>, ErrorReply> {
+        let at = &mut at;
         let key = Self::key(request);
         let stream_id = key.stream_id();
         let project = key.project;
         let _serialized = self.inner.locks.shard(stream_id).lock().await;
-        let warnings = match &command {
-            CartCommand::Fill { items, .. } => fill_warnings(items),
-            _ => vec![],
-        };
+        // The domain command and the fill's warnings, made from the catalog facts and the
+        // counts the decision needs; made again only when the counts are read again.
+        let mut made: Option<(CartCommand, Vec<cart_domain::Skipped>)> = None;
         // A retried command is not looked up in the ledger first: deciding it again and
         // appending meets its ledger row, which turns the append into a duplicate, and
         // the original reply goes back (one round trip fewer for every fresh command).
@@ -407,8 +418,23 @@ impl App {
                         self.inner.store.load(&key).await.map_err(reply)?
                     }
                 };
+                // One read of counts serves the decision and the reply: those of the
+                // request's SKUs and code and of the cart's, since the cart after the
+                // command holds only those.
+                let needs = at.decision_needs(request, &loaded.cart);
+                if self.count(at, &request.scope, needs).await? || made.is_none() {
+                    let command = self.command_for(at, request).ok_or_else(errors::internal)?;
+                    let warnings = match &command {
+                        CartCommand::Fill { items, .. } => fill_warnings(items),
+                        _ => vec![],
+                    };
+                    made = Some((command, warnings));
+                }
+                let Some((command, _)) = &made else {
+                    return Err(errors::internal());
+                };
                 let decided = tracing::info_span!("decide", from_log)
-                    .in_scope(|| decide(&loaded.cart, &command));
+                    .in_scope(|| decide(&loaded.cart, command));
                 // A cached state may be stale (another instance, or a paid order clearing
                 // the cart, wrote since). A decision that appends is checked by the
                 // version guard; a no-op or a refusal appends nothing, so it is made
@@ -436,10 +462,11 @@ impl App {
             // event takes the next number.
             let version = loaded.version + i64::try_from(events.len()).unwrap_or(i64::MAX);
             let cart = events.iter().fold(loaded.cart, cart_domain::apply);
+            let warnings = made.as_ref().map_or(&[][..], |(_, w)| w.as_slice());
             let after = After {
                 cart: &cart,
                 version,
-                warnings: &warnings,
+                warnings,
             };
             let body = self
                 .command_reply(at, request, &key, after, encoding, mode)
@@ -540,8 +567,41 @@ fn backoff(attempt: u32) -> Duration {
 struct Moment {
     catalog: Arc<cart_domain::Catalog>,
     now: cart_domain::Timestamp,
-    /// The user's purchases of the request's limited SKUs and redemptions of its code.
+    /// The user's counts read so far for this request: at least those of the request's
+    /// limited SKUs, its code and the promotions they could get.
     purchases: cart_domain::Purchases,
+    /// What `purchases` holds counts of.
+    counted: Needs,
+}
+
+impl Moment {
+    /// What pricing or deciding on `skus` and `codes` needs counted now.
+    fn needs<'c>(
+        &self,
+        project: ProjectId,
+        skus: &[cart_domain::Sku],
+        codes: impl IntoIterator<Item = &'c str>,
+    ) -> Needs {
+        Needs::of(&self.catalog, project, skus, codes, self.now)
+    }
+
+    /// What pricing `cart` needs counted.
+    fn cart_needs(&self, project: ProjectId, cart: &cart_domain::Cart) -> Needs {
+        let skus: Vec<cart_domain::Sku> = cart.lines().iter().map(|l| l.sku.clone()).collect();
+        let code = cart.promo_code().map(|c| c.code.as_str());
+        self.needs(project, &skus, code)
+    }
+
+    /// What deciding `request` on `cart` and pricing the cart after it need counted:
+    /// the request's SKUs and code with the cart's (the cart after a command holds no
+    /// other SKU, and its code is the cart's or the request's).
+    fn decision_needs(&self, request: &Request, cart: &cart_domain::Cart) -> Needs {
+        let (mut skus, code) = request_items(&request.action);
+        skus.extend(cart.lines().iter().map(|l| l.sku.clone()));
+        let codes = code.iter().map(String::as_str);
+        let cart_code = cart.promo_code().map(|c| c.code.as_str());
+        self.needs(request.scope.project, &skus, codes.chain(cart_code))
+    }
 }
 
 /// The SKUs and the promo code a request names (what its decision may need purchases of).

@@ -35,7 +35,7 @@ impl App {
     ) -> Result<Vec<u8>, ErrorReply> {
         Ok(match mode {
             ReplyMode::Full => {
-                let purchases = self.cart_purchases(at, request, after.cart).await?;
+                let purchases = self.cart_purchases(at, &request.scope, after.cart).await?;
                 self.render(
                     at,
                     key,

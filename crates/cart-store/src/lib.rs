@@ -35,7 +35,9 @@ pub use group::{GroupCommit, GroupConfig, GroupRead, PendingAppend};
 pub use ledger::Replay;
 pub use primary::{is_writable, primary_only, require_writable, READ_ONLY};
 pub use rebuild::{rebuild_projection, Progress, RebuildReport};
-pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StreamKey};
+pub use store::{
+    Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, Projected, StreamKey,
+};
 
 /// The SQL text of every hot or background statement outside the feed, as the code runs
 /// it, so that `tests/plans.rs` checks the plans of exactly these (ARCHITECTURE.md,

@@ -174,8 +174,10 @@ async fn grouped_gets_read_only_their_carts_whatever_the_table_held_when_prepare
     let (_db, mut conn) = fresh().await;
     let idle_get = prepare(&mut conn, "idle_get", statements::GROUPED_GET).await;
     let busy_get = prepare(&mut conn, "busy_get", statements::GROUPED_GET).await;
-    let one = uuids(&[stream(1)]);
-    let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    // A get whose caller has version 5 rendered, and a batch of callers with none.
+    let one = format!("{}, '{{5}}'::int8[]", uuids(&[stream(1)]));
+    let ids = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    let batch = format!("{ids}, null::int8[]");
     execute(&mut conn, &idle_get, &[0; 6].map(|_| one.clone())).await;
     let busy = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
     execute(&mut conn, &busy_get, &busy).await;
@@ -357,8 +359,9 @@ async fn batches_planned_each_time_probe_tables_that_were_analyzed_empty() {
     let get = prepare(&mut conn, "get", statements::GROUPED_GET).await;
     let purchases = prepare(&mut conn, "purchases", statements::PURCHASES).await;
     assert!(get.each_time && purchases.each_time);
-    let one = uuids(&[stream(1)]);
-    let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    let one = format!("{}, null::int8[]", uuids(&[stream(1)]));
+    let ids = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    let batch = format!("{ids}, null::int8[]");
     let runs = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
     execute(&mut conn, &get, &runs).await;
     let view = "44056, 'user7', '{sku7,sku8,sku9}', null, 0, '{paid,done,canceled}', '{0,0,0}'";

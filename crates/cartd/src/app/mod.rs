@@ -1,9 +1,11 @@
 //! The command and query paths: from a decoded request to the bytes of its reply.
 
 mod memory;
+mod rendered;
 mod reply;
 
 use memory::{CartCache, CartLocks};
+use rendered::{Rendered, ReplyCache, Variant};
 use reply::After;
 
 use std::sync::Arc;
@@ -23,8 +25,8 @@ use crate::edge::ledger::Command;
 use crate::edge::{record_scope, Incoming, Reply};
 use cart_store::orders::{GroupPurchases, Needs};
 use cart_store::{
-    AsOf, EventStore, GroupCommit, GroupConfig, GroupRead, Loaded, PendingAppend, StoreError,
-    StreamKey,
+    AsOf, EventStore, GroupCommit, GroupConfig, GroupRead, Loaded, PendingAppend, Projected,
+    StoreError, StreamKey,
 };
 use uuid::Uuid;
 
@@ -34,6 +36,8 @@ pub struct Tuning {
     pub max_attempts: u32,
     /// Carts whose state is kept in memory; 0 keeps none.
     pub cache_carts: usize,
+    /// Bytes of rendered gets kept in memory; 0 keeps none.
+    pub cache_reply_bytes: usize,
     pub group: GroupConfig,
 }
 
@@ -48,6 +52,8 @@ struct Inner {
     writer: GroupCommit,
     reader: GroupRead,
     cache: Option<CartCache>,
+    /// Rendered gets, by cart (`rendered.rs`).
+    replies: Option<ReplyCache>,
     /// The current catalog: take one `snapshot()` per request.
     catalog: CatalogCache,
     locks: CartLocks,
@@ -92,6 +98,8 @@ impl App {
             ),
             store,
             cache: (tuning.cache_carts > 0).then(|| CartCache::new(tuning.cache_carts)),
+            replies: (tuning.cache_reply_bytes > 0)
+                .then(|| ReplyCache::new(tuning.cache_reply_bytes)),
             catalog,
             locks: CartLocks::new(4096),
             format,
@@ -142,8 +150,11 @@ impl App {
         mode: ReplyMode,
         command: Option<Command>,
     ) -> Result<Vec<u8>, ErrorReply> {
+        let (catalog, versions) = self.inner.catalog.versioned();
+        let project = i64::try_from(request.scope.project.get()).unwrap_or(i64::MAX);
         let mut at = Moment {
-            catalog: self.inner.catalog.snapshot(),
+            catalog_version: versions.get(&project).copied(),
+            catalog,
             now: now(),
             purchases: cart_domain::Purchases::default(),
             counted: Needs::default(),
@@ -192,18 +203,107 @@ impl App {
             }
             // Gets read the projection, not this instance's cache: another instance may
             // have changed the cart, and a get must show every acknowledged command.
-            _ => self.inner.reader.projection(&key).await.map_err(reply)?,
+            _ => return self.current(at, request, &key, encoding).await,
         };
         let cart = match loaded {
             Some(loaded) => loaded.cart,
-            // The current cart always exists, empty until first used. Any other cart id
-            // this user never wrote to is not found, which is also the answer for another
-            // user's cart: ids are scoped to their user.
+            // As for a get of the cart now (`current`).
             None if key.cart == current_cart_id(key.project, &key.user) => Default::default(),
             None => return Err(ErrorReply::cart_not_found(&key.user)),
         };
         let purchases = self.cart_purchases(at, &request.scope, &cart).await?;
         Ok(self.render(at, &key, &cart, &purchases, request, &[], encoding))
+    }
+
+    /// A get of the cart as it is now: read from the projection (only its version when
+    /// this instance has a rendered reply of it), counted, and answered from the reply
+    /// cache when the cart, catalog, view, encoding and counts are those it was
+    /// rendered with.
+    async fn current(
+        &self,
+        at: &Moment,
+        request: &Request,
+        key: &StreamKey,
+        encoding: Encoding,
+    ) -> Result<Vec<u8>, ErrorReply> {
+        let stream_id = key.stream_id();
+        let replies = self.inner.replies.as_ref();
+        let cached = replies.and_then(|c| c.get(stream_id));
+        let known = cached.as_ref().map(|r| r.version);
+        let projected = self
+            .inner
+            .reader
+            .projection_since(key, known)
+            .await
+            .map_err(reply)?;
+        let (cart, version) = match (projected, &cached) {
+            (Some(Projected::Cart(loaded)), _) => (Arc::new(loaded.cart), Some(loaded.version)),
+            (Some(Projected::Unchanged { version }), Some(cached)) if cached.version == version => {
+                (cached.cart.clone(), Some(version))
+            }
+            // Only a caller that knew a version is told it is unchanged.
+            (Some(Projected::Unchanged { .. }), _) => return Err(errors::internal()),
+            // The current cart always exists, empty until first used. Any other cart
+            // id this user never wrote to is not found, which is also the answer for
+            // another user's cart: ids are scoped to their user.
+            (None, _) if key.cart == current_cart_id(key.project, &key.user) => {
+                (Arc::new(cart_domain::Cart::default()), None)
+            }
+            (None, _) => return Err(ErrorReply::cart_not_found(&key.user)),
+        };
+        let purchases = self.cart_purchases(at, &request.scope, &cart).await?;
+        let variant = Variant {
+            catalog_version: at.catalog_version,
+            view: request.view.clone(),
+            encoding,
+            purchases,
+        };
+        if let (Some(version), Some(cached)) = (version, &cached) {
+            if cached.serves(version, &variant, at.now) {
+                tracing::debug!(version, "get answered from the reply cache");
+                return Ok(cached.body.to_vec());
+            }
+        }
+        let body = self.render(at, key, &cart, &variant.purchases, request, &[], encoding);
+        if let (Some(replies), Some(version)) = (replies, version) {
+            let until = rendered::valid_until(&at.catalog, key.project, &cart, at.now);
+            let rendered = Rendered {
+                version,
+                cart,
+                variant: Arc::new(variant),
+                until,
+                body: body.as_slice().into(),
+            };
+            replies.put(stream_id, rendered);
+        }
+        Ok(body)
+    }
+
+    /// Keeps a command's full reply as the get of the cart at the version its append
+    /// gave, when it is that get: no fill warnings and no rewards (a redeem's), which a
+    /// get never has; the counts it was priced with are the cart's (`cart_purchases`).
+    fn seed(&self, at: &Moment, request: &Request, key: &StreamKey, seed: Seed) {
+        let Some(replies) = &self.inner.replies else {
+            return;
+        };
+        if !seed.warnings_empty || matches!(request.action, Action::RedeemPromoCode { .. }) {
+            return;
+        }
+        let until = rendered::valid_until(&at.catalog, key.project, &seed.cart, at.now);
+        let variant = Variant {
+            catalog_version: at.catalog_version,
+            view: request.view.clone(),
+            encoding: seed.encoding,
+            purchases: seed.purchases,
+        };
+        let rendered = Rendered {
+            version: seed.version,
+            cart: Arc::new(seed.cart),
+            variant: Arc::new(variant),
+            until,
+            body: seed.body,
+        };
+        replies.put(key.stream_id(), rendered);
     }
 
     /// The rewards and verify queries: they read the catalog, not the cart. The user's
@@ -468,7 +568,7 @@ impl App {
                 version,
                 warnings,
             };
-            let body = self
+            let (body, priced_with) = self
                 .command_reply(at, request, &key, after, encoding, mode)
                 .await?;
             if events.is_empty() && ledger_command.is_none() {
@@ -494,6 +594,15 @@ impl App {
                 metadata,
             };
             let cart = append.cart.clone();
+            // A full reply is kept as the get of the new version, once it is written.
+            let seed = priced_with.map(|purchases| Seed {
+                version,
+                cart: cart.clone(),
+                purchases,
+                encoding,
+                warnings_empty: warnings.is_empty(),
+                body: body.as_slice().into(),
+            });
             let result = self.inner.writer.append(append).await;
             if let Some(cache) = &self.inner.cache {
                 match &result {
@@ -512,6 +621,9 @@ impl App {
             match result {
                 Ok(outcome) => {
                     tracing::debug!(version = outcome.version, n_events, "command accepted");
+                    if let Some(seed) = seed.filter(|s| s.version == outcome.version) {
+                        self.seed(at, request, &key, seed);
+                    }
                     return Ok(body);
                 }
                 Err(StoreError::Conflict { .. }) => {
@@ -561,11 +673,24 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(u64::from(attempt.min(8)) * 2 + jitter)
 }
 
+/// A command's full reply, to keep as a get's (`App::seed`).
+struct Seed {
+    version: i64,
+    cart: cart_domain::Cart,
+    /// The counts the reply was priced with.
+    purchases: cart_domain::Purchases,
+    encoding: Encoding,
+    warnings_empty: bool,
+    body: Arc<[u8]>,
+}
+
 /// What one request is decided and priced against: one catalog snapshot and one reading
 /// of the clock, so that a command's facts and its reply's prices never come from two
 /// different catalogs.
 struct Moment {
     catalog: Arc<cart_domain::Catalog>,
+    /// The request's project's version of `catalog` (None: the project has none).
+    catalog_version: Option<i64>,
     now: cart_domain::Timestamp,
     /// The user's counts read so far for this request: at least those of the request's
     /// limited SKUs, its code and the promotions they could get.

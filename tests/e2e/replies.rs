@@ -89,19 +89,12 @@ async fn a_cached_get_is_the_uncached_render_byte_for_byte_in_each_encoding() {
         assert_eq!(get(&w.client, user, pb).await, first, "{user}: a hit");
         assert_eq!(get(&w.client, user, pb).await, first, "{user}: another hit");
     }
-    // A fill's reply carries its warnings, which a get never has: the get after it is
-    // rendered, not taken from the reply.
+    // A fill's reply carries its warnings, which a get never has: the reply is not kept
+    // as the get of the version it made, the get after it is rendered.
+    let items = json!({"items": [{"sku": "cup01", "quantity": 4}, {"sku": "nope", "quantity": 1}]});
     let filled = w
         .client
-        .json(
-            "fill",
-            None,
-            req(
-                "json-user",
-                None,
-                json!({"items": [{"sku": "nope", "quantity": 1}]}),
-            ),
-        )
+        .json("fill", None, req("json-user", None, items))
         .await
         .unwrap();
     assert_eq!(filled["warnings"][0]["sku"], "nope");

@@ -23,6 +23,7 @@ mod orders;
 mod ownership;
 mod pricing;
 mod promocode;
+mod replies;
 mod retention;
 mod trace;
 

@@ -2,38 +2,16 @@
 
 use cart_domain::{
     AppliedPromotion, Catalog, Discount, LineLimits, Locale, Money, PricedCart, PricedLine,
-    ProjectId, Rewards, SkipReason, Skipped, Sku, Timestamp, Unavailable,
+    ProjectId, Rewards, SkipReason, Skipped, Sku, Unavailable,
 };
 use rust_decimal::Decimal;
 
 use crate::error::unknown_item_text;
 use crate::v1;
 
-/// How many decimals money strings carry. Xsolla's examples vary (see docs/protocol.md);
-/// two is the form of its cart fill examples (`"5.99"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AmountFormat {
-    pub scale: u32,
-}
+mod format;
 
-impl Default for AmountFormat {
-    fn default() -> Self {
-        Self { scale: 2 }
-    }
-}
-
-impl AmountFormat {
-    pub fn format(self, amount: Decimal) -> String {
-        // Half away from zero, as pricing rounds its discount steps: a price shown with
-        // fewer decimals than it has rounds the same way the discounts did.
-        let mut rounded = amount.round_dp_with_strategy(
-            self.scale,
-            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
-        );
-        rounded.rescale(self.scale);
-        rounded.to_string()
-    }
-}
+pub use format::{date, AmountFormat};
 
 /// Renders a priced cart.
 pub fn cart(
@@ -153,11 +131,6 @@ pub fn rewards(
     }
 }
 
-/// An instant as Xsolla writes dates: RFC 3339, here always in UTC.
-pub fn date(at: Timestamp) -> String {
-    at.civil().to_string()
-}
-
 /// Percents have two decimals, as in Xsolla's examples (`"10.00"`).
 fn percent(p: Decimal) -> String {
     AmountFormat { scale: 2 }.format(p)
@@ -195,7 +168,7 @@ fn promotion(
                     .filter(|l| l.is_bonus && &l.sku == sku)
                     .find_map(|l| l.item);
                 v1::Bonus {
-                    sku: sku.to_string(),
+                    sku: sku.as_str().to_owned(),
                     quantity: *quantity,
                     r#type: item.map(|i| i.item_type.clone()).unwrap_or_default(),
                     name: item.map(|i| i.name(locale).to_owned()).unwrap_or_default(),
@@ -279,7 +252,7 @@ fn price(amount: &Money, without: &Money, format: AmountFormat) -> v1::Price {
     v1::Price {
         amount: format.format(amount.amount),
         amount_without_discount: format.format(without.amount),
-        currency: amount.currency.to_string(),
+        currency: amount.currency.as_str().to_owned(),
     }
 }
 
@@ -297,8 +270,8 @@ fn item(
         // The catalog dropped this SKU after it was put in the cart: show the line so the
         // shopper can remove it, but it cannot be bought.
         return v1::CartItem {
-            sku: line.sku.to_string(),
-            name: line.sku.to_string(),
+            sku: line.sku.as_str().to_owned(),
+            name: line.sku.as_str().to_owned(),
             quantity: line.quantity,
             is_free: line.is_free,
             is_bonus: line.is_bonus,
@@ -307,7 +280,7 @@ fn item(
         };
     };
     v1::CartItem {
-        sku: line.sku.to_string(),
+        sku: line.sku.as_str().to_owned(),
         name: item.name(locale).to_owned(),
         r#type: item.item_type.clone(),
         virtual_item_type: item.virtual_item_type.clone(),
@@ -360,7 +333,7 @@ fn item(
             .virtual_prices
             .iter()
             .map(|vp| v1::VirtualPrice {
-                sku: vp.sku.to_string(),
+                sku: vp.sku.as_str().to_owned(),
                 amount: vp.amount,
                 amount_without_discount: vp.amount,
                 is_default: vp.is_default,
@@ -400,21 +373,8 @@ fn inventory_options(options: &cart_domain::InventoryOptions) -> v1::InventoryOp
 
 #[cfg(test)]
 mod tests {
-    use std::str::FromStr;
-
     use super::*;
-
-    #[test]
-    fn amounts_are_rounded_and_padded_to_the_scale() {
-        let f = AmountFormat::default();
-        assert_eq!(f.format(Decimal::from_str("5.99").unwrap()), "5.99");
-        assert_eq!(f.format(Decimal::from(6150)), "6150.00");
-        assert_eq!(f.format(Decimal::from_str("0.125").unwrap()), "0.13");
-        assert_eq!(f.format(Decimal::from_str("2.345").unwrap()), "2.35");
-        assert_eq!(f.format(Decimal::from_str("-0.125").unwrap()), "-0.13");
-        let sixteen = AmountFormat { scale: 16 };
-        assert_eq!(sixteen.format(Decimal::from(50)), "50.0000000000000000");
-    }
+    use cart_domain::Timestamp;
 
     #[test]
     fn the_redeem_example_renders_discounts_bonus_lines_and_limits() {

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::store::{
-    Append, AppendOutcome, EventStore, Loaded, ProcessedCommand, StoreError, StreamKey,
+    Append, AppendOutcome, EventStore, Loaded, ProcessedCommand, Projected, StoreError, StreamKey,
 };
 
 /// An [`Append`] that owns its parts, so that it can wait in the queue.
@@ -174,7 +174,9 @@ fn batch_span(batch: &[Job]) -> (tracing::Span, bool) {
 
 struct Read {
     stream_id: Uuid,
-    reply: oneshot::Sender<Result<Option<Loaded>, StoreError>>,
+    /// The version the caller already has (rendered), if any.
+    known: Option<i64>,
+    reply: oneshot::Sender<Result<Option<Projected>, StoreError>>,
 }
 
 /// Reads of the cart projection that arrive together go to PostgreSQL as one query, so
@@ -199,9 +201,27 @@ impl GroupRead {
     /// # Errors
     /// As [`EventStore::projection`]; `Batch` when the shared query failed.
     pub async fn projection(&self, key: &StreamKey) -> Result<Option<Loaded>, StoreError> {
+        Ok(match self.projection_since(key, None).await? {
+            Some(Projected::Cart(loaded)) => Some(loaded),
+            Some(Projected::Unchanged { .. }) | None => None,
+        })
+    }
+
+    /// As [`GroupRead::projection`] for a caller that already has version `known` of
+    /// the cart: while the cart is still at it, only the version comes back
+    /// (`Projected::Unchanged`), its lines neither sent nor decoded.
+    ///
+    /// # Errors
+    /// As [`GroupRead::projection`].
+    pub async fn projection_since(
+        &self,
+        key: &StreamKey,
+        known: Option<i64>,
+    ) -> Result<Option<Projected>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let read = Read {
             stream_id: key.stream_id(),
+            known,
             reply,
         };
         self.queue
@@ -215,17 +235,19 @@ impl GroupRead {
 }
 
 async fn read_batch(store: EventStore, batch: Vec<Read>) {
-    let ids: Vec<Uuid> = batch.iter().map(|r| r.stream_id).collect();
-    match store.projections(&ids).await {
+    let reads: Vec<(Uuid, Option<i64>)> = batch.iter().map(|r| (r.stream_id, r.known)).collect();
+    match store.projections(&reads).await {
         Ok(found) => {
-            let found: HashMap<Uuid, Result<Loaded, Arc<StoreError>>> = found
+            let found: HashMap<Uuid, Result<Projected, Arc<StoreError>>> = found
                 .into_iter()
-                .map(|(id, loaded)| (id, loaded.map_err(Arc::new)))
+                .map(|(id, projected)| (id, projected.map_err(Arc::new)))
                 .collect();
             for read in batch {
                 let answer = match found.get(&read.stream_id) {
                     None => Ok(None),
-                    Some(Ok(loaded)) => Ok(Some(loaded.clone())),
+                    // Asked twice with different known versions, the cart came with its
+                    // lines: each caller gets them.
+                    Some(Ok(projected)) => Ok(Some(projected.clone())),
                     Some(Err(error)) => Err(StoreError::Batch(error.clone())),
                 };
                 let _ = read.reply.send(answer);
@@ -243,7 +265,7 @@ async fn read_batch(store: EventStore, batch: Vec<Read>) {
 /// Takes jobs off the queue in batches: whatever has queued up while the previous
 /// batches were busy, up to `max_batch`, with at most `max_in_flight` batches running.
 /// With `one_per_stream`, a job for a stream already in the forming batch starts the next.
-async fn run_batches<J, F, Fut>(
+pub(crate) async fn run_batches<J, F, Fut>(
     mut jobs: mpsc::Receiver<J>,
     config: GroupConfig,
     one_per_stream: Option<fn(&J) -> Uuid>,

@@ -35,7 +35,9 @@ pub use group::{GroupCommit, GroupConfig, GroupRead, PendingAppend};
 pub use ledger::Replay;
 pub use primary::{is_writable, primary_only, require_writable, READ_ONLY};
 pub use rebuild::{rebuild_projection, Progress, RebuildReport};
-pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, StreamKey};
+pub use store::{
+    Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, Projected, StreamKey,
+};
 
 /// The SQL text of every hot or background statement outside the feed, as the code runs
 /// it, so that `tests/plans.rs` checks the plans of exactly these (ARCHITECTURE.md,
@@ -43,7 +45,8 @@ pub use store::{Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedComman
 pub mod statements {
     pub use crate::ledger::{LOOKUP as LEDGER_LOOKUP, REMOVE as LEDGER_REMOVE};
     pub use crate::orders::statements::{
-        DUE_ORDERS, EXPIRING, KEYS_OF, KEY_OF, LOAD_ORDER, PROMOTION_USES, PURCHASES, REDEMPTIONS,
+        DUE_ORDERS, EXPIRING, GROUPED_PURCHASES, KEYS_OF, KEY_OF, LOAD_ORDER, PROMOTION_USES,
+        PURCHASES, REDEMPTIONS,
     };
     pub use crate::retention::{DROP_PROJECTION, DUE_CARTS, PRUNE_LEDGER};
     pub use crate::store::{CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM, UPSERT_PROJECTIONS};
@@ -59,8 +62,9 @@ pub mod statements {
     /// analyzed while empty (docs/operations.md). The retention sweeps' batches run
     /// once a minute at most: a parse each is nothing, and their row-id delete needs
     /// the table's size of the moment to be a TID scan.
-    pub const PLANNED_EACH_TIME: [&str; 9] = [
+    pub const PLANNED_EACH_TIME: [&str; 10] = [
         GROUPED_GET,
+        GROUPED_PURCHASES,
         PURCHASES,
         LEDGER_REMOVE,
         APPLIED_VERSIONS,

@@ -27,9 +27,13 @@ use projection::{cart_from_lines, upsert_projections};
 // 10,000 carts seq-scanned `cart_projection` (issue 16), and the generic plan of the
 // versions hashed all of `cart_events`. ARCHITECTURE.md, "Plans that cannot go stale".
 
-/// The projected carts of a batch of gets (`$1`: their stream ids, without repeats).
-pub const GROUPED_GET: &str = "select s.id as stream_id, p.version, p.lines \
-     from unnest($1::uuid[]) as s(id) \
+/// The projected carts of a batch of gets (`$1`: their stream ids, without repeats;
+/// `$2`: the version each caller already has rendered, or null). A cart still at the
+/// version its caller knows comes back without its lines (null): neither sent nor
+/// decoded, the caller's copy serves.
+pub const GROUPED_GET: &str = "select s.id as stream_id, p.version, \
+       case when p.version = s.known then null else p.lines end as lines \
+     from unnest($1::uuid[], $2::int8[]) as s(id, known) \
      cross join lateral (select version, lines from cart_projection p \
        where p.stream_id = s.id offset 0) as p";
 
@@ -86,6 +90,15 @@ impl StreamKey {
 pub struct Loaded {
     pub cart: Cart,
     pub version: i64,
+}
+
+/// A projection read's answer to a caller that knew a version of the cart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Projected {
+    /// The cart is at another version than the one known: here it is.
+    Cart(Loaded),
+    /// The cart is still at the version the caller knows.
+    Unchanged { version: i64 },
 }
 
 /// A command's ledger entry, to be written with its events.
@@ -202,34 +215,57 @@ impl EventStore {
     /// The projected cart and its version, or None when the cart has no events.
     pub async fn projection(&self, key: &StreamKey) -> Result<Option<Loaded>, StoreError> {
         let stream_id = key.stream_id();
-        self.projections(&[stream_id])
+        let found = self
+            .projections(&[(stream_id, None)])
             .await?
-            .remove(&stream_id)
-            .transpose()
+            .remove(&stream_id);
+        Ok(match found.transpose()? {
+            Some(Projected::Cart(loaded)) => Some(loaded),
+            Some(Projected::Unchanged { .. }) | None => None,
+        })
     }
 
-    /// The projected carts among `stream_ids`, in one query; a cart without events is
-    /// absent. A row that cannot be decoded is that cart's error alone.
+    /// The projected carts among `reads` (stream id, version the caller knows), in one
+    /// query; a cart without events is absent, one still at its known version is
+    /// `Unchanged`. A row that cannot be decoded is that cart's error alone.
     pub async fn projections(
         &self,
-        stream_ids: &[Uuid],
-    ) -> Result<HashMap<Uuid, Result<Loaded, StoreError>>, StoreError> {
-        // Each key is a probe: a cart asked twice in a batch is probed once.
-        let mut ids = stream_ids.to_vec();
-        ids.sort_unstable();
-        ids.dedup();
+        reads: &[(Uuid, Option<i64>)],
+    ) -> Result<HashMap<Uuid, Result<Projected, StoreError>>, StoreError> {
+        // Each key is a probe: a cart asked twice in a batch is probed once, with its
+        // lines unless both callers knew the same version.
+        let mut sorted = reads.to_vec();
+        sorted.sort_unstable();
+        let mut ids: Vec<Uuid> = Vec::with_capacity(sorted.len());
+        let mut known: Vec<Option<i64>> = Vec::with_capacity(sorted.len());
+        for (id, version) in sorted {
+            if ids.last() == Some(&id) {
+                if let Some(last) = known.last_mut() {
+                    if *last != version {
+                        *last = None;
+                    }
+                }
+                continue;
+            }
+            ids.push(id);
+            known.push(version);
+        }
         let rows = sqlx::query(GROUPED_GET)
             .persistent(crate::statements::prepared(GROUPED_GET))
             .bind(&ids)
+            .bind(&known)
             .fetch_all(&self.pool)
             .await?;
         let mut found = HashMap::with_capacity(rows.len());
         for row in rows {
             let stream_id: Uuid = row.try_get("stream_id")?;
             let version: i64 = row.try_get("version")?;
-            let lines: serde_json::Value = row.try_get("lines")?;
+            let Some(lines) = row.try_get::<Option<serde_json::Value>, _>("lines")? else {
+                found.insert(stream_id, Ok(Projected::Unchanged { version }));
+                continue;
+            };
             let loaded = cart_from_lines(&lines)
-                .map(|cart| Loaded { cart, version })
+                .map(|cart| Projected::Cart(Loaded { cart, version }))
                 .map_err(|source| StoreError::Decode {
                     stream_id,
                     version,

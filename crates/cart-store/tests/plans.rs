@@ -174,8 +174,10 @@ async fn grouped_gets_read_only_their_carts_whatever_the_table_held_when_prepare
     let (_db, mut conn) = fresh().await;
     let idle_get = prepare(&mut conn, "idle_get", statements::GROUPED_GET).await;
     let busy_get = prepare(&mut conn, "busy_get", statements::GROUPED_GET).await;
-    let one = uuids(&[stream(1)]);
-    let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    // A get whose caller has version 5 rendered, and a batch of callers with none.
+    let one = format!("{}, '{{5}}'::int8[]", uuids(&[stream(1)]));
+    let ids = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    let batch = format!("{ids}, null::int8[]");
     execute(&mut conn, &idle_get, &[0; 6].map(|_| one.clone())).await;
     let busy = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
     execute(&mut conn, &busy_get, &busy).await;
@@ -357,8 +359,9 @@ async fn batches_planned_each_time_probe_tables_that_were_analyzed_empty() {
     let get = prepare(&mut conn, "get", statements::GROUPED_GET).await;
     let purchases = prepare(&mut conn, "purchases", statements::PURCHASES).await;
     assert!(get.each_time && purchases.each_time);
-    let one = uuids(&[stream(1)]);
-    let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    let one = format!("{}, null::int8[]", uuids(&[stream(1)]));
+    let ids = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
+    let batch = format!("{ids}, null::int8[]");
     let runs = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
     execute(&mut conn, &get, &runs).await;
     let view = "44056, 'user7', '{sku7,sku8,sku9}', null, 0, '{paid,done,canceled}', '{0,0,0}'";
@@ -452,4 +455,42 @@ async fn retention_sweeps_read_only_the_rows_they_take_whatever_the_table_held_w
     assert_no_scan(&mut conn, &carts, &due, "cart_projection", 3).await;
     assert_no_scan(&mut conn, &orders, &due, "orders", 3).await;
     assert_no_scan(&mut conn, &drop, &row(77), "cart_projection", 1).await;
+}
+
+/// The grouped purchase counts of the cart endpoints (`GroupPurchases`): a batch of
+/// users' SKUs, promotions and codes, from one ask at idle to many under load.
+#[tokio::test]
+async fn grouped_purchase_counts_read_only_their_keys_whatever_the_table_held_when_prepared() {
+    let (_db, mut conn) = fresh().await;
+    let grouped = prepare(&mut conn, "grouped", statements::GROUPED_PURCHASES).await;
+    // Ask `a` of user `a`: SKU sku`a` (window from the epoch), promotion `a`, code`a`.
+    let asks = |users: &[usize]| {
+        let list =
+            |f: &dyn Fn(usize) -> String| users.iter().map(|u| f(*u)).collect::<Vec<_>>().join(",");
+        let n = users.len();
+        let index = (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let projects = vec!["44056"; n].join(",");
+        let zeros = vec!["0"; n].join(",");
+        let users_list = list(&|u| format!("user{u}"));
+        format!(
+            "'{{{index}}}', '{{{projects}}}', '{{{users_list}}}', '{{{}}}', '{{{zeros}}}', \
+             '{{{index}}}', '{{{projects}}}', '{{{users_list}}}', '{{{}}}', \
+             '{{{index}}}', '{{{projects}}}', '{{{users_list}}}', '{{{}}}', \
+             '{{paid,done,canceled}}'",
+            list(&|u| format!("sku{u}")),
+            list(&|u| (u % 50).to_string()),
+            list(&|u| format!("code{}", u % 50)),
+        )
+    };
+    let one = asks(&[7]);
+    let batch = asks(&(0..100).map(|i| i * 3).collect::<Vec<_>>());
+    let runs = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
+    execute(&mut conn, &grouped, &runs).await;
+    fill_orders(&mut conn, 50_000).await;
+    // Per ask: its SKU's 100 units, the user's 50 uses of the promotion, the code's
+    // 1,000 redemptions (each counted in all, as `REDEMPTIONS` does).
+    assert_no_scan(&mut conn, &grouped, &one, "order_units", 100).await;
+    assert_no_scan(&mut conn, &grouped, &one, "order_promotions", 50).await;
+    assert_no_scan(&mut conn, &grouped, &one, "promo_code_redemptions", 1_000).await;
+    assert_no_scan(&mut conn, &grouped, &batch, "order_units", 100 * 100).await;
 }

@@ -53,6 +53,11 @@ pub struct Config {
     #[arg(long, env = "CART_CACHE_CARTS", default_value_t = 100_000)]
     pub cache_carts: usize,
 
+    /// Bytes of rendered get replies this instance keeps, to answer a get of an
+    /// unchanged cart with a copy (least recently used go first); 0 renders every get.
+    #[arg(long, env = "CART_CACHE_REPLY_BYTES", default_value_t = 32 << 20)]
+    pub cache_reply_bytes: usize,
+
     /// Most commands written in one transaction (group commit).
     #[arg(long, env = "CART_BATCH_MAX", default_value_t = 256)]
     pub batch_max: usize,
@@ -178,6 +183,7 @@ impl Config {
         crate::app::Tuning {
             max_attempts: self.max_attempts,
             cache_carts: self.cache_carts,
+            cache_reply_bytes: self.cache_reply_bytes,
             group: cart_store::GroupConfig {
                 max_batch: self.batch_max.max(1),
                 max_in_flight: self.batch_in_flight.max(1),

@@ -38,7 +38,7 @@ pub(crate) mod statements {
     pub use super::expiry::DUE_ORDERS;
     pub use super::log::LOAD_ORDER;
     pub use super::promotions::PROMOTION_USES;
-    pub use super::purchases::{PURCHASES, REDEMPTIONS};
+    pub use super::purchases::{GROUPED_PURCHASES, PURCHASES, REDEMPTIONS};
     pub use super::sealed::{KEYS_OF, KEY_OF};
 }
 
@@ -61,7 +61,7 @@ pub use feed::{
     count_after, lag, position_at, read_filtered_page, read_page, RecordedOrderEvent,
     StoredOrderEvent, ORDER_HISTORIES_SQL, ORDER_LAG_SQL, ORDER_PAGE_SQL,
 };
-pub use purchases::limited_skus;
+pub use purchases::{limited_skus, GroupPurchases, Needs};
 
 /// Why an order store operation failed. Refusals a caller can act on come back as
 /// `OrderError`s in the outcome (`CheckoutOutcome::Refused`, `Decided`) where the

@@ -12,7 +12,12 @@ use cart_domain::{
 use sqlx::{PgConnection, Row};
 
 use super::{pid, OrderStore, OrderStoreError};
+use crate::group::GroupConfig;
 use crate::locks::{self, LockKey};
+
+mod grouped;
+
+pub use grouped::{GroupPurchases, Needs, GROUPED_PURCHASES};
 
 /// Per SKU (`$3`, with the start of its window `$7`): the user's (`$2`) paid units in all
 /// and in the window, everyone's paid units, and, when `$4` is set, other users' holds
@@ -108,6 +113,12 @@ impl OrderStore {
         let ids = promotions.keys().copied();
         purchases.promotions = super::promotions::uses(&mut conn, project, user, ids, 0).await?;
         Ok(purchases)
+    }
+
+    /// The grouped reader of pricing's counts (the cart endpoints' path): one statement
+    /// for the reads of concurrent requests.
+    pub fn group_purchases(&self, config: GroupConfig) -> GroupPurchases {
+        GroupPurchases::start(self.pool.clone(), config)
     }
 
     /// What the user bought so far of `skus` (paid orders, refunded ones included) and

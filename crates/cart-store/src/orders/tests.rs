@@ -578,6 +578,7 @@ mod erasure;
 mod erasure_race;
 mod expiry;
 mod export;
+mod grouped;
 mod import;
 mod promotions;
 mod refusals;

@@ -1,9 +1,11 @@
 //! The command and query paths: from a decoded request to the bytes of its reply.
 
 mod memory;
+mod rendered;
 mod reply;
 
 use memory::{CartCache, CartLocks};
+use rendered::{Rendered, ReplyCache, Variant};
 use reply::After;
 
 use std::sync::Arc;
@@ -21,9 +23,10 @@ use crate::catalog::CatalogCache;
 use crate::edge::errors::{self, reply};
 use crate::edge::ledger::Command;
 use crate::edge::{record_scope, Incoming, Reply};
+use cart_store::orders::{GroupPurchases, Needs};
 use cart_store::{
-    AsOf, EventStore, GroupCommit, GroupConfig, GroupRead, Loaded, PendingAppend, StoreError,
-    StreamKey,
+    AsOf, EventStore, GroupCommit, GroupConfig, GroupRead, Loaded, PendingAppend, Projected,
+    StoreError, StreamKey,
 };
 use uuid::Uuid;
 
@@ -33,6 +36,8 @@ pub struct Tuning {
     pub max_attempts: u32,
     /// Carts whose state is kept in memory; 0 keeps none.
     pub cache_carts: usize,
+    /// Bytes of rendered gets kept in memory; 0 keeps none.
+    pub cache_reply_bytes: usize,
     pub group: GroupConfig,
 }
 
@@ -47,13 +52,16 @@ struct Inner {
     writer: GroupCommit,
     reader: GroupRead,
     cache: Option<CartCache>,
+    /// Rendered gets, by cart (`rendered.rs`).
+    replies: Option<ReplyCache>,
     /// The current catalog: take one `snapshot()` per request.
     catalog: CatalogCache,
     locks: CartLocks,
     format: AmountFormat,
     max_attempts: u32,
-    /// Purchases and promo-code redemptions, for limits and `available`.
-    orders: cart_store::orders::OrderStore,
+    /// Purchases and promo-code redemptions, for limits and `available`: the counts
+    /// of concurrent requests are read together.
+    purchases: GroupPurchases,
 }
 
 /// The id of a user's current cart. Derived, so that every instance agrees without a
@@ -90,11 +98,16 @@ impl App {
             ),
             store,
             cache: (tuning.cache_carts > 0).then(|| CartCache::new(tuning.cache_carts)),
+            replies: (tuning.cache_reply_bytes > 0)
+                .then(|| ReplyCache::new(tuning.cache_reply_bytes)),
             catalog,
             locks: CartLocks::new(4096),
             format,
             max_attempts: tuning.max_attempts.max(1),
-            orders,
+            purchases: orders.group_purchases(GroupConfig {
+                max_in_flight: tuning.group.max_in_flight * 2,
+                ..tuning.group
+            }),
         };
         Self {
             inner: Arc::new(inner),
@@ -137,27 +150,24 @@ impl App {
         mode: ReplyMode,
         command: Option<Command>,
     ) -> Result<Vec<u8>, ErrorReply> {
+        let (catalog, versions) = self.inner.catalog.versioned();
+        let project = i64::try_from(request.scope.project.get()).unwrap_or(i64::MAX);
         let mut at = Moment {
-            catalog: self.inner.catalog.snapshot(),
+            catalog_version: versions.get(&project).copied(),
+            catalog,
             now: now(),
             purchases: cart_domain::Purchases::default(),
+            counted: Needs::default(),
         };
-        let (skus, code) = request_items(&request.action);
-        at.purchases = self
-            .purchases(&at, &request.scope, &skus, code.as_deref())
-            .await?;
-        if let Action::PromoCodeRewards { code } | Action::VerifyPromoCode { code } =
-            &request.action
-        {
-            return self.promo_code_query(&at, &request, code, encoding);
-        }
-        let ledger_command = command;
-        match self.command_for(&at, &request) {
-            None => self.query(&at, &request, encoding).await,
-            Some(command) => {
-                self.command(&at, &request, command, (encoding, mode), ledger_command)
-                    .await
+        match &request.action {
+            Action::PromoCodeRewards { code } | Action::VerifyPromoCode { code } => {
+                let needs = at.needs(request.scope.project, &[], Some(code.as_str()));
+                self.count(&mut at, &request.scope, needs).await?;
+                self.promo_code_query(&at, &request, code, encoding)
             }
+            // A get's counts are those of the cart it reads: one read, after it.
+            Action::Get { .. } => self.query(&at, &request, encoding).await,
+            _ => self.command(at, &request, (encoding, mode), command).await,
         }
     }
 
@@ -193,18 +203,107 @@ impl App {
             }
             // Gets read the projection, not this instance's cache: another instance may
             // have changed the cart, and a get must show every acknowledged command.
-            _ => self.inner.reader.projection(&key).await.map_err(reply)?,
+            _ => return self.current(at, request, &key, encoding).await,
         };
         let cart = match loaded {
             Some(loaded) => loaded.cart,
-            // The current cart always exists, empty until first used. Any other cart id
-            // this user never wrote to is not found, which is also the answer for another
-            // user's cart: ids are scoped to their user.
+            // As for a get of the cart now (`current`).
             None if key.cart == current_cart_id(key.project, &key.user) => Default::default(),
             None => return Err(ErrorReply::cart_not_found(&key.user)),
         };
-        let purchases = self.cart_purchases(at, request, &cart).await?;
+        let purchases = self.cart_purchases(at, &request.scope, &cart).await?;
         Ok(self.render(at, &key, &cart, &purchases, request, &[], encoding))
+    }
+
+    /// A get of the cart as it is now: read from the projection (only its version when
+    /// this instance has a rendered reply of it), counted, and answered from the reply
+    /// cache when the cart, catalog, view, encoding and counts are those it was
+    /// rendered with.
+    async fn current(
+        &self,
+        at: &Moment,
+        request: &Request,
+        key: &StreamKey,
+        encoding: Encoding,
+    ) -> Result<Vec<u8>, ErrorReply> {
+        let stream_id = key.stream_id();
+        let replies = self.inner.replies.as_ref();
+        let cached = replies.and_then(|c| c.get(stream_id));
+        let known = cached.as_ref().map(|r| r.version);
+        let projected = self
+            .inner
+            .reader
+            .projection_since(key, known)
+            .await
+            .map_err(reply)?;
+        let (cart, version) = match (projected, &cached) {
+            (Some(Projected::Cart(loaded)), _) => (Arc::new(loaded.cart), Some(loaded.version)),
+            (Some(Projected::Unchanged { version }), Some(cached)) if cached.version == version => {
+                (cached.cart.clone(), Some(version))
+            }
+            // Only a caller that knew a version is told it is unchanged.
+            (Some(Projected::Unchanged { .. }), _) => return Err(errors::internal()),
+            // The current cart always exists, empty until first used. Any other cart
+            // id this user never wrote to is not found, which is also the answer for
+            // another user's cart: ids are scoped to their user.
+            (None, _) if key.cart == current_cart_id(key.project, &key.user) => {
+                (Arc::new(cart_domain::Cart::default()), None)
+            }
+            (None, _) => return Err(ErrorReply::cart_not_found(&key.user)),
+        };
+        let purchases = self.cart_purchases(at, &request.scope, &cart).await?;
+        let variant = Variant {
+            catalog_version: at.catalog_version,
+            view: request.view.clone(),
+            encoding,
+            purchases,
+        };
+        if let (Some(version), Some(cached)) = (version, &cached) {
+            if cached.serves(version, &variant, at.now) {
+                tracing::debug!(version, "get answered from the reply cache");
+                return Ok(cached.body.to_vec());
+            }
+        }
+        let body = self.render(at, key, &cart, &variant.purchases, request, &[], encoding);
+        if let (Some(replies), Some(version)) = (replies, version) {
+            let until = rendered::valid_until(&at.catalog, key.project, &cart, at.now);
+            let rendered = Rendered {
+                version,
+                cart,
+                variant: Arc::new(variant),
+                until,
+                body: body.as_slice().into(),
+            };
+            replies.put(stream_id, rendered);
+        }
+        Ok(body)
+    }
+
+    /// Keeps a command's full reply as the get of the cart at the version its append
+    /// gave, when it is that get: no fill warnings and no rewards (a redeem's), which a
+    /// get never has; the counts it was priced with are the cart's (`cart_purchases`).
+    fn seed(&self, at: &Moment, request: &Request, key: &StreamKey, seed: Seed) {
+        let Some(replies) = &self.inner.replies else {
+            return;
+        };
+        if !seed.warnings_empty || matches!(request.action, Action::RedeemPromoCode { .. }) {
+            return;
+        }
+        let until = rendered::valid_until(&at.catalog, key.project, &seed.cart, at.now);
+        let variant = Variant {
+            catalog_version: at.catalog_version,
+            view: request.view.clone(),
+            encoding: seed.encoding,
+            purchases: seed.purchases,
+        };
+        let rendered = Rendered {
+            version: seed.version,
+            cart: Arc::new(seed.cart),
+            variant: Arc::new(variant),
+            until,
+            body: seed.body,
+        };
+        replies.put(key.stream_id(), rendered);
     }
 
     /// The rewards and verify queries: they read the catalog, not the cart. The user's
@@ -258,32 +357,45 @@ impl App {
         })
     }
 
-    /// The user's purchases of the limited ones among `skus` and redemptions of `code`
-    /// (no query when nothing is limited: the common case costs nothing).
-    async fn purchases(
+    /// Makes `at.purchases` hold the user's counts of `needs`: read (grouped with other
+    /// requests' reads) unless what `at` holds already covers them. True when it read.
+    async fn count(
         &self,
-        at: &Moment,
+        at: &mut Moment,
         scope: &request::Scope,
-        skus: &[cart_domain::Sku],
-        code: Option<&str>,
-    ) -> Result<cart_domain::Purchases, ErrorReply> {
-        self.inner
-            .orders
-            .purchases_for(&at.catalog, scope.project, &scope.user, skus, code, at.now)
+        needs: Needs,
+    ) -> Result<bool, ErrorReply> {
+        if at.counted.covers(&needs) {
+            return Ok(false);
+        }
+        at.purchases = self
+            .inner
+            .purchases
+            .read(scope.project, &scope.user, needs.clone())
             .await
-            .map_err(reply)
+            .map_err(reply)?;
+        at.counted = needs;
+        Ok(true)
     }
 
-    /// Purchases for pricing `cart`: its lines and its code.
+    /// Purchases for pricing `cart` (its lines and its code): taken from what `at`
+    /// holds when that covers them, so a command's reply reads nothing after its
+    /// decision; the value is the one a read of exactly these counts gives.
     async fn cart_purchases(
         &self,
         at: &Moment,
-        request: &Request,
+        scope: &request::Scope,
         cart: &cart_domain::Cart,
     ) -> Result<cart_domain::Purchases, ErrorReply> {
-        let skus: Vec<cart_domain::Sku> = cart.lines().iter().map(|l| l.sku.clone()).collect();
-        let code = cart.promo_code().map(|c| c.code.as_str());
-        self.purchases(at, &request.scope, &skus, code).await
+        let needs = at.cart_needs(scope.project, cart);
+        if at.counted.covers(&needs) {
+            return Ok(needs.restrict(&at.purchases));
+        }
+        self.inner
+            .purchases
+            .read(scope.project, &scope.user, needs)
+            .await
+            .map_err(reply)
     }
 
     /// Turns a request into a domain command, with what the catalog says about its SKUs;
@@ -379,20 +491,19 @@ impl App {
 
     async fn command(
         &self,
-        at: &Moment,
+        mut at: Moment,
         request: &Request,
-        command: CartCommand,
         (encoding, mode): (Encoding, ReplyMode),
         ledger_command: Option<Command>,
     ) -> Result<Vec<u8>, ErrorReply> {
+        let at = &mut at;
         let key = Self::key(request);
         let stream_id = key.stream_id();
         let project = key.project;
         let _serialized = self.inner.locks.shard(stream_id).lock().await;
-        let warnings = match &command {
-            CartCommand::Fill { items, .. } => fill_warnings(items),
-            _ => vec![],
-        };
+        // The domain command and the fill's warnings, made from the catalog facts and the
+        // counts the decision needs; made again only when the counts are read again.
+        let mut made: Option<(CartCommand, Vec<cart_domain::Skipped>)> = None;
         // A retried command is not looked up in the ledger first: deciding it again and
         // appending meets its ledger row, which turns the append into a duplicate, and
         // the original reply goes back (one round trip fewer for every fresh command).
@@ -407,8 +518,23 @@ impl App {
                         self.inner.store.load(&key).await.map_err(reply)?
                     }
                 };
+                // One read of counts serves the decision and the reply: those of the
+                // request's SKUs and code and of the cart's, since the cart after the
+                // command holds only those.
+                let needs = at.decision_needs(request, &loaded.cart);
+                if self.count(at, &request.scope, needs).await? || made.is_none() {
+                    let command = self.command_for(at, request).ok_or_else(errors::internal)?;
+                    let warnings = match &command {
+                        CartCommand::Fill { items, .. } => fill_warnings(items),
+                        _ => vec![],
+                    };
+                    made = Some((command, warnings));
+                }
+                let Some((command, _)) = &made else {
+                    return Err(errors::internal());
+                };
                 let decided = tracing::info_span!("decide", from_log)
-                    .in_scope(|| decide(&loaded.cart, &command));
+                    .in_scope(|| decide(&loaded.cart, command));
                 // A cached state may be stale (another instance, or a paid order clearing
                 // the cart, wrote since). A decision that appends is checked by the
                 // version guard; a no-op or a refusal appends nothing, so it is made
@@ -436,12 +562,13 @@ impl App {
             // event takes the next number.
             let version = loaded.version + i64::try_from(events.len()).unwrap_or(i64::MAX);
             let cart = events.iter().fold(loaded.cart, cart_domain::apply);
+            let warnings = made.as_ref().map_or(&[][..], |(_, w)| w.as_slice());
             let after = After {
                 cart: &cart,
                 version,
-                warnings: &warnings,
+                warnings,
             };
-            let body = self
+            let (body, priced_with) = self
                 .command_reply(at, request, &key, after, encoding, mode)
                 .await?;
             if events.is_empty() && ledger_command.is_none() {
@@ -467,6 +594,15 @@ impl App {
                 metadata,
             };
             let cart = append.cart.clone();
+            // A full reply is kept as the get of the new version, once it is written.
+            let seed = priced_with.map(|purchases| Seed {
+                version,
+                cart: cart.clone(),
+                purchases,
+                encoding,
+                warnings_empty: warnings.is_empty(),
+                body: body.as_slice().into(),
+            });
             let result = self.inner.writer.append(append).await;
             if let Some(cache) = &self.inner.cache {
                 match &result {
@@ -485,6 +621,9 @@ impl App {
             match result {
                 Ok(outcome) => {
                     tracing::debug!(version = outcome.version, n_events, "command accepted");
+                    if let Some(seed) = seed.filter(|s| s.version == outcome.version) {
+                        self.seed(at, request, &key, seed);
+                    }
                     return Ok(body);
                 }
                 Err(StoreError::Conflict { .. }) => {
@@ -534,14 +673,60 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(u64::from(attempt.min(8)) * 2 + jitter)
 }
 
+/// A command's full reply, to keep as a get's (`App::seed`).
+struct Seed {
+    version: i64,
+    cart: cart_domain::Cart,
+    /// The counts the reply was priced with.
+    purchases: cart_domain::Purchases,
+    encoding: Encoding,
+    warnings_empty: bool,
+    body: Arc<[u8]>,
+}
+
 /// What one request is decided and priced against: one catalog snapshot and one reading
 /// of the clock, so that a command's facts and its reply's prices never come from two
 /// different catalogs.
 struct Moment {
     catalog: Arc<cart_domain::Catalog>,
+    /// The request's project's version of `catalog` (None: the project has none).
+    catalog_version: Option<i64>,
     now: cart_domain::Timestamp,
-    /// The user's purchases of the request's limited SKUs and redemptions of its code.
+    /// The user's counts read so far for this request: at least those of the request's
+    /// limited SKUs, its code and the promotions they could get.
     purchases: cart_domain::Purchases,
+    /// What `purchases` holds counts of.
+    counted: Needs,
+}
+
+impl Moment {
+    /// What pricing or deciding on `skus` and `codes` needs counted now.
+    fn needs<'c>(
+        &self,
+        project: ProjectId,
+        skus: &[cart_domain::Sku],
+        codes: impl IntoIterator<Item = &'c str>,
+    ) -> Needs {
+        Needs::of(&self.catalog, project, skus, codes, self.now)
+    }
+
+    /// What pricing `cart` needs counted.
+    fn cart_needs(&self, project: ProjectId, cart: &cart_domain::Cart) -> Needs {
+        let skus: Vec<cart_domain::Sku> = cart.lines().iter().map(|l| l.sku.clone()).collect();
+        let code = cart.promo_code().map(|c| c.code.as_str());
+        self.needs(project, &skus, code)
+    }
+
+    /// What deciding `request` on `cart` and pricing the cart after it need counted:
+    /// the request's SKUs and code with the cart's (the cart after a command holds no
+    /// other SKU, and its code is the cart's or the request's).
+    fn decision_needs(&self, request: &Request, cart: &cart_domain::Cart) -> Needs {
+        let (mut skus, code) = request_items(&request.action);
+        skus.extend(cart.lines().iter().map(|l| l.sku.clone()));
+        let codes = code.iter().map(String::as_str);
+        let cart_code = cart.promo_code().map(|c| c.code.as_str());
+        self.needs(request.scope.project, &skus, codes.chain(cart_code))
+    }
 }
 
 /// The SKUs and the promo code a request names (what its decision may need purchases of).

@@ -22,8 +22,9 @@ pub(super) struct After<'a> {
 }
 
 impl App {
-    /// The reply to a command, in the mode it asked for. It is made before the append,
-    /// because the ledger row that commits with the events holds it.
+    /// The reply to a command, in the mode it asked for, with the counts a full reply
+    /// was priced with. It is made before the append, because the ledger row that
+    /// commits with the events holds it.
     pub(super) async fn command_reply(
         &self,
         at: &Moment,
@@ -32,11 +33,11 @@ impl App {
         after: After<'_>,
         encoding: Encoding,
         mode: ReplyMode,
-    ) -> Result<Vec<u8>, ErrorReply> {
+    ) -> Result<(Vec<u8>, Option<cart_domain::Purchases>), ErrorReply> {
         Ok(match mode {
             ReplyMode::Full => {
-                let purchases = self.cart_purchases(at, request, after.cart).await?;
-                self.render(
+                let purchases = self.cart_purchases(at, &request.scope, after.cart).await?;
+                let body = self.render(
                     at,
                     key,
                     after.cart,
@@ -44,9 +45,10 @@ impl App {
                     request,
                     after.warnings,
                     encoding,
-                )
+                );
+                (body, Some(purchases))
             }
-            ReplyMode::Minimal => minimal(key, after.version, after.warnings, encoding),
+            ReplyMode::Minimal => (minimal(key, after.version, after.warnings, encoding), None),
         })
     }
 

@@ -92,6 +92,11 @@ async fn metrics_move_with_requests_conflicts_replays_and_relay_publishes() {
         .await
         .unwrap();
     assert_eq!(again, first);
+    // A get in another currency than the puts' replies: rendered (a miss), then the same
+    // get again, answered from the reply cache (a hit).
+    let eur = || req("obs", Some("c1"), json!({"currency": "EUR"}));
+    let rendered = w.client.json("get", None, eur()).await.unwrap();
+    assert_eq!(w.client.json("get", None, eur()).await.unwrap(), rendered);
     // A refusal: counted with its status and Xsolla code.
     let refusal = w
         .client
@@ -151,6 +156,8 @@ async fn metrics_move_with_requests_conflicts_replays_and_relay_publishes() {
     );
     assert!(grew(&before, &after, "cart_cache_misses_total", &[]) >= 1.0);
     assert!(grew(&before, &after, "cart_cache_hits_total", &[]) >= 1.0);
+    assert!(grew(&before, &after, "cart_reply_cache_misses_total", &[]) >= 1.0);
+    assert!(grew(&before, &after, "cart_reply_cache_hits_total", &[]) >= 1.0);
     // Group commit: at least the two appends that wrote (the conflict's retry included).
     for histogram in [
         "cart_group_commit_batch_size",

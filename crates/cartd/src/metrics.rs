@@ -19,6 +19,8 @@ pub(crate) struct Instruments {
     pub(crate) cache_hits: Counter<u64>,
     pub(crate) cache_misses: Counter<u64>,
     pub(crate) cache_evictions: Counter<u64>,
+    pub(crate) reply_cache_hits: Counter<u64>,
+    pub(crate) reply_cache_misses: Counter<u64>,
     db_unavailable: Counter<u64>,
     orders: Counter<u64>,
     projection_events: Counter<u64>,
@@ -71,6 +73,14 @@ impl Instruments {
             cache_evictions: counter(
                 "cart_cache_evictions",
                 "Cart states dropped from the cache to make room (least recently used)",
+            ),
+            reply_cache_hits: counter(
+                "cart_reply_cache_hits",
+                "Gets answered with a reply rendered before (same version, catalog, view, encoding and counts)",
+            ),
+            reply_cache_misses: counter(
+                "cart_reply_cache_misses",
+                "Gets of an existing cart rendered anew (no reply kept, or the cart, catalog, view, encoding or counts changed)",
             ),
             db_unavailable: counter(
                 "cart_db_unavailable",

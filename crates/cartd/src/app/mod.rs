@@ -261,8 +261,12 @@ impl App {
         if let (Some(version), Some(cached)) = (version, &cached) {
             if cached.serves(version, &variant, at.now) {
                 tracing::debug!(version, "get answered from the reply cache");
+                crate::metrics::get().reply_cache_hits.add(1, &[]);
                 return Ok(cached.body.to_vec());
             }
+        }
+        if replies.is_some() && version.is_some() {
+            crate::metrics::get().reply_cache_misses.add(1, &[]);
         }
         let body = self.render(at, key, &cart, &variant.purchases, request, &[], encoding);
         if let (Some(replies), Some(version)) = (replies, version) {

@@ -11,10 +11,18 @@ use uuid::Uuid;
 use super::{project_id, Append};
 
 /// The projection rows of an append batch, one per stream, never moving a row back.
+///
+/// `updated_at` (the cart expiry's clock, indexed by `cart_projection_by_age`) moves only
+/// when it is over an hour old: an update that leaves every indexed column as it
+/// was is a HOT update (no new index entries, the new row on the same page, kept free
+/// by the table's fillfactor, migration `0015`), and carts expire after days, so an
+/// hour of precision costs nothing (docs/operations.md, "Abandoned carts").
 pub const UPSERT_PROJECTIONS: &str =
     "insert into cart_projection (stream_id, project_id, user_id, cart_id, version, lines) \
      select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[]) \
-     on conflict (stream_id) do update set version = excluded.version, lines = excluded.lines, updated_at = now() \
+     on conflict (stream_id) do update set version = excluded.version, lines = excluded.lines, \
+       updated_at = case when cart_projection.updated_at < now() - interval '1 hour' \
+         then now() else cart_projection.updated_at end \
      where cart_projection.version < excluded.version";
 
 pub(super) async fn upsert_projections(

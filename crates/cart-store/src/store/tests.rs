@@ -1120,3 +1120,5 @@ fn the_projection_keeps_the_promo_code_and_old_rows_read_without_one() {
 }
 
 mod hot;
+
+mod ledger_storage;

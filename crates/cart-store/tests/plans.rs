@@ -375,20 +375,44 @@ async fn batches_planned_each_time_probe_tables_that_were_analyzed_empty() {
 #[tokio::test]
 async fn projection_batches_and_ledger_takebacks_touch_only_their_keys() {
     let (_db, mut conn) = fresh().await;
-    let applied = prepare(&mut conn, "applied", statements::APPLIED_VERSIONS).await;
+    let claim = prepare(&mut conn, "claim", statements::CLAIM_VERSIONS).await;
     let stored = prepare(&mut conn, "stored", statements::STORED_LINES).await;
     let gone = prepare(&mut conn, "gone", statements::GONE_LINES).await;
     let remove = prepare(&mut conn, "remove", statements::LEDGER_REMOVE).await;
     let one = uuids(&[stream(1)]);
     let page = uuids(&(0..500).map(|i| stream(i * 17)).collect::<Vec<_>>());
-    let runs = [&one, &one, &one, &page, &page, &page].map(|a| a.to_string());
-    let with_name = runs.clone().map(|ids| format!("'sku_activity', {ids}"));
-    execute(&mut conn, &applied, &with_name).await;
-    execute(&mut conn, &stored, &runs).await;
+    let versions = |n: usize| format!("'{{{}}}'::bigint[]", vec!["3"; n].join(","));
+    let runs = [
+        (&one, 1),
+        (&one, 1),
+        (&one, 1),
+        (&page, 500),
+        (&page, 500),
+        (&page, 500),
+    ];
+    // The claims write: warmed up under another projection's name, so that the fill
+    // below does not meet their rows.
+    execute(
+        &mut conn,
+        &claim,
+        &runs.map(|(ids, n)| format!("'warm-up', {ids}, {}", versions(n))),
+    )
+    .await;
     let lines = |n: usize| {
         let ids = uuids(&(0..n).map(|i| stream(i * 17)).collect::<Vec<_>>());
         format!("{ids}, '{{{}}}'", vec!["gold"; n].join(","))
     };
+    // Lines of `n` (cart, SKU) pairs and of `cleared` whole carts.
+    let needed = |n: usize, cleared: usize| {
+        let ids = uuids(&(0..cleared).map(|i| stream(i * 17 + 1)).collect::<Vec<_>>());
+        format!("{}, {ids}", lines(n))
+    };
+    execute(
+        &mut conn,
+        &stored,
+        &[(1, 0), (1, 0), (1, 1), (400, 100), (400, 100), (400, 100)].map(|(n, c)| needed(n, c)),
+    )
+    .await;
     execute(&mut conn, &gone, &[1, 1, 1, 200, 200, 200].map(lines)).await;
     let keys = |n: usize| {
         let users: Vec<String> = (0..n).map(|i| format!("user{i}")).collect();
@@ -413,9 +437,17 @@ async fn projection_batches_and_ledger_takebacks_touch_only_their_keys() {
     .await
     .expect("fill the projection tables");
     fill_orders(&mut conn, 50_000).await;
-    let page_args = format!("'sku_activity', {page}");
-    assert_no_scan(&mut conn, &applied, &page_args, "projection_versions", 500).await;
-    assert_no_scan(&mut conn, &stored, &page, "sku_activity_lines", 1_000).await;
+    let page_args = format!("'sku_activity', {page}, {}", versions(500));
+    assert_no_scan(&mut conn, &claim, &page_args, "projection_versions", 500).await;
+    // 400 lines, and two lines of each of 100 carts.
+    assert_no_scan(
+        &mut conn,
+        &stored,
+        &needed(400, 100),
+        "sku_activity_lines",
+        600,
+    )
+    .await;
     assert_no_scan(&mut conn, &gone, &lines(200), "sku_activity_lines", 200).await;
     assert_no_scan(&mut conn, &remove, &keys(2), "processed_commands", 2).await;
 }

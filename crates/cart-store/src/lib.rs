@@ -46,7 +46,7 @@ pub mod statements {
         DUE_ORDERS, EXPIRING, KEYS_OF, KEY_OF, LOAD_ORDER, PROMOTION_USES, PURCHASES, REDEMPTIONS,
     };
     pub use crate::retention::{DROP_PROJECTION, DUE_CARTS, PRUNE_LEDGER};
-    pub use crate::store::{CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM, UPSERT_PROJECTIONS};
+    pub use crate::store::{APPEND_WRITES, CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM};
     pub use crate::subscription::{CLAIM_VERSIONS, GONE_LINES, STORED_LINES};
 
     /// The batch statements the service plans at every execution (sqlx `persistent(false)`:

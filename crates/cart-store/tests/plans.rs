@@ -187,34 +187,41 @@ async fn grouped_gets_read_only_their_carts_whatever_the_table_held_when_prepare
     }
 }
 
-/// The append path: the batch's stream versions, a cart's load, the projection upsert.
+/// The append path: the batch's stream versions, a cart's load, the batch's writes
+/// (events, owners, projection rows in one statement).
 #[tokio::test]
 async fn appends_and_loads_read_only_their_streams_whatever_the_table_held_when_prepared() {
     let (_db, mut conn) = fresh().await;
     let current_versions =
         prepare(&mut conn, "current_versions", statements::CURRENT_VERSIONS).await;
     let load_stream = prepare(&mut conn, "load_stream", statements::LOAD_STREAM).await;
-    let upsert = prepare(&mut conn, "upsert", statements::UPSERT_PROJECTIONS).await;
+    let writes = prepare(&mut conn, "writes", statements::APPEND_WRITES).await;
     let one = uuids(&[stream(1)]);
     let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
     let runs = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
     execute(&mut conn, &current_versions, &runs).await;
     let loads: Vec<String> = (0..6).map(|i| format!("'{}'", stream(i))).collect();
     execute(&mut conn, &load_stream, &loads).await;
-    let upsert_args = |n: usize| {
+    // A new cart's first event, its owner row and its projection row.
+    let writes_args = |n: usize| {
+        let id = stream(1_000_000 + n);
         format!(
-            "array['{}']::uuid[], '{{44056}}', '{{u{n}}}', '{{c}}', '{{{n}}}', array['[]']::jsonb[]",
-            stream(1_000_000 + n)
+            "array['{id}']::uuid[], '{{1}}', array['{}']::uuid[], '{{44056}}', '{{CartOpened}}', '{{1}}', \
+             '{{\"{{}}\"}}', '{{\"{{}}\"}}', \
+             array['{id}']::uuid[], '{{44056}}', '{{u{n}}}', '{{c}}', \
+             array['{id}']::uuid[], '{{44056}}', '{{u{n}}}', '{{c}}', '{{{n}}}', array['[]']::jsonb[]",
+            Uuid::new_v4()
         )
     };
-    let upserts: Vec<String> = (1..=6).map(upsert_args).collect();
-    execute(&mut conn, &upsert, &upserts).await;
+    let writes_runs: Vec<String> = (1..=6).map(writes_args).collect();
+    execute(&mut conn, &writes, &writes_runs).await;
     fill_carts(&mut conn, 10_000).await;
     assert_no_scan(&mut conn, &current_versions, &one, "cart_events", 1).await;
     assert_no_scan(&mut conn, &current_versions, &batch, "cart_events", 256).await;
     let load = format!("'{}'", stream(7));
     assert_no_scan(&mut conn, &load_stream, &load, "cart_events", 5).await;
-    assert_no_scan(&mut conn, &upsert, &upsert_args(7), "cart_projection", 1).await;
+    assert_no_scan(&mut conn, &writes, &writes_args(7), "cart_projection", 1).await;
+    assert_no_scan(&mut conn, &writes, &writes_args(8), "cart_events", 1).await;
 }
 
 /// Paid orders of 1,000 users over 500 SKUs (one unit line each, 100 per SKU), their

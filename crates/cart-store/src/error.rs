@@ -93,6 +93,9 @@ impl InvalidText {
 /// Every database error passes here: invalid text is the caller's, the rest the store's.
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
+        // A session found read-only or broken makes the pool check its connections for
+        // a while (`primary.rs`): the others may be on the same server.
+        crate::primary::note_if_trouble(&error);
         match InvalidText::of(&error) {
             Some(invalid) => StoreError::InvalidText(invalid),
             None => StoreError::Database(error),

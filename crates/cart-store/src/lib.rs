@@ -49,8 +49,8 @@ pub mod statements {
         PURCHASES, REDEMPTIONS,
     };
     pub use crate::retention::{DROP_PROJECTION, DUE_CARTS, PRUNE_LEDGER};
-    pub use crate::store::{CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM, UPSERT_PROJECTIONS};
-    pub use crate::subscription::{APPLIED_VERSIONS, GONE_LINES, STORED_LINES};
+    pub use crate::store::{APPEND_WRITES, CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM};
+    pub use crate::subscription::{CLAIM_VERSIONS, GONE_LINES, STORED_LINES};
 
     /// The batch statements the service plans at every execution (sqlx `persistent(false)`:
     /// an unnamed statement, which PostgreSQL always plans for its parameters, on the
@@ -67,7 +67,7 @@ pub mod statements {
         GROUPED_PURCHASES,
         PURCHASES,
         LEDGER_REMOVE,
-        APPLIED_VERSIONS,
+        CLAIM_VERSIONS,
         STORED_LINES,
         GONE_LINES,
         PRUNE_LEDGER,

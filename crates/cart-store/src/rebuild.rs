@@ -82,6 +82,19 @@ async fn rebuild_locked(
     sqlx::query("create table cart_projection_next (like cart_projection including all)")
         .execute(&mut *writer)
         .await?;
+    // `like ... including all` leaves out the table's storage parameters, among them the
+    // fillfactor that keeps appends' updates HOT (migration 0015): copy them over.
+    sqlx::query(
+        "do $$ declare options text; begin \
+           select array_to_string(reloptions, ', ') into options from pg_class \
+             where oid = 'cart_projection'::regclass; \
+           if options is not null then \
+             execute format('alter table cart_projection_next set (%s)', options); \
+           end if; \
+         end $$",
+    )
+    .execute(&mut *writer)
+    .await?;
 
     let mut reader = PgConnection::connect_with(&pool.connect_options()).await?;
     sqlx::query("begin isolation level repeatable read read only")

@@ -2,6 +2,7 @@
 //! projection's), projection reads, time travel and the global-order reader.
 
 mod projection;
+mod writes;
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,9 +16,9 @@ use crate::feed::{self, Filter, Position, RecordedEvent};
 use crate::ledger::{self, LedgerKey};
 use crate::locks;
 pub use crate::StoreError;
+use projection::cart_from_lines;
 pub(crate) use projection::lines_json;
-pub use projection::UPSERT_PROJECTIONS;
-use projection::{cart_from_lines, upsert_projections};
+pub use writes::APPEND_WRITES;
 
 // Batches of keys are `unnest`ed and each key is looked up in a `lateral` subquery the
 // planner cannot turn into a join (`offset 0`, `limit`): the only plan for a key is then
@@ -384,9 +385,7 @@ pub async fn append_in(
         .filter_map(|(a, o)| o.as_ref().ok().map(|o| (a, o.version)))
         .filter(|(a, _)| !a.events.is_empty())
         .collect();
-    insert_events(&mut *conn, &winners).await?;
-    insert_streams(&mut *conn, &winners).await?;
-    upsert_projections(&mut *conn, &winners).await?;
+    writes::write_winners(&mut *conn, &winners).await?;
     Ok(outcomes)
 }
 
@@ -458,56 +457,6 @@ async fn current_versions(
         .fetch_all(conn)
         .await?;
     Ok(rows.into_iter().collect())
-}
-
-/// One statement for every event of the batch's winners.
-async fn insert_events(
-    conn: &mut PgConnection,
-    winners: &[(&Append<'_>, i64)],
-) -> Result<(), sqlx::Error> {
-    let n: usize = winners.iter().map(|(a, _)| a.events.len()).sum();
-    if n == 0 {
-        return Ok(());
-    }
-    let mut streams = Vec::with_capacity(n);
-    let mut versions = Vec::with_capacity(n);
-    let mut event_ids = Vec::with_capacity(n);
-    let mut projects = Vec::with_capacity(n);
-    let mut types = Vec::with_capacity(n);
-    let mut schema_versions = Vec::with_capacity(n);
-    let mut payloads = Vec::with_capacity(n);
-    let mut metadata = Vec::with_capacity(n);
-    for (append, _) in winners {
-        let meta = append.metadata.to_string();
-        for (i, e) in append.events.iter().enumerate() {
-            let encoded = event::encode(e);
-            streams.push(append.key.stream_id());
-            versions.push(append.expected + 1 + i64::try_from(i).unwrap_or(i64::MAX));
-            event_ids.push(Uuid::now_v7());
-            projects.push(project_id(append.key.project));
-            types.push(encoded.event_type);
-            schema_versions.push(encoded.schema_version);
-            payloads.push(encoded.payload.to_string());
-            metadata.push(meta.clone());
-        }
-    }
-    sqlx::query(
-        "insert into cart_events (stream_id, version, event_id, project_id, event_type, schema_version, payload, metadata) \
-         select s, v, id, pr, t, sv, p::jsonb, m::jsonb \
-         from unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::bigint[], $5::text[], $6::int2[], $7::text[], $8::text[]) \
-           as e(s, v, id, pr, t, sv, p, m)",
-    )
-    .bind(&streams)
-    .bind(&versions)
-    .bind(&event_ids)
-    .bind(&projects)
-    .bind(&types)
-    .bind(&schema_versions)
-    .bind(&payloads)
-    .bind(&metadata)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Each append's outcome, in batch order, so that two appends of one stream chain up:
@@ -592,38 +541,6 @@ async fn remove_commands(
         .filter_map(|&i| ledger_key(&appends[i]))
         .collect();
     ledger::remove(conn, &keys).await
-}
-
-async fn insert_streams(
-    conn: &mut PgConnection,
-    winners: &[(&Append<'_>, i64)],
-) -> Result<(), sqlx::Error> {
-    let new: Vec<&StreamKey> = winners
-        .iter()
-        .filter(|(a, _)| a.expected == 0)
-        .map(|(a, _)| a.key)
-        .collect();
-    if new.is_empty() {
-        return Ok(());
-    }
-    // The events' primary key already decided who created the stream; this row only
-    // records its owner, so a second insert of the same row is harmless.
-    sqlx::query(
-        "insert into cart_streams (stream_id, project_id, user_id, cart_id) \
-         select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) \
-         on conflict (stream_id) do nothing",
-    )
-    .bind(new.iter().map(|k| k.stream_id()).collect::<Vec<_>>())
-    .bind(
-        new.iter()
-            .map(|k| project_id(k.project))
-            .collect::<Vec<_>>(),
-    )
-    .bind(new.iter().map(|k| k.user.as_str()).collect::<Vec<_>>())
-    .bind(new.iter().map(|k| k.cart.as_str()).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

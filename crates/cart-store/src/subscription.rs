@@ -14,13 +14,19 @@ use cart_domain::CartEvent;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::feed::{read_page, Filter, Position, RecordedEvent};
+use crate::feed::{read_page, read_page_without_owners, Filter, Position, RecordedEvent};
 use crate::StoreError;
 
 /// A projection fed from the log.
 pub trait Projection: Send + Sync {
     /// The stable name of the projection: its checkpoint row and version claims.
     fn name(&self) -> &str;
+
+    /// Whether [`Self::apply`] reads the events' `user_id` and `cart_id` (a lookup of
+    /// the streams' owners per batch); without it they are empty.
+    fn owners(&self) -> bool {
+        true
+    }
 
     /// Applies a batch's events, in log order, inside the batch's transaction. Called
     /// only with events the projection has not applied before. A batch at a time, so
@@ -74,21 +80,42 @@ pub async fn save_checkpoint(
 // against `= any($1)` or a join was free to scan the table, as the grouped gets did
 // (ARCHITECTURE.md, "Plans that cannot go stale").
 
-/// The version a projection (`$1`) last applied of each stream of a batch (`$2`).
-pub const APPLIED_VERSIONS: &str = "select s.id, v.version from unnest($2::uuid[]) as s(id) \
-     cross join lateral (select version from projection_versions v \
-       where v.projection = $1 and v.stream_id = s.id offset 0) as v";
+/// A projection's (`$1`) version claims on a batch's streams (`$2`), in one statement:
+/// answers the version it last applied of each stream that has one, as it was before
+/// this statement, and raises each stream's claim to the newest version of the batch
+/// (`$3`, per stream of `$2`) where that is newer. The `applied` part reads the
+/// snapshot before the insert (the parts of a `with` see the same snapshot).
+pub const CLAIM_VERSIONS: &str = "with applied as ( \
+       select s.id, v.version from unnest($2::uuid[]) as s(id) \
+       cross join lateral (select version from projection_versions v \
+         where v.projection = $1 and v.stream_id = s.id offset 0) as v), \
+     claimed as ( \
+       insert into projection_versions (projection, stream_id, version) \
+       select $1, s, v from unnest($2::uuid[], $3::bigint[]) as c(s, v) \
+       on conflict (projection, stream_id) do update set version = excluded.version \
+       where projection_versions.version < excluded.version) \
+     select id, version from applied";
 
-/// The `sku_activity` lines of a batch's carts (`$1`: their stream ids).
-pub const STORED_LINES: &str = "select s.id, l.sku, l.quantity from unnest($1::uuid[]) as s(id) \
-     cross join lateral (select sku, quantity from sku_activity_lines l \
-       where l.stream_id = s.id offset 0) as l";
+/// The `sku_activity` lines a batch needs: `($1 stream, $2 sku)` one line each (the
+/// SKUs its events set or remove), and every line of the carts `$3` (those it clears).
+pub const STORED_LINES: &str =
+    "select k.s, l.sku, l.quantity from unnest($1::uuid[], $2::text[]) as k(s, sku) \
+       cross join lateral (select sku, quantity from sku_activity_lines l \
+         where l.stream_id = k.s and l.sku = k.sku offset 0) as l \
+     union all \
+     select c.s, l.sku, l.quantity from unnest($3::uuid[]) as c(s) \
+       cross join lateral (select sku, quantity from sku_activity_lines l \
+         where l.stream_id = c.s offset 0) as l";
 
 /// Deletes the `sku_activity` lines `($1 stream, $2 sku)` by their row ids.
 pub const GONE_LINES: &str = "delete from sku_activity_lines where ctid = any(array( \
        select l.ctid from unnest($1::uuid[], $2::text[]) as d(s, k) \
        cross join lateral (select ctid from sku_activity_lines l \
          where l.stream_id = d.s and l.sku = d.k offset 0) as l))";
+
+/// A projection's checkpoint, its row locked until the batch ends (`$1`: the name).
+const LOCK_CHECKPOINT: &str = "select tx_id::text as tx_id, global_position from feed_checkpoints \
+     where name = $1 for update";
 
 /// Claims a batch's events for a projection: keeps those newer than anything the
 /// projection applied to their stream (earlier events of the batch included), records
@@ -98,18 +125,21 @@ pub async fn claim<'e>(
     projection: &str,
     events: &'e [RecordedEvent],
 ) -> Result<Vec<&'e RecordedEvent>, StoreError> {
-    let mut streams: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
-    streams.sort_unstable();
-    streams.dedup();
-    let applied: HashMap<Uuid, i64> = sqlx::query_as(APPLIED_VERSIONS)
-        .persistent(crate::statements::prepared(APPLIED_VERSIONS))
+    let mut newest_in_batch: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for event in events {
+        let newest = newest_in_batch.entry(event.stream_id).or_insert(0);
+        *newest = (*newest).max(event.version);
+    }
+    let applied: HashMap<Uuid, i64> = sqlx::query_as(CLAIM_VERSIONS)
+        .persistent(crate::statements::prepared(CLAIM_VERSIONS))
         .bind(projection)
-        .bind(&streams)
+        .bind(newest_in_batch.keys().copied().collect::<Vec<_>>())
+        .bind(newest_in_batch.values().copied().collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
         .collect();
-    let mut newest = applied.clone();
+    let mut newest = applied;
     let mut claimed = Vec::with_capacity(events.len());
     for event in events {
         let last = newest.entry(event.stream_id).or_insert(0);
@@ -118,24 +148,40 @@ pub async fn claim<'e>(
             claimed.push(event);
         }
     }
-    let moved: Vec<(Uuid, i64)> = newest
-        .into_iter()
-        .filter(|(id, v)| applied.get(id) != Some(v))
-        .collect();
-    if !moved.is_empty() {
-        sqlx::query(
-            "insert into projection_versions (projection, stream_id, version) \
-             select $1, s, v from unnest($2::uuid[], $3::bigint[]) as c(s, v) \
-             on conflict (projection, stream_id) do update set version = excluded.version \
-             where projection_versions.version < excluded.version",
-        )
-        .bind(projection)
-        .bind(moved.iter().map(|m| m.0).collect::<Vec<_>>())
-        .bind(moved.iter().map(|m| m.1).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
-    }
     Ok(claimed)
+}
+
+async fn locked_row(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<Option<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(LOCK_CHECKPOINT)
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Locks a projection's checkpoint row (made on its first batch) and reads it: the row
+/// lock makes concurrent runners of one projection take turns.
+async fn lock_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Position, StoreError> {
+    let row = match locked_row(&mut *conn, name).await? {
+        Some(row) => row,
+        None => {
+            sqlx::query(
+                "insert into feed_checkpoints (name) values ($1) on conflict (name) do nothing",
+            )
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+            locked_row(&mut *conn, name).await?.ok_or_else(|| {
+                StoreError::Invalid(format!("the checkpoint row of {name} is gone"))
+            })?
+        }
+    };
+    Ok(Position {
+        tx_id: row.0.parse().unwrap_or(u64::MAX),
+        global_position: row.1,
+    })
 }
 
 /// Applies the next batch of at most about `limit` events; returns how many events the
@@ -146,17 +192,12 @@ pub async fn run_batch<P: Projection>(
     limit: i64,
 ) -> Result<usize, StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("insert into feed_checkpoints (name) values ($1) on conflict (name) do nothing")
-        .bind(projection.name())
-        .execute(&mut *tx)
-        .await?;
-    // The row lock makes concurrent runners of one projection take turns.
-    sqlx::query("select 1 from feed_checkpoints where name = $1 for update")
-        .bind(projection.name())
-        .execute(&mut *tx)
-        .await?;
-    let after = checkpoint(&mut tx, projection.name()).await?;
-    let events = read_page(&mut tx, after, limit, &Filter::default()).await?;
+    let after = lock_checkpoint(&mut tx, projection.name()).await?;
+    let events = if projection.owners() {
+        read_page(&mut tx, after, limit, &Filter::default()).await?
+    } else {
+        read_page_without_owners(&mut tx, after, limit, &Filter::default()).await?
+    };
     let Some(last) = events.last().map(|e| e.position) else {
         tx.rollback().await?;
         return Ok(0);
@@ -188,19 +229,37 @@ impl Projection for SkuActivity {
         Self::NAME
     }
 
+    fn owners(&self) -> bool {
+        false
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), StoreError> {
-        let mut streams: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
-        streams.sort_unstable();
-        streams.dedup();
-        // The lines of the batch's carts as stored, changed in memory event by event,
-        // then written back with the per-SKU totals: a few statements per batch.
+        // The stored lines the batch's events need, changed in memory event by event,
+        // then written back with the per-SKU totals: a few statements per batch. A set
+        // or a removal needs its own line only; a clear needs the cart's every line.
+        let cleared: BTreeSet<Uuid> = events
+            .iter()
+            .filter(|e| matches!(e.event, CartEvent::CartCleared { .. }))
+            .map(|e| e.stream_id)
+            .collect();
+        let mut needed: BTreeSet<(Uuid, &str)> = BTreeSet::new();
+        for event in events.iter().filter(|e| !cleared.contains(&e.stream_id)) {
+            match &event.event {
+                CartEvent::ItemQuantitySet { sku, .. } | CartEvent::ItemRemoved { sku } => {
+                    needed.insert((event.stream_id, sku.as_str()));
+                }
+                _ => {}
+            }
+        }
         let stored: Vec<(Uuid, String, i64)> = sqlx::query_as(STORED_LINES)
             .persistent(crate::statements::prepared(STORED_LINES))
-            .bind(&streams)
+            .bind(needed.iter().map(|n| n.0).collect::<Vec<_>>())
+            .bind(needed.iter().map(|n| n.1).collect::<Vec<_>>())
+            .bind(cleared.iter().copied().collect::<Vec<_>>())
             .fetch_all(&mut *conn)
             .await?;
         let mut lines: HashMap<Uuid, BTreeMap<String, i64>> = HashMap::new();

@@ -189,34 +189,41 @@ async fn grouped_gets_read_only_their_carts_whatever_the_table_held_when_prepare
     }
 }
 
-/// The append path: the batch's stream versions, a cart's load, the projection upsert.
+/// The append path: the batch's stream versions, a cart's load, the batch's writes
+/// (events, owners, projection rows in one statement).
 #[tokio::test]
 async fn appends_and_loads_read_only_their_streams_whatever_the_table_held_when_prepared() {
     let (_db, mut conn) = fresh().await;
     let current_versions =
         prepare(&mut conn, "current_versions", statements::CURRENT_VERSIONS).await;
     let load_stream = prepare(&mut conn, "load_stream", statements::LOAD_STREAM).await;
-    let upsert = prepare(&mut conn, "upsert", statements::UPSERT_PROJECTIONS).await;
+    let writes = prepare(&mut conn, "writes", statements::APPEND_WRITES).await;
     let one = uuids(&[stream(1)]);
     let batch = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
     let runs = [&one, &one, &one, &batch, &batch, &batch].map(|a| a.to_string());
     execute(&mut conn, &current_versions, &runs).await;
     let loads: Vec<String> = (0..6).map(|i| format!("'{}'", stream(i))).collect();
     execute(&mut conn, &load_stream, &loads).await;
-    let upsert_args = |n: usize| {
+    // A new cart's first event, its owner row and its projection row.
+    let writes_args = |n: usize| {
+        let id = stream(1_000_000 + n);
         format!(
-            "array['{}']::uuid[], '{{44056}}', '{{u{n}}}', '{{c}}', '{{{n}}}', array['[]']::jsonb[]",
-            stream(1_000_000 + n)
+            "array['{id}']::uuid[], '{{1}}', array['{}']::uuid[], '{{44056}}', '{{CartOpened}}', '{{1}}', \
+             '{{\"{{}}\"}}', '{{\"{{}}\"}}', \
+             array['{id}']::uuid[], '{{44056}}', '{{u{n}}}', '{{c}}', \
+             array['{id}']::uuid[], '{{44056}}', '{{u{n}}}', '{{c}}', '{{{n}}}', array['[]']::jsonb[]",
+            Uuid::new_v4()
         )
     };
-    let upserts: Vec<String> = (1..=6).map(upsert_args).collect();
-    execute(&mut conn, &upsert, &upserts).await;
+    let writes_runs: Vec<String> = (1..=6).map(writes_args).collect();
+    execute(&mut conn, &writes, &writes_runs).await;
     fill_carts(&mut conn, 10_000).await;
     assert_no_scan(&mut conn, &current_versions, &one, "cart_events", 1).await;
     assert_no_scan(&mut conn, &current_versions, &batch, "cart_events", 256).await;
     let load = format!("'{}'", stream(7));
     assert_no_scan(&mut conn, &load_stream, &load, "cart_events", 5).await;
-    assert_no_scan(&mut conn, &upsert, &upsert_args(7), "cart_projection", 1).await;
+    assert_no_scan(&mut conn, &writes, &writes_args(7), "cart_projection", 1).await;
+    assert_no_scan(&mut conn, &writes, &writes_args(8), "cart_events", 1).await;
 }
 
 /// Paid orders of 1,000 users over 500 SKUs (one unit line each, 100 per SKU), their
@@ -378,20 +385,44 @@ async fn batches_planned_each_time_probe_tables_that_were_analyzed_empty() {
 #[tokio::test]
 async fn projection_batches_and_ledger_takebacks_touch_only_their_keys() {
     let (_db, mut conn) = fresh().await;
-    let applied = prepare(&mut conn, "applied", statements::APPLIED_VERSIONS).await;
+    let claim = prepare(&mut conn, "claim", statements::CLAIM_VERSIONS).await;
     let stored = prepare(&mut conn, "stored", statements::STORED_LINES).await;
     let gone = prepare(&mut conn, "gone", statements::GONE_LINES).await;
     let remove = prepare(&mut conn, "remove", statements::LEDGER_REMOVE).await;
     let one = uuids(&[stream(1)]);
     let page = uuids(&(0..500).map(|i| stream(i * 17)).collect::<Vec<_>>());
-    let runs = [&one, &one, &one, &page, &page, &page].map(|a| a.to_string());
-    let with_name = runs.clone().map(|ids| format!("'sku_activity', {ids}"));
-    execute(&mut conn, &applied, &with_name).await;
-    execute(&mut conn, &stored, &runs).await;
+    let versions = |n: usize| format!("'{{{}}}'::bigint[]", vec!["3"; n].join(","));
+    let runs = [
+        (&one, 1),
+        (&one, 1),
+        (&one, 1),
+        (&page, 500),
+        (&page, 500),
+        (&page, 500),
+    ];
+    // The claims write: warmed up under another projection's name, so that the fill
+    // below does not meet their rows.
+    execute(
+        &mut conn,
+        &claim,
+        &runs.map(|(ids, n)| format!("'warm-up', {ids}, {}", versions(n))),
+    )
+    .await;
     let lines = |n: usize| {
         let ids = uuids(&(0..n).map(|i| stream(i * 17)).collect::<Vec<_>>());
         format!("{ids}, '{{{}}}'", vec!["gold"; n].join(","))
     };
+    // Lines of `n` (cart, SKU) pairs and of `cleared` whole carts.
+    let needed = |n: usize, cleared: usize| {
+        let ids = uuids(&(0..cleared).map(|i| stream(i * 17 + 1)).collect::<Vec<_>>());
+        format!("{}, {ids}", lines(n))
+    };
+    execute(
+        &mut conn,
+        &stored,
+        &[(1, 0), (1, 0), (1, 1), (400, 100), (400, 100), (400, 100)].map(|(n, c)| needed(n, c)),
+    )
+    .await;
     execute(&mut conn, &gone, &[1, 1, 1, 200, 200, 200].map(lines)).await;
     let keys = |n: usize| {
         let users: Vec<String> = (0..n).map(|i| format!("user{i}")).collect();
@@ -416,9 +447,17 @@ async fn projection_batches_and_ledger_takebacks_touch_only_their_keys() {
     .await
     .expect("fill the projection tables");
     fill_orders(&mut conn, 50_000).await;
-    let page_args = format!("'sku_activity', {page}");
-    assert_no_scan(&mut conn, &applied, &page_args, "projection_versions", 500).await;
-    assert_no_scan(&mut conn, &stored, &page, "sku_activity_lines", 1_000).await;
+    let page_args = format!("'sku_activity', {page}, {}", versions(500));
+    assert_no_scan(&mut conn, &claim, &page_args, "projection_versions", 500).await;
+    // 400 lines, and two lines of each of 100 carts.
+    assert_no_scan(
+        &mut conn,
+        &stored,
+        &needed(400, 100),
+        "sku_activity_lines",
+        600,
+    )
+    .await;
     assert_no_scan(&mut conn, &gone, &lines(200), "sku_activity_lines", 200).await;
     assert_no_scan(&mut conn, &remove, &keys(2), "processed_commands", 2).await;
 }

@@ -1,66 +1,8 @@
 //! The cart projection row (`cart_projection`): what an append writes of the cart
-//! after it, and how a row reads back as a cart.
-
-use std::collections::HashMap;
+//! after it (`lines_json`, written by `writes.rs`), and how a row reads back as a cart.
 
 use cart_domain::{Cart, CartEvent};
 use cart_proto::event::{self, DecodeError};
-use sqlx::PgConnection;
-use uuid::Uuid;
-
-use super::{project_id, Append};
-
-/// The projection rows of an append batch, one per stream, never moving a row back.
-pub const UPSERT_PROJECTIONS: &str =
-    "insert into cart_projection (stream_id, project_id, user_id, cart_id, version, lines) \
-     select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[]) \
-     on conflict (stream_id) do update set version = excluded.version, lines = excluded.lines, updated_at = now() \
-     where cart_projection.version < excluded.version";
-
-pub(super) async fn upsert_projections(
-    conn: &mut PgConnection,
-    winners: &[(&Append<'_>, i64)],
-) -> Result<(), sqlx::Error> {
-    // One row per stream, the latest: an upsert may not touch a row twice.
-    let mut latest: HashMap<Uuid, (&Append<'_>, i64)> = Default::default();
-    for &(a, version) in winners {
-        let entry = latest.entry(a.key.stream_id()).or_insert((a, version));
-        if version > entry.1 {
-            *entry = (a, version);
-        }
-    }
-    if latest.is_empty() {
-        return Ok(());
-    }
-    let mut rows: Vec<_> = latest.into_iter().collect();
-    rows.sort_by_key(|(id, _)| *id);
-    sqlx::query(UPSERT_PROJECTIONS)
-        .bind(rows.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|(_, (a, _))| project_id(a.key.project))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|(_, (a, _))| a.key.user.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|(_, (a, _))| a.key.cart.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|(_, (_, v))| *v).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|(_, (a, _))| lines_json(a.cart))
-                .collect::<Vec<_>>(),
-        )
-        .execute(conn)
-        .await?;
-    Ok(())
-}
 
 /// The projected cart: its lines `{sku, quantity}`, then, when the cart has a promo code,
 /// one element `{"promo_code": {code, selected_unit_items}}` (the payload of

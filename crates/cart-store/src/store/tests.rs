@@ -1118,3 +1118,7 @@ fn the_projection_keeps_the_promo_code_and_old_rows_read_without_one() {
     assert_eq!(read.promo_code(), None);
     assert_eq!(read.lines(), cart.lines());
 }
+
+mod hot;
+
+mod ledger_storage;

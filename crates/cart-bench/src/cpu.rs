@@ -101,6 +101,31 @@ impl Sample {
 }
 
 /// Busy ticks of all cores (everything but idle and iowait), and the number of cores.
+/// Waits until the machine is nearly idle (under `idle_percent` busy over half a
+/// second), at most `max`; returns how long it waited and the last busy share seen. The
+/// service's background work (relay, projections) and PostgreSQL's (autovacuum, the
+/// checkpoint) catching up on an earlier phase's writes would otherwise be measured as
+/// the cost and the latency of the next one.
+pub async fn settle(idle_percent: f64, max: std::time::Duration) -> (std::time::Duration, f64) {
+    let started = std::time::Instant::now();
+    let mut busy = 100.0;
+    while started.elapsed() < max {
+        let Some((a, cores)) = machine_ticks() else {
+            break;
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let Some((b, _)) = machine_ticks() else {
+            break;
+        };
+        let capacity = TICKS_PER_SEC * 0.5 * cores.max(1) as f64;
+        busy = b.saturating_sub(a) as f64 / capacity * 100.0;
+        if busy < idle_percent {
+            break;
+        }
+    }
+    (started.elapsed(), busy)
+}
+
 fn machine_ticks() -> Option<(u64, usize)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let total = stat.lines().next()?;

@@ -55,7 +55,7 @@ pub struct Config {
 
     /// Bytes of rendered get replies this instance keeps, to answer a get of an
     /// unchanged cart with a copy (least recently used go first); 0 renders every get.
-    #[arg(long, env = "CART_CACHE_REPLY_BYTES", default_value_t = 32 << 20)]
+    #[arg(long, env = "CART_CACHE_REPLY_BYTES", default_value_t = 8 << 20)]
     pub cache_reply_bytes: usize,
 
     /// Most commands written in one transaction (group commit).

@@ -177,6 +177,13 @@ impl Bench<'_> {
             return None;
         }
         let target = commands_per_sec / 2.0;
+        // Latency at half load, not while the relay, the projections and autovacuum
+        // catch up on the full-speed phases before it.
+        let (waited, busy) = cpu::settle(15.0, Duration::from_secs(60)).await;
+        progress(&format!(
+            "half load: waited {:.1} s for the machine to settle ({busy:.0} % busy)",
+            waited.as_secs_f64()
+        ));
         progress(&format!("phase: half load, {target:.0} commands/s paced"));
         let mix = self.commands_mix.clone();
         let before = cpu::sample(self.args.pid);

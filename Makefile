@@ -215,6 +215,9 @@ BENCH_DATABASE_URL ?= $(shell sed -E 's#^([a-z]+://[^/?]*)(/[^?]*)?#\1/cart_benc
 BENCH_PREFIX ?= cart.bench
 BENCH_SERVICE ?= cart-bench
 BENCH_BIN = $(or $(CARGO_TARGET_DIR),target)/release
+# The cartd `make bench` loads: another build's binary measures that build with this
+# bench (BENCHMARKS.md, issue 17, "Before and after, interleaved").
+BENCH_CARTD ?= $(BENCH_BIN)/cartd
 BENCH_OUT ?= $(or $(CARGO_TARGET_DIR),target)/bench
 bench: services
 	$(CARGO) build --release -p cartd -p cart-bench --bins
@@ -223,7 +226,7 @@ bench: services
 	RUST_LOG=warn DATABASE_URL='$(BENCH_DATABASE_URL)' CART_CATALOG='$(CATALOG)' \
 	CART_SUBJECT_PREFIX='$(BENCH_PREFIX)' CART_SERVICE_NAME='$(BENCH_SERVICE)' \
 	CART_EVENTS_STREAM=CART_BENCH_EVENTS CART_EVENTS_MAX_AGE_SECS=3600 \
-		'$(BENCH_BIN)/cartd' $(BENCH_CARTD_ARGS) >'$(BENCH_OUT)/cartd.log' 2>&1 & \
+		'$(BENCH_CARTD)' $(BENCH_CARTD_ARGS) >'$(BENCH_OUT)/cartd.log' 2>&1 & \
 	cartd=$$!; \
 	trap 'kill $$cartd 2>/dev/null || true; \
 		(sleep 30; kill -KILL $$cartd 2>/dev/null) >/dev/null 2>&1 & \

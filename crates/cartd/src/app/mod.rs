@@ -270,15 +270,13 @@ impl App {
         }
         let body = self.render(at, key, &cart, &variant.purchases, request, &[], encoding);
         if let (Some(replies), Some(version)) = (replies, version) {
-            let until = rendered::valid_until(&at.catalog, key.project, &cart, at.now);
-            let rendered = Rendered {
-                version,
-                cart,
-                variant: Arc::new(variant),
-                until,
-                body: body.as_slice().into(),
-            };
-            replies.put(stream_id, rendered);
+            keep(
+                replies,
+                at,
+                key,
+                (version, cart, variant),
+                body.as_slice().into(),
+            );
         }
         Ok(body)
     }
@@ -293,21 +291,14 @@ impl App {
         if !seed.warnings_empty || matches!(request.action, Action::RedeemPromoCode { .. }) {
             return;
         }
-        let until = rendered::valid_until(&at.catalog, key.project, &seed.cart, at.now);
         let variant = Variant {
             catalog_version: at.catalog_version,
             view: request.view.clone(),
             encoding: seed.encoding,
             purchases: seed.purchases,
         };
-        let rendered = Rendered {
-            version: seed.version,
-            cart: Arc::new(seed.cart),
-            variant: Arc::new(variant),
-            until,
-            body: seed.body,
-        };
-        replies.put(key.stream_id(), rendered);
+        let cart = Arc::new(seed.cart);
+        keep(replies, at, key, (seed.version, cart, variant), seed.body);
     }
 
     /// The rewards and verify queries: they read the catalog, not the cart. The user's
@@ -675,6 +666,26 @@ fn endpoint_of(action: &Action) -> Endpoint {
 fn backoff(attempt: u32) -> Duration {
     let jitter = u64::from(Uuid::new_v4().as_bytes()[0] % 8);
     Duration::from_millis(u64::from(attempt.min(8)) * 2 + jitter)
+}
+
+/// Keeps `body` as the get of `cart` at `version` with `variant`, valid until the next
+/// time its pricing could change (`rendered::valid_until`).
+fn keep(
+    replies: &ReplyCache,
+    at: &Moment,
+    key: &StreamKey,
+    (version, cart, variant): (i64, Arc<cart_domain::Cart>, Variant),
+    body: Arc<[u8]>,
+) {
+    let until = rendered::valid_until(&at.catalog, key.project, &cart, at.now);
+    let rendered = Rendered {
+        version,
+        cart,
+        variant: Arc::new(variant),
+        until,
+        body,
+    };
+    replies.put(key.stream_id(), rendered);
 }
 
 /// A command's full reply, to keep as a get's (`App::seed`).

@@ -2,50 +2,13 @@
 //! `order_events`, opened for every reader while the key lives, erased for every reader
 //! after `erase_user`, and the log still folds and exports.
 
+use super::export::export_everything;
 use super::*;
 use crate::erasure::{erase_user, ErasureReport};
-use crate::export::{export_logs, Format, LogPosition, Logs, Start, Stored};
-use crate::feed::Log;
-use crate::Filter;
+use crate::export::{Logs, Stored};
 
 const SECRET: &str = "ann@example.org";
 const REASON: &str = "chargeback by Ann Smith";
-
-/// The export of both logs once it holds `lines` events: the read barrier may hold
-/// back the latest transactions while another database's transaction is open.
-async fn export_all(pool: &sqlx::PgPool, lines: usize) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = export_once(pool).await;
-        if out.lines().count() >= lines || std::time::Instant::now() > deadline {
-            return out;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn export_once(pool: &sqlx::PgPool) -> String {
-    let mut out = Vec::new();
-    export_logs(
-        pool,
-        Logs::All,
-        &Start::AfterEvent(LogPosition {
-            log: Log::Orders,
-            position: crate::Position::default(),
-        }),
-        &Filter::default(),
-        (
-            Format::JsonLines,
-            cart_proto::view::AmountFormat::default(),
-            Stored::Include,
-        ),
-        &mut out,
-        |_| {},
-    )
-    .await
-    .unwrap();
-    String::from_utf8(out).unwrap()
-}
 
 async fn raw_log(pool: &sqlx::PgPool) -> String {
     let rows: Vec<String> = sqlx::query_scalar("select payload::text from order_events")
@@ -102,7 +65,7 @@ async fn erasure_shreds_a_users_sealed_fields_and_leaves_the_log_folding_and_exp
         Some(r#"{"email":"ann-ann@example.org"}"#)
     );
     assert_eq!(order.cancel_reason(), Some("ann: chargeback by Ann Smith"));
-    let before = export_all(&pool, 6).await;
+    let before = export_everything(&pool, Logs::All, Stored::Include).await;
     assert_eq!(before.lines().count(), 6, "{before}");
     assert!(before.contains("ann-ann@example.org") && before.contains("ann: chargeback"));
 
@@ -124,7 +87,7 @@ async fn erasure_shreds_a_users_sealed_fields_and_leaves_the_log_folding_and_exp
     assert_eq!(order.details().unwrap().custom_parameters, None);
     assert_eq!(order.cancel_reason(), Some("erased"));
     // Nothing of Ann's in the export; Bob's untouched.
-    let after = export_all(&pool, 6).await;
+    let after = export_everything(&pool, Logs::All, Stored::Include).await;
     assert_eq!(after.lines().count(), before.lines().count());
     assert!(!after.contains("ann-ann@example.org") && !after.contains("ann: chargeback"));
     assert!(

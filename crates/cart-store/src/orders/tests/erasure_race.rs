@@ -4,11 +4,10 @@
 //! every sealed event the erasure reported unreadable is unreadable. An event sealed
 //! after the erasure (under a key made after it) is a later order's data and may be read.
 
+use super::export::export_everything;
 use super::*;
 use crate::erasure::erase_user;
-use crate::export::{export_logs, Format, LogPosition, Logs, Start, Stored};
-use crate::feed::Log;
-use crate::Filter;
+use crate::export::{Logs, Stored};
 
 const ROUNDS: u32 = 50;
 
@@ -106,43 +105,8 @@ async fn an_erasure_racing_the_users_checkout_payment_and_refund_leaves_what_it_
         let racing = usize::try_from(report.sealed_events.saturating_sub(prior)).unwrap();
         came_after[racing.min(2)] += 1;
     }
-    // The log still exports, with every event in it.
-    let events: i64 = sqlx::query_scalar(
-        "select (select count(*) from order_events) + (select count(*) from cart_events)",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut out = Vec::new();
-        let exported = export_logs(
-            &pool,
-            Logs::All,
-            &Start::AfterEvent(LogPosition {
-                log: Log::Orders,
-                position: crate::Position::default(),
-            }),
-            &Filter::default(),
-            (
-                Format::JsonLines,
-                cart_proto::view::AmountFormat::default(),
-                Stored::Include,
-            ),
-            &mut out,
-            |_| {},
-        )
-        .await
-        .unwrap();
-        if i64::try_from(exported.events).unwrap() == events {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{exported:?} of {events}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The log still exports, with every event in it (stored forms included).
+    export_everything(&pool, Logs::All, Stored::Include).await;
     // Which interleavings the rounds met (the delays spread them).
     eprintln!("erasures after 0, 1 and 2 of the racing order's sealed events: {came_after:?}");
 }

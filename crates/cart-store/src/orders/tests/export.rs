@@ -26,31 +26,49 @@ fn placed(line: &serde_json::Value) -> (String, LogPosition) {
     )
 }
 
-/// The JSON lines of an export, parsed.
-async fn export_lines(
-    pool: &sqlx::PgPool,
-    (logs, start, filter): (Logs, &Start, &Filter),
-    stored: Stored,
-) -> (Vec<serde_json::Value>, crate::export::ExportedLogs) {
-    let mut out = Vec::new();
-    let amounts = cart_proto::view::AmountFormat::default();
-    let exported = export_logs(
-        pool,
-        logs,
-        start,
-        filter,
-        (Format::JsonLines, amounts, stored),
-        &mut out,
-        |_| {},
-    )
-    .await
-    .unwrap();
-    let lines = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (lines, exported)
+/// The JSON Lines export of `logs` once it holds every event of the database (the read barrier
+/// may hold the latest transactions back while another database's transaction is open).
+pub(super) async fn export_everything(pool: &sqlx::PgPool, logs: Logs, stored: Stored) -> String {
+    let sql = match logs {
+        Logs::Orders => "select count(*) from order_events",
+        Logs::Carts => "select count(*) from cart_events",
+        Logs::All => {
+            "select (select count(*) from cart_events) + (select count(*) from order_events)"
+        }
+    };
+    let want: i64 = sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
+    let start = match logs {
+        Logs::All => Start::AfterEvent(LogPosition {
+            log: Log::Orders,
+            position: crate::Position::default(),
+        }),
+        _ => Start::After(crate::Position::default()),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut out = Vec::new();
+        let amounts = cart_proto::view::AmountFormat::default();
+        let filter = Filter::default();
+        let exported = export_logs(
+            pool,
+            logs,
+            &start,
+            &filter,
+            (Format::JsonLines, amounts, stored),
+            &mut out,
+            |_| {},
+        )
+        .await
+        .unwrap();
+        if i64::try_from(exported.events).unwrap() == want {
+            return String::from_utf8(out).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{exported:?} of {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn export_json(
@@ -59,13 +77,48 @@ async fn export_json(
     start: &Start,
     filter: &Filter,
 ) -> (Vec<(String, LogPosition)>, LogPosition) {
-    let (lines, exported) = export_lines(pool, (logs, start, filter), Stored::Omit).await;
-    let lines: Vec<_> = lines.iter().map(placed).collect();
+    let mut out = Vec::new();
+    let amounts = cart_proto::view::AmountFormat::default();
+    let exported = export_logs(
+        pool,
+        logs,
+        start,
+        filter,
+        (Format::JsonLines, amounts, Stored::Omit),
+        &mut out,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let lines: Vec<_> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| placed(&serde_json::from_str(l).unwrap()))
+        .collect();
     assert_eq!(exported.events, lines.len() as u64);
     if let Some((_, last)) = lines.last() {
         assert_eq!(exported.last, *last, "resume from the last line written");
     }
     (lines, exported.last)
+}
+
+/// Ann's cart of one sword, then her order of it.
+async fn ann_checks_out(
+    store: &OrderStore,
+    carts: &EventStore,
+    catalog: &cart_domain::Catalog,
+) -> Created {
+    stored_cart(carts, "ann", "c", &[("sword", 1)], None).await;
+    let key = StreamKey::new(project(), user("ann"), CartId::parse("c").unwrap());
+    let cart = carts.load(&key).await.unwrap().cart;
+    created(
+        checkout(
+            store,
+            catalog,
+            request("ann", Some("c"), snapshot(catalog, &cart)),
+        )
+        .await,
+    )
 }
 
 fn types(lines: &[(String, LogPosition)]) -> Vec<&str> {
@@ -80,17 +133,7 @@ async fn a_combined_export_interleaves_both_logs_by_transaction_orders_first() {
     let catalog = catalog();
     // Ann's cart, her order and its payment (which clears the cart in its transaction),
     // then Bob's cart: five transactions, one after the other.
-    stored_cart(&carts, "ann", "c", &[("sword", 1)], None).await;
-    let key = StreamKey::new(project(), user("ann"), CartId::parse("c").unwrap());
-    let cart = carts.load(&key).await.unwrap().cart;
-    let c = created(
-        checkout(
-            &store,
-            &catalog,
-            request("ann", Some("c"), snapshot(&catalog, &cart)),
-        )
-        .await,
-    );
+    let c = ann_checks_out(&store, &carts, &catalog).await;
     store
         .confirm_payment(&catalog, payment(c.order_id, "5", "inv-1"))
         .await
@@ -271,41 +314,15 @@ async fn order_lines_carry_the_stored_event_only_in_a_backup() {
     let store = OrderStore::new(pool.clone());
     let carts = EventStore::new(pool.clone());
     let catalog = catalog();
-    stored_cart(&carts, "ann", "c", &[("sword", 1)], None).await;
-    let key = StreamKey::new(project(), user("ann"), CartId::parse("c").unwrap());
-    let cart = carts.load(&key).await.unwrap().cart;
-    let c = created(
-        checkout(
-            &store,
-            &catalog,
-            request("ann", Some("c"), snapshot(&catalog, &cart)),
-        )
-        .await,
-    );
+    let c = ann_checks_out(&store, &carts, &catalog).await;
     let token = c.token;
-    let everything = Start::AfterEvent(LogPosition {
-        log: Log::Orders,
-        position: crate::Position::default(),
-    });
-    let scope = (Logs::All, &everything, &Filter::default());
-    // The read barrier holds back what commits while another transaction of the server
-    // (another test's) is open: export until both hold every event.
-    let events: i64 = sqlx::query_scalar(
-        "select (select count(*) from order_events) + (select count(*) from cart_events)",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (analytics, backup) = loop {
-        let (analytics, _) = export_lines(&pool, scope, Stored::Omit).await;
-        let (backup, _) = export_lines(&pool, scope, Stored::Include).await;
-        let whole = |lines: &[serde_json::Value]| lines.len() as i64 == events;
-        if (whole(&analytics) && whole(&backup)) || Instant::now() > deadline {
-            break (analytics, backup);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let parse = |text: String| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     };
+    let analytics = parse(export_everything(&pool, Logs::All, Stored::Omit).await);
+    let backup = parse(export_everything(&pool, Logs::All, Stored::Include).await);
     assert_eq!(analytics.len(), backup.len());
     let mut orders = 0;
     for (plain, mut full) in analytics.into_iter().zip(backup) {

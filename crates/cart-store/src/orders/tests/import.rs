@@ -4,54 +4,12 @@
 //! purchases, notifies only what is still owed and exports the same events again;
 //! refusals write nothing.
 
+use super::export::export_everything;
 use super::*;
 use crate::erasure::erase_user;
-use crate::export::{export_logs, Format, LogPosition, Logs, Start, Stored};
-use crate::feed::Log;
+use crate::export::{Logs, Stored};
 use crate::import::{parse_line, Import, ImportReport, ImportedLine};
-use crate::{rebuild_projection, Filter};
-
-/// The export of `logs` once it holds every event of the database (the read barrier
-/// may hold the latest transactions back while another database's transaction is open).
-async fn export_everything(pool: &sqlx::PgPool, logs: Logs) -> String {
-    let sql = match logs {
-        Logs::Orders => "select count(*) from order_events",
-        _ => "select (select count(*) from cart_events) + (select count(*) from order_events)",
-    };
-    let want: i64 = sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
-    let start = match logs {
-        Logs::All => Start::AfterEvent(LogPosition {
-            log: Log::Orders,
-            position: crate::Position::default(),
-        }),
-        _ => Start::After(crate::Position::default()),
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut out = Vec::new();
-        let amounts = cart_proto::view::AmountFormat::default();
-        let filter = Filter::default();
-        let exported = export_logs(
-            pool,
-            logs,
-            &start,
-            &filter,
-            (Format::JsonLines, amounts, Stored::Include),
-            &mut out,
-            |_| {},
-        )
-        .await
-        .unwrap();
-        if i64::try_from(exported.events).unwrap() == want {
-            return String::from_utf8(out).unwrap();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{exported:?} of {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::rebuild_projection;
 
 /// What `cartctl events import` does with an export's text.
 async fn import(pool: &sqlx::PgPool, text: &str) -> Result<ImportReport, StoreError> {
@@ -202,7 +160,7 @@ fn log_lines(export: &str, orders: bool) -> Vec<serde_json::Value> {
 async fn an_export_of_both_logs_restores_the_orders_their_counts_and_notifications() {
     let (_source_db, source) = testing::database().await;
     let (_store, catalog) = shop(&source).await;
-    let first = export_everything(&source, Logs::All).await;
+    let first = export_everything(&source, Logs::All, Stored::Include).await;
     assert!(first.contains("\"stored\":{"), "{first}");
     assert!(!first.contains("dan@example.org") && !first.contains("Dan Smith"));
 
@@ -310,7 +268,7 @@ async fn an_export_of_both_logs_restores_the_orders_their_counts_and_notificatio
     // Exported again: each log's lines as before, in their order, but for positions
     // and the fields sealed again (the combined order puts the one import transaction's
     // order events before its cart events).
-    let second = export_everything(&target, Logs::All).await;
+    let second = export_everything(&target, Logs::All, Stored::Include).await;
     assert_eq!(log_lines(&second, true), log_lines(&first, true));
     assert_eq!(log_lines(&second, false), log_lines(&first, false));
     assert_eq!(second.lines().count(), first.lines().count());
@@ -328,7 +286,7 @@ async fn an_export_of_both_logs_restores_the_orders_their_counts_and_notificatio
 async fn an_order_import_refuses_what_it_cannot_restore_and_then_writes_nothing() {
     let (_source_db, source) = testing::database().await;
     shop(&source).await;
-    let orders = export_everything(&source, Logs::Orders).await;
+    let orders = export_everything(&source, Logs::Orders, Stored::Include).await;
     let lines: Vec<&str> = orders.lines().collect();
     let edit = |n: usize, change: &dyn Fn(&mut serde_json::Value)| {
         let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();

@@ -172,9 +172,6 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         Err(note) => PgStatReport::unavailable("commands only", note.clone()),
     };
     pgstat::print(&pg_stat_statements);
-    if let Ok(stat) = pgstat {
-        stat.close().await;
-    }
     let without_ids = CommandHeaders {
         command_id: false,
         ..full
@@ -240,7 +237,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     );
 
     // 8-10.
-    let half_load = bench.half_load(per_sec(&commands)).await;
+    let half_load = bench
+        .half_load(per_sec(&commands), pgstat.as_ref().ok())
+        .await;
+    if let Ok(stat) = pgstat {
+        stat.close().await;
+    }
     let sweep = bench.sweep(&pg).await?;
     pg.finish().await?;
     let memory = match (args.pid, rss_at_start) {

@@ -116,6 +116,9 @@ pub struct HalfLoad {
     pub p99_target_met: bool,
     /// Where the CPU went meanwhile.
     pub cpu: Option<CpuUse>,
+    /// The service's statements meanwhile: at half load the batches are smaller, so
+    /// what each batch costs weighs more on every command.
+    pub statements: Option<crate::pgstat::PgStatReport>,
 }
 
 #[derive(Debug, Serialize)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::chart::{self, Series};
 use crate::cpu;
 use crate::limits::{self, PgLimits};
+use crate::pgstat::{self, PgStat, PgStatReport};
 use crate::report::{self, HalfLoad, Memory, Phase, SweepStep};
 use crate::runner::{Driver, PhaseRun};
 use crate::stats::Summary;
@@ -170,7 +171,11 @@ impl Bench<'_> {
 
     /// The command mix paced at half of `commands_per_sec`, with the latency curve of
     /// all its commands.
-    pub async fn half_load(&self, commands_per_sec: f64) -> Option<(HalfLoad, Vec<(f64, f64)>)> {
+    pub async fn half_load(
+        &self,
+        commands_per_sec: f64,
+        pgstat: Option<&PgStat>,
+    ) -> Option<(HalfLoad, Vec<(f64, f64)>)> {
         if commands_per_sec < 2.0 {
             println!();
             println!("Half load: skipped, the commands phase had no throughput to halve.");
@@ -185,6 +190,10 @@ impl Bench<'_> {
             waited.as_secs_f64()
         ));
         progress(&format!("phase: half load, {target:.0} commands/s paced"));
+        let pgstat = match pgstat {
+            Some(stat) => stat.reset().await.ok().map(|()| stat),
+            None => None,
+        };
         let mix = self.commands_mix.clone();
         let before = cpu::sample(self.args.pid);
         let paced = self
@@ -205,6 +214,13 @@ impl Bench<'_> {
         let within = all
             .latencies
             .count_within(Duration::from_secs_f64(target_ms / 1000.0));
+        let statements = match pgstat {
+            Some(stat) => Some(match stat.read("half load", ok).await {
+                Ok(report) => report,
+                Err(e) => PgStatReport::unavailable("half load", format!("{e:#}")),
+            }),
+            None => None,
+        };
         let half_load = HalfLoad {
             target_per_sec: target,
             secs: paced.elapsed.as_secs_f64(),
@@ -213,8 +229,12 @@ impl Bench<'_> {
             p99_target_met: sent > 0 && within as f64 >= 0.99 * sent as f64,
             ops,
             cpu: before.until(&after, ok),
+            statements,
         };
         report::print_half_load(&half_load);
+        if let Some(statements) = &half_load.statements {
+            pgstat::print(statements);
+        }
         Some((half_load, all.latencies.quantile_curve()))
     }
 

@@ -167,6 +167,28 @@ async fn a_get_shows_what_another_instance_or_the_log_changed_since_it_was_cache
     w.finish().await;
 }
 
+/// A command decided on this instance's cached cart that changes nothing (a delete of
+/// a line the cached cart lacks) stands only while the cart is still at the cached
+/// version: here another instance added that line since, so the delete is decided again
+/// on the log, and takes the line away.
+#[tokio::test]
+async fn a_no_op_on_a_cached_cart_that_another_instance_changed_is_decided_again() {
+    let mut w = World::start().await;
+    let other = uncached(&mut w).await;
+    put(&w.client, "cyd", "cup01", 1, false).await;
+    put(&other, "cyd", "t-shirt01", 2, false).await;
+    let body = req("cyd", None, json!({"sku": "t-shirt01"}));
+    let after = w.client.json("item.delete", None, body).await.unwrap();
+    assert_eq!(lines(&after), [("cup01".into(), 1)], "{after}");
+    let seen = json_of(&get(&other, "cyd", false).await);
+    assert_eq!(lines(&seen), [("cup01".into(), 1)]);
+    // On an unchanged cart the same no-op is answered as it is.
+    let body = req("cyd", None, json!({"sku": "t-shirt01"}));
+    let again = w.client.json("item.delete", None, body).await.unwrap();
+    assert_eq!(lines(&again), [("cup01".into(), 1)]);
+    w.finish().await;
+}
+
 #[tokio::test]
 async fn a_paid_order_that_changes_the_counts_changes_the_get() {
     let w = World::start().await;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cart_domain::{Cart, CartEvent};
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -187,11 +188,14 @@ pub struct GroupRead {
 }
 
 impl GroupRead {
-    /// Starts the batch reader on the current tokio runtime.
+    /// Starts the batch reader on the current tokio runtime. Its reads run on probe
+    /// sessions beside `store`'s pool (`crate::probe`), one per batch in flight.
     pub fn start(store: EventStore, config: GroupConfig) -> Self {
         let (queue, reads) = mpsc::channel(config.max_batch.max(1) * 16);
+        let in_flight = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
+        let probes = crate::probe::pool(store.pool(), in_flight);
         tokio::spawn(run_batches(reads, config, None, move |batch| {
-            read_batch(store.clone(), batch)
+            read_batch(probes.clone(), batch)
         }));
         Self { queue }
     }
@@ -234,9 +238,9 @@ impl GroupRead {
     }
 }
 
-async fn read_batch(store: EventStore, batch: Vec<Read>) {
+async fn read_batch(probes: PgPool, batch: Vec<Read>) {
     let reads: Vec<(Uuid, Option<i64>)> = batch.iter().map(|r| (r.stream_id, r.known)).collect();
-    match store.projections(&reads).await {
+    match crate::store::grouped_get(&probes, &reads, true).await {
         Ok(found) => {
             let found: HashMap<Uuid, Result<Projected, Arc<StoreError>>> = found
                 .into_iter()

@@ -19,6 +19,7 @@ mod locks;
 mod metrics;
 pub mod orders;
 mod primary;
+mod probe;
 mod rebuild;
 pub mod relay;
 pub mod retention;
@@ -34,6 +35,7 @@ pub use feed::{Filter, Position, RecordedEvent};
 pub use group::{GroupCommit, GroupConfig, GroupRead, PendingAppend};
 pub use ledger::Replay;
 pub use primary::{is_writable, primary_only, require_writable, READ_ONLY};
+pub use probe::PROBE_SESSION;
 pub use rebuild::{rebuild_projection, Progress, RebuildReport};
 pub use store::{
     Append, AppendOutcome, AsOf, EventStore, Loaded, ProcessedCommand, Projected, StreamKey,
@@ -62,9 +64,7 @@ pub mod statements {
     /// analyzed while empty (docs/operations.md). The retention sweeps' batches run
     /// once a minute at most: a parse each is nothing, and their row-id delete needs
     /// the table's size of the moment to be a TID scan.
-    pub const PLANNED_EACH_TIME: [&str; 10] = [
-        GROUPED_GET,
-        GROUPED_PURCHASES,
+    pub const PLANNED_EACH_TIME: [&str; 8] = [
         PURCHASES,
         LEDGER_REMOVE,
         CLAIM_VERSIONS,
@@ -75,9 +75,15 @@ pub mod statements {
         DUE_ORDERS,
     ];
 
+    /// The grouped reads of gets and commands: prepared once per session and planned
+    /// once, on probe sessions only (`crate::probe`: seq scans off, the generic plan at
+    /// once), where the plan probes the indexes whatever the tables held when it was
+    /// made. Run elsewhere (`EventStore::projections`), they are planned each time.
+    pub const ON_PROBE_SESSIONS: [&str; 2] = [GROUPED_GET, GROUPED_PURCHASES];
+
     /// Whether sqlx may keep `sql` prepared on the connection (see [`PLANNED_EACH_TIME`]).
     pub(crate) fn prepared(sql: &str) -> bool {
-        !PLANNED_EACH_TIME.contains(&sql)
+        !PLANNED_EACH_TIME.contains(&sql) && !ON_PROBE_SESSIONS.contains(&sql)
     }
 }
 

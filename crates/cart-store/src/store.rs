@@ -233,50 +233,68 @@ impl EventStore {
         &self,
         reads: &[(Uuid, Option<i64>)],
     ) -> Result<HashMap<Uuid, Result<Projected, StoreError>>, StoreError> {
-        // Each key is a probe: a cart asked twice in a batch is probed once, with its
-        // lines unless both callers knew the same version.
-        let mut sorted = reads.to_vec();
-        sorted.sort_unstable();
-        let mut ids: Vec<Uuid> = Vec::with_capacity(sorted.len());
-        let mut known: Vec<Option<i64>> = Vec::with_capacity(sorted.len());
-        for (id, version) in sorted {
-            if ids.last() == Some(&id) {
-                if let Some(last) = known.last_mut() {
-                    if *last != version {
-                        *last = None;
-                    }
-                }
-                continue;
-            }
-            ids.push(id);
-            known.push(version);
-        }
-        let rows = sqlx::query(GROUPED_GET)
-            .persistent(crate::statements::prepared(GROUPED_GET))
-            .bind(&ids)
-            .bind(&known)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut found = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let stream_id: Uuid = row.try_get("stream_id")?;
-            let version: i64 = row.try_get("version")?;
-            let Some(lines) = row.try_get::<Option<serde_json::Value>, _>("lines")? else {
-                found.insert(stream_id, Ok(Projected::Unchanged { version }));
-                continue;
-            };
-            let loaded = cart_from_lines(&lines)
-                .map(|cart| Projected::Cart(Loaded { cart, version }))
-                .map_err(|source| StoreError::Decode {
-                    stream_id,
-                    version,
-                    source,
-                });
-            found.insert(stream_id, loaded);
-        }
-        Ok(found)
+        grouped_get(&self.pool, reads, false).await
     }
 
+    /// The pool the store runs on.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// [`EventStore::projections`] on `pool`: `prepared` only on a probe session
+/// (`crate::probe`), where the plan is a probe per key whatever it was made on;
+/// elsewhere the statement is planned for each batch.
+pub(crate) async fn grouped_get(
+    pool: &PgPool,
+    reads: &[(Uuid, Option<i64>)],
+    prepared: bool,
+) -> Result<HashMap<Uuid, Result<Projected, StoreError>>, StoreError> {
+    // Each key is a probe: a cart asked twice in a batch is probed once, with its
+    // lines unless both callers knew the same version.
+    let mut sorted = reads.to_vec();
+    sorted.sort_unstable();
+    let mut ids: Vec<Uuid> = Vec::with_capacity(sorted.len());
+    let mut known: Vec<Option<i64>> = Vec::with_capacity(sorted.len());
+    for (id, version) in sorted {
+        if ids.last() == Some(&id) {
+            if let Some(last) = known.last_mut() {
+                if *last != version {
+                    *last = None;
+                }
+            }
+            continue;
+        }
+        ids.push(id);
+        known.push(version);
+    }
+    let rows = sqlx::query(GROUPED_GET)
+        .persistent(prepared)
+        .bind(&ids)
+        .bind(&known)
+        .fetch_all(pool)
+        .await?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let stream_id: Uuid = row.try_get("stream_id")?;
+        let version: i64 = row.try_get("version")?;
+        let Some(lines) = row.try_get::<Option<serde_json::Value>, _>("lines")? else {
+            found.insert(stream_id, Ok(Projected::Unchanged { version }));
+            continue;
+        };
+        let loaded = cart_from_lines(&lines)
+            .map(|cart| Projected::Cart(Loaded { cart, version }))
+            .map_err(|source| StoreError::Decode {
+                stream_id,
+                version,
+                source,
+            });
+        found.insert(stream_id, loaded);
+    }
+    Ok(found)
+}
+
+impl EventStore {
     /// Reads about `limit` events after `after` in the global order (see [`crate::feed`]).
     pub async fn read_all(
         &self,

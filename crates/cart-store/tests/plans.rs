@@ -27,6 +27,8 @@ struct Prepared {
     name: &'static str,
     /// The service plans it at every execution (`statements::PLANNED_EACH_TIME`).
     each_time: bool,
+    /// The service runs it on probe sessions (`statements::ON_PROBE_SESSIONS`).
+    probe: bool,
 }
 
 /// `PREPARE name AS sql`, on the session, as sqlx does for the service's statements.
@@ -37,18 +39,25 @@ async fn prepare(conn: &mut PgConnection, name: &'static str, sql: &str) -> Prep
     Prepared {
         name,
         each_time: statements::PLANNED_EACH_TIME.contains(&sql),
+        probe: statements::ON_PROBE_SESSIONS.contains(&sql),
     }
 }
 
 /// The session's plan mode for the next execution of `statement`: a statement the
-/// service runs unnamed gets a plan for its parameters every time, as here.
+/// service runs unnamed gets a plan for its parameters every time, as here; one it runs
+/// on probe sessions gets their settings (`cart_store::PROBE_SESSION`).
 async fn plan_mode(conn: &mut PgConnection, statement: &Prepared) {
     let mode = if statement.each_time {
-        "set plan_cache_mode = force_custom_plan"
+        "reset all; set plan_cache_mode = force_custom_plan".to_owned()
+    } else if statement.probe {
+        let settings = cart_store::PROBE_SESSION.map(|(k, v)| format!("set {k} = {v}"));
+        format!("reset all; {}", settings.join("; "))
     } else {
-        "reset plan_cache_mode"
+        "reset all".to_owned()
     };
-    conn.execute(mode).await.expect("set the plan mode");
+    conn.execute(mode.as_str())
+        .await
+        .expect("set the plan mode");
 }
 
 /// `EXECUTE name(args)` once per argument list, in order.
@@ -354,18 +363,20 @@ async fn user_key_lookups_read_only_their_keys_whatever_the_table_held_when_prep
     assert_no_scan(&mut conn, &keys_of, &page(700), "user_keys", 100).await;
 }
 
-/// The statements the service plans at every execution keep a good plan even when their
-/// session prepared them on tables known to be empty: vacuumed and analyzed while empty,
-/// where any cached plan would scan (once per key, for a batch).
+/// The statements the service plans at every execution, and those it runs on probe
+/// sessions with the plan made at their first execution, keep a good plan even when
+/// their session prepared them on tables known to be empty: vacuumed and analyzed while
+/// empty, where any cached plan of an ordinary session would scan (once per key, for a
+/// batch).
 #[tokio::test]
-async fn batches_planned_each_time_probe_tables_that_were_analyzed_empty() {
+async fn batches_planned_each_time_or_on_probe_sessions_probe_tables_that_were_analyzed_empty() {
     let (_db, mut conn) = fresh().await;
     conn.execute("vacuum analyze cart_projection, cart_events, order_units")
         .await
         .expect("analyze the empty tables");
     let get = prepare(&mut conn, "get", statements::GROUPED_GET).await;
     let purchases = prepare(&mut conn, "purchases", statements::PURCHASES).await;
-    assert!(get.each_time && purchases.each_time);
+    assert!(get.probe && purchases.each_time);
     let one = format!("{}, null::int8[]", uuids(&[stream(1)]));
     let ids = uuids(&(0..256).map(|i| stream(i * 37)).collect::<Vec<_>>());
     let batch = format!("{ids}, null::int8[]");

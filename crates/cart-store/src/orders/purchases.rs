@@ -118,7 +118,7 @@ impl OrderStore {
     /// The grouped reader of pricing's counts (the cart endpoints' path): one statement
     /// for the reads of concurrent requests.
     pub fn group_purchases(&self, config: GroupConfig) -> GroupPurchases {
-        GroupPurchases::start(self.pool.clone(), config)
+        GroupPurchases::start(&self.pool, config)
     }
 
     /// What the user bought so far of `skus` (paid orders, refunded ones included) and

@@ -281,6 +281,19 @@ impl App {
         Ok(body)
     }
 
+    /// Whether the cart is still at `version`: the projection row is written in the
+    /// transaction of the events (`APPEND_WRITES`), so its version is the stream's. One
+    /// probe grouped with the gets, where the log would be read and folded whole.
+    async fn still_at(&self, key: &StreamKey, version: i64) -> Result<bool, ErrorReply> {
+        let projected = self
+            .inner
+            .reader
+            .projection_since(key, Some(version))
+            .await
+            .map_err(reply)?;
+        Ok(matches!(projected, Some(Projected::Unchanged { version: v }) if v == version))
+    }
+
     /// Keeps a command's full reply as the get of the cart at the version its append
     /// gave, when it is that get: no fill warnings and no rewards (a redeem's), which a
     /// get never has; the counts it was priced with are the cart's (`cart_purchases`).
@@ -532,9 +545,13 @@ impl App {
                     .in_scope(|| decide(&loaded.cart, command));
                 // A cached state may be stale (another instance, or a paid order clearing
                 // the cart, wrote since). A decision that appends is checked by the
-                // version guard; a no-op or a refusal appends nothing, so it is made
-                // again on the log before it is answered.
-                if !from_log && !matches!(&decided, Ok(events) if !events.is_empty()) {
+                // version guard; a no-op or a refusal appends nothing, so it stands only
+                // when the cart is still at the cached version, and is made again on the
+                // log otherwise.
+                if !from_log
+                    && !matches!(&decided, Ok(events) if !events.is_empty())
+                    && !self.still_at(&key, loaded.version).await?
+                {
                     from_log = true;
                     continue;
                 }

@@ -135,11 +135,14 @@ pub struct GroupPurchases {
 }
 
 impl GroupPurchases {
-    /// Starts the batch reader on the current tokio runtime.
-    pub fn start(pool: PgPool, config: GroupConfig) -> Self {
+    /// Starts the batch reader on the current tokio runtime. Its statements run on
+    /// probe sessions beside `pool` (`crate::probe`), one per batch in flight.
+    pub fn start(pool: &PgPool, config: GroupConfig) -> Self {
         let (queue, asks) = mpsc::channel(config.max_batch.max(1) * 16);
+        let in_flight = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
+        let probes = crate::probe::pool(pool, in_flight);
         tokio::spawn(run_batches(asks, config, None, move |batch| {
-            read_batch(pool.clone(), batch)
+            read_batch(probes.clone(), batch)
         }));
         Self { queue }
     }
@@ -250,7 +253,8 @@ async fn query(pool: &PgPool, batch: &[Ask], answers: &mut [Purchases]) -> Resul
         codes,
     } = Keys::of(batch);
     let rows = sqlx::query(GROUPED_PURCHASES)
-        .persistent(crate::statements::prepared(GROUPED_PURCHASES))
+        // Prepared: it runs on probe sessions only (`GroupPurchases::start`).
+        .persistent(true)
         .bind(skus.ask)
         .bind(skus.project)
         .bind(skus.user)

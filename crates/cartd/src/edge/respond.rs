@@ -80,7 +80,9 @@ pub(crate) async fn respond<H: Handler>(
     // The sampler decides here, once per request: the spans of an unsampled request are
     // then never built for export (cart_telemetry's `sampling`).
     let unsampled = cart_telemetry::unsampled(&span);
-    let work = AssertUnwindSafe(run(handler, endpoint, &request.message)).catch_unwind();
+    // Boxed: the handler's future is kilobytes (every await of a command's path), and
+    // each wrapper below, like the task that holds this one, would copy it whole.
+    let work = AssertUnwindSafe(Box::pin(run(handler, endpoint, &request.message))).catch_unwind();
     let outcome = match cart_telemetry::scope(unsampled, work.instrument(span.clone())).await {
         Ok(outcome) => outcome,
         Err(panic) => {

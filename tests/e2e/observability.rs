@@ -182,6 +182,11 @@ async fn metrics_move_with_requests_conflicts_replays_and_relay_publishes() {
     // The pool, observed at the scrape.
     assert!(after.total("cart_db_pool_max_connections", &[("pool", "cartd")]) >= 16.0);
     assert!(after.has("cart_db_pool_connections"));
+    // The grouped reads' probe sessions, beside it: twice `--batch-in-flight` (2) each.
+    for probes in ["cartd-gets", "cartd-counts"] {
+        let limit = after.total("cart_db_pool_max_connections", &[("pool", probes)]);
+        assert!(limit >= 4.0, "{probes}: {limit}");
+    }
     // The relay measured its lag at least once (a gauge per log).
     let lag = scrape_until(addr, "the relay's lag is reported", |m| {
         m.samples("cart_relay_lag_events", &[("log", "carts")])

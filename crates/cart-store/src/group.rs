@@ -185,6 +185,7 @@ struct Read {
 #[derive(Clone)]
 pub struct GroupRead {
     queue: mpsc::Sender<Read>,
+    probes: PgPool,
 }
 
 impl GroupRead {
@@ -194,10 +195,16 @@ impl GroupRead {
         let (queue, reads) = mpsc::channel(config.max_batch.max(1) * 16);
         let in_flight = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
         let probes = crate::probe::pool(store.pool(), in_flight);
+        let reader = probes.clone();
         tokio::spawn(run_batches(reads, config, None, move |batch| {
-            read_batch(probes.clone(), batch)
+            read_batch(reader.clone(), batch)
         }));
-        Self { queue }
+        Self { queue, probes }
+    }
+
+    /// The probe sessions the reads run on (for the pool gauges).
+    pub fn pool(&self) -> &PgPool {
+        &self.probes
     }
 
     /// As [`EventStore::projection`], in the next batch.

@@ -51,8 +51,9 @@ pub struct Server {
     admin_addr: Option<SocketAddr>,
     health: Arc<cart_metrics::checks::Health>,
     drain_timeout: Duration,
-    /// Keeps the pool in the `cart_db_pool_*` gauges while the server lives.
-    _pool_watch: cart_metrics::PoolWatch,
+    /// Keeps the pool and the grouped reads' probe sessions in the `cart_db_pool_*`
+    /// gauges while the server lives.
+    _pool_watches: Vec<cart_metrics::PoolWatch>,
 }
 
 impl Server {
@@ -157,6 +158,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         format,
         config.tuning(),
     );
+    let mut pool_watches = vec![pool_watch];
+    for (name, probes) in app.probe_pools() {
+        pool_watches.push(cart_metrics::watch_pool(name, probes));
+    }
     let client = edge::connect(config).await?;
     health.set_nats(client.clone());
 
@@ -206,7 +211,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         admin_addr,
         health,
         drain_timeout: Duration::from_secs(config.drain_timeout_secs),
-        _pool_watch: pool_watch,
+        _pool_watches: pool_watches,
     })
 }
 

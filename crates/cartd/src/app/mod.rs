@@ -114,6 +114,15 @@ impl App {
         }
     }
 
+    /// The probe sessions of the grouped reads, by the name of their pool gauges:
+    /// connections beside the main pool (`cart_store::PROBE_SESSION`).
+    pub fn probe_pools(&self) -> [(&'static str, &sqlx::PgPool); 2] {
+        [
+            ("cartd-gets", self.inner.reader.pool()),
+            ("cartd-counts", self.inner.purchases.pool()),
+        ]
+    }
+
     fn key(request: &Request) -> StreamKey {
         let scope = &request.scope;
         let cart = scope

@@ -132,6 +132,7 @@ struct Ask {
 #[derive(Clone)]
 pub struct GroupPurchases {
     queue: mpsc::Sender<Ask>,
+    probes: PgPool,
 }
 
 impl GroupPurchases {
@@ -141,10 +142,16 @@ impl GroupPurchases {
         let (queue, asks) = mpsc::channel(config.max_batch.max(1) * 16);
         let in_flight = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
         let probes = crate::probe::pool(pool, in_flight);
+        let reader = probes.clone();
         tokio::spawn(run_batches(asks, config, None, move |batch| {
-            read_batch(probes.clone(), batch)
+            read_batch(reader.clone(), batch)
         }));
-        Self { queue }
+        Self { queue, probes }
+    }
+
+    /// The probe sessions the counts are read on (for the pool gauges).
+    pub fn pool(&self) -> &PgPool {
+        &self.probes
     }
 
     /// The user's counts of `needs` (as `OrderStore::purchases_for` reads them), in the

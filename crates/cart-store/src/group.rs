@@ -192,13 +192,7 @@ impl GroupRead {
     /// Starts the batch reader on the current tokio runtime. Its reads run on probe
     /// sessions beside `store`'s pool (`crate::probe`), one per batch in flight.
     pub fn start(store: EventStore, config: GroupConfig) -> Self {
-        let (queue, reads) = mpsc::channel(config.max_batch.max(1) * 16);
-        let in_flight = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
-        let probes = crate::probe::pool(store.pool(), in_flight);
-        let reader = probes.clone();
-        tokio::spawn(run_batches(reads, config, None, move |batch| {
-            read_batch(reader.clone(), batch)
-        }));
+        let (queue, probes) = start_probe_reader(store.pool(), config, read_batch);
         Self { queue, probes }
     }
 
@@ -271,6 +265,27 @@ async fn read_batch(probes: PgPool, batch: Vec<Read>) {
             }
         }
     }
+}
+
+/// Starts a grouped reader whose batches run `read` on probe sessions beside `main`
+/// (`crate::probe`), one per batch in flight; returns its queue and those sessions.
+pub(crate) fn start_probe_reader<J, F, Fut>(
+    main: &PgPool,
+    config: GroupConfig,
+    read: F,
+) -> (mpsc::Sender<J>, PgPool)
+where
+    J: Send + 'static,
+    F: Fn(PgPool, Vec<J>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (queue, jobs) = mpsc::channel(config.max_batch.max(1) * 16);
+    let probes = crate::probe::pool(main, config.max_in_flight);
+    let reader = probes.clone();
+    tokio::spawn(run_batches(jobs, config, None, move |batch| {
+        read(reader.clone(), batch)
+    }));
+    (queue, probes)
 }
 
 /// Takes jobs off the queue in batches: whatever has queued up while the previous

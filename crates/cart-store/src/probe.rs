@@ -29,7 +29,8 @@ pub const PROBE_SESSION: [(&str, &str); 2] = [
 /// [`PROBE_SESSION`], writable servers only (`primary_only`: a get must see every
 /// acknowledged command, so it reads the primary), at most `max_connections`. It
 /// connects lazily, so a caller that never reads opens nothing.
-pub(crate) fn pool(main: &PgPool, max_connections: u32) -> PgPool {
+pub(crate) fn pool(main: &PgPool, max_connections: usize) -> PgPool {
+    let max_connections = u32::try_from(max_connections).unwrap_or(u32::MAX);
     let options = main
         .connect_options()
         .as_ref()

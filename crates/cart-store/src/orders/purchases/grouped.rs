@@ -14,7 +14,7 @@ use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{units, PAID};
-use crate::group::{run_batches, GroupConfig};
+use crate::group::{start_probe_reader, GroupConfig};
 use crate::store::{project_id as pid, StoreError};
 
 /// The counts of a batch of asks, one row per counted key: `kind` 0 a SKU (`a` the
@@ -139,13 +139,7 @@ impl GroupPurchases {
     /// Starts the batch reader on the current tokio runtime. Its statements run on
     /// probe sessions beside `pool` (`crate::probe`), one per batch in flight.
     pub fn start(pool: &PgPool, config: GroupConfig) -> Self {
-        let (queue, asks) = mpsc::channel(config.max_batch.max(1) * 16);
-        let in_flight = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
-        let probes = crate::probe::pool(pool, in_flight);
-        let reader = probes.clone();
-        tokio::spawn(run_batches(asks, config, None, move |batch| {
-            read_batch(reader.clone(), batch)
-        }));
+        let (queue, probes) = start_probe_reader(pool, config, read_batch);
         Self { queue, probes }
     }
 

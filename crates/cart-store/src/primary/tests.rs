@@ -37,6 +37,17 @@ async fn fence_the_session(pool: &PgPool) -> i32 {
     pid(&mut conn).await
 }
 
+/// The next acquire hands out another session than the fenced one, and a writable one.
+async fn assert_fenced_session_replaced(pool: &PgPool, fenced: i32) {
+    let mut conn = pool.acquire().await.unwrap();
+    assert_ne!(
+        pid(&mut conn).await,
+        fenced,
+        "the fenced session was dropped"
+    );
+    assert!(is_writable(&mut conn).await.unwrap());
+}
+
 #[tokio::test]
 async fn a_fenced_session_is_dropped_at_its_next_use_once_a_write_was_refused() {
     let (db, _) = crate::testing::database().await;
@@ -50,13 +61,7 @@ async fn a_fenced_session_is_dropped_at_its_next_use_once_a_write_was_refused() 
         .unwrap_err();
     let error = StoreError::from(refused);
     assert!(error.is_unavailable(), "{error:?}");
-    let mut conn = pool.acquire().await.unwrap();
-    assert_ne!(
-        pid(&mut conn).await,
-        fenced,
-        "the fenced session was dropped"
-    );
-    assert!(is_writable(&mut conn).await.unwrap());
+    assert_fenced_session_replaced(&pool, fenced).await;
 }
 
 #[tokio::test]
@@ -65,13 +70,7 @@ async fn a_session_idle_past_the_check_is_checked_before_use() {
     let pool = pool_of_one(&db).await;
     let fenced = fence_the_session(&pool).await;
     tokio::time::sleep(IDLE_CHECK + Duration::from_millis(300)).await;
-    let mut conn = pool.acquire().await.unwrap();
-    assert_ne!(
-        pid(&mut conn).await,
-        fenced,
-        "the fenced session was dropped"
-    );
-    assert!(is_writable(&mut conn).await.unwrap());
+    assert_fenced_session_replaced(&pool, fenced).await;
 }
 
 #[tokio::test]

@@ -51,7 +51,9 @@ pub mod statements {
         PURCHASES, REDEMPTIONS,
     };
     pub use crate::retention::{DROP_PROJECTION, DUE_CARTS, PRUNE_LEDGER};
-    pub use crate::store::{APPEND_WRITES, CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM};
+    pub use crate::store::{
+        APPEND_ONE_TRIP, APPEND_WRITES, CURRENT_VERSIONS, GROUPED_GET, LOAD_STREAM,
+    };
     pub use crate::subscription::{CLAIM_VERSIONS, GONE_LINES, STORED_LINES};
 
     /// The batch statements the service plans at every execution (sqlx `persistent(false)`:

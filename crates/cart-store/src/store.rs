@@ -1,6 +1,7 @@
 //! The event store proper: load, append (with the command ledger's rows and the
 //! projection's), projection reads, time travel and the global-order reader.
 
+mod one_trip;
 mod projection;
 mod writes;
 
@@ -16,6 +17,7 @@ use crate::feed::{self, Filter, Position, RecordedEvent};
 use crate::ledger::{self, LedgerKey};
 use crate::locks;
 pub use crate::StoreError;
+pub use one_trip::APPEND_ONE_TRIP;
 use projection::cart_from_lines;
 pub(crate) use projection::lines_json;
 pub use writes::APPEND_WRITES;
@@ -207,6 +209,11 @@ impl EventStore {
         if appends.is_empty() {
             return Ok(Vec::new());
         }
+        if one_trip::fits(appends) {
+            // One statement, its own transaction: committed when it answers.
+            let mut conn = self.pool.acquire().await?;
+            return append_in(&mut conn, appends).await;
+        }
         let mut tx = self.pool.begin().await?;
         let outcomes = append_in(&mut tx, appends).await?;
         tx.commit().await?;
@@ -365,7 +372,8 @@ pub async fn load_in(conn: &mut PgConnection, key: &StreamKey) -> Result<Loaded,
 
 /// [`EventStore::append_batch`] inside a transaction the caller owns (the order store
 /// clears a bought cart in the payment's transaction). Takes the same locks; the caller
-/// commits.
+/// commits. Outside a transaction, only a batch that `one_trip::fits` (one statement,
+/// which commits on its own); [`EventStore::append_batch`] sees to that.
 ///
 /// # Errors
 /// As [`EventStore::append_batch`], without the deadlock retry.
@@ -373,6 +381,9 @@ pub async fn append_in(
     conn: &mut PgConnection,
     appends: &[Append<'_>],
 ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+    if one_trip::fits(appends) {
+        return Ok(one_trip::append(conn, appends).await?);
+    }
     // Lock every stream and command id of the batch, then check versions and the
     // ledger: under these locks nobody else can append to the streams or record the
     // ids, so the plain event insert below cannot meet a unique violation. One that

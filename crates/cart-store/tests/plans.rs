@@ -14,7 +14,7 @@
 use cart_store::statements;
 use cart_store::testing::TestDb;
 use serde_json::Value;
-use sqlx::{Executor, PgConnection};
+use sqlx::{Executor, PgConnection, Row};
 use uuid::Uuid;
 
 /// A fresh, migrated database with empty tables, and the one session the test uses.
@@ -233,6 +233,100 @@ async fn appends_and_loads_read_only_their_streams_whatever_the_table_held_when_
     assert_no_scan(&mut conn, &load_stream, &load, "cart_events", 5).await;
     assert_no_scan(&mut conn, &writes, &writes_args(7), "cart_projection", 1).await;
     assert_no_scan(&mut conn, &writes, &writes_args(8), "cart_events", 1).await;
+}
+
+/// `EXECUTE one_trip(...)` arguments: one append per stream, each decided on version
+/// `expected`, with one event and a command id, each of its own user; a lock key each.
+fn one_trip_args(streams: &[Uuid], expected: i64, tag: usize) -> String {
+    let n = streams.len();
+    let each = |item: String| format!("'{{{}}}'", vec![item; n].join(","));
+    let ordinals: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let event_ids: Vec<String> = (0..n).map(|_| Uuid::new_v4().to_string()).collect();
+    let commands: Vec<String> = (0..n).map(|i| format!("c{tag}-{i}")).collect();
+    let users: Vec<String> = (0..n).map(|i| format!("u{tag}-{i}")).collect();
+    let lock_keys: Vec<String> = (0..n).map(|i| (tag * 1000 + i).to_string()).collect();
+    [
+        uuids(streams),
+        each(expected.to_string()),
+        each((expected + 1).to_string()),
+        each("44056".into()),
+        format!("'{{{}}}'", users.join(",")),
+        each("cart".into()),
+        format!("'{{{}}}'", commands.join(",")),
+        format!("array_fill(decode('01', 'hex'), array[{n}])"),
+        each("application/json".into()),
+        format!("array_fill(decode('7b7d', 'hex'), array[{n}])"),
+        format!("array_fill('[]'::jsonb, array[{n}])"),
+        each("\"{}\"".into()),
+        each("1".into()),
+        format!("'{{{}}}'", lock_keys.join(",")),
+        format!("'{{{}}}'", ordinals.join(",")),
+        each((expected + 1).to_string()),
+        format!("'{{{}}}'::uuid[]", event_ids.join(",")),
+        each("CartOpened".into()),
+        each("1".into()),
+        each("\"{}\"".into()),
+    ]
+    .join(", ")
+}
+
+/// What this transaction's statements read of `table` so far: sequential scans and
+/// rows fetched by them and by index scans (`pg_stat_xact_user_tables`).
+async fn read_in_transaction(conn: &mut PgConnection, table: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "select seq_scan, seq_tup_read + coalesce(idx_tup_fetch, 0) \
+         from pg_stat_xact_user_tables where relname = $1",
+    )
+    .bind(table)
+    .fetch_one(conn)
+    .await
+    .expect("read the transaction's table statistics")
+}
+
+/// The append batch in one statement (`APPEND_ONE_TRIP`): its own plan (the writes and
+/// their arbiter indexes) and that of the version read inside `cart_locked_versions`,
+/// which PL/pgSQL prepares per session like any statement, may go generic after five
+/// runs on empty tables; once the tables are full, neither may scan.
+#[tokio::test]
+async fn one_statement_appends_read_only_their_streams_whatever_the_table_held_when_prepared() {
+    let (_db, mut conn) = fresh().await;
+    let one_trip = prepare(&mut conn, "one_trip", statements::APPEND_ONE_TRIP).await;
+    let runs: Vec<String> = (1..=6)
+        .map(|tag| {
+            let n = if tag > 3 { 256 } else { 1 };
+            let ids: Vec<Uuid> = (0..n).map(|i| stream(1_000_000 + tag * 1000 + i)).collect();
+            one_trip_args(&ids, 0, tag)
+        })
+        .collect();
+    execute(&mut conn, &one_trip, &runs).await;
+    fill_carts(&mut conn, 10_000).await;
+    let batch: Vec<Uuid> = (0..256).map(|i| stream(i * 37)).collect();
+    let full = one_trip_args(&batch, 5, 7);
+    for table in ["cart_projection", "processed_commands", "cart_streams"] {
+        assert_no_scan(&mut conn, &one_trip, &full, table, 256).await;
+    }
+    // The version read runs inside the function, out of EXPLAIN's sight: the
+    // transaction's table statistics see it. Every append finds its cart at version 5.
+    plan_mode(&mut conn, &one_trip).await;
+    conn.execute("begin").await.expect("begin");
+    let (scans_before, read_before) = read_in_transaction(&mut conn, "cart_events").await;
+    let rows = conn
+        .fetch_all(format!("execute one_trip({full})").as_str())
+        .await
+        .expect("execute one_trip");
+    let (scans, read) = read_in_transaction(&mut conn, "cart_events").await;
+    conn.execute("rollback").await.expect("rollback");
+    let written = rows
+        .iter()
+        .filter(|row| row.try_get::<i32, _>("outcome").ok() == Some(0))
+        .count();
+    assert_eq!(written, 256, "each append saw its cart's version");
+    assert_eq!(scans, scans_before, "a sequential scan of cart_events");
+    assert!(
+        read - read_before <= 2 * 256,
+        "read {} rows of cart_events for 256 versions",
+        read - read_before
+    );
 }
 
 /// Paid orders of 1,000 users over 500 SKUs (one unit line each, 100 per SKU), their

@@ -225,6 +225,28 @@ async fn twenty_concurrent_writers_on_one_cart_lose_nothing() {
     assert_eq!(store.projection(&k).await.unwrap(), Some(loaded));
 }
 
+/// Waits until some session of the test's database waits for a lock.
+async fn until_a_session_waits_for_a_lock(pool: &PgPool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity \
+             where datname = current_database() and wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session ever waited for a lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 async fn raw_insert(conn: &mut PgConnection, stream: Uuid, version: i64) {
     raw_event(conn, stream, version, "CartOpened", 1, "{}").await;
 }
@@ -983,24 +1005,7 @@ async fn a_version_taken_behind_the_locks_fails_the_batch_and_writes_nothing() {
         })
     };
     // The batch saw no version 1 and now waits on the outsider's row.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "select count(*) from pg_stat_activity \
-             where datname = current_database() and wait_event_type = 'Lock'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the batch never blocked"
-        );
-        if waiting > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    until_a_session_waits_for_a_lock(&pool).await;
     outsider.commit().await.unwrap();
     let result = batch.await.unwrap();
     assert!(matches!(result, Err(StoreError::Database(_))), "{result:?}");
@@ -1122,3 +1127,5 @@ fn the_projection_keeps_the_promo_code_and_old_rows_read_without_one() {
 mod hot;
 
 mod ledger_storage;
+
+mod one_statement;

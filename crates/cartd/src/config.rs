@@ -66,6 +66,11 @@ pub struct Config {
     #[arg(long, env = "CART_BATCH_IN_FLIGHT", default_value_t = 2)]
     pub batch_in_flight: usize,
 
+    /// A group-commit transaction starts beside others only once each has run this
+    /// many milliseconds (0: at once, up to `--batch-in-flight`).
+    #[arg(long, env = "CART_BATCH_OVERLAP_MS", default_value_t = 20)]
+    pub batch_overlap_ms: u64,
+
     /// Decimals in money strings.
     #[arg(long, env = "CART_AMOUNT_SCALE", default_value_t = 2)]
     pub amount_scale: u32,
@@ -187,6 +192,7 @@ impl Config {
             group: cart_store::GroupConfig {
                 max_batch: self.batch_max.max(1),
                 max_in_flight: self.batch_in_flight.max(1),
+                overlap_after: Duration::from_millis(self.batch_overlap_ms),
             },
         }
     }

@@ -954,6 +954,7 @@ async fn grouped_projection_reads_answer_each_reader_with_its_own_cart() {
         crate::GroupConfig {
             max_batch: 8,
             max_in_flight: 2,
+            overlap_after: std::time::Duration::ZERO,
         },
     );
     let reads = keys.iter().map(|k| {

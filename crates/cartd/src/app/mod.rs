@@ -88,11 +88,13 @@ impl App {
     ) -> Self {
         let inner = Inner {
             writer: GroupCommit::start(store.clone(), tuning.group),
-            // Reads are cheap for PostgreSQL but many: more of them may run at once.
+            // Reads are cheap for PostgreSQL but many: more of them may run at once, and
+            // side by side at once (a read batch is short; no commit to share).
             reader: GroupRead::start(
                 store.clone(),
                 GroupConfig {
                     max_in_flight: tuning.group.max_in_flight * 2,
+                    overlap_after: Duration::ZERO,
                     ..tuning.group
                 },
             ),
@@ -106,6 +108,7 @@ impl App {
             max_attempts: tuning.max_attempts.max(1),
             purchases: orders.group_purchases(GroupConfig {
                 max_in_flight: tuning.group.max_in_flight * 2,
+                overlap_after: Duration::ZERO,
                 ..tuning.group
             }),
         };

@@ -294,8 +294,9 @@ impl App {
     }
 
     /// Whether the cart is still at `version`: the projection row is written in the
-    /// transaction of the events (`APPEND_WRITES`), so its version is the stream's. One
-    /// probe grouped with the gets, where the log would be read and folded whole.
+    /// transaction of the events (`APPEND_ONE_TRIP`, or `APPEND_WRITES` step by step), so
+    /// its version is the stream's. One probe grouped with the gets, where the log would
+    /// be read and folded whole.
     async fn still_at(&self, key: &StreamKey, version: i64) -> Result<bool, ErrorReply> {
         let projected = self
             .inner

@@ -386,7 +386,12 @@ impl Running {
                 .ok()
                 .and_then(|started| started.iter().map(|(_, at)| *at).max());
             let Some(youngest) = youngest else { return };
-            let due = youngest + overlap;
+            // An overlap too long to add to an instant is never reached: only an end
+            // lets the next batch start.
+            let Some(due) = youngest.checked_add(overlap) else {
+                ended.await;
+                continue;
+            };
             if due <= tokio::time::Instant::now() {
                 return;
             }

@@ -82,3 +82,20 @@ async fn without_an_overlap_batches_start_side_by_side_at_once() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert!(starts.try_recv().is_err(), "a third batch beside two");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_overlap_too_long_for_the_clock_waits_for_the_end_and_never_panics() {
+    let t0 = Instant::now();
+    let (jobs, mut starts, release) = scheduler(Duration::MAX);
+    jobs.send(1).await.unwrap();
+    starts.recv().await.unwrap();
+    jobs.send(2).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(
+        starts.try_recv().is_err(),
+        "a second batch before the first ended"
+    );
+    release.add_permits(1);
+    let (second, at) = starts.recv().await.unwrap();
+    assert_eq!((second, at - t0), (vec![2], Duration::from_secs(3600)));
+}

@@ -212,7 +212,7 @@ impl EventStore {
         if one_trip::fits(appends) {
             // One statement, its own transaction: committed when it answers.
             let mut conn = self.pool.acquire().await?;
-            return append_in(&mut conn, appends).await;
+            return Ok(one_trip::append(&mut conn, appends).await?);
         }
         let mut tx = self.pool.begin().await?;
         let outcomes = append_in(&mut tx, appends).await?;
@@ -372,8 +372,7 @@ pub async fn load_in(conn: &mut PgConnection, key: &StreamKey) -> Result<Loaded,
 
 /// [`EventStore::append_batch`] inside a transaction the caller owns (the order store
 /// clears a bought cart in the payment's transaction). Takes the same locks; the caller
-/// commits. Outside a transaction, only a batch that `one_trip::fits` (one statement,
-/// which commits on its own); [`EventStore::append_batch`] sees to that.
+/// commits.
 ///
 /// # Errors
 /// As [`EventStore::append_batch`], without the deadlock retry.

@@ -53,7 +53,7 @@ pub struct GroupConfig {
     /// A batch starts beside others only once each of them has run this long: until
     /// then what arrives waits for the next one. One batch at a time makes the largest
     /// batches, so the fewest commits, statements and wake-ups a command (issue 17:
-    /// CPU per command -22 % at full load against two at a time); the overlap keeps a
+    /// CPU per command -19 % at full load against two at a time); the overlap keeps a
     /// slow batch (a lock wait behind a payment, a slow flush) from stalling the rest.
     pub overlap_after: Duration,
 }

@@ -88,8 +88,8 @@ impl App {
     ) -> Self {
         let inner = Inner {
             writer: GroupCommit::start(store.clone(), tuning.group),
-            // Reads are cheap for PostgreSQL but many: more of them may run at once, and
-            // side by side at once (a read batch is short; no commit to share).
+            // Reads are cheap for PostgreSQL but many: twice as many batches may run, side
+            // by side from the start (a read batch is short and has no commit to share).
             reader: GroupRead::start(
                 store.clone(),
                 GroupConfig {

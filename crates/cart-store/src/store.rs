@@ -460,15 +460,18 @@ fn ledger_key<'k>(append: &Append<'k>) -> Option<LedgerKey<'k>> {
     ))
 }
 
-/// Takes the transaction's advisory locks on the batch's streams and command ids, in
-/// key order so that two batches that share keys wait for each other instead of
-/// deadlocking.
-async fn lock_keys(conn: &mut PgConnection, appends: &[Append<'_>]) -> Result<(), sqlx::Error> {
-    let keys = locks::in_key_order(appends.iter().flat_map(|append| {
+/// The advisory locks of a batch: its streams and command ids, in key order so that
+/// two batches that share keys wait for each other instead of deadlocking.
+fn batch_locks(appends: &[Append<'_>]) -> Vec<locks::LockKey> {
+    locks::in_key_order(appends.iter().flat_map(|append| {
         let command = ledger_key(append).map(|(p, u, c)| locks::command(p, u, c));
         std::iter::once(locks::stream(append.key)).chain(command)
-    }));
-    locks::take(conn, &keys).await
+    }))
+}
+
+/// Takes the transaction's advisory locks on the batch ([`batch_locks`]).
+async fn lock_keys(conn: &mut PgConnection, appends: &[Append<'_>]) -> Result<(), sqlx::Error> {
+    locks::take(conn, &batch_locks(appends)).await
 }
 
 /// The latest version of each of the batch's streams that has one.

@@ -19,8 +19,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::projection::lines_json;
-use super::{ledger_key, project_id, Append, AppendOutcome, StoreError};
-use crate::locks;
+use super::{batch_locks, ledger_key, project_id, Append, AppendOutcome, StoreError};
 
 /// The batch (`$1`..`$12`: per append, its stream, the version it was decided on, the
 /// version after it, project, user, cart, command id (null without), fingerprint,
@@ -111,10 +110,8 @@ pub(super) async fn append(
             payloads.push(encoded.payload.to_string());
         }
     }
-    let keys = locks::in_key_order(appends.iter().flat_map(|append| {
-        let command = ledger_key(append).map(|(p, u, c)| locks::command(p, u, c));
-        std::iter::once(locks::stream(append.key)).chain(command)
-    }));
+    // The same locks as the stepwise path, in the same order.
+    let keys = batch_locks(appends);
     let rows = sqlx::query(APPEND_ONE_TRIP)
         .bind(
             appends
